@@ -1,0 +1,112 @@
+"""Normalisation and tokenisation shared by training and serving.
+
+Both sides must see identical text, so every feature starts from `normalise` and `tokenise` here.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import unicodedata
+from functools import lru_cache
+from importlib import resources
+
+import jieba
+
+logger = logging.getLogger(__name__)
+
+#: Bumped whenever the user dictionary, stop words or normalisation rules change, so a model records
+#: which text pipeline it was trained with.
+TEXT_PIPELINE_VERSION = "1"
+
+_WHITESPACE = re.compile(r"\s+")
+_INVISIBLE = re.compile(r"[\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]")
+# C0/C1 controls other than whitespace; whitespace controls are folded by _WHITESPACE below.
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+_PHONE = re.compile(r"(?<!\d)(?:\+?86[- ]?)?1[3-9]\d(?:[- ]?\d{4}){2}(?!\d)")
+_LANDLINE = re.compile(r"(?<!\d)0\d{2,3}-?\d{7,8}(?!\d)")
+_ID_CARD = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
+_TOKEN_KEEP = re.compile(r"[\w\u4e00-\u9fff]", re.UNICODE)
+
+_lock = threading.Lock()
+
+
+def normalise(text: str | None) -> str:
+    """Canonical form of a grievance text.
+
+    NFKC folds full-width letters, digits and punctuation to their ASCII forms (so "１２３４５" and
+    "12345" are one token); whitespace runs such as the ``\\n\\t\\t`` padding of exported bodies
+    collapse to one space; invisible and control characters are dropped.
+    """
+    if not text:
+        return ""
+    text = unicodedata.normalize("NFKC", str(text))
+    text = _INVISIBLE.sub("", text)
+    text = _CONTROL.sub(" ", text)
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def mask_personal_data(text: str) -> str:
+    """Replace phone and ID-card numbers by placeholders.
+
+    Used for model input (a phone number says nothing about the department) and anywhere text might
+    reach a log.
+    """
+    text = _ID_CARD.sub("<身份证号>", text)
+    text = _PHONE.sub("<电话>", text)
+    return _LANDLINE.sub("<电话>", text)
+
+
+def case_text(title: str | None, body: str | None) -> str:
+    """The text a model reads for one case: normalised title, then body, personal numbers masked.
+
+    An empty body is common in exported petitions; the title alone then carries the case.
+    """
+    title_n, body_n = normalise(title), normalise(body)
+    joined = f"{title_n}。{body_n}" if title_n and body_n else (title_n or body_n)
+    return mask_personal_data(joined)
+
+
+def _data_lines(name: str) -> list[str]:
+    """Non-comment lines of a versioned data file shipped inside the package."""
+    text = resources.files("features").joinpath("data", name).read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+@lru_cache(maxsize=1)
+def stop_words() -> frozenset[str]:
+    return frozenset(_data_lines("stop_words.txt"))
+
+
+@lru_cache(maxsize=1)
+def _tokenizer() -> jieba.Tokenizer:
+    """The one jieba tokenizer of the process, with the government-domain user dictionary.
+
+    Built on first use (or by `init_tokenizer` at start-up) because loading jieba's dictionary takes
+    about a second; lru_cache plus the lock makes it once per process.
+    """
+    with _lock:
+        jieba.setLogLevel(logging.WARNING)
+        tok = jieba.Tokenizer()
+        tok.initialize()
+        for word in _data_lines("user_dict.txt"):
+            tok.add_word(word)
+        logger.info("jieba tokenizer initialised with the domain user dictionary")
+        return tok
+
+
+def init_tokenizer() -> None:
+    """Load jieba's dictionaries now, so the first request does not pay for it."""
+    _tokenizer()
+
+
+def tokenise(text: str) -> list[str]:
+    """Word tokens of an already normalised text, without punctuation, spaces or stop words.
+
+    A module-level function (not a lambda) so vectorizers that use it pickle.
+    """
+    stops = stop_words()
+    return [
+        t for t in _tokenizer().lcut(text, HMM=False) if t not in stops and _TOKEN_KEEP.search(t)
+    ]

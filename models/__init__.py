@@ -1,0 +1,1 @@
+"""Model factories, decision thresholds and the bundle that serving loads."""

@@ -1,0 +1,119 @@
+"""The one artefact serving loads: the fitted router, its thresholds and what describes them.
+
+Training builds a `TriageBundle`, MLflow stores it (see `models.mlflow_model`), and serving and batch
+prediction call `route` / `route_one`; nothing outside this class turns probabilities into decisions.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import sklearn
+from sklearn.pipeline import Pipeline
+
+from models.fast_linear import CompiledCalibratedLinear
+
+logger = logging.getLogger(__name__)
+
+BUNDLE_FILE = "bundle.joblib"
+TOP_K = 3
+
+
+@dataclass(frozen=True)
+class Route:
+    label: str
+    confidence: float
+    top: list[tuple[str, float]]
+    needs_review: bool
+
+
+@dataclass
+class TriageBundle:
+    router: Pipeline
+    thresholds: dict[str, float | None]
+    target_precision: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def classes(self) -> list[str]:
+        return [str(c) for c in self.router.classes_]
+
+    def _limits(self) -> np.ndarray:
+        return np.array(
+            [np.inf if self.thresholds.get(c) is None else self.thresholds[c] for c in self.classes]
+        )
+
+    def _compiled(self) -> CompiledCalibratedLinear | None:
+        """The numpy scorer for the classifier step, built once per loaded bundle (not pickled)."""
+        if "_compiled_cache" not in self.__dict__:
+            try:
+                self.__dict__["_compiled_cache"] = CompiledCalibratedLinear(self.router[-1])
+            except (ValueError, AttributeError) as exc:
+                logger.info("compiled scoring unavailable (%s); using sklearn's predict_proba", exc)
+                self.__dict__["_compiled_cache"] = None
+        return self.__dict__["_compiled_cache"]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_compiled_cache"}
+
+    def predict_proba(self, cases: Any) -> np.ndarray:
+        """Probabilities over `classes` for a DataFrame with title/body or (title, body) pairs.
+
+        Same numbers as ``router.predict_proba``; sklearn's per-call input validation is skipped because
+        the vectorizer builds the matrix itself and it is always finite.
+        """
+        compiled = self._compiled()
+        with sklearn.config_context(skip_parameter_validation=True, assume_finite=True):
+            if compiled is None:
+                return self.router.predict_proba(cases)
+            features = self.router[:-1].transform(cases)
+        return compiled.predict_proba(features)
+
+    def routes_from_proba(self, proba: np.ndarray) -> list[Route]:
+        classes = self.classes
+        limits = self._limits()
+        k = min(TOP_K, len(classes))
+        order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+        routes = []
+        for row, idx in zip(proba, order, strict=True):
+            best = int(idx[0])
+            routes.append(
+                Route(
+                    label=classes[best],
+                    confidence=float(row[best]),
+                    top=[(classes[i], float(row[i])) for i in idx],
+                    needs_review=bool(row[best] < limits[best]),
+                )
+            )
+        return routes
+
+    def route(self, cases: Any) -> list[Route]:
+        if isinstance(cases, pd.DataFrame) and cases.empty:
+            return []
+        return self.routes_from_proba(self.predict_proba(cases))
+
+    def route_one(self, title: str | None, body: str | None) -> Route:
+        return self.route([(title or "", body or "")])[0]
+
+    # -- persistence --------------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / BUNDLE_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        joblib.dump(self, path, compress=3)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> TriageBundle:
+        path = Path(path)
+        if path.is_dir():
+            path = path / BUNDLE_FILE
+        bundle = joblib.load(path)
+        if not isinstance(bundle, cls):
+            raise TypeError(f"{path} holds a {type(bundle).__name__}, not a TriageBundle")
+        return bundle

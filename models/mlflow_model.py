@@ -1,0 +1,111 @@
+"""The bundle as an MLflow pyfunc model, and loading it back by registry URI or local path.
+
+Serving loads the model in its own FastAPI process (not `mlflow models serve`) and calls the bundle
+directly; the pyfunc wrapper exists so that every registered version is a standard, self-describing
+MLflow model that `mlflow.pyfunc.load_model` can score anywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.pyfunc import PythonModel, PythonModelContext
+
+from models.bundle import BUNDLE_FILE, TOP_K, TriageBundle
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME = "grievance-triage"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+def routes_frame(bundle: TriageBundle, cases: pd.DataFrame) -> pd.DataFrame:
+    """One output row per case: department, confidence, needs_review and the top-3 with probabilities."""
+    routes = bundle.route(cases)
+    rows: list[dict[str, Any]] = []
+    for r in routes:
+        row: dict[str, Any] = {
+            "department": r.label,
+            "department_confidence": r.confidence,
+            "needs_review": r.needs_review,
+        }
+        for i in range(TOP_K):
+            label, p = r.top[i] if i < len(r.top) else (None, None)
+            row[f"top{i + 1}_department"] = label
+            row[f"top{i + 1}_probability"] = p
+        rows.append(row)
+    columns = ["department", "department_confidence", "needs_review"] + [
+        f"top{i + 1}_{k}" for i in range(TOP_K) for k in ("department", "probability")
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+class TriagePyfunc(PythonModel):
+    """Pyfunc face of a `TriageBundle`; input columns title and body (strings)."""
+
+    def load_context(self, context: PythonModelContext) -> None:
+        self.bundle = TriageBundle.load(context.artifacts["bundle"])
+
+    def predict(
+        self, context: PythonModelContext, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        return routes_frame(self.bundle, model_input)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    bundle: TriageBundle
+    uri: str
+    name: str | None = None
+    version: str | None = None
+    alias: str | None = None
+    run_id: str | None = None
+
+
+def _parse_registry_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """models:/name@alias or models:/name/version → (name, alias, version)."""
+    rest = uri.removeprefix("models:/")
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        return name, alias, None
+    name, _, version = rest.partition("/")
+    return name, None, version or None
+
+
+def load_model(uri: str) -> LoadedModel:
+    """Load a bundle from `models:/name@alias`, `models:/name/version`, `runs:/…` or a local path.
+
+    A local path may be a directory holding `bundle.joblib`, the file itself, or an MLflow model
+    directory (with an `MLmodel` file).
+    """
+    if uri.startswith("models:/"):
+        name, alias, version = _parse_registry_uri(uri)
+        client = mlflow.MlflowClient()
+        mv = (
+            client.get_model_version_by_alias(name, alias)
+            if alias
+            else client.get_model_version(name, version)
+        )
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}")
+        bundle = pyfunc.unwrap_python_model().bundle
+        logger.info("loaded model %s version %s (alias %s)", name, mv.version, alias)
+        return LoadedModel(bundle, uri, name=name, version=str(mv.version), alias=alias, run_id=mv.run_id)
+    if uri.startswith("runs:/"):
+        bundle = mlflow.pyfunc.load_model(uri).unwrap_python_model().bundle
+        return LoadedModel(bundle, uri, run_id=uri.removeprefix("runs:/").split("/")[0])
+    path = Path(uri)
+    if (path / "MLmodel").exists():
+        bundle = mlflow.pyfunc.load_model(str(path)).unwrap_python_model().bundle
+    elif path.is_dir() and not (path / BUNDLE_FILE).exists():
+        raise FileNotFoundError(f"{path} holds neither {BUNDLE_FILE} nor an MLflow model (MLmodel)")
+    else:
+        bundle = TriageBundle.load(path)
+    name = bundle.metadata.get("model_name")
+    version = bundle.metadata.get("model_version")
+    return LoadedModel(bundle, uri, name=name, version=str(version) if version else None)

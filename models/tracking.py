@@ -1,0 +1,52 @@
+"""Where MLflow keeps runs and models, shared by training, batch prediction and serving.
+
+Default: a local SQLite store `mlflow.db` with artefacts in `mlartifacts/`, both in the working
+directory; `MLFLOW_TRACKING_URI` (and `TRIAGE_MLFLOW_ARTIFACTS` for new experiments) override it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import mlflow
+
+DEFAULT_DB = "mlflow.db"
+DEFAULT_ARTIFACTS = "mlartifacts"
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(DEFAULT_DB).resolve()}"
+
+
+def artifact_root() -> str:
+    root = os.environ.get("TRIAGE_MLFLOW_ARTIFACTS") or str(Path(DEFAULT_ARTIFACTS).resolve())
+    return root if "://" in root else Path(root).resolve().as_uri()
+
+
+def configure_tracking() -> str:
+    """Point the MLflow client at the configured store (tracking and registry) and return its URI."""
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+def ensure_experiment(name: str) -> str:
+    """The experiment's id, creating it with our artefact root the first time."""
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    return client.create_experiment(name, artifact_location=artifact_root())
+
+
+def run_link(experiment_id: str, run_id: str) -> str:
+    """Where to look at a run: the tracking server's page, or how to start the UI for a local store."""
+    uri = tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return (
+        f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id} "
+        f"(start the UI with: mlflow ui --backend-store-uri {uri})"
+    )

@@ -1,0 +1,1 @@
+"""Data loading and validation, the `triage` command line, train / evaluate / register / promote."""

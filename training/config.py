@@ -1,0 +1,71 @@
+"""Training configuration: one YAML file that fully determines a run (with the data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from models.router import ClassifierParams, FeatureParams
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "experiments" / "router.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names the file and the field."""
+
+
+class RegistryParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: str = "grievance-triage"
+    experiment_name: str = "grievance-router"
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = 42
+    test_size: float = Field(0.2, gt=0, lt=0.5)
+    threshold_folds: int = Field(5, ge=2, le=10)
+    target_precision: float = Field(0.98, gt=0.5, le=1.0)
+    min_threshold: float = Field(0.5, ge=0, le=1)
+    min_threshold_support: int = Field(5, ge=1)
+    misrouted_examples: int = Field(50, ge=0)
+    features: FeatureParams = FeatureParams()
+    classifier: ClassifierParams = ClassifierParams()
+    registry: RegistryParams = RegistryParams()
+
+    def flat_params(self) -> dict[str, object]:
+        """The config as flat `section.key` params for MLflow."""
+        flat: dict[str, object] = {}
+
+        def walk(prefix: str, value: object) -> None:
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    walk(f"{prefix}.{k}" if prefix else k, v)
+            else:
+                flat[prefix] = value
+
+        walk("", self.model_dump(mode="json"))
+        return flat
+
+
+def load_config(path: str | Path | None = None) -> TrainConfig:
+    path = Path(path) if path else DEFAULT_CONFIG
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__}: {exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from None

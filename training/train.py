@@ -1,0 +1,239 @@
+"""`triage train`: fit the router, choose thresholds, evaluate, and record everything in MLflow."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import infer_signature
+from rich.progress import Progress
+
+from features.text import TEXT_PIPELINE_VERSION
+from models.bundle import TriageBundle
+from models.mlflow_model import CHALLENGER, CHAMPION, TriagePyfunc, load_model, routes_frame
+from models.router import build_router
+from models.thresholds import choose_thresholds
+from models.tracking import configure_tracking, ensure_experiment, run_link
+from training.config import TrainConfig
+from training.evaluate import Evaluation, evaluate_router, plot_confusion
+from training.loading import LoadedCases, load_cases
+from training.splitting import group_folds, train_test_split_grouped
+
+logger = logging.getLogger(__name__)
+
+INPUT_COLUMNS = ["title", "body"]
+MIN_CASES_PER_DEPARTMENT = 4
+
+
+class TrainingError(ValueError):
+    """The data cannot train a router (for example a department with too few cases)."""
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    experiment_id: str
+    model_name: str
+    model_version: str
+    alias: str
+    evaluation: Evaluation
+    champion_macro_f1: float | None
+    bundle: TriageBundle
+    link: str
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def data_digest(frame: pd.DataFrame) -> str:
+    """Content hash of what the router learns from (text + label), independent of file format."""
+    h = hashlib.sha256()
+    for row in frame[["dedup_key", "department"]].itertuples(index=False):
+        h.update(f"{row.dedup_key}\x1f{row.department}\x1e".encode())
+    return h.hexdigest()[:16]
+
+
+def check_trainable(frame: pd.DataFrame) -> None:
+    counts = frame["department"].value_counts()
+    if len(counts) < 2:
+        raise TrainingError(f"need at least 2 departments to train a router, found {len(counts)}")
+    small = counts[counts < MIN_CASES_PER_DEPARTMENT]
+    if not small.empty:
+        listed = ", ".join(f"{d} ({n})" for d, n in small.items())
+        raise TrainingError(
+            f"departments with fewer than {MIN_CASES_PER_DEPARTMENT} cases cannot be evaluated: {listed}; "
+            "add cases or merge these labels"
+        )
+
+
+def out_of_fold_proba(frame: pd.DataFrame, config: TrainConfig, progress: Progress) -> tuple[np.ndarray, list[str]]:
+    """Probabilities for every training case from a model that did not see it (grouped folds)."""
+    y = np.asarray(frame["department"], dtype=object)
+    classes = sorted(set(y))
+    proba = np.zeros((len(frame), len(classes)))
+    cv = group_folds(frame, config.threshold_folds, config.seed)
+    task = progress.add_task("out-of-fold predictions for thresholds", total=cv.get_n_splits())
+    for fit_idx, pred_idx in cv.split(np.zeros(len(frame)), y, np.asarray(frame["group_key"], dtype=object)):
+        model = build_router(config.features, config.classifier, config.seed)
+        model.fit(frame.iloc[fit_idx][INPUT_COLUMNS], y[fit_idx])
+        cols = [classes.index(c) for c in model.classes_]
+        proba[np.ix_(pred_idx, cols)] = model.predict_proba(frame.iloc[pred_idx][INPUT_COLUMNS])
+        progress.advance(task)
+    return proba, classes
+
+
+def misrouted(test: pd.DataFrame, proba: np.ndarray, classes: list[str], limit: int) -> pd.DataFrame:
+    pred = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+    wrong = test.assign(predicted=pred, confidence=proba.max(axis=1))
+    wrong = wrong[wrong["predicted"] != wrong["department"]].sort_values("confidence", ascending=False)
+    return wrong[["case_id", "title", "department", "predicted", "confidence"]].head(limit)
+
+
+def champion_score(model_name: str, test: pd.DataFrame) -> tuple[float | None, str | None]:
+    """Macro-F1 of the current champion on this run's evaluation cases (None if there is none)."""
+    client = mlflow.MlflowClient()
+    try:
+        client.get_model_version_by_alias(model_name, CHAMPION)
+    except mlflow.exceptions.MlflowException:
+        return None, None
+    try:
+        champion = load_model(f"models:/{model_name}@{CHAMPION}")
+    except Exception as exc:  # an unloadable champion must not block a good new model
+        logger.warning("current champion could not be loaded (%s); treating as absent", type(exc).__name__)
+        return None, None
+    from sklearn.metrics import f1_score
+
+    pred = [r.label for r in champion.bundle.route(test[INPUT_COLUMNS])]
+    return float(f1_score(test["department"], pred, average="macro", zero_division=0)), champion.version
+
+
+def train(
+    data: Sequence[str | Path],
+    config: TrainConfig,
+    *,
+    encoding: str = "utf-8",
+    progress: Progress | None = None,
+    loaded: LoadedCases | None = None,
+) -> TrainResult:
+    started = time.perf_counter()
+    progress = progress or Progress(disable=True)
+    loaded = loaded or load_cases(data, require_department=True, training=True, encoding=encoding)
+    frame = loaded.frame
+    check_trainable(frame)
+    train_df, test_df = train_test_split_grouped(frame, config.test_size, config.seed)
+    logger.info("training on %d cases, evaluating on %d held-out cases", len(train_df), len(test_df))
+
+    with progress:
+        oof, classes = out_of_fold_proba(train_df, config, progress)
+        thresholds = choose_thresholds(
+            train_df["department"], oof, classes, config.target_precision,
+            min_threshold=config.min_threshold, min_support=config.min_threshold_support,
+        )
+        task = progress.add_task("fitting the router on the training split", total=1)
+        router = build_router(config.features, config.classifier, config.seed)
+        router.fit(train_df[INPUT_COLUMNS], np.asarray(train_df["department"], dtype=object))
+        progress.advance(task)
+
+    fit_seconds = time.perf_counter() - started
+    bundle = TriageBundle(router=router, thresholds=thresholds, target_precision=config.target_precision)
+    proba = bundle.predict_proba(test_df[INPUT_COLUMNS])
+    evaluation = evaluate_router(test_df["department"], proba, bundle.classes, thresholds)
+    digest = data_digest(frame)
+    commit = git_commit()
+    bundle.metadata = {
+        "model_name": config.registry.model_name,
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "classes": bundle.classes,
+        "thresholds": thresholds,
+        "target_precision": config.target_precision,
+        "metrics": {k: evaluation.metrics[k] for k in ("accuracy", "macro_f1", "coverage", "ece", "n_eval")},
+        "data_digest": digest,
+        "git_commit": commit,
+        "text_pipeline_version": TEXT_PIPELINE_VERSION,
+        "n_train": len(train_df),
+        "config": config.model_dump(mode="json"),
+    }
+
+    configure_tracking()
+    experiment_id = ensure_experiment(config.registry.experiment_name)
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        mlflow.set_tags({"mlflow.source.git.commit": commit or "unknown", "data_digest": digest,
+                         "text_pipeline_version": TEXT_PIPELINE_VERSION})
+        mlflow.log_params(config.flat_params())
+        mlflow.log_params({f"data.{k}": v for k, v in loaded.report.summary().items()})
+        mlflow.log_params({"data.n_train": len(train_df), "data.n_test": len(test_df),
+                           "data.files": ", ".join(Path(p).name for p in data)[:500]})
+        dataset = mlflow.data.from_pandas(
+            frame[["case_id", "title", "body", "department"]].astype(str),
+            name="training-cases", targets="department", source=", ".join(str(p) for p in data)[:500] or "in-memory",
+        )
+        mlflow.log_input(dataset, context="training")
+        mlflow.log_metrics({k: v for k, v in evaluation.metrics.items() if np.isfinite(v)})
+        mlflow.log_metric("train_seconds", fit_seconds)
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp)
+            plot_confusion(evaluation.confusion, out / "confusion_matrix.png")
+            evaluation.confusion.to_csv(out / "confusion_matrix.csv")
+            evaluation.per_class.to_csv(out / "per_department_report.csv")
+            misrouted(test_df, proba, bundle.classes, config.misrouted_examples).to_csv(
+                out / "misrouted_examples.csv", index=False
+            )
+            (out / "thresholds.json").write_text(json.dumps(thresholds, ensure_ascii=False, indent=2), "utf-8")
+            (out / "data_report.json").write_text(json.dumps(loaded.report.summary(), indent=2), "utf-8")
+            mlflow.log_artifacts(str(out), artifact_path="evaluation")
+            bundle_path = bundle.save(out / "bundle")
+            example = test_df[INPUT_COLUMNS].head(3).astype(str).reset_index(drop=True)
+            signature = infer_signature(example, routes_frame(bundle, example))
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=TriagePyfunc(),
+                artifacts={"bundle": str(bundle_path)},
+                signature=signature,
+                input_example=example,
+                registered_model_name=config.registry.model_name,
+                pip_requirements=_pip_requirements(),
+            )
+        version = str(info.registered_model_version)
+        champ_f1, champ_version = champion_score(config.registry.model_name, test_df)
+        new_f1 = evaluation.metrics["macro_f1"]
+        alias = CHAMPION if champ_f1 is None or new_f1 > champ_f1 else CHALLENGER
+        client = mlflow.MlflowClient()
+        client.set_registered_model_alias(config.registry.model_name, alias, version)
+        if champ_f1 is not None:
+            mlflow.log_metric("champion_macro_f1_same_eval", champ_f1)
+        mlflow.set_tags({"registry.alias": alias, "registry.version": version,
+                         "registry.previous_champion": champ_version or "none"})
+        client.set_model_version_tag(config.registry.model_name, version, "data_digest", digest)
+    logger.info("registered %s version %s as %s", config.registry.model_name, version, alias)
+    return TrainResult(
+        run_id=run.info.run_id, experiment_id=experiment_id, model_name=config.registry.model_name,
+        model_version=version, alias=alias, evaluation=evaluation, champion_macro_f1=champ_f1,
+        bundle=bundle, link=run_link(experiment_id, run.info.run_id),
+    )
+
+
+def _pip_requirements() -> list[str]:
+    """The serving side must run the versions that pickled the model (pinned in pyproject)."""
+    from importlib.metadata import version
+
+    names = ["scikit-learn", "jieba", "numpy", "scipy", "pandas", "joblib", "mlflow"]
+    return [f"{n}=={version(n)}" for n in names]
