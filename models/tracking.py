@@ -26,6 +26,8 @@ def artifact_root() -> str:
 
 def configure_tracking() -> str:
     """Point the MLflow client at the configured store (tracking and registry) and return its URI."""
+    # Usage telemetry would try to reach the internet from training and serving; keep it off unless asked.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)

@@ -26,7 +26,9 @@ class Evaluation:
     confusion: pd.DataFrame  # rows: true department, columns: predicted
 
 
-def expected_calibration_error(y_true: Sequence[str], proba: np.ndarray, classes: Sequence[str], bins: int = 15) -> float:
+def expected_calibration_error(
+    y_true: Sequence[str], proba: np.ndarray, classes: Sequence[str], bins: int = 15
+) -> float:
     """Top-label ECE: how far the stated confidence is from the observed accuracy, weighted by bin size."""
     y = np.asarray(y_true, dtype=object)
     conf = proba.max(axis=1)

@@ -181,7 +181,7 @@ def train(
         mlflow.log_params(config.flat_params())
         mlflow.log_params({f"data.{k}": v for k, v in loaded.report.summary().items()})
         mlflow.log_params({"data.n_train": len(train_df), "data.n_test": len(test_df),
-                           "data.files": ", ".join(Path(p).name for p in data)[:500]})
+                           "data.file_names": ", ".join(Path(p).name for p in data)[:500]})
         dataset = mlflow.data.from_pandas(
             frame[["case_id", "title", "body", "department"]].astype(str),
             name="training-cases", targets="department", source=", ".join(str(p) for p in data)[:500] or "in-memory",

@@ -1,0 +1,56 @@
+# Two commands set everything up on a fresh machine:
+#   make run   -> virtual environment, install, demo model trained and registered, API on 127.0.0.1:8000
+#   make test  -> install with test extras, lint, run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+DEMO_DATA := training/demo_data/grievances.csv
+CONFIG    := experiments/router.yaml
+export MLFLOW_DISABLE_TELEMETRY ?= true
+
+.PHONY: run serve install test lint bench lock clean demo-model
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Installs the project with the exact versions in constraints.txt, so training and serving agree.
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# The demo model: trained on the shipped demo cases and registered as grievance-triage@champion in the
+# local MLflow store (mlflow.db + mlartifacts/). Retrained when the data or the config changes.
+mlflow.db: $(DEMO_DATA) $(CONFIG) | $(VENV)/.installed
+	$(BIN)/triage train --data $(DEMO_DATA) --config $(CONFIG)
+	touch $@
+
+demo-model: mlflow.db
+
+run: mlflow.db
+	$(BIN)/triage serve --host $(HOST) --port $(PORT)
+
+serve: install
+	$(BIN)/triage serve --host $(HOST) --port $(PORT)
+
+lint: install
+	$(BIN)/ruff check .
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python experiments/bench_router.py
+
+# Re-pin the whole dependency tree after changing pyproject.toml.
+lock: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt
+
+clean:
+	rm -rf $(VENV) mlflow.db mlartifacts .pytest_cache

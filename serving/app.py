@@ -1,0 +1,175 @@
+"""The FastAPI application: factory, lifespan (load once), error shapes, and `run` for the CLI.
+
+`app = create_app()` at the bottom only builds the routes; the model and jieba are loaded by the
+lifespan when the server starts, so importing this module reads no model and opens no store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+
+from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from features.text import init_tokenizer
+from models.mlflow_model import LoadedModel, load_model
+from models.tracking import configure_tracking
+from serving.routes import router
+from serving.settings import Settings, get_settings
+from serving.state import ModelState, model_ref
+
+logger = logging.getLogger(__name__)
+
+PACKAGE = "grievance-triage"
+WARM_UP_TITLE = "预热"
+
+DESCRIPTION = """
+Routes Chinese citizen grievances (12345 hotline, web petitions, mayor's mailbox) to the department
+that should handle them, with a calibrated confidence and a flag for cases a person should review.
+
+* `POST /v1/triage`: one case → department, confidence, top 3, needs_review, model version.
+* `POST /v1/triage/batch`: up to 1,000 cases in one call, results in request order.
+* `GET /v1/model`: the loaded model: name, version, alias, when it was trained, held-out metrics.
+* `GET /healthz` (process alive) and `GET /readyz` (a model is loaded).
+
+Invalid requests answer 422 with `error` and a `detail` list naming each field and the reason;
+triage answers 503 when no model is loaded.
+"""
+
+
+def _app_version() -> str:
+    try:
+        return package_version(PACKAGE)
+    except PackageNotFoundError:
+        return "0.0.0+unknown"
+
+
+def _load(uri: str) -> tuple[LoadedModel | None, str | None]:
+    """Load and warm up the model; on failure, log and return the reason instead of raising.
+
+    The reason is the exception type and message (a URI or path), never case text. A warm-up routing
+    builds the bundle's compiled scorer so the first real request does not pay for it.
+    """
+    try:
+        model = load_model(uri)
+        model.bundle.route_one(WARM_UP_TITLE, "")
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        logger.error("could not load the model from %s: %s", uri, reason)
+        return None, reason
+    ref = model_ref(model)
+    logger.info("serving model %s version %s (alias %s) from %s", ref.name, ref.version, model.alias, uri)
+    return model, None
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    logging.getLogger("serving").setLevel(settings.log_level)
+    state = ModelState()
+    app.state.model_state = state
+    configure_tracking()
+    init_tokenizer()
+    state.model, state.error = _load(settings.model_uri)
+    yield
+    app.state.model_state = ModelState(error="the service is shutting down")
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's standard `detail` list (loc, msg, type, ctx) plus a top-level `error`.
+
+    The offending `input` is left out: it would echo case text (up to 20,000 characters) back.
+    """
+    assert isinstance(exc, RequestValidationError)
+    detail = [{k: v for k, v in err.items() if k not in ("input", "url")} for err in exc.errors()]
+    return JSONResponse(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        content={"error": "invalid request", "detail": jsonable_encoder(detail)},
+    )
+
+
+class BodySizeLimitMiddleware:
+    """Answer 413 to request bodies over `max_bytes`, before they are read into memory.
+
+    Checks Content-Length up front, and counts the bytes of bodies sent without one.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _too_large(self) -> HTTPException:
+        return HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE, detail=f"request body over {self.max_bytes} bytes"
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            response = JSONResponse({"detail": self._too_large().detail}, status.HTTP_413_CONTENT_TOO_LARGE)
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # FastAPI re-raises HTTPExceptions met while reading the body; its handler answers.
+                    raise self._too_large()
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; the model named by `settings.model_uri` is loaded when the app starts."""
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Grievance triage API",
+        version=_app_version(),
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.model_state = ModelState()
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.body_limit_bytes)
+    app.include_router(router)
+    return app
+
+
+def run(
+    host: str = "127.0.0.1", port: int = 8000, model_uri: str | None = None, log_level: str | None = None
+) -> None:
+    """Serve the API with uvicorn (used by `triage serve`); one process, model loaded at start-up."""
+    import uvicorn
+
+    if model_uri:
+        os.environ["TRIAGE_MODEL_URI"] = model_uri
+    if log_level:
+        os.environ["TRIAGE_LOG_LEVEL"] = log_level
+    get_settings.cache_clear()
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(
+        "serving.app:create_app", factory=True, host=host, port=port, log_level=settings.log_level.lower()
+    )
+
+
+app = create_app()

@@ -1,0 +1,195 @@
+"""Request and response bodies of the triage API.
+
+The limits here are the hard ceilings (`serving.settings.MAX_TEXT_CHARS`, `MAX_BATCH`); a deployment
+may lower them through settings, which the routes then enforce with the same 422 shape.
+
+Responses are built so later issues can add fields per case (`risk`, `hot_issue`) to `CaseTriage`
+without changing what existing clients read.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from serving.settings import MAX_BATCH, MAX_TEXT_CHARS
+
+EMPTY_TEXT_MESSAGE = "title and body are both empty: give at least one"
+
+EXAMPLE_TITLE = "关于临江县鑫隆电子厂拖欠工人三个月工资的投诉"
+EXAMPLE_BODY = (
+    "我们是临江县鑫隆电子厂的流水线工人，厂里从今年三月起就没有发过工资，共有六十多人被欠薪，"
+    "每人被拖欠一万多元。老板一直说资金周转困难，现在已经联系不上。请劳动监察部门尽快介入，帮我们讨回血汗钱。"
+)
+
+
+class TriageRequest(BaseModel):
+    """One grievance case as the ticket system sends it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "case_id": "YC202607150001",
+                    "title": EXAMPLE_TITLE,
+                    "body": EXAMPLE_BODY,
+                    "created_at": "2026-07-15T09:30:00+08:00",
+                    "reporter_id": "U20417",
+                    "channel": "12345热线",
+                }
+            ]
+        },
+    )
+
+    case_id: str = Field(
+        min_length=1,
+        max_length=64,
+        description="The ticket system's id of the case.",
+        examples=["YC202607150001"],
+    )
+    title: str = Field(
+        "",
+        max_length=MAX_TEXT_CHARS,
+        description="Title of the grievance. May be empty if the body is not.",
+        examples=[EXAMPLE_TITLE],
+    )
+    body: str = Field(
+        "",
+        max_length=MAX_TEXT_CHARS,
+        description="Full text of the grievance. May be empty if the title is not.",
+        examples=[EXAMPLE_BODY],
+    )
+    created_at: datetime | None = Field(
+        None, description="When the case was filed (ISO 8601).", examples=["2026-07-15T09:30:00+08:00"]
+    )
+    reporter_id: str | None = Field(
+        None, max_length=64, description="Pseudonymous id of the reporter.", examples=["U20417"]
+    )
+    channel: str | None = Field(
+        None,
+        max_length=32,
+        description="Where the case came in (hotline, web, mailbox...).",
+        examples=["12345热线"],
+    )
+
+    @model_validator(mode="after")
+    def _some_text(self) -> TriageRequest:
+        if not self.title.strip() and not self.body.strip():
+            raise PydanticCustomError("empty_text", EMPTY_TEXT_MESSAGE)
+        return self
+
+
+class BatchRequest(BaseModel):
+    """Several cases routed in one call; case ids must be unique within the batch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cases: list[TriageRequest] = Field(
+        min_length=1, max_length=MAX_BATCH, description=f"1 to {MAX_BATCH} cases, each with a unique case_id."
+    )
+
+    @field_validator("cases")
+    @classmethod
+    def _unique_ids(cls, cases: list[TriageRequest]) -> list[TriageRequest]:
+        seen: set[str] = set()
+        for case in cases:
+            if case.case_id in seen:
+                raise PydanticCustomError(
+                    "duplicate_case_id",
+                    "case_id {case_id} appears more than once in the batch",
+                    {"case_id": case.case_id},
+                )
+            seen.add(case.case_id)
+        return cases
+
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class DepartmentScore(BaseModel):
+    label: str = Field(description="A department the router knows.", examples=["劳动和社会保障"])
+    probability: Probability = Field(description="Calibrated probability of this department.")
+
+
+class Department(BaseModel):
+    """Where the case should go, and whether a person should check it first."""
+
+    label: str = Field(description="The most probable department.", examples=["劳动和社会保障"])
+    confidence: Probability = Field(description="Calibrated probability of `label`.", examples=[0.93])
+    top: list[DepartmentScore] = Field(
+        description="The three most probable departments, most probable first."
+    )
+    needs_review: bool = Field(
+        description="True when the confidence is below the department's threshold chosen at training time."
+    )
+
+
+class ModelRef(BaseModel):
+    """Which model produced a prediction."""
+
+    name: str | None = Field(description="Registered model name.", examples=["grievance-triage"])
+    version: str | None = Field(description="Registered model version.", examples=["3"])
+
+
+class CaseTriage(BaseModel):
+    """The triage of one case."""
+
+    case_id: str
+    department: Department
+
+
+class TriageResponse(CaseTriage):
+    model: ModelRef
+
+
+class BatchResponse(BaseModel):
+    results: list[CaseTriage] = Field(description="One result per case, in request order.")
+    model: ModelRef
+
+
+class ModelInfo(BaseModel):
+    """What is loaded: identity, provenance and the headline metrics from held-out evaluation."""
+
+    name: str | None
+    version: str | None
+    alias: str | None = Field(description="Registry alias the model was loaded by, e.g. champion.")
+    uri: str = Field(description="Where the model was loaded from.")
+    run_id: str | None = Field(description="MLflow run that trained the model.")
+    trained_at: str | None
+    classes: list[str] = Field(description="Departments the router chooses from.")
+    target_precision: float | None = Field(description="Precision the review thresholds were chosen for.")
+    metrics: dict[str, float | None] = Field(description="Held-out metrics logged at training time.")
+    text_pipeline_version: str | None = None
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+
+
+class Ready(BaseModel):
+    status: str = Field(examples=["ready"])
+    model: ModelRef
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(
+        examples=[
+            "no model loaded: FileNotFoundError: ...; train one with `triage train` or set TRIAGE_MODEL_URI"
+        ]
+    )
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int] = Field(description='Where the problem is, e.g. ["body", "cases", 3, "title"].')
+    msg: str = Field(description="The reason, in plain words.")
+    type: str
+    ctx: dict[str, Any] | None = None
+
+
+class ValidationErrorResponse(BaseModel):
+    error: str = Field(examples=["invalid request"])
+    detail: list[ValidationIssue]

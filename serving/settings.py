@@ -1,0 +1,63 @@
+"""Typed settings of the serving process, read from `TRIAGE_*` environment variables.
+
+Nothing is read at import: `get_settings()` builds the object on first call and caches it, and tests
+pass their own `Settings(...)` to `serving.app.create_app`.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Hard ceilings the request schemas enforce; the settings below may only lower them.
+MAX_TEXT_CHARS = 20_000
+MAX_BATCH = 1_000
+#: Worst case bytes one character takes in a JSON body (a `\uXXXX` escape, as `json.dumps` writes
+#: Chinese by default); used to derive the request-size limit from the text and batch limits.
+JSON_BYTES_PER_CHAR = 6
+#: Room for ids, field names, dates and punctuation around one case's text.
+CASE_OVERHEAD_BYTES = 2_048
+
+DEFAULT_MODEL_URI = "models:/grievance-triage@champion"
+
+
+class Settings(BaseSettings):
+    """Serving configuration; every field can be set as `TRIAGE_<FIELD>` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="TRIAGE_", extra="ignore")
+
+    model_uri: str = Field(
+        DEFAULT_MODEL_URI,
+        description="Registry URI (models:/name@alias, models:/name/version), runs:/ URI or local path.",
+    )
+    max_text_chars: int = Field(MAX_TEXT_CHARS, ge=1, le=MAX_TEXT_CHARS)
+    max_batch: int = Field(MAX_BATCH, ge=1, le=MAX_BATCH)
+    max_body_bytes: int | None = Field(
+        None, ge=1, description="Reject larger request bodies with 413; default derived from the limits."
+    )
+    log_level: str = "INFO"
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if not isinstance(logging.getLevelName(level), int):
+            raise ValueError(f"unknown log level {value!r}: use DEBUG, INFO, WARNING or ERROR")
+        return level
+
+    @property
+    def body_limit_bytes(self) -> int:
+        """The largest request body accepted: a full batch of maximal cases, escaped JSON."""
+        if self.max_body_bytes is not None:
+            return self.max_body_bytes
+        per_case = 2 * self.max_text_chars * JSON_BYTES_PER_CHAR + CASE_OVERHEAD_BYTES
+        return self.max_batch * per_case + CASE_OVERHEAD_BYTES
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment once."""
+    return Settings()

@@ -1,0 +1,68 @@
+"""Shared fixtures: the shipped demo data and a router fitted on it once per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.bundle import TriageBundle
+from models.router import build_router
+from models.thresholds import choose_thresholds
+from training.config import TrainConfig
+from training.loading import load_cases
+from training.splitting import train_test_split_grouped
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_CSV = ROOT / "training" / "demo_data" / "grievances.csv"
+
+
+@pytest.fixture(scope="session")
+def demo_csv() -> Path:
+    return DEMO_CSV
+
+
+@pytest.fixture(scope="session")
+def demo_cases() -> pd.DataFrame:
+    return load_cases([DEMO_CSV], require_department=True, training=True).frame
+
+
+@pytest.fixture(scope="session")
+def fast_config() -> TrainConfig:
+    """The default config with fewer folds, so tests that train stay quick."""
+    return TrainConfig.model_validate({"threshold_folds": 3, "classifier": {"calibration_folds": 3}})
+
+
+@pytest.fixture(scope="session")
+def demo_split(demo_cases: pd.DataFrame, fast_config: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return train_test_split_grouped(demo_cases, fast_config.test_size, fast_config.seed)
+
+
+@pytest.fixture(scope="session")
+def demo_bundle(demo_split: tuple[pd.DataFrame, pd.DataFrame], fast_config: TrainConfig) -> TriageBundle:
+    """A router fitted on the demo training split, thresholds chosen on its own held-out split.
+
+    Choosing thresholds on the evaluation split is fine for a fixture; real training uses out-of-fold
+    predictions (see training.train).
+    """
+    train, test = demo_split
+    router = build_router(fast_config.features, fast_config.classifier, fast_config.seed)
+    router.fit(train[["title", "body"]], np.asarray(train["department"], dtype=object))
+    proba = router.predict_proba(test[["title", "body"]])
+    thresholds = choose_thresholds(test["department"], proba, list(router.classes_), 0.9, min_support=3)
+    return TriageBundle(
+        router=router,
+        thresholds=thresholds,
+        target_precision=0.9,
+        metadata={"model_name": "grievance-triage", "model_version": "test", "trained_at": "2026-01-01T00:00:00+00:00",
+                  "metrics": {"macro_f1": 0.0}},
+    )
+
+
+@pytest.fixture(scope="session")
+def demo_bundle_dir(demo_bundle: TriageBundle, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("bundle")
+    demo_bundle.save(directory)
+    return directory

@@ -1,0 +1,146 @@
+"""The `triage` command line: train, predict, serve."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(help="Grievance triage: train and register models, score files, serve the API.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+console = Console()
+err = Console(stderr=True)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("mlflow", "alembic", "urllib3", "git"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code=2)
+
+
+def _progress() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err, transient=False)
+
+
+def _print_load_report(report) -> None:
+    summary = report.summary()
+    err.print(f"read {summary['rows_read']} rows from {summary['files']} file(s): kept {summary['rows_kept']}, "
+              f"merged {summary['duplicates_merged']} duplicates, rejected {summary['rows_rejected']}, "
+              f"{summary['unparsed_dates']} unparsed dates", highlight=False)
+    for r in report.rejected[:20]:
+        err.print(f"  skipped {r.file}, row {r.row}: {r.reason}", highlight=False)
+    if len(report.rejected) > 20:
+        err.print(f"  … and {len(report.rejected) - 20} more skipped rows", highlight=False)
+    for r in report.unparsed_dates[:5]:
+        err.print(f"  kept without a date: {r.file}, row {r.row}: {r.reason}", highlight=False)
+
+
+@app.command()
+def train(
+    data: Annotated[
+        list[Path], typer.Option("--data", help="CSV, XLSX or Parquet file(s) of labeled cases; repeat for several.")
+    ],
+    config: Annotated[Path | None, typer.Option(help="Run configuration (YAML).")] = None,
+    encoding: Annotated[str, typer.Option(help="Text encoding of CSV files, e.g. gb18030.")] = "utf-8",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Train the department router, evaluate it on held-out cases, log the run to MLflow and register it."""
+    _setup_logging(verbose)
+    from training.config import ConfigError, load_config
+    from training.loading import DataError, load_cases
+    from training.train import TrainingError
+    from training.train import train as run_training
+
+    try:
+        cfg = load_config(config)
+        loaded = load_cases(data, require_department=True, training=True, encoding=encoding)
+        _print_load_report(loaded.report)
+        result = run_training(data, cfg, encoding=encoding, progress=_progress(), loaded=loaded)
+    except (ConfigError, DataError, TrainingError) as exc:
+        raise _fail(str(exc)) from None
+
+    m = result.evaluation.metrics
+    table = Table(title=f"{result.model_name} v{result.model_version} → alias '{result.alias}'")
+    table.add_column("metric")
+    table.add_column("held-out value", justify="right")
+    for key in ("accuracy", "macro_f1", "coverage", "auto_routed_precision", "ece", "n_eval"):
+        table.add_row(key, f"{m[key]:.4f}" if key != "n_eval" else f"{int(m[key])}")
+    if result.champion_macro_f1 is not None:
+        table.add_row("previous champion macro_f1 (same cases)", f"{result.champion_macro_f1:.4f}")
+    console.print(table)
+    per = result.evaluation.per_class
+    dept = Table(title="per department (held-out)")
+    for col in ("department", "precision", "recall", "f1", "support"):
+        dept.add_column(col, justify="left" if col == "department" else "right")
+    for name, row in per.iterrows():
+        dept.add_row(str(name), f"{row.precision:.3f}", f"{row.recall:.3f}", f"{row.f1:.3f}", str(int(row.support)))
+    console.print(dept)
+    console.print(f"MLflow run: {result.link}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def predict(
+    model: Annotated[
+        str, typer.Option(help="models:/name@alias, models:/name/version, runs:/… or a local path.")
+    ] = "models:/grievance-triage@champion",
+    input: Annotated[Path, typer.Option("--input", help="CSV, XLSX or Parquet file of cases.")] = ...,
+    output: Annotated[Path, typer.Option(help="Where to write predictions (.csv or .parquet).")] = ...,
+    encoding: Annotated[str, typer.Option(help="Text encoding of a CSV input.")] = "utf-8",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Score a file: one output row per case with department, confidence, needs_review and the top 3."""
+    _setup_logging(verbose)
+    from features.text import init_tokenizer
+    from models.mlflow_model import load_model
+    from models.tracking import configure_tracking
+    from training.loading import DataError, load_cases
+    from training.predict import check_output_path, score_frame, write_predictions
+
+    try:
+        check_output_path(output)
+        loaded = load_cases([input], training=False, encoding=encoding)
+    except DataError as exc:
+        raise _fail(str(exc)) from None
+    _print_load_report(loaded.report)
+    configure_tracking()
+    try:
+        model_ref = load_model(model)
+    except Exception as exc:
+        raise _fail(f"could not load model '{model}': {exc}") from None
+    init_tokenizer()
+    with _progress() as progress:
+        task = progress.add_task("scoring", total=len(loaded.frame))
+        scored = score_frame(model_ref.bundle, loaded.frame, lambda n: progress.advance(task, n))
+    write_predictions(scored, output)
+    review = int(scored["needs_review"].sum()) if len(scored) else 0
+    console.print(f"wrote {len(scored)} predictions to {output} ({review} need review)", highlight=False)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    model: Annotated[
+        str | None, typer.Option(help="Model URI or path; default TRIAGE_MODEL_URI or the champion.")
+    ] = None,
+) -> None:
+    """Serve the triage API (and its docs at /docs)."""
+    from serving.app import run
+
+    run(host=host, port=port, model_uri=model)
+
+
+if __name__ == "__main__":
+    app()
