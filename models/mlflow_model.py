@@ -107,5 +107,13 @@ def load_model(uri: str) -> LoadedModel:
     else:
         bundle = TriageBundle.load(path)
     name = bundle.metadata.get("model_name")
-    version = bundle.metadata.get("model_version")
+    version = bundle.metadata.get("model_version") or _local_version(bundle)
     return LoadedModel(bundle, uri, name=name, version=str(version) if version else None)
+
+
+def _local_version(bundle: TriageBundle) -> str | None:
+    """A stable name for an unregistered bundle, so its stored predictions still say which model made them."""
+    digest, trained_at = bundle.metadata.get("data_digest"), bundle.metadata.get("trained_at")
+    if not digest and not trained_at:
+        return None
+    return f"local-{digest or 'nodigest'}-{(trained_at or '')[:19].replace(':', '')}"
