@@ -25,7 +25,7 @@ _INVISIBLE = re.compile(r"[\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\
 # C0/C1 controls other than whitespace; whitespace controls are folded by _WHITESPACE below.
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 _PHONE = re.compile(r"(?<!\d)(?:\+?86[- ]?)?1[3-9]\d(?:[- ]?\d{4}){2}(?!\d)")
-_LANDLINE = re.compile(r"(?<!\d)0\d{2,3}-?\d{7,8}(?!\d)")
+_LANDLINE = re.compile(r"(?<!\d)(?:\(0\d{2,3}\)|0\d{2,3})[- ]?\d{7,8}(?!\d)")
 _ID_CARD = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
 _TOKEN_KEEP = re.compile(r"[\w\u4e00-\u9fff]", re.UNICODE)
 
@@ -37,7 +37,7 @@ def normalise(text: str | None) -> str:
 
     NFKC folds full-width letters, digits and punctuation to their ASCII forms (so "１２３４５" and
     "12345" are one token); whitespace runs such as the ``\\n\\t\\t`` padding of exported bodies
-    collapse to one space; invisible and control characters are dropped.
+    collapse to one space; invisible characters are dropped and control characters become a space.
     """
     if not text:
         return ""
@@ -79,21 +79,29 @@ def stop_words() -> frozenset[str]:
     return frozenset(_data_lines("stop_words.txt"))
 
 
-@lru_cache(maxsize=1)
+_tokenizer_instance: jieba.Tokenizer | None = None
+
+
 def _tokenizer() -> jieba.Tokenizer:
     """The one jieba tokenizer of the process, with the government-domain user dictionary.
 
     Built on first use (or by `init_tokenizer` at start-up) because loading jieba's dictionary takes
-    about a second; lru_cache plus the lock makes it once per process.
+    about a second; double-checked locking makes it once per process even when threads race.
     """
-    with _lock:
-        jieba.setLogLevel(logging.WARNING)
-        tok = jieba.Tokenizer()
-        tok.initialize()
-        for word in _data_lines("user_dict.txt"):
-            tok.add_word(word)
-        logger.info("jieba tokenizer initialised with the domain user dictionary")
+    global _tokenizer_instance
+    tok = _tokenizer_instance
+    if tok is not None:
         return tok
+    with _lock:
+        if _tokenizer_instance is None:
+            jieba.setLogLevel(logging.WARNING)
+            new = jieba.Tokenizer()
+            new.initialize()
+            for word in _data_lines("user_dict.txt"):
+                new.add_word(word)
+            logger.info("jieba tokenizer initialised with the domain user dictionary")
+            _tokenizer_instance = new
+        return _tokenizer_instance
 
 
 def init_tokenizer() -> None:

@@ -28,6 +28,7 @@ class FeatureParams(BaseModel):
     char_ngram_range: tuple[int, int] = (2, 4)
     char_min_df: int = Field(3, ge=1)
     char_max_features: int | None = Field(300_000, ge=1)
+    char_source: Literal["text", "title"] = "text"
     body_max_chars: int | None = Field(None, ge=1)
     sublinear_tf: bool = True
 

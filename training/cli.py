@@ -98,6 +98,9 @@ def predict(
     input: Annotated[Path, typer.Option("--input", help="CSV, XLSX or Parquet file of cases.")] = ...,
     output: Annotated[Path, typer.Option(help="Where to write predictions (.csv or .parquet).")] = ...,
     encoding: Annotated[str, typer.Option(help="Text encoding of a CSV input.")] = "utf-8",
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Processes that score in parallel (default: cores, at most 4).")
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Score a file: one output row per case with department, confidence, needs_review and the top 3."""
@@ -106,7 +109,7 @@ def predict(
     from models.mlflow_model import load_model
     from models.tracking import configure_tracking
     from training.loading import DataError, load_cases
-    from training.predict import check_output_path, score_frame, write_predictions
+    from training.predict import check_output_path, default_workers, score_frame, write_predictions
 
     try:
         check_output_path(output)
@@ -120,10 +123,14 @@ def predict(
     except Exception as exc:
         raise _fail(f"could not load model '{model}': {exc}") from None
     init_tokenizer()
-    with _progress() as progress:
-        task = progress.add_task("scoring", total=len(loaded.frame))
-        scored = score_frame(model_ref.bundle, loaded.frame, lambda n: progress.advance(task, n))
-    write_predictions(scored, output)
+    try:
+        with _progress() as progress:
+            task = progress.add_task("scoring", total=len(loaded.frame))
+            scored = score_frame(model_ref.bundle, loaded.frame, lambda n: progress.advance(task, n),
+                                 workers=workers or default_workers())
+        write_predictions(scored, output)
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        raise _fail(f"scoring {input} with '{model}' failed: {type(exc).__name__}: {exc}") from None
     review = int(scored["needs_review"].sum()) if len(scored) else 0
     console.print(f"wrote {len(scored)} predictions to {output} ({review} need review)", highlight=False)
 

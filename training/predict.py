@@ -1,37 +1,91 @@
-"""`triage predict`: score a file of cases in batch with a registered or local model."""
+"""`triage predict`: score a file of cases in batch with a registered or local model.
+
+Scoring is CPU-bound pure Python (jieba), so large files are split into chunks scored by worker
+processes; each worker receives the model once (inherited on fork, or unpickled once per worker),
+never once per chunk.
+"""
 
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
+import os
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
 
 from models.bundle import TriageBundle
 from models.mlflow_model import routes_frame
-from training.loading import DataError, LoadReport, load_cases
+from training.loading import DataError
 
 logger = logging.getLogger(__name__)
 
 OUTPUT_SUFFIXES = (".csv", ".parquet")
 CHUNK = 1000
+_worker_bundle: TriageBundle | None = None
+
+
+def _init_worker(bundle: TriageBundle | None) -> None:
+    global _worker_bundle
+    if bundle is not None:  # spawn start method: the bundle arrives pickled, once per worker
+        _worker_bundle = bundle
+    from features.text import init_tokenizer
+
+    init_tokenizer()
+
+
+def _score_chunk(chunk: pd.DataFrame) -> pd.DataFrame:
+    assert _worker_bundle is not None, "worker started without a model"
+    return _route_chunk(_worker_bundle, chunk)
+
+
+def _route_chunk(bundle: TriageBundle, chunk: pd.DataFrame) -> pd.DataFrame:
+    routed = routes_frame(bundle, chunk[["title", "body"]].reset_index(drop=True))
+    routed.insert(0, "case_id", chunk["case_id"].to_numpy())
+    return routed
+
+
+def default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def score_frame(
-    bundle: TriageBundle, cases: pd.DataFrame, on_chunk: Callable[[int], None] | None = None
+    bundle: TriageBundle,
+    cases: pd.DataFrame,
+    on_chunk: Callable[[int], None] | None = None,
+    *,
+    workers: int = 1,
 ) -> pd.DataFrame:
-    """One row per case: case_id, then the route columns (department, confidence, review flag, top-3)."""
-    parts = []
-    for start in range(0, len(cases), CHUNK):
-        chunk = cases.iloc[start : start + CHUNK]
-        routed = routes_frame(bundle, chunk[["title", "body"]].reset_index(drop=True))
-        routed.insert(0, "case_id", chunk["case_id"].to_numpy())
-        parts.append(routed)
-        if on_chunk:
-            on_chunk(len(chunk))
-    if not parts:
-        return routes_frame(bundle, cases.iloc[:0][["title", "body"]]).assign(case_id=[])
+    """One row per case, in input order: case_id, then department, confidence, review flag, top-3."""
+    chunks = [cases.iloc[start : start + CHUNK] for start in range(0, len(cases), CHUNK)]
+    if not chunks:
+        return _route_chunk(bundle, cases.iloc[:0].assign(title=[], body=[], case_id=[]))
+    parts: list[pd.DataFrame] = []
+    if workers <= 1 or len(chunks) == 1:
+        for chunk in chunks:
+            parts.append(_route_chunk(bundle, chunk))
+            if on_chunk:
+                on_chunk(len(chunk))
+        return pd.concat(parts, ignore_index=True)
+
+    global _worker_bundle
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    _worker_bundle = bundle  # inherited by forked workers without pickling
+    try:
+        with ProcessPoolExecutor(
+            max_workers=min(workers, len(chunks)),
+            mp_context=mp.get_context(method),
+            initializer=_init_worker,
+            initargs=(None if method == "fork" else bundle,),
+        ) as pool:
+            for chunk, part in zip(chunks, pool.map(_score_chunk, chunks), strict=True):
+                parts.append(part)
+                if on_chunk:
+                    on_chunk(len(chunk))
+    finally:
+        _worker_bundle = None
     return pd.concat(parts, ignore_index=True)
 
 
@@ -46,15 +100,3 @@ def write_predictions(frame: pd.DataFrame, output: Path) -> None:
 def check_output_path(output: Path) -> None:
     if output.suffix.lower() not in OUTPUT_SUFFIXES:
         raise DataError(output, f"unsupported output type '{output.suffix}'; use one of {', '.join(OUTPUT_SUFFIXES)}")
-
-
-def predict_file(
-    bundle: TriageBundle, input_path: Path, output: Path, *, encoding: str = "utf-8",
-    on_chunk: Callable[[int], None] | None = None,
-) -> tuple[int, LoadReport]:
-    check_output_path(output)
-    loaded = load_cases([input_path], training=False, encoding=encoding)
-    scored = score_frame(bundle, loaded.frame, on_chunk)
-    write_predictions(scored, output)
-    logger.info("scored %d cases from %s", len(scored), input_path.name)
-    return len(scored), loaded.report

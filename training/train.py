@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from mlflow.models import infer_signature
 from rich.progress import Progress
+from sklearn.metrics import f1_score
 
 from features.text import TEXT_PIPELINE_VERSION
 from models.bundle import TriageBundle
@@ -108,7 +109,7 @@ def misrouted(test: pd.DataFrame, proba: np.ndarray, classes: list[str], limit: 
     return wrong[["case_id", "title", "department", "predicted", "confidence"]].head(limit)
 
 
-def champion_score(model_name: str, test: pd.DataFrame) -> tuple[float | None, str | None]:
+def champion_score(model_name: str, test: pd.DataFrame, labels: list[str]) -> tuple[float | None, str | None]:
     """Macro-F1 of the current champion on this run's evaluation cases (None if there is none)."""
     client = mlflow.MlflowClient()
     try:
@@ -117,13 +118,14 @@ def champion_score(model_name: str, test: pd.DataFrame) -> tuple[float | None, s
         return None, None
     try:
         champion = load_model(f"models:/{model_name}@{CHAMPION}")
-    except Exception as exc:  # an unloadable champion must not block a good new model
-        logger.warning("current champion could not be loaded (%s); treating as absent", type(exc).__name__)
+        pred = [r.label for r in champion.bundle.route(test[INPUT_COLUMNS])]
+    except Exception as exc:  # an unloadable or unusable champion must not block a good new model
+        logger.warning("current champion could not be used (%s); treating as absent", type(exc).__name__)
         return None, None
-    from sklearn.metrics import f1_score
-
-    pred = [r.label for r in champion.bundle.route(test[INPUT_COLUMNS])]
-    return float(f1_score(test["department"], pred, average="macro", zero_division=0)), champion.version
+    # Same label set as the new model's evaluation, so a department absent from these cases counts
+    # the same way for both models.
+    score = f1_score(test["department"], pred, labels=labels, average="macro", zero_division=0)
+    return float(score), champion.version
 
 
 def train(
@@ -213,7 +215,7 @@ def train(
                 pip_requirements=_pip_requirements(),
             )
         version = str(info.registered_model_version)
-        champ_f1, champ_version = champion_score(config.registry.model_name, test_df)
+        champ_f1, champ_version = champion_score(config.registry.model_name, test_df, bundle.classes)
         new_f1 = evaluation.metrics["macro_f1"]
         alias = CHAMPION if champ_f1 is None or new_f1 > champ_f1 else CHALLENGER
         client = mlflow.MlflowClient()

@@ -1,0 +1,62 @@
+"""training.predict: batch scoring keeps one row per case in input order, whatever the chunking."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from models.bundle import TriageBundle
+from training import predict
+from training.loading import DataError
+from training.predict import check_output_path, score_frame
+
+ROUTE_COLUMNS = [
+    "case_id", "department", "department_confidence", "needs_review",
+    "top1_department", "top1_probability", "top2_department", "top2_probability",
+    "top3_department", "top3_probability",
+]
+
+
+@pytest.fixture(scope="module")
+def cases(demo_split: tuple[pd.DataFrame, pd.DataFrame]) -> pd.DataFrame:
+    return demo_split[1][["case_id", "title", "body"]].head(23).reset_index(drop=True)
+
+
+def test_score_frame_has_one_row_per_case_in_input_order(demo_bundle: TriageBundle, cases: pd.DataFrame) -> None:
+    scored = score_frame(demo_bundle, cases)
+    assert list(scored.columns) == ROUTE_COLUMNS
+    assert scored["case_id"].tolist() == cases["case_id"].tolist()
+    assert scored["department"].tolist() == [r.label for r in demo_bundle.route(cases[["title", "body"]])]
+
+
+def test_chunked_and_parallel_scoring_equal_one_pass(
+    demo_bundle: TriageBundle, cases: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = score_frame(demo_bundle, cases)
+    monkeypatch.setattr(predict, "CHUNK", 5)
+    seen: list[int] = []
+    chunked = score_frame(demo_bundle, cases, seen.append)
+    assert seen == [5, 5, 5, 5, 3]
+    pd.testing.assert_frame_equal(chunked, whole)
+    parallel = score_frame(demo_bundle, cases, workers=2)
+    pd.testing.assert_frame_equal(parallel, whole)
+
+
+def test_score_frame_of_no_cases_has_the_same_columns(demo_bundle: TriageBundle, cases: pd.DataFrame) -> None:
+    empty = score_frame(demo_bundle, cases.iloc[:0])
+    assert len(empty) == 0
+    assert list(empty.columns) == ROUTE_COLUMNS
+
+
+@pytest.mark.parametrize("name", ["out.csv", "out.parquet", "OUT.CSV"])
+def test_supported_output_suffixes_are_accepted(name: str) -> None:
+    check_output_path(Path(name))
+
+
+@pytest.mark.parametrize("name", ["out.json", "out.xlsx", "out"])
+def test_unsupported_output_suffixes_are_refused_naming_the_file(name: str) -> None:
+    with pytest.raises(DataError, match="unsupported output type") as info:
+        check_output_path(Path(name))
+    assert name in str(info.value)

@@ -1,0 +1,383 @@
+"""`training.train`: the MLflow round trip, champion / challenger aliases, determinism and error messages.
+
+The trainings share one MLflow store per module (creating a SQLite store costs seconds) and happen in a
+fixed order: `first` (version 1), `second` (version 2, same data and config), `worse` (version 3).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.models import get_model_info
+
+from models.bundle import TriageBundle
+from models.mlflow_model import CHALLENGER, CHAMPION, MODEL_NAME, LoadedModel, load_model
+from training import train as train_module
+from training.config import ConfigError, TrainConfig, load_config
+from training.evaluate import evaluate_router
+from training.loading import load_cases
+from training.train import INPUT_COLUMNS, TrainingError, TrainResult, champion_score, data_digest, train
+
+EVAL_ARTEFACTS = {
+    "evaluation/confusion_matrix.png",
+    "evaluation/per_department_report.csv",
+    "evaluation/misrouted_examples.csv",
+    "evaluation/thresholds.json",
+}
+
+
+def point_mlflow_at(mp: pytest.MonkeyPatch, home: Path) -> None:
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home}/mlflow.db")
+    mp.setenv("TRIAGE_MLFLOW_ARTIFACTS", str(home / "art"))
+    mp.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    mp.delenv("MLFLOW_REGISTRY_URI", raising=False)  # restored (unset) after: mlflow sets it globally
+    mp.chdir(home)
+
+
+@pytest.fixture(scope="module")
+def mlflow_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    home = tmp_path_factory.mktemp("mlflow")
+    with pytest.MonkeyPatch.context() as mp:
+        point_mlflow_at(mp, home)
+        try:
+            yield home
+        finally:
+            mlflow.set_tracking_uri(None)
+            mlflow.set_registry_uri(None)
+
+
+@pytest.fixture(scope="module")
+def first(mlflow_home: Path, demo_csv: Path, fast_config: TrainConfig) -> TrainResult:
+    return train([demo_csv], fast_config)
+
+
+@pytest.fixture(scope="module")
+def second(first: TrainResult, demo_csv: Path, fast_config: TrainConfig) -> TrainResult:
+    return train([demo_csv], fast_config)
+
+
+@pytest.fixture(scope="module")
+def worse(second: TrainResult, demo_csv: Path, fast_config: TrainConfig) -> TrainResult:
+    raw = fast_config.model_dump()
+    raw["threshold_folds"] = 2
+    raw["classifier"].update(C=0.001, calibration_folds=2)
+    raw["features"].update(char_weight=0.0, title_weight=0.0)
+    return train([demo_csv], TrainConfig.model_validate(raw))
+
+
+@pytest.fixture(scope="module")
+def held_out(demo_split: tuple[pd.DataFrame, pd.DataFrame]) -> pd.DataFrame:
+    return demo_split[1]
+
+
+# -- MLflow round trip -----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_first_training_registers_version_1_as_champion(first: TrainResult) -> None:
+    assert (first.model_name, first.model_version, first.alias) == (MODEL_NAME, "1", CHAMPION)
+    assert first.champion_macro_f1 is None
+    client = mlflow.MlflowClient()
+    assert str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version) == "1"
+    assert client.get_model_version(MODEL_NAME, "1").run_id == first.run_id
+
+
+@pytest.mark.slow
+def test_champion_loaded_by_alias_routes_exactly_like_the_trained_bundle(
+    first: TrainResult, held_out: pd.DataFrame
+) -> None:
+    loaded = load_model(f"models:/{MODEL_NAME}@{CHAMPION}")
+    assert (loaded.name, loaded.version, loaded.alias, loaded.run_id) == (MODEL_NAME, "1", CHAMPION, first.run_id)
+    assert loaded.bundle.thresholds == first.bundle.thresholds
+    assert loaded.bundle.metadata == first.bundle.metadata
+    assert loaded.bundle.route(held_out[INPUT_COLUMNS]) == first.bundle.route(held_out[INPUT_COLUMNS])
+
+
+@pytest.mark.slow
+def test_pyfunc_model_predicts_the_same_departments(first: TrainResult, held_out: pd.DataFrame) -> None:
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@{CHAMPION}")
+    cases = held_out[INPUT_COLUMNS].astype(str).reset_index(drop=True)
+    out = pyfunc.predict(cases)
+    routes = first.bundle.route(cases)
+    assert len(out) == len(cases)
+    assert out["department"].tolist() == [r.label for r in routes]
+    np.testing.assert_allclose(out["department_confidence"], [r.confidence for r in routes], rtol=0, atol=1e-12)
+    assert out["needs_review"].tolist() == [r.needs_review for r in routes]
+
+
+@pytest.mark.slow
+def test_model_signature_takes_title_and_body(first: TrainResult) -> None:
+    info = get_model_info(f"models:/{MODEL_NAME}/1")
+    assert info.signature is not None
+    assert info.signature.inputs.input_names() == ["title", "body"]
+    assert "department" in info.signature.outputs.input_names()
+
+
+@pytest.mark.slow
+def test_run_records_the_config_as_params(first: TrainResult, fast_config: TrainConfig) -> None:
+    params = mlflow.MlflowClient().get_run(first.run_id).data.params
+    assert params["seed"] == "42"
+    assert params["threshold_folds"] == "3"
+    for key, value in fast_config.flat_params().items():
+        assert params[key] == str(value), key
+    assert int(params["data.n_train"]) + int(params["data.n_test"]) == int(params["data.rows_kept"])
+
+
+@pytest.mark.slow
+def test_run_records_the_held_out_metrics(first: TrainResult) -> None:
+    metrics = mlflow.MlflowClient().get_run(first.run_id).data.metrics
+    for name in ("accuracy", "macro_f1", "coverage", "ece"):
+        assert metrics[name] == pytest.approx(first.evaluation.metrics[name], abs=1e-12), name
+    assert 0.6 <= metrics["macro_f1"] <= 1.0
+    assert 0.0 <= metrics["coverage"] <= 1.0
+    assert 0.0 <= metrics["ece"] <= 1.0
+
+
+@pytest.mark.slow
+def test_run_stores_the_evaluation_artefacts(first: TrainResult, tmp_path: Path) -> None:
+    client = mlflow.MlflowClient()
+    stored = {a.path for a in client.list_artifacts(first.run_id, "evaluation")}
+    assert stored >= EVAL_ARTEFACTS
+    local = Path(mlflow.artifacts.download_artifacts(run_id=first.run_id, artifact_path="evaluation",
+                                                     dst_path=str(tmp_path)))
+    assert json.loads((local / "thresholds.json").read_text("utf-8")) == first.bundle.thresholds
+    report = pd.read_csv(local / "per_department_report.csv")
+    assert sorted(report["department"]) == sorted(first.bundle.classes)
+    misrouted = pd.read_csv(local / "misrouted_examples.csv")
+    assert list(misrouted.columns) == ["case_id", "title", "department", "predicted", "confidence"]
+    assert (misrouted["department"] != misrouted["predicted"]).all()
+    assert (local / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_run_logs_the_training_data_set_as_an_input(first: TrainResult, demo_csv: Path) -> None:
+    run = mlflow.MlflowClient().get_run(first.run_id)
+    inputs = run.inputs.dataset_inputs
+    assert len(inputs) == 1
+    dataset = inputs[0].dataset
+    assert dataset.name == "training-cases"
+    assert json.loads(dataset.profile)["num_rows"] == 780
+    assert str(demo_csv) in dataset.source
+    assert {t.key: t.value for t in inputs[0].tags}["mlflow.data.context"] == "training"
+    frame = load_cases([demo_csv], require_department=True, training=True).frame
+    assert run.data.tags["data_digest"] == data_digest(frame) == first.bundle.metadata["data_digest"]
+
+
+@pytest.mark.slow
+def test_run_is_tagged_with_the_git_commit(first: TrainResult) -> None:
+    tags = mlflow.MlflowClient().get_run(first.run_id).data.tags
+    commit = tags["mlflow.source.git.commit"]
+    assert commit == (first.bundle.metadata["git_commit"] or "unknown")
+    assert commit == "unknown" or re.fullmatch(r"[0-9a-f]{40}", commit)
+
+
+@pytest.mark.slow
+def test_bundle_metadata_describes_the_model(first: TrainResult, fast_config: TrainConfig) -> None:
+    meta = first.bundle.metadata
+    assert meta["model_name"] == MODEL_NAME
+    assert meta["classes"] == first.bundle.classes
+    assert meta["thresholds"] == first.bundle.thresholds
+    assert meta["config"] == fast_config.model_dump(mode="json")
+    assert meta["metrics"]["macro_f1"] == first.evaluation.metrics["macro_f1"]
+
+
+# -- champion / challenger -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_retraining_on_the_same_data_does_not_displace_the_champion(first: TrainResult, second: TrainResult) -> None:
+    assert second.model_version == "2"
+    assert second.champion_macro_f1 == pytest.approx(first.evaluation.metrics["macro_f1"], abs=1e-12)
+    assert second.evaluation.metrics["macro_f1"] == pytest.approx(second.champion_macro_f1, abs=1e-12)
+    assert second.alias == CHALLENGER
+    client = mlflow.MlflowClient()
+    assert str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version) == "1"
+    assert str(client.get_model_version_by_alias(MODEL_NAME, CHALLENGER).version) == "2"
+    tags = client.get_run(second.run_id).data.tags
+    assert (tags["registry.alias"], tags["registry.previous_champion"]) == (CHALLENGER, "1")
+
+
+@pytest.mark.slow
+def test_a_worse_model_becomes_challenger_and_the_champion_stays(first: TrainResult, worse: TrainResult) -> None:
+    assert worse.model_version == "3"
+    assert worse.evaluation.metrics["macro_f1"] < first.evaluation.metrics["macro_f1"]
+    assert worse.alias == CHALLENGER
+    client = mlflow.MlflowClient()
+    assert str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version) == "1"
+    assert str(client.get_model_version_by_alias(MODEL_NAME, CHALLENGER).version) == "3"
+    assert load_model(f"models:/{MODEL_NAME}@{CHAMPION}").run_id == first.run_id
+
+
+# -- determinism -----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_same_data_and_config_give_the_same_metrics_and_probabilities(
+    first: TrainResult, second: TrainResult, held_out: pd.DataFrame
+) -> None:
+    assert second.evaluation.metrics == first.evaluation.metrics
+    assert second.bundle.thresholds == first.bundle.thresholds
+    pd.testing.assert_frame_equal(second.evaluation.confusion, first.evaluation.confusion)
+    np.testing.assert_array_equal(
+        second.bundle.predict_proba(held_out[INPUT_COLUMNS]), first.bundle.predict_proba(held_out[INPUT_COLUMNS])
+    )
+
+
+# -- configuration errors --------------------------------------------------------------------------
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_default_config_file_loads() -> None:
+    config = load_config()
+    assert config.seed == 42
+    assert config.classifier.kind == "linear_svc"
+    assert config.features.word_ngram_range == (1, 2)
+
+
+def test_config_file_values_override_the_defaults(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "seed: 7\nfeatures:\n  char_weight: 0.5\n  word_ngram_range: [1, 3]\n")
+    config = load_config(path)
+    assert (config.seed, config.features.char_weight, config.features.word_ngram_range) == (7, 0.5, (1, 3))
+    assert config.classifier == TrainConfig().classifier
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "key"),
+    [("seeed: 1\n", "seeed"), ("features:\n  char_weigth: 0.5\n", "features.char_weigth")],
+)
+def test_unknown_config_key_is_an_error_naming_the_file_and_the_key(tmp_path: Path, yaml_text: str, key: str) -> None:
+    path = write_config(tmp_path, yaml_text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert key in message
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "field"),
+    [
+        ("test_size: 0.7\n", "test_size"),
+        ("target_precision: 1.5\n", "target_precision"),
+        ("classifier:\n  C: 0\n", "classifier.C"),
+        ("classifier:\n  calibration: platt\n", "classifier.calibration"),
+        ("features:\n  word_min_df: 0\n", "features.word_min_df"),
+    ],
+)
+def test_config_value_out_of_range_is_an_error_naming_the_field(tmp_path: Path, yaml_text: str, field: str) -> None:
+    path = write_config(tmp_path, yaml_text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+    assert f"{field}:" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "words"),
+    [("seed: [1\n", "not valid YAML"), ("- seed\n- 1\n", "mapping")],
+)
+def test_unreadable_config_file_is_an_error_naming_the_file(tmp_path: Path, yaml_text: str, words: str) -> None:
+    path = write_config(tmp_path, yaml_text)
+    with pytest.raises(ConfigError, match=words) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_config_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found") as info:
+        load_config(tmp_path / "nope.yaml")
+    assert "nope.yaml" in str(info.value)
+
+
+def test_flat_params_use_dotted_section_keys() -> None:
+    flat = TrainConfig().flat_params()
+    assert flat["seed"] == 42
+    assert flat["classifier.C"] == 0.5
+    assert flat["features.word_ngram_range"] == [1, 2]
+    assert flat["registry.model_name"] == MODEL_NAME
+    assert not any(isinstance(v, dict) for v in flat.values())
+
+
+# -- data errors -----------------------------------------------------------------------------------
+
+
+def test_department_with_too_few_cases_is_an_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_csv: Path, fast_config: TrainConfig
+) -> None:
+    point_mlflow_at(monkeypatch, tmp_path)
+    raw = pd.read_csv(demo_csv, dtype=str, keep_default_na=False)
+    rare = raw[raw["department"] == "交通运输"].head(2)
+    small = pd.concat([raw[raw["department"] != "交通运输"], rare])
+    path = tmp_path / "small.csv"
+    small.to_csv(path, index=False)
+    with pytest.raises(TrainingError, match=r"交通运输 \(2\)"):
+        train([path], fast_config)
+    assert not (tmp_path / "mlflow.db").exists()  # refused before anything was logged
+
+
+def test_a_single_department_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_csv: Path, fast_config: TrainConfig
+) -> None:
+    point_mlflow_at(monkeypatch, tmp_path)
+    raw = pd.read_csv(demo_csv, dtype=str, keep_default_na=False)
+    path = tmp_path / "one.csv"
+    raw[raw["department"] == "城乡建设"].to_csv(path, index=False)
+    with pytest.raises(TrainingError, match="at least 2 departments"):
+        train([path], fast_config)
+
+
+# -- champion comparison ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def champion_is(monkeypatch: pytest.MonkeyPatch):
+    """Make `champion_score` see `bundle` as the registered champion (no MLflow store needed)."""
+
+    def install(bundle: TriageBundle) -> None:
+        class Registry:
+            def get_model_version_by_alias(self, name: str, alias: str) -> object:
+                return object()
+
+        monkeypatch.setattr(mlflow, "MlflowClient", Registry)
+        monkeypatch.setattr(train_module, "load_model", lambda uri: LoadedModel(bundle, uri, version="1"))
+
+    return install
+
+
+def new_model_macro_f1(bundle: TriageBundle, cases: pd.DataFrame) -> float:
+    proba = bundle.predict_proba(cases[INPUT_COLUMNS])
+    return evaluate_router(cases["department"], proba, bundle.classes, bundle.thresholds).metrics["macro_f1"]
+
+
+def test_champion_is_scored_like_the_new_model_on_the_same_cases(
+    champion_is, demo_bundle: TriageBundle, held_out: pd.DataFrame
+) -> None:
+    champion_is(demo_bundle)
+    champ_f1, version = champion_score(MODEL_NAME, held_out, demo_bundle.classes)
+    assert version == "1"
+    assert champ_f1 == pytest.approx(new_model_macro_f1(demo_bundle, held_out), abs=1e-12)
+
+
+def test_champion_and_new_model_are_compared_on_equal_terms_when_a_department_is_not_held_out(
+    champion_is, demo_bundle: TriageBundle, held_out: pd.DataFrame
+) -> None:
+    champion_is(demo_bundle)
+    missing = demo_bundle.classes[0]
+    predicted = [r.label for r in demo_bundle.route(held_out[INPUT_COLUMNS])]
+    keep = (held_out["department"] != missing).to_numpy() & (np.asarray(predicted, dtype=object) != missing)
+    cases = held_out[keep].reset_index(drop=True)
+    assert missing not in set(cases["department"])
+    champ_f1, _ = champion_score(MODEL_NAME, cases, demo_bundle.classes)
+    assert champ_f1 == pytest.approx(new_model_macro_f1(demo_bundle, cases), abs=1e-12)
