@@ -16,8 +16,7 @@ from fastapi.exceptions import RequestValidationError
 
 from models.bundle import Route
 from serving.schemas import (
-    EXAMPLE_BODY,
-    EXAMPLE_TITLE,
+    EXAMPLE_CASE,
     BatchRequest,
     BatchResponse,
     CaseTriage,
@@ -80,14 +79,7 @@ def _enforce_limits(cases: list[TriageRequest], settings: Settings, *, batch: bo
 TRIAGE_EXAMPLES = {
     "wages": {
         "summary": "Unpaid wages",
-        "value": {
-            "case_id": "YC202607150001",
-            "title": EXAMPLE_TITLE,
-            "body": EXAMPLE_BODY,
-            "created_at": "2026-07-15T09:30:00+08:00",
-            "reporter_id": "U20417",
-            "channel": "12345热线",
-        },
+        "value": EXAMPLE_CASE,
     },
     "title_only": {
         "summary": "Title only (empty body)",

@@ -25,6 +25,16 @@ EXAMPLE_BODY = (
     "每人被拖欠一万多元。老板一直说资金周转困难，现在已经联系不上。请劳动监察部门尽快介入，帮我们讨回血汗钱。"
 )
 
+#: A complete request, shown in the OpenAPI docs (schema and the endpoint's examples).
+EXAMPLE_CASE = {
+    "case_id": "YC202607150001",
+    "title": EXAMPLE_TITLE,
+    "body": EXAMPLE_BODY,
+    "created_at": "2026-07-15T09:30:00+08:00",
+    "reporter_id": "U20417",
+    "channel": "12345热线",
+}
+
 
 class TriageRequest(BaseModel):
     """One grievance case as the ticket system sends it."""
@@ -32,16 +42,7 @@ class TriageRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [
-                {
-                    "case_id": "YC202607150001",
-                    "title": EXAMPLE_TITLE,
-                    "body": EXAMPLE_BODY,
-                    "created_at": "2026-07-15T09:30:00+08:00",
-                    "reporter_id": "U20417",
-                    "channel": "12345热线",
-                }
-            ]
+            "examples": [EXAMPLE_CASE]
         },
     )
 
