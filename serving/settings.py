@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +25,11 @@ CASE_OVERHEAD_BYTES = 2_048
 DEFAULT_MODEL_URI = "models:/grievance-triage@champion"
 
 
+def default_database_url() -> str:
+    """SQLite file `var/triage.db` under the working directory (the folder is made when first opened)."""
+    return f"sqlite:///{Path.cwd() / 'var' / 'triage.db'}"
+
+
 class Settings(BaseSettings):
     """Serving configuration; every field can be set as `TRIAGE_<FIELD>` in the environment."""
 
@@ -37,6 +43,11 @@ class Settings(BaseSettings):
     max_batch: int = Field(MAX_BATCH, ge=1, le=MAX_BATCH)
     max_body_bytes: int | None = Field(
         None, ge=1, description="Reject larger request bodies with 413; default derived from the limits."
+    )
+    database_url: str = Field(
+        default_factory=default_database_url,
+        description="Audit store: sqlite:///PATH (default var/triage.db under the working directory) or "
+        "postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE.",
     )
     log_level: str = "INFO"
 

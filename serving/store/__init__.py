@@ -1,0 +1,46 @@
+"""The audit store: every case, prediction, review and hot-issue alert, append-only, in SQL.
+
+SQLite by default (a file, WAL mode), PostgreSQL when `TRIAGE_DATABASE_URL` names one. The schema is
+managed only by the Alembic migrations in `serving/migrations/`:
+
+    from serving.store import Store, upgrade_database
+
+    upgrade_database(settings.database_url)      # at start-up; idempotent
+    store = Store.from_url(settings.database_url)
+    ...
+    store.dispose()                               # at shutdown
+
+Routes reach the store through `serving.store.dependencies.StoreDep`.
+"""
+
+from serving.store.engine import make_engine, redact
+from serving.store.migrate import current_revision, head_revision, upgrade_database
+from serving.store.records import (
+    AlertRecord,
+    CaseInput,
+    CaseRecord,
+    MemberRecord,
+    PredictionInput,
+    PredictionRecord,
+    ReviewRecord,
+    SnapshotRecord,
+)
+from serving.store.repository import Store, text_hash
+
+__all__ = [
+    "AlertRecord",
+    "CaseInput",
+    "CaseRecord",
+    "MemberRecord",
+    "PredictionInput",
+    "PredictionRecord",
+    "ReviewRecord",
+    "SnapshotRecord",
+    "Store",
+    "current_revision",
+    "head_revision",
+    "make_engine",
+    "redact",
+    "text_hash",
+    "upgrade_database",
+]

@@ -1,0 +1,433 @@
+"""`Store`: the audit store's repository. Small explicit methods; every one is a single transaction.
+
+Append-only by construction: the store inserts and reads, and has no method that updates or deletes a
+row. A re-score or a changed text adds a prediction that names the one it supersedes; a reviewer's
+change of mind is a new review; an alert raised again under the same id is ignored. Corrections and
+retention (if ever needed) are a separate, deliberate migration or admin job, not part of this API.
+
+Concurrency (several threads or processes writing to one database):
+* alerts and hot-spot members: `INSERT ... ON CONFLICT DO NOTHING` on their unique keys, so racing
+  inserts of the same alert id leave one row and each caller learns whether it stored it;
+* predictions: a case's predictions form one chain (`supersedes_id` is unique). Writers of the same
+  case are serialised: on PostgreSQL by a transaction-scoped advisory lock on the case id, on SQLite by
+  `BEGIN IMMEDIATE` (one writer at a time; readers are never blocked in WAL mode). The read of the
+  latest prediction and the insert happen under that lock, so there is no read-modify-write race.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Engine, Select, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session, sessionmaker
+
+from serving.store.engine import make_engine, redact, writer
+from serving.store.records import (
+    AlertRecord,
+    CaseInput,
+    CaseRecord,
+    MemberRecord,
+    PredictionInput,
+    PredictionRecord,
+    ReviewRecord,
+    SnapshotRecord,
+)
+from serving.store.tables import (
+    Case,
+    HotspotAlert,
+    HotspotMember,
+    HotspotSnapshot,
+    Prediction,
+    Review,
+    as_utc,
+    utcnow,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ALERT_LIMIT = 100
+UNVERSIONED = "unversioned"
+_CASE_LOCK_NAMESPACE = b"triage-case:"
+
+
+def text_hash(title: str | None, body: str | None) -> str:
+    """Fingerprint of a case's text: sha256 of the exact title and body (no normalisation)."""
+    encoded = json.dumps([title or "", body or ""], ensure_ascii=False).encode("utf-8")
+    return hashlib.sha256(encoded).hexdigest()
+
+
+def _advisory_key(case_id: str) -> int:
+    digest = hashlib.blake2b(_CASE_LOCK_NAMESPACE + case_id.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class Store:
+    """The audit store on one database. Thread-safe; one per process, kept on `app.state.store`.
+
+    The schema must already be at the newest migration (`serving.store.upgrade_database`); the store
+    itself never creates tables.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._reads = sessionmaker(engine, expire_on_commit=False)
+        self._writes = sessionmaker(writer(engine), expire_on_commit=False)
+
+    @classmethod
+    def from_url(cls, url: str | URL, **engine_kwargs: Any) -> Store:
+        """A store with its own engine (`make_engine`: pool_pre_ping, SQLite pragmas)."""
+        return cls(make_engine(url, **engine_kwargs))
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def __repr__(self) -> str:
+        return f"Store({redact(self.engine.url)!r})"
+
+    def dispose(self) -> None:
+        """Close the pool's connections (at shutdown; the store can still reconnect if used again)."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.dispose()
+
+    def ping(self) -> None:
+        """Raise if the database cannot be reached (for readiness checks)."""
+        with self._reads() as session:
+            session.execute(select(1))
+
+    # -- helpers ------------------------------------------------------------------------------------
+    def _insert(self, session: Session, table: Any) -> Any:
+        """A dialect-specific INSERT (both support `on_conflict_do_nothing` and RETURNING)."""
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        return dialect.insert(table.__table__)
+
+    def _lock_case(self, session: Session, case_id: str) -> None:
+        """Serialise writers of one case until the transaction ends (SQLite: BEGIN IMMEDIATE did)."""
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(select(func.pg_advisory_xact_lock(_advisory_key(case_id))))
+
+    @staticmethod
+    def _predictions_of(case_id: str) -> Select[tuple[Prediction, str]]:
+        return (
+            select(Prediction, Case.text_hash)
+            .join(Case, Case.id == Prediction.case_row_id)
+            .where(Prediction.case_id == case_id)
+        )
+
+    def _latest(self, session: Session, case_id: str) -> tuple[Prediction, str] | None:
+        row = session.execute(self._predictions_of(case_id).order_by(Prediction.id.desc()).limit(1)).first()
+        return None if row is None else (row[0], row[1])
+
+    def _case_row_id(self, session: Session, case: CaseInput, digest: str) -> int:
+        """The id of the (case_id, text) version, inserting it if new."""
+        statement = (
+            self._insert(session, Case)
+            .values(
+                case_id=case.case_id,
+                text_hash=digest,
+                title=case.title or "",
+                body=case.body or "",
+                created_at=case.created_at,
+                reporter_id=case.reporter_id,
+                channel=case.channel,
+                received_at=case.received_at,
+            )
+            .on_conflict_do_nothing(index_elements=["case_id", "text_hash"])
+            .returning(Case.__table__.c.id)
+        )
+        inserted = session.execute(statement).scalar_one_or_none()
+        if inserted is not None:
+            return inserted
+        return session.execute(
+            select(Case.id).where(Case.case_id == case.case_id, Case.text_hash == digest)
+        ).scalar_one()
+
+    # -- cases and predictions ----------------------------------------------------------------------
+    def record_case_and_prediction(
+        self, case: CaseInput, prediction: PredictionInput, *, rescore: bool = False
+    ) -> PredictionRecord:
+        """Store a case and the model's prediction for it, idempotently.
+
+        * Same `case_id` and same text as the case's latest prediction: nothing is stored; that
+          prediction is returned (`is_new=False`), unless `rescore=True`.
+        * Otherwise (first time, changed text, re-score, or a text seen earlier coming back): the text
+          version is stored if new and a new prediction is added, with `supersedes_id` pointing at the
+          case's latest prediction (None for the first). Returned with `is_new=True`.
+        """
+        digest = text_hash(case.title, case.body)
+        with self._writes.begin() as session:
+            self._lock_case(session, case.case_id)
+            latest = self._latest(session, case.case_id)
+            if latest is not None and latest[1] == digest and not rescore:
+                return PredictionRecord.of(latest[0], digest)
+            row = Prediction(
+                case_row_id=self._case_row_id(session, case, digest),
+                case_id=case.case_id,
+                model_name=prediction.model_name,
+                model_version=prediction.model_version,
+                department=prediction.department,
+                department_confidence=float(prediction.department_confidence),
+                needs_review=bool(prediction.needs_review),
+                top=_json(prediction.top),
+                risk_level=prediction.risk_level,
+                risk_probabilities=_json(prediction.risk_probabilities),
+                reasons=_json(prediction.reasons),
+                hot_issue_id=prediction.hot_issue_id,
+                latency_ms=prediction.latency_ms,
+                created_at=utcnow(),
+                supersedes_id=None if latest is None else latest[0].id,
+            )
+            session.add(row)
+            session.flush()
+            record = PredictionRecord.of(row, digest, is_new=True)
+        logger.debug(
+            "stored prediction id=%s case_id=%s supersedes=%s", record.id, record.case_id, record.supersedes_id
+        )
+        return record
+
+    def existing_prediction(self, case_id: str, title: str | None, body: str | None) -> PredictionRecord | None:
+        """The prediction `record_case_and_prediction` would return without storing anything, if any.
+
+        Lets a route skip scoring a resubmission; `record_case_and_prediction` still decides under its
+        lock, so a race between the two costs one wasted scoring, never a duplicate row.
+        """
+        with self._reads() as session:
+            latest = self._latest(session, case_id)
+        if latest is None or latest[1] != text_hash(title, body):
+            return None
+        return PredictionRecord.of(latest[0], latest[1])
+
+    def latest_prediction(self, case_id: str) -> PredictionRecord | None:
+        """The case's newest prediction (of its newest text), or None if the case is unknown."""
+        with self._reads() as session:
+            latest = self._latest(session, case_id)
+        return None if latest is None else PredictionRecord.of(*latest)
+
+    def predictions_for(self, case_id: str) -> list[PredictionRecord]:
+        """Every prediction of the case, oldest first (each one's `supersedes_id` is the one before)."""
+        with self._reads() as session:
+            rows = session.execute(self._predictions_of(case_id).order_by(Prediction.id)).all()
+        return [PredictionRecord.of(prediction, digest) for prediction, digest in rows]
+
+    def case_versions(self, case_id: str) -> list[CaseRecord]:
+        """Every distinct text the case was submitted with, first received first."""
+        with self._reads() as session:
+            rows = session.scalars(select(Case).where(Case.case_id == case_id).order_by(Case.id)).all()
+            return [CaseRecord.of(row) for row in rows]
+
+    def count_predictions(self) -> int:
+        with self._reads() as session:
+            return session.execute(select(func.count()).select_from(Prediction)).scalar_one()
+
+    # -- reviews (issue 4) --------------------------------------------------------------------------
+    def add_review(
+        self,
+        case_id: str,
+        prediction_id: int,
+        reviewer: str,
+        *,
+        decided_department: str | None = None,
+        decided_level: str | None = None,
+        note: str | None = None,
+    ) -> ReviewRecord:
+        """Append a reviewer's decision on one of the case's predictions (ValueError if it isn't one)."""
+        with self._writes.begin() as session:
+            owner = session.execute(select(Prediction.case_id).where(Prediction.id == prediction_id)).scalar()
+            if owner != case_id:
+                raise ValueError(f"prediction {prediction_id} is not a prediction of case {case_id!r}")
+            row = Review(
+                case_id=case_id,
+                prediction_id=prediction_id,
+                reviewer=reviewer,
+                decided_department=decided_department,
+                decided_level=decided_level,
+                note=note,
+                created_at=utcnow(),
+            )
+            session.add(row)
+            session.flush()
+            return ReviewRecord.of(row)
+
+    def reviews_for(self, case_id: str) -> list[ReviewRecord]:
+        """Every review of the case, oldest first."""
+        with self._reads() as session:
+            rows = session.scalars(select(Review).where(Review.case_id == case_id).order_by(Review.id)).all()
+            return [ReviewRecord.of(row) for row in rows]
+
+    # -- hot issues ---------------------------------------------------------------------------------
+    def add_hotspot_member(
+        self,
+        burst_id: str,
+        case_id: str,
+        observed_at: datetime,
+        reporter_id: str | None = None,
+        payload: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Record that a case joined a burst; True if stored, False if it was already a member.
+
+        `observed_at` is the case's own time; `payload` is whatever the detector needs to replay the
+        case (tokens, weights, place).
+        """
+        with self._writes.begin() as session:
+            statement = (
+                self._insert(session, HotspotMember)
+                .values(
+                    burst_id=burst_id,
+                    case_id=case_id,
+                    observed_at=observed_at,
+                    reporter_id=reporter_id,
+                    payload=_json(payload or {}),
+                    inserted_at=utcnow(),
+                )
+                .on_conflict_do_nothing(index_elements=["burst_id", "case_id"])
+                .returning(HotspotMember.__table__.c.id)
+            )
+            return session.execute(statement).scalar_one_or_none() is not None
+
+    def members_since(
+        self, since: datetime | None, *, by: Literal["inserted_at", "observed_at"] = "inserted_at"
+    ) -> list[MemberRecord]:
+        """Members stored after `since` (all if None), in the order the cases were observed.
+
+        `by="inserted_at"` (default) compares with when the store received them, which is what restoring
+        the detector needs: `latest_snapshot()` plus `members_since(snapshot.created_at)`.
+        `by="observed_at"` compares with the cases' own times.
+        """
+        column = HotspotMember.inserted_at if by == "inserted_at" else HotspotMember.observed_at
+        query = select(HotspotMember).order_by(HotspotMember.observed_at, HotspotMember.id)
+        if since is not None:
+            query = query.where(column > as_utc(since))
+        with self._reads() as session:
+            return [MemberRecord.of(row) for row in session.scalars(query).all()]
+
+    def members_of(self, burst_id: str) -> list[MemberRecord]:
+        """A burst's members in the order they were observed (its trajectory)."""
+        query = (
+            select(HotspotMember)
+            .where(HotspotMember.burst_id == burst_id)
+            .order_by(HotspotMember.observed_at, HotspotMember.id)
+        )
+        with self._reads() as session:
+            return [MemberRecord.of(row) for row in session.scalars(query).all()]
+
+    def add_alert(
+        self, alert_id: str, burst_id: str, level: str, raised_at: datetime, payload: Mapping[str, Any]
+    ) -> bool:
+        """Store an alert; True if stored, False if an alert with this id already was (nothing changes).
+
+        Race-safe: concurrent calls with one id leave one row (`ON CONFLICT DO NOTHING`).
+        """
+        with self._writes.begin() as session:
+            statement = (
+                self._insert(session, HotspotAlert)
+                .values(
+                    alert_id=alert_id,
+                    burst_id=burst_id,
+                    level=level,
+                    raised_at=raised_at,
+                    payload=_json(payload),
+                    inserted_at=utcnow(),
+                )
+                .on_conflict_do_nothing(index_elements=["alert_id"])
+                .returning(HotspotAlert.__table__.c.id)
+            )
+            stored = session.execute(statement).scalar_one_or_none() is not None
+        if stored:
+            logger.info("hot-issue alert %s (%s) for burst %s", alert_id, level, burst_id)
+        return stored
+
+    def alert(self, alert_id: str) -> AlertRecord | None:
+        with self._reads() as session:
+            row = session.scalars(select(HotspotAlert).where(HotspotAlert.alert_id == alert_id)).first()
+            return None if row is None else AlertRecord.of(row)
+
+    def alerts_for_burst(self, burst_id: str) -> list[AlertRecord]:
+        """Every alert of one burst, oldest first (a yellow then its escalation to red)."""
+        query = (
+            select(HotspotAlert)
+            .where(HotspotAlert.burst_id == burst_id)
+            .order_by(HotspotAlert.raised_at, HotspotAlert.id)
+        )
+        with self._reads() as session:
+            return [AlertRecord.of(row) for row in session.scalars(query).all()]
+
+    def open_alerts(
+        self, level: str | None = None, limit: int = DEFAULT_ALERT_LIMIT, *, since: datetime | None = None
+    ) -> list[AlertRecord]:
+        """Each burst's most recent alert, newest first; at most `limit`.
+
+        A burst that was yellow and later red appears once, as red. `level` keeps bursts whose current
+        level is that one; `since` keeps alerts raised at or after it (e.g. within the detector's window).
+        """
+        ranked = select(
+            HotspotAlert.id,
+            func.row_number()
+            .over(
+                partition_by=HotspotAlert.burst_id,
+                order_by=(HotspotAlert.raised_at.desc(), HotspotAlert.id.desc()),
+            )
+            .label("rank"),
+        ).subquery()
+        query = (
+            select(HotspotAlert)
+            .join(ranked, ranked.c.id == HotspotAlert.id)
+            .where(ranked.c.rank == 1)
+            .order_by(HotspotAlert.raised_at.desc(), HotspotAlert.id.desc())
+            .limit(limit)
+        )
+        if level is not None:
+            query = query.where(HotspotAlert.level == level)
+        if since is not None:
+            query = query.where(HotspotAlert.raised_at >= as_utc(since))
+        with self._reads() as session:
+            return [AlertRecord.of(row) for row in session.scalars(query).all()]
+
+    def save_snapshot(self, payload: Mapping[str, Any], *, detector_version: str | None = None) -> SnapshotRecord:
+        """Append the detector's `snapshot()`; `detector_version` defaults to the payload's "version"."""
+        version = detector_version or str(payload.get("version") or UNVERSIONED)
+        with self._writes.begin() as session:
+            row = HotspotSnapshot(created_at=utcnow(), detector_version=version, payload=_json(payload))
+            session.add(row)
+            session.flush()
+            return SnapshotRecord.of(row)
+
+    def latest_snapshot(self, detector_version: str | None = None) -> SnapshotRecord | None:
+        """The newest snapshot (of that detector version, if given), or None."""
+        query = select(HotspotSnapshot).order_by(HotspotSnapshot.id.desc()).limit(1)
+        if detector_version is not None:
+            query = query.where(HotspotSnapshot.detector_version == detector_version)
+        with self._reads() as session:
+            row = session.scalars(query).first()
+            return None if row is None else SnapshotRecord.of(row)
+
+
+def _json(value: Any) -> Any:
+    """A JSON-ready copy: tuples become lists, numpy scalars become numbers; errors name the problem."""
+    if value is None:
+        return None
+    try:
+        return json.loads(json.dumps(value, ensure_ascii=False, default=_to_builtin, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"cannot store as JSON: {exc}") from exc
+
+
+def _to_builtin(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return value.tolist()
+    if isinstance(value, datetime):
+        return as_utc(value).isoformat()
+    if isinstance(value, Sequence | set | frozenset) and not isinstance(value, str | bytes):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -1,0 +1,483 @@
+"""The audit store, run against SQLite (a temporary file) and PostgreSQL (127.0.0.1:5432, database `test`).
+
+Every test that takes `db_url` or `store` runs once per backend. On PostgreSQL each test gets its own
+schema (`search_path` set through the connection's `options`), dropped afterwards, so tests are
+isolated and the `test` database is left as it was. The PostgreSQL half is skipped, with the reason,
+only when the server cannot be reached.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
+
+from serving.settings import Settings
+from serving.store import (
+    CaseInput,
+    PredictionInput,
+    Store,
+    current_revision,
+    head_revision,
+    make_engine,
+    text_hash,
+    upgrade_database,
+)
+from serving.store.dependencies import NO_STORE, StoreDep
+from serving.store.migrate import downgrade_database
+from serving.store.tables import Base, HotspotAlert, Prediction
+
+POSTGRES_URL = os.environ.get("TRIAGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+SCHEMA_PREFIX = f"triage_store_test_{uuid.uuid4().hex[:8]}_"
+STORE_TABLES = {"cases", "predictions", "reviews", "hotspot_members", "hotspot_alerts", "hotspot_snapshots"}
+
+WAGES_TITLE = "临江县鑫隆电子厂拖欠六十多名工人三个月工资"
+WAGES_BODY = "厂里从三月起没有发工资，老板联系不上，请劳动监察部门介入。"
+GAS_BODY = WAGES_BODY + "另外厂区宿舍楼道里闻到燃气泄漏的味道。"
+T0 = datetime(2026, 7, 15, 1, 30, tzinfo=UTC)
+
+
+# -- fixtures ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[Any]:
+    """An engine on the PostgreSQL `test` database; skips (saying why) if the server is unreachable."""
+    engine = create_engine(POSTGRES_URL, poolclass=NullPool, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        engine.dispose()
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        pytest.skip(
+            f"PostgreSQL server unreachable at {make_url(POSTGRES_URL).render_as_string(hide_password=True)} "
+            f"({reason}); the store's PostgreSQL tests need it (start PostgreSQL or set TRIAGE_TEST_POSTGRES_URL)"
+        )
+    yield engine
+    # Leave the `test` database clean even if a test's own teardown did not run.
+    with engine.begin() as connection:
+        leftovers = connection.execute(
+            text("SELECT nspname FROM pg_namespace WHERE nspname LIKE :prefix"), {"prefix": SCHEMA_PREFIX + "%"}
+        ).scalars()
+        for schema in list(leftovers):
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    engine.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_admin: Any) -> Iterator[str]:
+    """A URL whose connections work in a fresh, empty schema of their own."""
+    schema = SCHEMA_PREFIX + uuid.uuid4().hex[:8]
+    with postgres_admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    yield url.render_as_string(hide_password=False)
+    with postgres_admin.begin() as connection:
+        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: a SQLite file (its folder not yet made), or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'var' / 'triage.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    upgrade_database(db_url)
+    with Store.from_url(db_url) as opened:
+        yield opened
+
+
+def a_case(case_id: str = "YC1", body: str = WAGES_BODY, **fields: Any) -> CaseInput:
+    return CaseInput(case_id=case_id, title=WAGES_TITLE, body=body, **fields)
+
+
+def a_prediction(department: str = "人社局", version: str = "3", **fields: Any) -> PredictionInput:
+    values: dict[str, Any] = {
+        "model_name": "grievance-triage",
+        "model_version": version,
+        "department": department,
+        "department_confidence": 0.91,
+        "needs_review": False,
+        "top": [{"label": department, "probability": 0.91}, {"label": "住建局", "probability": 0.05}],
+        "latency_ms": 3.2,
+    }
+    values.update(fields)
+    return PredictionInput(**values)
+
+
+def run_together(n: int, work: Callable[[int], Any]) -> list[Any]:
+    """Run `work(i)` for i in range(n) on n threads released at the same moment."""
+    barrier = threading.Barrier(n)
+
+    def go(i: int) -> Any:
+        barrier.wait()
+        return work(i)
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(go, range(n)))
+
+
+# -- migrations and connections ---------------------------------------------------------------------
+def test_migrations_take_an_empty_database_to_head_and_back(db_url: str) -> None:
+    engine = make_engine(db_url, poolclass=NullPool)
+    try:
+        assert current_revision(engine) is None
+        assert not STORE_TABLES & set(inspect(engine).get_table_names())
+
+        assert upgrade_database(db_url) == head_revision() is not None
+        assert set(inspect(engine).get_table_names()) == STORE_TABLES | {"alembic_version"}
+        assert current_revision(engine) == head_revision()
+        assert upgrade_database(db_url) == head_revision()  # a second start-up changes nothing
+
+        assert downgrade_database(db_url, "base") is None
+        assert not STORE_TABLES & set(inspect(engine).get_table_names())
+        assert upgrade_database(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_orm_tables_match_what_the_migrations_create(store: Store) -> None:
+    with store.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys_and_a_busy_timeout(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'triage.db'}"
+    upgrade_database(url)
+    with Store.from_url(url) as store, store.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+
+
+def test_foreign_keys_are_enforced(store: Store) -> None:
+    with pytest.raises(IntegrityError), Session(store.engine) as session, session.begin():
+        session.add(
+            Prediction(
+                case_row_id=12345,
+                case_id="nobody",
+                model_name="m",
+                department="人社局",
+                department_confidence=0.5,
+                needs_review=True,
+                top=[],
+                created_at=T0,
+            )
+        )
+
+
+def test_default_database_is_var_triage_db_under_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TRIAGE_DATABASE_URL", raising=False)
+    url = Settings().database_url
+    assert url == f"sqlite:///{tmp_path / 'var' / 'triage.db'}"
+    assert not (tmp_path / "var").exists()  # settings alone create nothing
+
+    assert upgrade_database(url) == head_revision()  # creates the folder; migrations found from any cwd
+    assert (tmp_path / "var" / "triage.db").is_file()
+
+    monkeypatch.setenv("TRIAGE_DATABASE_URL", "postgresql+psycopg://triage@db.internal:5432/triage")
+    assert Settings().database_url == "postgresql+psycopg://triage@db.internal:5432/triage"
+
+
+def test_migration_command_line_works_from_another_directory(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cli' / 'triage.db'}"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env.pop("TRIAGE_DATABASE_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "serving.store.migrate", "--url", url, "upgrade", "head"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    engine = make_engine(url, poolclass=NullPool)
+    try:
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_urls_the_store_cannot_use_are_refused_with_the_reason() -> None:
+    assert make_engine("postgresql://u:secret@localhost/db").url.drivername == "postgresql+psycopg"
+    with pytest.raises(ValueError, match="in-memory SQLite"):
+        make_engine("sqlite://")
+    with pytest.raises(ValueError, match=r"unsupported database .*sqlite:///PATH") as error:
+        make_engine("mysql://root:hunter2@localhost/triage")
+    assert "hunter2" not in str(error.value)
+
+
+# -- cases and predictions --------------------------------------------------------------------------
+def test_resubmitting_the_same_case_and_text_returns_the_stored_prediction(store: Store) -> None:
+    first = store.record_case_and_prediction(a_case(), a_prediction("人社局"))
+    again = store.record_case_and_prediction(a_case(), a_prediction("住建局", version="4"))
+
+    assert first.is_new and not again.is_new
+    assert again.id == first.id
+    assert (again.department, again.model_version) == ("人社局", "3")  # what was stored, not the new input
+    assert store.count_predictions() == 1
+    assert len(store.case_versions("YC1")) == 1
+    assert store.existing_prediction("YC1", WAGES_TITLE, WAGES_BODY) == again
+    assert store.existing_prediction("YC1", WAGES_TITLE, GAS_BODY) is None
+    assert store.existing_prediction("unknown", WAGES_TITLE, WAGES_BODY) is None
+
+
+def test_a_changed_text_is_a_new_case_version_whose_prediction_supersedes_the_old(store: Store) -> None:
+    old = store.record_case_and_prediction(a_case(), a_prediction(risk_level="yellow"))
+    new = store.record_case_and_prediction(a_case(body=GAS_BODY), a_prediction(risk_level="red"))
+
+    assert new.is_new and new.id != old.id
+    assert new.supersedes_id == old.id
+    assert new.case_row_id != old.case_row_id
+    assert new.text_hash == text_hash(WAGES_TITLE, GAS_BODY) != old.text_hash
+    assert [p.id for p in store.predictions_for("YC1")] == [old.id, new.id]
+    assert store.latest_prediction("YC1") == new
+    assert [v.body for v in store.case_versions("YC1")] == [WAGES_BODY, GAS_BODY]
+
+
+def test_a_text_coming_back_after_a_change_is_scored_again_not_answered_from_the_past(store: Store) -> None:
+    first = store.record_case_and_prediction(a_case(), a_prediction())
+    changed = store.record_case_and_prediction(a_case(body=GAS_BODY), a_prediction())
+    back = store.record_case_and_prediction(a_case(), a_prediction())
+
+    assert back.is_new and back.supersedes_id == changed.id
+    assert back.case_row_id == first.case_row_id  # the text version is stored once
+    assert len(store.case_versions("YC1")) == 2
+    assert store.latest_prediction("YC1") == back
+
+
+def test_rescore_adds_a_prediction_superseding_the_latest(store: Store) -> None:
+    old = store.record_case_and_prediction(a_case(), a_prediction(version="3"))
+    rescored = store.record_case_and_prediction(a_case(), a_prediction(version="4"), rescore=True)
+
+    assert rescored.is_new and rescored.supersedes_id == old.id
+    assert rescored.case_row_id == old.case_row_id
+    assert rescored.model_version == "4"
+    assert store.latest_prediction("YC1") == rescored
+    assert store.record_case_and_prediction(a_case(), a_prediction(version="5")).id == rescored.id
+    assert store.count_predictions() == 2
+
+
+def test_cases_are_kept_apart_and_unknown_cases_have_no_prediction(store: Store) -> None:
+    one = store.record_case_and_prediction(a_case("YC1"), a_prediction())
+    two = store.record_case_and_prediction(a_case("YC2"), a_prediction())  # same text, other case
+
+    assert two.is_new and two.supersedes_id is None and two.id != one.id
+    assert store.latest_prediction("YC3") is None
+    assert store.predictions_for("YC3") == []
+    assert store.count_predictions() == 2
+
+
+def test_times_come_back_as_utc_and_outputs_as_json(store: Store) -> None:
+    beijing = timezone(timedelta(hours=8))
+    created = datetime(2026, 7, 15, 9, 30, tzinfo=beijing)
+    reasons = [{"text": "燃气泄漏", "start": 31, "end": 35, "weight": np.float64(0.42)}]
+    record = store.record_case_and_prediction(
+        a_case(created_at=created, reporter_id="U20417", channel="12345热线"),
+        a_prediction(
+            top=[("人社局", np.float32(0.75)), ("住建局", 0.25)],
+            risk_level="red",
+            risk_probabilities={"red": 0.8, "yellow": 0.15, "green": 0.05},
+            reasons=reasons,
+            hot_issue_id="burst-7",
+        ),
+    )
+    stored = store.latest_prediction("YC1")
+    assert stored is not None
+    assert stored.created_at.tzinfo is not None and stored.created_at.utcoffset() == timedelta(0)
+    assert stored.created_at == record.created_at
+    assert stored.top == [["人社局", 0.75], ["住建局", 0.25]]
+    assert stored.risk_probabilities == {"red": 0.8, "yellow": 0.15, "green": 0.05}
+    assert stored.reasons == [{"text": "燃气泄漏", "start": 31, "end": 35, "weight": 0.42}]
+    assert stored.hot_issue_id == "burst-7"
+
+    (version,) = store.case_versions("YC1")
+    assert version.created_at == created and version.created_at.utcoffset() == timedelta(0)
+    assert version.created_at.hour == 1
+    assert (version.reporter_id, version.channel) == ("U20417", "12345热线")
+
+    with pytest.raises(ValueError, match="cannot store as JSON"):
+        store.record_case_and_prediction(a_case("YC9"), a_prediction(risk_probabilities={"red": math.nan}))
+    assert store.latest_prediction("YC9") is None  # nothing half-stored
+
+
+# -- reviews ----------------------------------------------------------------------------------------
+def test_reviews_are_appended_and_must_name_a_prediction_of_their_case(store: Store) -> None:
+    prediction = store.record_case_and_prediction(a_case(), a_prediction(risk_level="yellow"))
+    other = store.record_case_and_prediction(a_case("YC2"), a_prediction())
+
+    first = store.add_review("YC1", prediction.id, "reviewer-a", decided_level="red", note="有燃气泄漏")
+    second = store.add_review("YC1", prediction.id, "reviewer-b", decided_department="应急管理局")
+    assert [r.id for r in store.reviews_for("YC1")] == [first.id, second.id]
+    assert store.reviews_for("YC1")[0].decided_level == "red"
+    assert store.reviews_for("YC2") == []
+
+    with pytest.raises(ValueError, match="not a prediction of case 'YC1'"):
+        store.add_review("YC1", other.id, "reviewer-a")
+    with pytest.raises(ValueError, match="not a prediction of case"):
+        store.add_review("YC1", 999_999, "reviewer-a")
+
+
+# -- hot issues -------------------------------------------------------------------------------------
+def test_adding_the_same_alert_twice_stores_it_once(store: Store) -> None:
+    payload = {"keywords": ["车贷", "58"], "place": "天心区", "members": 12, "cases": ["A", "B"]}
+    assert store.add_alert("alert-1", "burst-1", "yellow", T0, payload) is True
+    assert store.add_alert("alert-1", "burst-1", "red", T0 + timedelta(days=1), {"changed": True}) is False
+
+    stored = store.alert("alert-1")
+    assert stored is not None
+    assert (stored.level, stored.raised_at, stored.payload) == ("yellow", T0, payload)
+    assert store.alert("no-such-alert") is None
+    with store.engine.connect() as connection:
+        assert connection.execute(select(HotspotAlert.id)).all() == [(stored.id,)]
+
+
+def test_open_alerts_are_newest_first_one_per_burst_and_filter_by_level(store: Store) -> None:
+    store.add_alert("a-yellow", "burst-a", "yellow", T0, {})
+    store.add_alert("b-yellow", "burst-b", "yellow", T0 + timedelta(hours=1), {})
+    store.add_alert("a-red", "burst-a", "red", T0 + timedelta(hours=2), {})  # burst a escalates
+    store.add_alert("c-yellow", "burst-c", "yellow", T0 + timedelta(hours=3), {})
+
+    assert [a.alert_id for a in store.open_alerts()] == ["c-yellow", "a-red", "b-yellow"]
+    assert [a.alert_id for a in store.open_alerts(level="yellow")] == ["c-yellow", "b-yellow"]
+    assert [a.alert_id for a in store.open_alerts(level="red")] == ["a-red"]
+    assert [a.alert_id for a in store.open_alerts(limit=2)] == ["c-yellow", "a-red"]
+    assert [a.alert_id for a in store.open_alerts(since=T0 + timedelta(hours=2))] == ["c-yellow", "a-red"]
+    assert [a.alert_id for a in store.alerts_for_burst("burst-a")] == ["a-yellow", "a-red"]
+
+
+def test_snapshot_round_trip(store: Store) -> None:
+    assert store.latest_snapshot() is None
+    payload = {
+        "version": "hotspots-1",
+        "window_days": 30,
+        "bursts": {"b1": {"keywords": ["燃气", "泄漏"], "centroid": {"燃气": 0.7, "泄漏": 0.3}, "cases": 3}},
+        "clock": "2026-07-15T01:30:00+00:00",
+    }
+    older = store.save_snapshot({"version": "hotspots-0"})
+    saved = store.save_snapshot(payload)
+
+    latest = store.latest_snapshot()
+    assert latest == saved
+    assert latest is not None and latest.payload == payload and latest.detector_version == "hotspots-1"
+    assert latest.created_at >= older.created_at
+    assert store.latest_snapshot(detector_version="hotspots-0") == older
+    assert store.save_snapshot({}, detector_version="v9").detector_version == "v9"
+
+
+def test_detector_state_is_the_latest_snapshot_plus_members_stored_after_it(store: Store) -> None:
+    def member(case_id: str, hours: int) -> bool:
+        place = {"tokens": ["燃气", "泄漏"], "place": "翠湖湾小区"}
+        return store.add_hotspot_member("burst-1", case_id, T0 + timedelta(hours=hours), f"U{case_id}", place)
+
+    assert member("C1", 0) and member("C2", 1)
+    snapshot = store.save_snapshot({"version": "hotspots-1", "members": ["C1", "C2"]})
+    assert member("C4", 5) and member("C3", 4)
+    assert member("C3", 4) is False  # a case joins a burst once
+
+    after = store.members_since(snapshot.created_at)
+    assert [m.case_id for m in after] == ["C3", "C4"]  # in the order the cases were observed
+    assert after[0].payload == {"tokens": ["燃气", "泄漏"], "place": "翠湖湾小区"}
+    assert after[0].observed_at == T0 + timedelta(hours=4) and after[0].reporter_id == "UC3"
+    assert [m.case_id for m in store.members_since(None)] == ["C1", "C2", "C3", "C4"]
+    assert [m.case_id for m in store.members_since(T0 + timedelta(hours=1), by="observed_at")] == ["C3", "C4"]
+    assert [m.case_id for m in store.members_of("burst-1")] == ["C1", "C2", "C3", "C4"]
+    assert store.members_of("burst-2") == []
+
+
+def test_everything_survives_a_restart(db_url: str) -> None:
+    upgrade_database(db_url)
+    with Store.from_url(db_url) as before:
+        prediction = before.record_case_and_prediction(a_case(), a_prediction(risk_level="red"))
+        before.add_alert("alert-1", "burst-1", "red", T0, {"cases": ["YC1"]})
+        before.add_hotspot_member("burst-1", "YC1", T0, "U1", {"tokens": ["工资"]})
+        snapshot = before.save_snapshot({"version": "hotspots-1", "bursts": {"burst-1": {"cases": 1}}})
+
+    assert upgrade_database(db_url) == head_revision()  # the next start-up
+    with Store.from_url(db_url) as after:
+        assert after.latest_prediction("YC1") == prediction
+        assert after.record_case_and_prediction(a_case(), a_prediction()).id == prediction.id
+        assert [a.alert_id for a in after.open_alerts()] == ["alert-1"]
+        assert after.latest_snapshot() == snapshot
+        assert [m.case_id for m in after.members_since(None)] == ["YC1"]
+        assert after.count_predictions() == 1
+
+
+# -- concurrency ------------------------------------------------------------------------------------
+def test_concurrent_inserts_of_one_alert_leave_one_row(db_url: str) -> None:
+    upgrade_database(db_url)
+    stores = [Store.from_url(db_url) for _ in range(8)]  # one engine each, like separate processes
+    try:
+        stored = run_together(8, lambda i: stores[i].add_alert("alert-1", "burst-1", "red", T0, {"by": i}))
+        assert sorted(stored) == [False] * 7 + [True]
+        assert len(stores[0].open_alerts()) == 1
+    finally:
+        for opened in stores:
+            opened.dispose()
+
+
+def test_concurrent_resubmissions_of_one_case_store_one_prediction(store: Store) -> None:
+    records = run_together(8, lambda i: store.record_case_and_prediction(a_case(), a_prediction()))
+    assert sum(r.is_new for r in records) == 1
+    assert len({r.id for r in records}) == 1
+    assert store.count_predictions() == 1
+
+
+def test_concurrent_changed_texts_form_one_chain(store: Store) -> None:
+    records = run_together(
+        6, lambda i: store.record_case_and_prediction(a_case(body=f"{WAGES_BODY}（补充{i}）"), a_prediction())
+    )
+    assert all(r.is_new for r in records)
+    chain = store.predictions_for("YC1")
+    assert len(chain) == 6
+    assert [p.supersedes_id for p in chain] == [None] + [p.id for p in chain[:-1]]
+
+
+# -- append-only and wiring -------------------------------------------------------------------------
+def test_the_store_offers_no_way_to_change_or_remove_a_row() -> None:
+    public = {name for name in dir(Store) if not name.startswith("_") and callable(getattr(Store, name))}
+    changing = ("update", "delete", "remove", "edit", "set", "replace", "upsert", "drop", "clear", "purge")
+    assert not {name for name in public if name.startswith(changing)}, public
+    assert {"record_case_and_prediction", "add_alert", "add_hotspot_member", "add_review", "save_snapshot"} <= public
+
+
+def test_get_store_answers_503_until_the_app_has_a_store(store: Store) -> None:
+    app = FastAPI()
+
+    @app.get("/count")
+    def count(opened: StoreDep) -> dict[str, int]:
+        return {"predictions": opened.count_predictions()}
+
+    with TestClient(app) as client:
+        response = client.get("/count")
+        assert response.status_code == 503 and response.json()["detail"] == NO_STORE
+        app.state.store = store
+        assert client.get("/count").json() == {"predictions": 0}
