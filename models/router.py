@@ -23,12 +23,12 @@ class FeatureParams(BaseModel):
     word_min_df: int = Field(2, ge=1)
     word_max_df: float = Field(1.0, gt=0, le=1)
     word_max_features: int | None = Field(None, ge=1)
-    title_weight: float = Field(1.0, ge=0)
+    title_weight: float = Field(0.0, ge=0)
     char_weight: float = Field(1.0, ge=0)
-    char_ngram_range: tuple[int, int] = (2, 4)
-    char_min_df: int = Field(3, ge=1)
+    char_ngram_range: tuple[int, int] = (1, 4)
+    char_min_df: int = Field(1, ge=1)
     char_max_features: int | None = Field(300_000, ge=1)
-    char_source: Literal["text", "title"] = "text"
+    char_source: Literal["text", "title"] = "title"
     body_max_chars: int | None = Field(None, ge=1)
     sublinear_tf: bool = True
 
@@ -39,8 +39,8 @@ class ClassifierParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["linear_svc", "logistic_regression"] = "linear_svc"
-    C: float = Field(0.5, gt=0)
-    class_weight: Literal["balanced"] | None = None
+    C: float = Field(1.0, gt=0)
+    class_weight: Literal["balanced"] | None = "balanced"
     calibration: Literal["sigmoid", "isotonic"] = "sigmoid"
     calibration_folds: int = Field(3, ge=2)
 

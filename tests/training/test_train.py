@@ -302,9 +302,10 @@ def test_missing_config_file_is_an_error_naming_it(tmp_path: Path) -> None:
 
 
 def test_flat_params_use_dotted_section_keys() -> None:
-    flat = TrainConfig().flat_params()
+    config = TrainConfig.model_validate({"classifier": {"C": 0.25}})
+    flat = config.flat_params()
     assert flat["seed"] == 42
-    assert flat["classifier.C"] == 0.5
+    assert flat["classifier.C"] == 0.25
     assert flat["features.word_ngram_range"] == [1, 2]
     assert flat["registry.model_name"] == MODEL_NAME
     assert not any(isinstance(v, dict) for v in flat.values())
