@@ -136,6 +136,33 @@ def predict(
 
 
 @app.command()
+def hotspots(
+    input: Annotated[Path, typer.Option("--input", help="CSV, XLSX or Parquet file of cases (any order).")] = ...,
+    output: Annotated[Path, typer.Option(help="Where to write the alerts (JSON).")] = Path("alerts.json"),
+    config: Annotated[
+        Path | None, typer.Option(help="Detector settings (YAML); default experiments/hotspots.yaml.")
+    ] = None,
+    encoding: Annotated[str, typer.Option(help="Text encoding of a CSV input.")] = "utf-8",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Replay a file in time order through the hot-issue detector; write each alert with when it was first raised."""
+    _setup_logging(verbose)
+    from training.config import ConfigError, load_hotspot_config
+    from training.hotspots_cli import replay_file
+    from training.loading import DataError
+
+    try:
+        alerts = replay_file(input, output, load_hotspot_config(config), encoding=encoding)
+    except (ConfigError, DataError) as exc:
+        raise _fail(str(exc)) from None
+    red = sum(a.level == "red" for a in alerts)
+    console.print(f"{len(alerts)} alerts ({red} red) written to {output}", highlight=False)
+    for a in alerts[-10:]:
+        console.print(f"  {a.raised_at:%Y-%m-%d %H:%M} {a.level:6s} {a.place or '-'}  {a.cases} cases, "
+                      f"{a.reporters} reporters  [{', '.join(a.keywords[:5])}]", highlight=False)
+
+
+@app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from models.hotspots import HotspotConfig
 from models.router import ClassifierParams, FeatureParams
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "experiments" / "router.yaml"
@@ -52,8 +54,24 @@ class TrainConfig(BaseModel):
         return flat
 
 
+DEFAULT_HOTSPOT_CONFIG = DEFAULT_CONFIG.parent / "hotspots.yaml"
+
+
 def load_config(path: str | Path | None = None) -> TrainConfig:
-    path = Path(path) if path else DEFAULT_CONFIG
+    return _load_model(TrainConfig, Path(path) if path else DEFAULT_CONFIG)
+
+
+def load_hotspot_config(path: str | Path | None = None) -> HotspotConfig:
+    """The detector's settings: the given YAML, else experiments/hotspots.yaml, else built-in defaults."""
+    if path is None and not DEFAULT_HOTSPOT_CONFIG.exists():
+        return HotspotConfig()
+    return _load_model(HotspotConfig, Path(path) if path else DEFAULT_HOTSPOT_CONFIG)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _load_model(model: type[M], path: Path) -> M:
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
     try:
@@ -63,7 +81,7 @@ def load_config(path: str | Path | None = None) -> TrainConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
     try:
-        return TrainConfig.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()

@@ -54,13 +54,17 @@ def events_from_frame(frame: pd.DataFrame) -> Iterator[CaseEvent]:
 
 
 def replay_file(
-    input_path: str | Path, output_path: str | Path | None, config: HotspotConfig | None = None
+    input_path: str | Path,
+    output_path: str | Path | None,
+    config: HotspotConfig | None = None,
+    *,
+    encoding: str = "utf-8",
 ) -> list[Alert]:
     """Read a CSV / TSV / XLSX / Parquet grievance file, replay it in time order, write the alerts as a
     JSON list (each with the time it was first raised, level, reason, keywords, place, first and last
     case, member case ids and the burst's figures) and return them. `output_path` None: write nothing.
     """
-    loaded = load_cases([input_path], training=False)
+    loaded = load_cases([input_path], training=False, encoding=encoding)
     detector = HotspotDetector(config)
     alerts = detector.replay(events_from_frame(loaded.frame))
     if output_path is not None:
