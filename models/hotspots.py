@@ -311,6 +311,13 @@ class HotspotDetector:
     def burst_count(self) -> int:
         return len(self._bursts)
 
+    def burst_level(self, burst_id: str | None) -> str | None:
+        """The highest alert level a live burst has reached ("red", "yellow"), or None."""
+        burst = self._bursts.get(burst_id) if burst_id else None
+        if burst is None or not burst.fired:
+            return None
+        return "red" if "red" in burst.fired else "yellow"
+
     def burst_members(self, burst_id: str) -> list[str]:
         burst = self._bursts.get(burst_id)
         return list(burst.members) if burst else []

@@ -23,9 +23,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from features.text import init_tokenizer
 from models.mlflow_model import LoadedModel, load_model
 from models.tracking import configure_tracking
+from serving.hotspot_service import HotspotService
 from serving.routes import router
 from serving.settings import Settings, get_settings
 from serving.state import ModelState, model_ref
+from serving.store import Store, upgrade_database
+from training.config import load_hotspot_config
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +37,13 @@ WARM_UP_TITLE = "预热"
 
 DESCRIPTION = """
 Routes Chinese citizen grievances (12345 hotline, web petitions, mayor's mailbox) to the department
-that should handle them, with a calibrated confidence and a flag for cases a person should review.
+that should handle them, with a calibrated confidence and a flag for cases a person should review; gives
+each case a red / yellow / green risk level with its reasons; notices bursts of similar cases from many
+people (hot issues); and keeps every prediction in an append-only audit trail.
 
 * `POST /v1/triage`: one case → department, confidence, top 3, needs_review, model version.
 * `POST /v1/triage/batch`: up to 1,000 cases in one call, results in request order.
+* `GET /v1/alerts`, `GET /v1/alerts/{id}`: hot-issue alerts (bursts of similar cases from many people).
 * `GET /v1/model`: the loaded model: name, version, alias, when it was trained, held-out metrics.
 * `GET /healthz` (process alive) and `GET /readyz` (a model is loaded).
 
@@ -79,9 +85,20 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.model_state = state
     configure_tracking()
     init_tokenizer()
+    # The audit store is not optional: a service that cannot record predictions must not answer.
+    upgrade_database(settings.database_url)
+    store = Store.from_url(settings.database_url)
+    app.state.store = store
+    app.state.hotspots = HotspotService.restore(store, load_hotspot_config(settings.hotspot_config))
     state.model, state.error = _load(settings.model_uri)
-    yield
-    app.state.model_state = ModelState(error="the service is shutting down")
+    try:
+        yield
+    finally:
+        app.state.model_state = ModelState(error="the service is shutting down")
+        app.state.hotspots.close()
+        app.state.hotspots = None
+        app.state.store = None
+        store.dispose()
 
 
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -148,6 +165,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.model_state = ModelState()
+    app.state.store = None
+    app.state.hotspots = None
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.body_limit_bytes)
     app.include_router(router)

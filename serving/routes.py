@@ -9,28 +9,34 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Annotated, Any
+from collections import Counter
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, HTTPException, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 
-from models.bundle import Route
+from serving.hotspot_service import HotspotService
 from serving.schemas import (
     EXAMPLE_CASE,
+    AlertDetail,
+    AlertList,
+    AlertMember,
+    AlertSummary,
     BatchRequest,
     BatchResponse,
-    CaseTriage,
-    Department,
-    DepartmentScore,
     ErrorResponse,
     Health,
     ModelInfo,
     Ready,
+    TrajectoryPoint,
     TriageRequest,
     TriageResponse,
 )
 from serving.settings import MAX_BATCH, Settings
 from serving.state import ModelDep, ModelStateDep, SettingsDep, model_ref
+from serving.store import AlertRecord
+from serving.store.dependencies import StoreDep
+from serving.triage_service import triage_cases
 
 logger = logging.getLogger(__name__)
 
@@ -41,13 +47,16 @@ NO_MODEL = {
 router = APIRouter()
 
 
-def _department(route: Route) -> Department:
-    return Department(
-        label=route.label,
-        confidence=route.confidence,
-        top=[DepartmentScore(label=label, probability=p) for label, p in route.top],
-        needs_review=route.needs_review,
-    )
+def get_hotspots(request: Request) -> HotspotService | None:
+    """The live hot-issue detector (None in apps started without one, e.g. some tests)."""
+    return getattr(request.app.state, "hotspots", None)
+
+
+HotspotsDep = Annotated[HotspotService | None, Depends(get_hotspots)]
+RescoreQuery = Annotated[
+    bool,
+    Query(description="Score again even if this case_id was already triaged with the same text."),
+]
 
 
 def _too_long(loc: tuple[str | int, ...], limit: int, unit: str) -> dict[str, Any]:
@@ -99,22 +108,17 @@ def triage(
     case: Annotated[TriageRequest, Body(openapi_examples=TRIAGE_EXAMPLES)],
     model: ModelDep,
     settings: SettingsDep,
+    store: StoreDep,
+    hotspots: HotspotsDep,
+    rescore: RescoreQuery = False,
 ) -> TriageResponse:
-    """The most probable department, its calibrated confidence, the top three, and whether a person
-    should review the routing before it is dispatched."""
+    """The most probable department with its calibrated confidence and the top three, whether a person
+    should review the routing, the risk level with its reasons, and the hot issue the case joined.
+    Every prediction is stored in the audit trail; the same case_id with the same text returns the
+    stored prediction unless `rescore=true`."""
     _enforce_limits([case], settings, batch=False)
-    started = time.perf_counter()
-    route = model.bundle.route_one(case.title, case.body)
-    ref = model_ref(model)
-    logger.info(
-        "triage case_id=%s department=%s needs_review=%s model_version=%s latency_ms=%.1f",
-        case.case_id,
-        route.label,
-        route.needs_review,
-        ref.version,
-        1000 * (time.perf_counter() - started),
-    )
-    return TriageResponse(case_id=case.case_id, department=_department(route), model=ref)
+    (result,) = triage_cases(model, [case], store=store, hotspots=hotspots, rescore=rescore)
+    return TriageResponse(**result.model_dump(), model=model_ref(model))
 
 
 @router.post(
@@ -124,26 +128,77 @@ def triage(
     summary=f"Route up to {MAX_BATCH} cases in one call",
     responses=NO_MODEL,
 )
-def triage_batch(batch: BatchRequest, model: ModelDep, settings: SettingsDep) -> BatchResponse:
+def triage_batch(
+    batch: BatchRequest,
+    model: ModelDep,
+    settings: SettingsDep,
+    store: StoreDep,
+    hotspots: HotspotsDep,
+    rescore: RescoreQuery = False,
+) -> BatchResponse:
     """One result per case, in request order; case ids must be unique within the batch."""
     _enforce_limits(batch.cases, settings, batch=True)
     started = time.perf_counter()
-    routes = model.bundle.route([(c.title, c.body) for c in batch.cases])
-    ref = model_ref(model)
-    results = [
-        CaseTriage(case_id=c.case_id, department=_department(r))
-        for c, r in zip(batch.cases, routes, strict=True)
-    ]
-    for c, r in zip(batch.cases, routes, strict=True):
-        logger.debug("triage case_id=%s department=%s needs_review=%s", c.case_id, r.label, r.needs_review)
+    results = triage_cases(model, batch.cases, store=store, hotspots=hotspots, rescore=rescore)
     logger.info(
-        "triage batch n=%d review=%d model_version=%s latency_ms=%.1f",
-        len(results),
-        sum(r.needs_review for r in routes),
-        ref.version,
-        1000 * (time.perf_counter() - started),
+        "triage batch n=%d review=%d latency_ms=%.1f",
+        len(results), sum(r.department.needs_review for r in results), 1000 * (time.perf_counter() - started),
     )
-    return BatchResponse(results=results, model=ref)
+    return BatchResponse(results=results, model=model_ref(model))
+
+
+def _alert_summary(record: AlertRecord) -> AlertSummary:
+    p = record.payload or {}
+    return AlertSummary(
+        id=record.alert_id,
+        burst_id=record.burst_id,
+        level=record.level,
+        raised_at=record.raised_at,
+        reason=p.get("reason"),
+        place=p.get("place"),
+        keywords=list(p.get("keywords") or []),
+        cases=int(p.get("cases") or 0),
+        reporters=int(p.get("reporters") or 0),
+        first_case_id=p.get("first_case_id"),
+        last_case_id=p.get("last_case_id"),
+    )
+
+
+@router.get("/v1/alerts", response_model=AlertList, tags=["hot issues"], summary="Open hot-issue alerts")
+def list_alerts(
+    store: StoreDep,
+    level: Annotated[Literal["red", "yellow"] | None, Query(description="Only bursts at this level.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> AlertList:
+    """Each burst's latest alert (a burst that escalated shows once, as red), newest first."""
+    return AlertList(alerts=[_alert_summary(a) for a in store.open_alerts(level=level, limit=limit)])
+
+
+@router.get(
+    "/v1/alerts/{alert_id}",
+    response_model=AlertDetail,
+    tags=["hot issues"],
+    summary="One alert with its members and trajectory",
+    responses={status.HTTP_404_NOT_FOUND: {"model": ErrorResponse, "description": "No such alert."}},
+)
+def get_alert(alert_id: str, store: StoreDep) -> AlertDetail:
+    """Members (every case recorded in the burst so far), keywords, place, and cases per day."""
+    record = store.alert(alert_id)
+    if record is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no alert with id {alert_id!r}")
+    members = store.members_of(record.burst_id)
+    per_day = Counter(m.observed_at.date().isoformat() for m in members)
+    trajectory, total = [], 0
+    for day in sorted(per_day):
+        total += per_day[day]
+        trajectory.append(TrajectoryPoint(date=day, cases=per_day[day], cumulative=total))
+    return AlertDetail(
+        **_alert_summary(record).model_dump(),
+        member_case_ids=list((record.payload or {}).get("member_case_ids") or []),
+        members=[AlertMember(case_id=m.case_id, observed_at=m.observed_at) for m in members],
+        trajectory=trajectory,
+        history=[_alert_summary(a) for a in store.alerts_for_burst(record.burst_id)],
+    )
 
 
 def _finite(value: Any) -> float | None:

@@ -10,7 +10,7 @@ without changing what existing clients read.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -136,11 +136,44 @@ class ModelRef(BaseModel):
     version: str | None = Field(description="Registered model version.", examples=["3"])
 
 
+class RiskReason(BaseModel):
+    """Why the case got its level: a model feature (in words) or a cue phrase found in the text."""
+
+    kind: Literal["model", "cue"] = Field(description="model: a feature the risk model weighed; cue: a phrase.")
+    text: str = Field(description="For a reviewer: the feature in words, or the phrase as written.")
+    feature: str | None = Field(None, description="Model feature name (kind model).")
+    weight: float | None = Field(None, description="Contribution toward the level, in log-odds (kind model).")
+    criterion: str | None = Field(None, description="Rubric criterion of a cue, e.g. red-1.", examples=["red-3"])
+    start: int | None = Field(None, description="Offset of the phrase in the normalised title。body text.")
+    end: int | None = None
+
+
+class Risk(BaseModel):
+    """How soon and how closely the case must be handled (red / yellow / green), and why."""
+
+    level: Literal["red", "yellow", "green"]
+    probabilities: dict[str, Probability] = Field(description="Probability of each level.")
+    reasons: list[RiskReason] = Field(description="Model reasons first (strongest first), then cue phrases.")
+
+
+class HotIssue(BaseModel):
+    """The burst of similar cases from different people that this case joined."""
+
+    id: str = Field(description="Burst id; GET /v1/alerts lists the bursts that raised an alert.")
+    level: Literal["red", "yellow"] | None = Field(description="Highest alert level the burst reached, if any.")
+    cases: int = Field(description="Cases in the burst within the window, this one included.")
+    reporters: int = Field(description="Distinct reporters among them.")
+
+
 class CaseTriage(BaseModel):
     """The triage of one case."""
 
     case_id: str
     department: Department
+    risk: Risk | None = Field(None, description="Absent only when the loaded model has no risk model.")
+    hot_issue: HotIssue | None = Field(None, description="Present when the case joined a burst of similar cases.")
+    prediction_id: int | None = Field(None, description="Audit-trail id of this prediction.")
+    stored_at: datetime | None = Field(None, description="When the prediction was first stored.")
 
 
 class TriageResponse(CaseTriage):
@@ -165,6 +198,44 @@ class ModelInfo(BaseModel):
     target_precision: float | None = Field(description="Precision the review thresholds were chosen for.")
     metrics: dict[str, float | None] = Field(description="Held-out metrics logged at training time.")
     text_pipeline_version: str | None = None
+
+
+class AlertSummary(BaseModel):
+    """A hot-issue alert: a burst of similar cases from several people crossed a threshold."""
+
+    id: str = Field(description="Alert id (burst id and level).")
+    burst_id: str
+    level: Literal["red", "yellow"]
+    raised_at: datetime = Field(description="Time of the case that made the burst cross the threshold.")
+    reason: str | None = Field(None, description="Which threshold was crossed.")
+    place: str | None = Field(None, description="The place most member cases name.")
+    keywords: list[str]
+    cases: int = Field(description="Cases in the burst when the alert was raised.")
+    reporters: int = Field(description="Distinct reporters when the alert was raised.")
+    first_case_id: str | None = None
+    last_case_id: str | None = None
+
+
+class AlertMember(BaseModel):
+    case_id: str
+    observed_at: datetime
+
+
+class TrajectoryPoint(BaseModel):
+    date: str = Field(description="Day (UTC).")
+    cases: int = Field(description="Member cases that day.")
+    cumulative: int = Field(description="Member cases up to and including that day.")
+
+
+class AlertDetail(AlertSummary):
+    member_case_ids: list[str] = Field(description="Members when the alert was raised.")
+    members: list[AlertMember] = Field(description="Every case recorded in the burst so far, oldest first.")
+    trajectory: list[TrajectoryPoint]
+    history: list[AlertSummary] = Field(description="All alerts of this burst, oldest first.")
+
+
+class AlertList(BaseModel):
+    alerts: list[AlertSummary] = Field(description="Each burst's latest alert, newest first.")
 
 
 class Health(BaseModel):

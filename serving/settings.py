@@ -49,6 +49,9 @@ class Settings(BaseSettings):
         description="Audit store: sqlite:///PATH (default var/triage.db under the working directory) or "
         "postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE.",
     )
+    hotspot_config: str | None = Field(
+        None, description="Hot-issue detector settings (YAML); default experiments/hotspots.yaml."
+    )
     log_level: str = "INFO"
 
     @field_validator("log_level")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -66,3 +67,17 @@ def demo_bundle_dir(demo_bundle: TriageBundle, tmp_path_factory: pytest.TempPath
     directory = tmp_path_factory.mktemp("bundle")
     demo_bundle.save(directory)
     return directory
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_service_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Apps started by tests write their audit store to a temporary SQLite file, never ./var."""
+    import os
+
+    previous = os.environ.get("TRIAGE_DATABASE_URL")
+    os.environ["TRIAGE_DATABASE_URL"] = f"sqlite:///{tmp_path_factory.mktemp('service-db') / 'triage.db'}"
+    yield
+    if previous is None:
+        os.environ.pop("TRIAGE_DATABASE_URL", None)
+    else:
+        os.environ["TRIAGE_DATABASE_URL"] = previous

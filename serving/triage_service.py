@@ -1,0 +1,162 @@
+"""One triage call, end to end: route, match to a hot issue, assess risk, store, answer.
+
+Routes hand their validated cases to `triage_cases`; this is the only place that combines the model
+bundle, the hot-issue detector and the audit store, so the single and batch endpoints behave alike.
+A case resubmitted with the same case_id and text gets its stored prediction back (nothing is scored
+or counted twice) unless the client asks to re-score.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC
+from typing import Any
+
+from models.bundle import Route
+from models.mlflow_model import LoadedModel
+from serving.hotspot_service import HotspotService
+from serving.schemas import CaseTriage, Department, DepartmentScore, HotIssue, Risk, RiskReason, TriageRequest
+from serving.state import model_ref
+from serving.store import CaseInput, PredictionInput, PredictionRecord, Store
+
+logger = logging.getLogger(__name__)
+
+UNNAMED_MODEL = "unregistered"
+
+
+def triage_cases(
+    model: LoadedModel,
+    cases: Sequence[TriageRequest],
+    *,
+    store: Store | None = None,
+    hotspots: HotspotService | None = None,
+    rescore: bool = False,
+) -> list[CaseTriage]:
+    results: list[CaseTriage | None] = [None] * len(cases)
+    todo: list[int] = []
+    for i, case in enumerate(cases):
+        hit = None if (store is None or rescore) else store.existing_prediction(case.case_id, case.title, case.body)
+        if hit is not None:
+            results[i] = _from_record(hit)
+        else:
+            todo.append(i)
+    if todo:
+        for i, result in zip(todo, _score([cases[i] for i in todo], model, store, hotspots, rescore), strict=True):
+            results[i] = result
+    return [r for r in results if r is not None]
+
+
+def _score(
+    cases: Sequence[TriageRequest],
+    model: LoadedModel,
+    store: Store | None,
+    hotspots: HotspotService | None,
+    rescore: bool,
+) -> list[CaseTriage]:
+    started = time.perf_counter()
+    bundle = model.bundle
+    proba = bundle.predict_proba([(c.title, c.body) for c in cases])
+    routes = bundle.routes_from_proba(proba)
+    ref = model_ref(model)
+    risk_model = getattr(bundle, "risk", None)
+    out: list[CaseTriage] = []
+    for k, (case, route) in enumerate(zip(cases, routes, strict=True)):
+        hot: HotIssue | None = None
+        burst_features: dict[str, float] | None = None
+        if hotspots is not None:
+            assignment, level = hotspots.observe(
+                case.case_id, case.created_at, case.title, case.body, case.reporter_id
+            )
+            burst_features = assignment.features()
+            if assignment.burst_id and assignment.cases >= 2:
+                hot = HotIssue(id=assignment.burst_id, level=level, cases=assignment.cases,
+                               reporters=assignment.reporters)
+        risk: Risk | None = None
+        if risk_model is not None:
+            assessed = risk_model.predict_one(
+                case.title, case.body, proba[k : k + 1], bundle.classes, burst=burst_features
+            )
+            risk = Risk(
+                level=assessed.level,
+                probabilities=assessed.probabilities,
+                reasons=[RiskReason.model_validate(r.to_dict()) for r in assessed.reasons],
+            )
+        latency_ms = 1000 * (time.perf_counter() - started) / len(cases)
+        result = CaseTriage(case_id=case.case_id, department=_department(route), risk=risk, hot_issue=hot)
+        if store is not None:
+            record = store.record_case_and_prediction(
+                CaseInput(case.case_id, case.title, case.body, case.created_at, case.reporter_id, case.channel),
+                PredictionInput(
+                    model_name=ref.name or UNNAMED_MODEL,
+                    model_version=ref.version,
+                    department=route.label,
+                    department_confidence=route.confidence,
+                    needs_review=route.needs_review,
+                    top=[{"label": label, "probability": p} for label, p in route.top],
+                    risk_level=risk.level if risk else None,
+                    risk_probabilities=risk.probabilities if risk else None,
+                    reasons=_stored_reasons(risk, hot),
+                    hot_issue_id=hot.id if hot else None,
+                    latency_ms=latency_ms,
+                ),
+                rescore=rescore,
+            )
+            # A concurrent request may have stored this case first: answer with what the store holds.
+            result = _from_record(record) if not record.is_new else result.model_copy(
+                update={"prediction_id": record.id, "stored_at": record.created_at}
+            )
+        out.append(result)
+        logger.info(
+            "triage case_id=%s department=%s needs_review=%s risk=%s hot_issue=%s model_version=%s latency_ms=%.1f",
+            case.case_id, route.label, route.needs_review, risk.level if risk else None,
+            hot.id if hot else None, ref.version, latency_ms,
+        )
+    return out
+
+
+def _department(route: Route) -> Department:
+    return Department(
+        label=route.label,
+        confidence=route.confidence,
+        top=[DepartmentScore(label=label, probability=p) for label, p in route.top],
+        needs_review=route.needs_review,
+    )
+
+
+def _stored_reasons(risk: Risk | None, hot: HotIssue | None) -> dict[str, Any]:
+    return {
+        "risk": [r.model_dump(exclude_none=True) for r in risk.reasons] if risk else [],
+        "hot_issue": hot.model_dump() if hot else None,
+    }
+
+
+def _from_record(record: PredictionRecord) -> CaseTriage:
+    """The answer a stored prediction gave, rebuilt from the audit trail."""
+    reasons = record.reasons if isinstance(record.reasons, dict) else {}
+    risk = None
+    if record.risk_level:
+        risk = Risk(
+            level=record.risk_level,
+            probabilities=record.risk_probabilities or {},
+            reasons=[RiskReason.model_validate(r) for r in reasons.get("risk") or []],
+        )
+    hot = HotIssue.model_validate(reasons["hot_issue"]) if reasons.get("hot_issue") else None
+    top = [
+        DepartmentScore(label=t["label"], probability=t["probability"]) if isinstance(t, dict)
+        else DepartmentScore(label=t[0], probability=t[1])
+        for t in record.top
+    ]
+    stored_at = record.created_at
+    if stored_at.tzinfo is None:
+        stored_at = stored_at.replace(tzinfo=UTC)
+    return CaseTriage(
+        case_id=record.case_id,
+        department=Department(label=record.department, confidence=record.department_confidence, top=top,
+                              needs_review=record.needs_review),
+        risk=risk,
+        hot_issue=hot,
+        prediction_id=record.id,
+        stored_at=stored_at,
+    )
