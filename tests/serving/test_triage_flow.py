@@ -1,0 +1,117 @@
+"""The service end to end through its lifespan: audit trail, resubmissions, hot issues, alerts, restarts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from serving.app import create_app
+from serving.settings import Settings
+from serving.store import Store
+
+# Five residents of one (made-up) community report the same gas smell in their own words.
+GAS_REPORTS = [
+    ("兰溪苑小区5栋燃气味很重", "兰溪苑小区5栋一楼楼道里燃气味很重，已经两天了，物业说不归他们管。"),
+    ("兰溪苑5栋楼道天然气味道刺鼻", "我住兰溪苑小区5栋，这几天楼道里一直有天然气的味道，很担心会爆炸。"),
+    ("兰溪苑小区5栋疑似燃气泄漏", "兰溪苑小区5栋单元门口闻到很重的燃气味，老人孩子都不敢下楼，请燃气公司来查。"),
+    ("兰溪苑5栋燃气泄漏无人处理", "兰溪苑小区5栋燃气味道越来越大，打了物业电话没人来，请尽快派人检查燃气管道。"),
+    ("兰溪苑小区5栋楼道燃气味", "兰溪苑小区5栋楼道燃气味非常明显，邻居们都闻到了，请相关部门赶紧处理。"),
+]
+
+
+def gas_case(i: int, **extra: Any) -> dict[str, Any]:
+    title, body = GAS_REPORTS[i]
+    return {"case_id": f"GAS-{i}", "title": title, "body": body, "reporter_id": f"R-{i}",
+            "created_at": f"2026-09-0{3 + i // 2}T{8 + i:02d}:00:00+08:00", **extra}
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'triage.db'}"
+
+
+@pytest.fixture
+def client(demo_bundle_dir: Path, database: str) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(model_uri=str(demo_bundle_dir), database_url=database))) as c:
+        yield c
+
+
+def test_every_prediction_is_stored_and_named_by_model_version(client: TestClient, database: str) -> None:
+    answer = client.post("/v1/triage", json=gas_case(0)).json()
+    assert answer["prediction_id"] is not None
+    store = Store.from_url(database)
+    try:
+        (stored,) = store.predictions_for("GAS-0")
+        assert stored.id == answer["prediction_id"]
+        assert stored.department == answer["department"]["label"]
+        assert stored.model_version == answer["model"]["version"]
+    finally:
+        store.dispose()
+
+
+def test_resubmitting_the_same_text_returns_the_stored_prediction(client: TestClient, database: str) -> None:
+    first = client.post("/v1/triage", json=gas_case(0)).json()
+    again = client.post("/v1/triage", json=gas_case(0)).json()
+    assert again == first
+    rescored = client.post("/v1/triage", params={"rescore": True}, json=gas_case(0)).json()
+    assert rescored["prediction_id"] != first["prediction_id"]
+    changed = client.post("/v1/triage", json=gas_case(0, body="燃气味已经没有了，谢谢物业及时处理。")).json()
+    store = Store.from_url(database)
+    try:
+        history = store.predictions_for("GAS-0")
+    finally:
+        store.dispose()
+    assert [p.id for p in history] == [first["prediction_id"], rescored["prediction_id"], changed["prediction_id"]]
+    assert history[1].supersedes_id == history[0].id and history[2].supersedes_id == history[1].id
+
+
+def test_a_resubmission_is_not_counted_twice_in_a_hot_issue(client: TestClient) -> None:
+    for _ in range(3):
+        client.post("/v1/triage", json=gas_case(0))
+    second = client.post("/v1/triage", json=gas_case(1)).json()
+    assert second["hot_issue"] is not None
+    assert second["hot_issue"]["cases"] == 2
+    assert second["hot_issue"]["reporters"] == 2
+
+
+def test_reports_from_several_people_raise_an_alert_listed_with_its_members(client: TestClient) -> None:
+    answers = [client.post("/v1/triage", json=gas_case(i)).json() for i in range(len(GAS_REPORTS))]
+    assert answers[0]["hot_issue"] is None  # one case is not yet a hot issue
+    burst_ids = {a["hot_issue"]["id"] for a in answers[1:]}
+    assert len(burst_ids) == 1
+    assert answers[-1]["hot_issue"]["cases"] == len(GAS_REPORTS)
+    assert answers[-1]["hot_issue"]["level"] in ("yellow", "red")
+
+    listed = client.get("/v1/alerts").json()["alerts"]
+    assert [a["burst_id"] for a in listed] == [burst_ids.pop()]
+    detail = client.get(f"/v1/alerts/{listed[0]['id']}").json()
+    assert [m["case_id"] for m in detail["members"]] == [f"GAS-{i}" for i in range(len(GAS_REPORTS))]
+    assert detail["trajectory"][-1]["cumulative"] == len(GAS_REPORTS)
+    assert "兰溪苑" in (detail["place"] or "")
+    assert detail["history"][0]["level"] == "yellow"
+    level = listed[0]["level"]
+    other = "yellow" if level == "red" else "red"
+    assert client.get("/v1/alerts", params={"level": level}).json()["alerts"] == listed
+    assert client.get("/v1/alerts", params={"level": other}).json()["alerts"] == []
+
+
+def test_an_unknown_alert_is_404(client: TestClient) -> None:
+    response = client.get("/v1/alerts/hot-nope:red")
+    assert response.status_code == 404
+    assert "hot-nope:red" in response.json()["detail"]
+
+
+def test_hot_issue_state_survives_a_restart(demo_bundle_dir: Path, database: str) -> None:
+    settings = Settings(model_uri=str(demo_bundle_dir), database_url=database)
+    with TestClient(create_app(settings)) as first_run:
+        for i in range(2):
+            first_run.post("/v1/triage", json=gas_case(i))
+    with TestClient(create_app(settings)) as second_run:
+        third = second_run.post("/v1/triage", json=gas_case(2)).json()
+    assert third["hot_issue"] is not None
+    assert third["hot_issue"]["cases"] == 3
+    assert third["hot_issue"]["reporters"] == 3
