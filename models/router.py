@@ -24,7 +24,7 @@ class FeatureParams(BaseModel):
     word_max_df: float = Field(1.0, gt=0, le=1)
     word_max_features: int | None = Field(None, ge=1)
     title_weight: float = Field(0.0, ge=0)
-    char_weight: float = Field(1.0, ge=0)
+    char_weight: float = Field(0.7, ge=0)
     char_ngram_range: tuple[int, int] = (1, 4)
     char_min_df: int = Field(1, ge=1)
     char_max_features: int | None = Field(300_000, ge=1)
@@ -42,7 +42,10 @@ class ClassifierParams(BaseModel):
     C: float = Field(1.0, gt=0)
     class_weight: Literal["balanced"] | None = "balanced"
     calibration: Literal["sigmoid", "isotonic"] = "sigmoid"
-    calibration_folds: int = Field(3, ge=2)
+    calibration_folds: int = Field(5, ge=2)
+    # False: one model on all training data, calibrated on cross-validated scores. Tuning found it as
+    # good as averaging per-fold models (ensemble=True) at a fifth of the prediction cost.
+    calibration_ensemble: bool = False
 
 
 def build_router(features: FeatureParams, classifier: ClassifierParams, seed: int) -> Pipeline:
@@ -57,6 +60,7 @@ def build_router(features: FeatureParams, classifier: ClassifierParams, seed: in
         base,
         method=classifier.calibration,
         cv=StratifiedKFold(classifier.calibration_folds, shuffle=True, random_state=seed),
+        ensemble=classifier.calibration_ensemble,
     )
     return Pipeline(
         [("features", CaseVectorizer(**features.model_dump())), ("classifier", calibrated)]
