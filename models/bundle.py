@@ -39,6 +39,9 @@ class TriageBundle:
     thresholds: dict[str, float | None]
     target_precision: float
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: The risk model (`models.risk.RiskModel`), fed with the router's probabilities; None in bundles
+    #: trained before risk levels existed.
+    risk: Any = None
 
     @property
     def classes(self) -> list[str]:

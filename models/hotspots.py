@@ -202,7 +202,7 @@ class Assignment:
             "burst_cases": float(self.cases),
             "burst_reporters": float(self.reporters),
             "burst_recent_cases": float(self.recent_cases),
-            "burst_growth_ratio": float(self.growth_ratio),
+            "burst_growth": float(self.growth_ratio),
             "burst_votes": float(self.votes),
             "burst_age_days": float(self.age_days),
         }

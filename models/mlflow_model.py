@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
@@ -26,8 +27,15 @@ CHALLENGER = "challenger"
 
 
 def routes_frame(bundle: TriageBundle, cases: pd.DataFrame) -> pd.DataFrame:
-    """One output row per case: department, confidence, needs_review and the top-3 with probabilities."""
-    routes = bundle.route(cases)
+    """One output row per case: department, confidence, needs_review, the top-3 with probabilities and,
+    when the bundle has a risk model, the risk level and its probabilities.
+
+    Risk features include burst statistics when `cases` carries the `burst_*` columns (see
+    `models.risk.BURST_COLUMNS`); without them the case is scored as if it joined no burst.
+    """
+    pairs = cases[["title", "body"]]
+    proba = bundle.predict_proba(pairs) if len(cases) else np.zeros((0, len(bundle.classes)))
+    routes = bundle.routes_from_proba(proba)
     rows: list[dict[str, Any]] = []
     for r in routes:
         row: dict[str, Any] = {
@@ -43,7 +51,15 @@ def routes_frame(bundle: TriageBundle, cases: pd.DataFrame) -> pd.DataFrame:
     columns = ["department", "department_confidence", "needs_review"] + [
         f"top{i + 1}_{k}" for i in range(TOP_K) for k in ("department", "probability")
     ]
-    return pd.DataFrame(rows, columns=columns)
+    out = pd.DataFrame(rows, columns=columns)
+    if bundle.risk is not None:
+        levels = ("red", "yellow", "green")
+        frame = cases.reset_index(drop=True)
+        results = bundle.risk.predict(frame, proba, bundle.classes, reasons=False) if len(cases) else []
+        out["risk_level"] = pd.Series([r.level for r in results], dtype=object)
+        for level in levels:
+            out[f"risk_probability_{level}"] = pd.Series([r.probabilities[level] for r in results], dtype=float)
+    return out
 
 
 class TriagePyfunc(PythonModel):

@@ -101,6 +101,10 @@ def predict(
     workers: Annotated[
         int | None, typer.Option(min=1, help="Processes that score in parallel (default: cores, at most 4).")
     ] = None,
+    hot_issues: Annotated[
+        bool, typer.Option(help="Replay the file in time order to give each case its hot issue (burst).")
+    ] = True,
+    hotspot_config: Annotated[Path | None, typer.Option(help="Detector settings (YAML).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Score a file: one output row per case with department, confidence, needs_review and the top 3."""
@@ -108,13 +112,15 @@ def predict(
     from features.text import init_tokenizer
     from models.mlflow_model import load_model
     from models.tracking import configure_tracking
+    from training.config import ConfigError, load_hotspot_config
     from training.loading import DataError, load_cases
-    from training.predict import check_output_path, default_workers, score_frame, write_predictions
+    from training.predict import attach_hot_issues, check_output_path, default_workers, score_frame, write_predictions
 
     try:
         check_output_path(output)
         loaded = load_cases([input], training=False, encoding=encoding)
-    except DataError as exc:
+        detector_config = load_hotspot_config(hotspot_config) if hot_issues else None
+    except (DataError, ConfigError) as exc:
         raise _fail(str(exc)) from None
     _print_load_report(loaded.report)
     configure_tracking()
@@ -123,10 +129,11 @@ def predict(
     except Exception as exc:
         raise _fail(f"could not load model '{model}': {exc}") from None
     init_tokenizer()
+    cases = attach_hot_issues(loaded.frame, detector_config) if detector_config else loaded.frame
     try:
         with _progress() as progress:
-            task = progress.add_task("scoring", total=len(loaded.frame))
-            scored = score_frame(model_ref.bundle, loaded.frame, lambda n: progress.advance(task, n),
+            task = progress.add_task("scoring", total=len(cases))
+            scored = score_frame(model_ref.bundle, cases, lambda n: progress.advance(task, n),
                                  workers=workers or default_workers())
         write_predictions(scored, output)
     except (OSError, ValueError, AttributeError, TypeError) as exc:

@@ -17,7 +17,10 @@ from pathlib import Path
 import pandas as pd
 
 from models.bundle import TriageBundle
+from models.hotspots import HotspotConfig, HotspotDetector
 from models.mlflow_model import routes_frame
+from models.risk import BURST_COLUMNS
+from training.hotspots_cli import events_from_frame
 from training.loading import DataError
 
 logger = logging.getLogger(__name__)
@@ -42,9 +45,33 @@ def _score_chunk(chunk: pd.DataFrame) -> pd.DataFrame:
 
 
 def _route_chunk(bundle: TriageBundle, chunk: pd.DataFrame) -> pd.DataFrame:
-    routed = routes_frame(bundle, chunk[["title", "body"]].reset_index(drop=True))
+    routed = routes_frame(bundle, chunk.reset_index(drop=True))
     routed.insert(0, "case_id", chunk["case_id"].to_numpy())
+    if "hot_issue_id" in chunk.columns:
+        routed["hot_issue_id"] = chunk["hot_issue_id"].to_numpy()
     return routed
+
+
+def attach_hot_issues(cases: pd.DataFrame, config: HotspotConfig) -> pd.DataFrame:
+    """Replay the cases in time order through a fresh hot-issue detector.
+
+    Adds each case's burst statistics at intake (the `burst_*` columns the risk model reads: only cases
+    before it count, no look-ahead) and `hot_issue_id` (the burst, when it holds two cases or more by
+    then). Sequential by nature; scoring afterwards can run in parallel.
+    """
+    detector = HotspotDetector(config)
+    stats: dict[str, dict[str, float]] = {}
+    hot: dict[str, str | None] = {}
+    for event in events_from_frame(cases):
+        assignment = detector.observe(event)
+        stats[event.case_id] = assignment.features()
+        hot[event.case_id] = assignment.burst_id if assignment.burst_id and assignment.cases >= 2 else None
+    out = cases.copy()
+    ids = out["case_id"].astype(str)
+    for column in BURST_COLUMNS:
+        out[column] = [stats.get(i, {}).get(column, 0.0) for i in ids]
+    out["hot_issue_id"] = pd.Series([hot.get(i) for i in ids], index=out.index, dtype=object)
+    return out
 
 
 def default_workers() -> int:
@@ -61,7 +88,7 @@ def score_frame(
     """One row per case, in input order: case_id, then department, confidence, review flag, top-3."""
     chunks = [cases.iloc[start : start + CHUNK] for start in range(0, len(cases), CHUNK)]
     if not chunks:
-        return _route_chunk(bundle, cases.iloc[:0].assign(title=[], body=[], case_id=[]))
+        return _route_chunk(bundle, cases.iloc[:0])
     parts: list[pd.DataFrame] = []
     if workers <= 1 or len(chunks) == 1:
         for chunk in chunks:
