@@ -18,7 +18,7 @@ from training.config import TrainConfig
 ROUTE_COLUMNS = [
     "case_id", "department", "department_confidence", "needs_review",
     "top1_department", "top1_probability", "top2_department", "top2_probability",
-    "top3_department", "top3_probability",
+    "top3_department", "top3_probability", "hot_issue_id",
 ]
 WIDE = {"COLUMNS": "250", "NO_COLOR": "1"}
 
