@@ -1,0 +1,925 @@
+"""The risk model: red / yellow / green for one case, with probabilities and reasons a reviewer can check.
+
+A LightGBM classifier reads four blocks of features of a case (`risk_features`):
+
+- **cue features** of ``case_text(title, body)``: the per-criterion counts and rule level of
+  `features.risk_cues.cue_features`, plus one count per lexicon category (``cue_cat:gas_leak`` ...);
+- **router probabilities**, one column per department (``dept_p:城乡建设`` ...), zeros without a router;
+- **text statistics**: lengths, digits, numbers, amounts of money, sentences;
+- **burst statistics at intake** from the hot-issue detector replayed in time order (columns
+  ``burst_cases, burst_reporters, burst_recent_cases, burst_growth, burst_votes`` of the input frame;
+  zeros where absent). ``burst_reporters`` (how many *different* people reported the burst) becomes the
+  feature ``burst_people``.
+
+No feature describes the writer: the reporter id and anything about a reporter's history are never read
+(the rubric: a level describes the case, never the person).
+
+Labels (`weak_labels`): a row's ``risk_level`` where it has one (reviewed or annotated), else the cue rules'
+level (`features.risk_cues.rule_risk_level`), flagged weak and trained with a smaller sample weight
+(`RiskParams.weak_label_weight`).
+
+Decision bands (`choose_bands`) turn probabilities into a level::
+
+    red     if P(red) >= t_red
+    yellow  elif P(red) + P(yellow) >= t_yellow
+    green   otherwise
+
+``t_red`` is the largest threshold whose red recall on held-out predictions reaches
+`RiskParams.red_recall_target` (default 0.95); ``t_yellow`` the largest whose "at least yellow" recall
+reaches `RiskParams.yellow_recall_target` (default 0.85). `RiskModel.fit` chooses them on out-of-fold
+predictions of the rows with real (non-weak) labels, never on predictions for rows the model trained on.
+
+Reasons (`Reason`): the top LightGBM ``pred_contrib`` contributions toward the predicted level, named in
+Chinese (`feature_text`), and every matched cue phrase with its offsets into ``case_text(title, body)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import lightgbm
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+from features import risk_cues
+from features.risk_cues import FEATURE_NAMES, LEVELS, CueMatch, Lexicon, load_lexicon, rule_risk_level
+from features.text import TEXT_PIPELINE_VERSION, case_text, normalise
+from features.vectorizer import as_pairs
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BURST_COLUMNS",
+    "LEVELS",
+    "LEVEL_ORDER",
+    "Reason",
+    "RiskModel",
+    "RiskParams",
+    "RiskResult",
+    "choose_bands",
+    "feature_text",
+    "levels_from_proba",
+    "risk_features",
+    "weak_labels",
+]
+
+#: Severity order of the levels: a higher number is more urgent.
+LEVEL_ORDER: dict[str, int] = {"green": 0, "yellow": 1, "red": 2}
+#: Columns of the input frame carrying the hot-issue detector's statistics at intake, in feature order.
+BURST_COLUMNS: tuple[str, ...] = ("burst_cases", "burst_reporters", "burst_recent_cases", "burst_growth", "burst_votes")
+#: Feature names of the burst columns (``burst_reporters`` counts people in a burst, not a person).
+BURST_FEATURES: tuple[str, ...] = ("burst_cases", "burst_people", "burst_recent_cases", "burst_growth", "burst_votes")
+TEXT_STAT_FEATURES: tuple[str, ...] = (
+    "title_chars", "body_chars", "body_empty", "digit_count", "number_count", "money_mentions", "sentence_count",
+)
+DEPT_PREFIX = "dept_p:"
+CATEGORY_PREFIX = "cue_cat:"
+
+_DIGIT = re.compile(r"\d")
+_NUMBER_RUN = re.compile(r"\d+(?:\.\d+)?")
+_MONEY = re.compile(
+    r"(?:\d+(?:\.\d+)?|[零〇一二两三四五六七八九十百千万]+)\s*(?:多|余)?\s*(?:万|千|百|亿)?\s*(?:元|块钱)"
+)
+_SENTENCE_END = re.compile(r"[。!！?？;；]+")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Parameters and result types
+# ---------------------------------------------------------------------------------------------------
+
+
+class RiskParams(BaseModel):
+    """Hyper-parameters of the risk model and its decision bands (the seed comes from the caller)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Small trees: pred_contrib (TreeSHAP) costs about leaves x depth^2 per tree and runs on every
+    # single-case prediction for the reasons. Depth 3 halves its cost against 15 leaves unbounded, with the
+    # same cross-validated figures (experiments/results/risk.json).
+    num_leaves: int = Field(7, ge=2, le=255)
+    max_depth: int = Field(3, ge=-1, le=32)
+    n_estimators: int = Field(200, ge=1, le=5000)
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    min_child_samples: int = Field(10, ge=1)
+    reg_lambda: float = Field(1.0, ge=0)
+    reg_alpha: float = Field(0.0, ge=0)
+    colsample_bytree: float = Field(1.0, gt=0, le=1)
+    class_weight: Literal["balanced"] | None = "balanced"
+    #: Training threads. Prediction of fewer than 64 rows always uses one thread.
+    n_jobs: int = Field(1, ge=1, le=64)
+    #: Sample weight of a weak (cue-rule) label relative to a reviewed / annotated one (1.0).
+    weak_label_weight: float = Field(0.3, gt=0, le=1)
+    #: Red recall the red band must reach on held-out predictions.
+    red_recall_target: float = Field(0.95, gt=0, le=1)
+    #: "At least yellow" (red or yellow) recall the yellow band must reach on held-out predictions.
+    yellow_recall_target: float = Field(0.85, gt=0, le=1)
+    #: Folds of the out-of-fold predictions that choose the bands.
+    band_folds: int = Field(5, ge=2, le=20)
+    #: Real labels needed per level (red, yellow) to choose bands on them; below it, bands are chosen on
+    #: out-of-fold predictions of all rows against their (mostly weak) labels, and `band_report_` says so.
+    min_real_per_level: int = Field(10, ge=2)
+    #: Most model contributions listed as reasons.
+    max_model_reasons: int = Field(4, ge=0, le=20)
+
+    def lgbm_params(self, seed: int) -> dict[str, Any]:
+        return {
+            "objective": "multiclass",
+            "num_leaves": self.num_leaves,
+            "max_depth": self.max_depth,
+            "n_estimators": self.n_estimators,
+            "learning_rate": self.learning_rate,
+            "min_child_samples": self.min_child_samples,
+            "reg_lambda": self.reg_lambda,
+            "reg_alpha": self.reg_alpha,
+            "colsample_bytree": self.colsample_bytree,
+            "class_weight": self.class_weight,
+            "n_jobs": self.n_jobs,
+            "random_state": seed,
+            "deterministic": True,
+            "force_col_wise": True,
+            "verbose": -1,
+        }
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a case got its level.
+
+    kind "model": a feature that pushed the model toward the predicted level (``feature``, its ``value``,
+    ``weight`` in log-odds, ``text`` in Chinese for the reviewer). kind "cue": a lexicon phrase found in the
+    text (``criterion``, ``category``, ``text`` = the phrase, ``start`` / ``end`` offsets into
+    ``case_text(title, body)``).
+    """
+
+    kind: Literal["model", "cue"]
+    text: str
+    feature: str | None = None
+    value: float | None = None
+    weight: float | None = None
+    criterion: str | None = None
+    category: str | None = None
+    start: int | None = None
+    end: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RiskResult:
+    level: str
+    probabilities: dict[str, float]
+    reasons: list[Reason] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "level": self.level,
+            "probabilities": dict(self.probabilities),
+            "reasons": [r.to_dict() for r in self.reasons],
+        }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Features
+# ---------------------------------------------------------------------------------------------------
+
+
+_CATEGORY_CACHE: dict[tuple[str, str, int], list[str]] = {}
+
+
+def _category_names(lexicon: Lexicon) -> list[str]:
+    """Lexicon categories in lexicon order, then ``people_count``; cached per loaded lexicon."""
+    key = (lexicon.source, lexicon.version, id(lexicon))
+    cached = _CATEGORY_CACHE.get(key)
+    if cached is not None:
+        return cached
+    names: list[str] = []
+    for categories in lexicon.categories.values():
+        for category in categories:
+            if category not in names:
+                names.append(category)
+    names.append(risk_cues.PEOPLE_COUNT_CATEGORY)
+    _CATEGORY_CACHE[key] = names
+    return names
+
+
+def _cue_block(text: str, lexicon: Lexicon) -> tuple[dict[str, float], list[CueMatch]]:
+    """`cue_features(text)` and `match_cues(text)` from one pass of the matcher.
+
+    Matching is most of the cost of a single prediction, so the matches are computed once and both
+    results are derived from them with the same helpers `cue_features` uses (tests assert equality).
+    """
+    matches, counts = risk_cues._all_matches(text, lexicon)
+    level, _ = risk_cues._rule(matches, counts, lexicon)
+    per_criterion = dict.fromkeys(risk_cues.CRITERIA, 0)
+    for m in matches:
+        per_criterion[m.criterion] += 1
+    biggest = max((c.count for c in counts), default=0)
+    feats = {f"cue_{c.replace('-', '_')}": float(n) for c, n in per_criterion.items()}
+    feats.update(
+        rule_level=risk_cues._LEVEL_SCORE[level],
+        people_max_log1p=math.log1p(biggest),
+        has_many_people=float(biggest >= risk_cues.MANY_PEOPLE_THRESHOLD),
+        exclamation_count=float(text.count("!") + text.count("！")),
+        question_count=float(text.count("?") + text.count("？")),
+        text_len_log1p=math.log1p(len(text)),
+    )
+    return feats, matches
+
+
+def _text_stats(title: str, body: str, text: str) -> list[float]:
+    body_n = normalise(body)
+    return [
+        float(len(normalise(title))),
+        float(len(body_n)),
+        float(not body_n),
+        float(len(_DIGIT.findall(text))),
+        float(len(_NUMBER_RUN.findall(text))),
+        float(len(_MONEY.findall(text))),
+        float(len(_SENTENCE_END.findall(text))),
+    ]
+
+
+def _feature_names(categories: Sequence[str], dept_classes: Sequence[str]) -> list[str]:
+    return [
+        *FEATURE_NAMES,
+        *(f"{CATEGORY_PREFIX}{c}" for c in categories),
+        *(f"{DEPT_PREFIX}{d}" for d in dept_classes),
+        *TEXT_STAT_FEATURES,
+        *BURST_FEATURES,
+    ]
+
+
+def _burst_matrix(cases: Any, n: int) -> np.ndarray:
+    out = np.zeros((n, len(BURST_COLUMNS)), dtype=np.float64)
+    if isinstance(cases, pd.DataFrame):
+        for j, col in enumerate(BURST_COLUMNS):
+            if col in cases.columns:
+                values = pd.to_numeric(cases[col], errors="coerce").to_numpy(dtype=np.float64)
+                out[:, j] = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+    return out
+
+
+def _burst_row(burst: Mapping[str, Any] | None) -> list[float]:
+    if not burst:
+        return [0.0] * len(BURST_COLUMNS)
+    out = []
+    for col in BURST_COLUMNS:
+        value = burst.get(col)
+        try:
+            number = float(value) if value is not None else 0.0
+        except (TypeError, ValueError):
+            number = 0.0
+        out.append(number if math.isfinite(number) else 0.0)
+    return out
+
+
+def _router_block(
+    router_proba: np.ndarray | None, router_classes: Sequence[str] | None, dept_classes: Sequence[str], n: int
+) -> np.ndarray:
+    """Router probabilities in the order of ``dept_classes``; zeros without a router or for unknown classes."""
+    out = np.zeros((n, len(dept_classes)), dtype=np.float64)
+    if router_proba is None or not dept_classes:
+        return out
+    proba = np.asarray(router_proba, dtype=np.float64)
+    if proba.ndim == 1:
+        proba = proba[None, :]
+    if proba.shape[0] != n:
+        raise ValueError(f"router_proba has {proba.shape[0]} rows for {n} cases")
+    if router_classes is None:
+        raise ValueError("router_classes must name the columns of router_proba")
+    router_classes = [str(c) for c in router_classes]
+    if proba.shape[1] != len(router_classes):
+        raise ValueError(f"router_proba has {proba.shape[1]} columns but {len(router_classes)} router_classes")
+    index = {c: i for i, c in enumerate(router_classes)}
+    for j, dept in enumerate(dept_classes):
+        if dept in index:
+            out[:, j] = proba[:, index[dept]]
+    return out
+
+
+def _features_with_matches(
+    cases: Any,
+    router_proba: np.ndarray | None,
+    router_classes: Sequence[str] | None,
+    dept_classes: Sequence[str] | None = None,
+) -> tuple[np.ndarray, list[str], list[str], list[list[CueMatch]]]:
+    lexicon = load_lexicon()
+    categories = _category_names(lexicon)
+    if dept_classes is None:
+        dept_classes = [str(c) for c in router_classes] if router_classes is not None else []
+    pairs = as_pairs(cases)
+    n = len(pairs)
+    names = _feature_names(categories, dept_classes)
+    cat_index = {c: i for i, c in enumerate(categories)}
+    n_cue, n_cat = len(FEATURE_NAMES), len(categories)
+    X = np.zeros((n, len(names)), dtype=np.float64)
+    texts, all_matches = [], []
+    for i, (title, body) in enumerate(pairs):
+        text = case_text(title, body)
+        feats, matches = _cue_block(text, lexicon)
+        X[i, :n_cue] = [feats[k] for k in FEATURE_NAMES]
+        for m in matches:
+            X[i, n_cue + cat_index[m.category]] += 1.0
+        start = n_cue + n_cat + len(dept_classes)
+        X[i, start:start + len(TEXT_STAT_FEATURES)] = _text_stats(title, body, text)
+        texts.append(text)
+        all_matches.append(matches)
+    X[:, n_cue + n_cat:n_cue + n_cat + len(dept_classes)] = _router_block(router_proba, router_classes, dept_classes, n)
+    X[:, -len(BURST_FEATURES):] = _burst_matrix(cases, n)
+    return X.astype(np.float32), names, texts, all_matches
+
+
+def risk_features(
+    cases: Any, router_proba: np.ndarray | None = None, router_classes: list[str] | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """The risk model's feature matrix (float32) and its column names, for a DataFrame with title / body.
+
+    Columns: `features.risk_cues.FEATURE_NAMES`; ``cue_cat:<category>`` per lexicon category; ``dept_p:<name>``
+    per entry of ``router_classes`` (zeros when ``router_proba`` is None); `TEXT_STAT_FEATURES`;
+    `BURST_FEATURES` from the frame's `BURST_COLUMNS` (zeros where absent or missing). Row-wise and
+    stateless: a case's features never depend on other cases. Nothing about the reporter is read.
+    """
+    X, names, _, _ = _features_with_matches(cases, router_proba, router_classes)
+    return X, names
+
+
+def weak_labels(cases: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels, is_weak)``: the ``risk_level`` column where set, else the cue rules' level (flagged weak)."""
+    pairs = as_pairs(cases)
+    given = cases["risk_level"].tolist() if "risk_level" in cases.columns else [None] * len(pairs)
+    labels = np.empty(len(pairs), dtype=object)
+    is_weak = np.zeros(len(pairs), dtype=bool)
+    for i, (value, (title, body)) in enumerate(zip(given, pairs, strict=True)):
+        missing = value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == ""
+        if missing:
+            labels[i] = rule_risk_level(case_text(title, body))[0]
+            is_weak[i] = True
+        else:
+            level = str(value).strip().lower()
+            if level not in LEVEL_ORDER:
+                raise ValueError(f"row {i}: unknown risk level {level[:20]!r} (expected red, yellow or green)")
+            labels[i] = level
+    return labels, is_weak
+
+
+# ---------------------------------------------------------------------------------------------------
+# Bands
+# ---------------------------------------------------------------------------------------------------
+
+
+def _largest_threshold(scores: np.ndarray, target: float) -> float:
+    """The largest t with mean(scores >= t) >= target: the ceil(target * n)-th largest score."""
+    ordered = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
+    k = max(1, math.ceil(target * len(ordered) - 1e-9))
+    return float(ordered[k - 1])
+
+
+def choose_bands(
+    y_true: Sequence[str] | np.ndarray,
+    proba: np.ndarray,
+    red_recall_target: float = 0.95,
+    yellow_recall_target: float = 0.85,
+) -> dict[str, float]:
+    """Decision bands ``{"red": t_red, "yellow": t_yellow}`` from held-out predictions.
+
+    ``proba`` has columns in `LEVELS` order (red, yellow, green) and must come from models that did not
+    train on those rows (out-of-fold or held-out), or the bands are far too high.
+
+    - ``t_red``: the largest threshold on P(red) whose red recall (share of true red rows with
+      P(red) >= t_red) is at least ``red_recall_target``;
+    - ``t_yellow``: the largest threshold on P(red) + P(yellow) whose recall of "at least yellow" rows
+      (true red or yellow) is at least ``yellow_recall_target``.
+
+    Each is a predicted value, so the recall holds with ``>=`` on these rows exactly. Raises ValueError
+    when there is no red, or no red-or-yellow, row to measure recall on.
+    """
+    y = np.asarray(y_true, dtype=object)
+    proba = np.asarray(proba, dtype=np.float64)
+    if proba.ndim != 2 or proba.shape != (len(y), len(LEVELS)):
+        raise ValueError(f"proba must have shape ({len(y)}, {len(LEVELS)}), got {proba.shape}")
+    red = y == "red"
+    at_least_yellow = red | (y == "yellow")
+    if not red.any():
+        raise ValueError("cannot choose the red band: no red case among the held-out labels")
+    if not at_least_yellow.any():
+        raise ValueError("cannot choose the yellow band: no red or yellow case among the held-out labels")
+    t_red = _largest_threshold(proba[red, 0], red_recall_target)
+    t_yellow = _largest_threshold(proba[at_least_yellow, 0] + proba[at_least_yellow, 1], yellow_recall_target)
+    return {"red": t_red, "yellow": min(t_yellow, 1.0)}
+
+
+def levels_from_proba(proba: np.ndarray, bands: Mapping[str, float]) -> np.ndarray:
+    """Levels for probabilities (columns red, yellow, green) under ``bands``; see the module docstring."""
+    proba = np.asarray(proba, dtype=np.float64)
+    out = np.full(len(proba), "green", dtype=object)
+    out[proba[:, 0] + proba[:, 1] >= bands["yellow"]] = "yellow"
+    out[proba[:, 0] >= bands["red"]] = "red"
+    return out
+
+
+def _band_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    red, pred_red = y == "red", pred == "red"
+    tp = float((red & pred_red).sum())
+    ay, pay = y != "green", pred != "green"
+    return {
+        "red_recall": tp / max(1.0, float(red.sum())),
+        "red_precision": tp / max(1.0, float(pred_red.sum())),
+        "at_least_yellow_recall": float((ay & pay).sum()) / max(1.0, float(ay.sum())),
+        "at_least_yellow_precision": float((ay & pay).sum()) / max(1.0, float(pay.sum())),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reviewer wording
+# ---------------------------------------------------------------------------------------------------
+
+#: Count features: (present, absent) wording.
+_COUNT_TEXT: dict[str, tuple[str, str]] = {
+    "cue_red_1": ("提到危及人身安全的情况（如燃气泄漏、坍塌、电梯困人）", "未提到危及人身安全的情况"),
+    "cue_red_2": ("提到急性公共卫生危害（如食物中毒、饮用水污染、疫情）", "未提到急性公共卫生危害"),
+    "cue_red_3": ("提到多人面临严重损失（如拖欠工资、烂尾楼、非法集资、强拆）", "未提到多人面临严重损失"),
+    "cue_red_4": ("提到群体性冲突升级（聚集、堵路、集体上访）", "未提到群体性冲突"),
+    "cue_yellow_1": ("提到对健康、财产或生计的持续损害（如污染噪音、停水停电、物业纠纷）", "未提到持续性损害"),
+    "cue_yellow_2": ("涉及较多群众（整个小区、村组或数十户）", "未提到涉及较多群众"),
+    "cue_yellow_3": ("提到问题多次反映仍未解决", "未提到多次反映未解决"),
+    "cue_yellow_4": ("涉及弱势群体（老人、儿童、残疾人、孕妇、重病患者）", "未提到弱势群体"),
+    "has_many_people": ("受影响人数达到10人（户）以上", "未提到10人（户）以上受影响"),
+    "body_empty": ("只有标题，没有正文", "有正文描述"),
+    "money_mentions": ("提到了涉及的金额", "未提到金额"),
+}
+_CATEGORY_TEXT: dict[str, str] = {
+    "gas_leak": "燃气泄漏或燃气味",
+    "gas_cylinder": "不合格或报废的燃气钢瓶",
+    "explosion": "爆炸",
+    "fire": "起火或火灾",
+    "fire_hazard_people": "有人居住场所的消防隐患",
+    "collapse": "房屋或设施坍塌风险",
+    "falling_objects": "高空坠物或构件脱落",
+    "live_wires": "裸露电线或漏电",
+    "flood_landslide": "洪水、内涝或山体滑坡",
+    "road_bridge": "危险的道路或桥梁缺陷",
+    "elevator": "电梯故障或困人",
+    "violence": "暴力或暴力威胁",
+    "self_harm": "有人表示要伤害自己",
+    "food_poisoning": "食物中毒",
+    "drinking_water": "饮用水污染",
+    "outbreak": "疫情或传染病",
+    "denied_treatment": "急症患者得不到救治",
+    "wage_arrears": "拖欠工资",
+    "overdue_housing": "烂尾楼或长期逾期交房",
+    "fundraising_fraud": "非法集资或投资诈骗",
+    "forced_demolition": "强制拆迁",
+    "school_incident": "学校或幼儿园安全事件",
+    "gathering_blocking": "聚集、堵路等群体行动",
+    "heading_to_government": "准备到政府部门集体上访",
+    "escalation": "矛盾激化、可能发生冲突",
+    "pollution_nuisance": "持续的污染、噪音或异味",
+    "utilities_cut": "停水、停电或停暖",
+    "property_dispute": "与物业的纠纷",
+    "compensation_dispute": "拆迁补偿纠纷",
+    "employment": "劳动用工问题",
+    "pension_social_insurance": "养老或社保待遇问题",
+    "enrolment": "入学纠纷",
+    "safety_hazard": "安全隐患",
+    "threat_to_life": "可能危及生命的情况",
+    "health_harm": "健康受到损害",
+    "many_people": "涉及大量群众",
+    "repeated_unresolved": "多次反映仍未解决",
+    "vulnerable_people": "涉及老人、儿童等弱势群体",
+    "people_count": "明确的受影响人数（10人或10户以上）",
+}
+_LENGTH_TEXT: dict[str, tuple[str, str]] = {
+    "text_len_log1p": ("留言篇幅较长", "留言篇幅较短"),
+    "title_chars": ("标题较长", "标题较短"),
+    "body_chars": ("正文较长", "正文较短"),
+    "digit_count": ("包含较多数字（日期、金额、人数等）", "数字较少"),
+    "number_count": ("提到较多具体数字", "具体数字较少"),
+    "sentence_count": ("叙述较详细（句子较多）", "叙述简短"),
+    "people_max_log1p": ("提到的受影响人数较多", "未提到较多受影响人数"),
+}
+
+
+def feature_text(name: str, value: float, reference: float | None = None) -> str:
+    """A reviewer's wording of feature ``name`` at ``value`` (``reference``: the training median)."""
+    if name.startswith(DEPT_PREFIX):
+        dept = name[len(DEPT_PREFIX):]
+        if value >= 0.5:
+            return f"属于{dept}类问题（可能性{value:.0%}）"
+        if value >= 0.2:
+            return f"可能属于{dept}类问题（可能性{value:.0%}）"
+        return f"不太像{dept}类问题（可能性{value:.0%}）"
+    if name.startswith(CATEGORY_PREFIX):
+        phrase = _CATEGORY_TEXT.get(name[len(CATEGORY_PREFIX):], name[len(CATEGORY_PREFIX):])
+        return f"提到{phrase}" if value > 0 else f"未提到{phrase}"
+    if name in _COUNT_TEXT:
+        present, absent = _COUNT_TEXT[name]
+        return present if value > 0 else absent
+    if name == "rule_level":
+        return {2: "关键词规则判为红色（需当天处置）", 1: "关键词规则判为黄色（需数日内处理）"}.get(
+            round(value), "关键词规则未发现风险线索"
+        )
+    if name == "exclamation_count":
+        return f"使用了{int(value)}个感叹号，语气急迫" if value > 0 else "没有使用感叹号"
+    if name == "question_count":
+        return f"包含{int(value)}个问句（咨询类留言常见）" if value > 0 else "没有问句"
+    if name == "burst_cases":
+        return f"近期有{int(value)}件相似案件" if value > 0 else "近期没有相似案件"
+    if name == "burst_people":
+        return f"近期多人反映同一问题（{int(value)}人）" if value > 1 else "近期没有其他人反映同一问题"
+    if name == "burst_recent_cases":
+        return f"最近7天有{int(value)}件相似案件" if value > 0 else "最近7天没有相似案件"
+    if name == "burst_growth":
+        return "相似案件数量正在快速增加" if value > 1 else "相似案件数量没有明显增加"
+    if name == "burst_votes":
+        return f"相似留言获得{int(value)}个点赞" if value > 0 else "相似留言没有获得点赞"
+    if name in _LENGTH_TEXT:
+        more, less = _LENGTH_TEXT[name]
+        if name == "people_max_log1p" and value > 0:
+            return f"提到约{round(math.expm1(value))}人（户）受影响"
+        if name == "text_len_log1p":
+            shown = f"（约{round(math.expm1(value))}字）"
+        elif name in ("title_chars", "body_chars"):
+            shown = f"（{int(value)}字）"
+        else:
+            shown = ""
+        return (more if reference is None or value >= reference else less) + shown
+    return name
+
+
+# ---------------------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------------------
+
+
+def _label_codes(labels: Sequence[str] | np.ndarray) -> np.ndarray:
+    codes = np.array([LEVELS.index(str(v)) if str(v) in LEVELS else -1 for v in labels], dtype=np.int64)
+    if (codes < 0).any():
+        bad = str(np.asarray(labels, dtype=object)[codes < 0][0])[:20]
+        raise ValueError(f"unknown risk level {bad!r} (expected red, yellow or green)")
+    return codes
+
+
+def _softmax(raw: np.ndarray) -> np.ndarray:
+    z = raw - raw.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class RiskModel:
+    """LightGBM over `risk_features`, decision bands and reasons. Picklable; fit once, predict often.
+
+    Fitted attributes end in ``_``: ``classifier_`` (the LGBMClassifier), ``feature_names_``,
+    ``dept_classes_`` (router classes it was trained with), ``bands_``, ``band_report_`` (how the bands were
+    chosen and what they reached there), ``lexicon_version_``, ``medians_``, ``training_summary_``.
+    """
+
+    def __init__(self, params: RiskParams | None = None) -> None:
+        self.params = params or RiskParams()
+
+    # -- training ----------------------------------------------------------------------------------
+    def fit(
+        self,
+        cases: pd.DataFrame,
+        labels: Sequence[str] | np.ndarray | None = None,
+        sample_weight: np.ndarray | None = None,
+        router_proba: np.ndarray | None = None,
+        router_classes: list[str] | None = None,
+        seed: int = 42,
+        *,
+        is_weak: np.ndarray | None = None,
+        bands: Mapping[str, float] | None = None,
+    ) -> RiskModel:
+        """Train on ``cases`` (title, body, optional burst columns).
+
+        ``labels`` None: `weak_labels(cases)` (``risk_level`` where set, else the cue rules, flagged weak).
+        ``sample_weight`` None: 1.0 for real labels, ``params.weak_label_weight`` for weak ones. ``bands``
+        None: chosen on out-of-fold predictions (see `fit_features`). Same data + params + seed gives the
+        same model.
+        """
+        if labels is None:
+            labels, weak = weak_labels(cases)
+            is_weak = weak if is_weak is None else is_weak
+        X, names = risk_features(cases, router_proba, router_classes)
+        groups = cases["group_key"].to_numpy(dtype=object) if "group_key" in cases.columns else None
+        return self.fit_features(
+            X, names, labels, sample_weight, seed=seed, is_weak=is_weak, bands=bands, groups=groups
+        )
+
+    def fit_features(
+        self,
+        X: np.ndarray,
+        feature_names: Sequence[str],
+        labels: Sequence[str] | np.ndarray,
+        sample_weight: np.ndarray | None = None,
+        *,
+        seed: int = 42,
+        is_weak: np.ndarray | None = None,
+        bands: Mapping[str, float] | None = None,
+        groups: np.ndarray | None = None,
+    ) -> RiskModel:
+        """`fit` on a matrix that `risk_features` built (the benchmark reuses one matrix across folds).
+
+        Bands, when not given, come from out-of-fold predictions. With at least ``params.min_real_per_level``
+        real red and yellow labels: ``band_folds`` stratified folds over the real-labelled rows (grouped by
+        ``groups`` when given); every weak row stays in training except those in a held-out row's group;
+        recall is measured on real labels only ("real-oof"). Otherwise: folds over all rows, recall measured
+        against the weak labels ("weak-oof": the bands then reproduce the cue rules' recall, a weaker
+        guarantee). The out-of-fold predictions are kept in ``band_oof_`` (see `rebanded`).
+        """
+        X = np.asarray(X, dtype=np.float32)
+        names = [str(n) for n in feature_names]
+        if X.ndim != 2 or X.shape[1] != len(names):
+            raise ValueError(f"X has shape {X.shape} but {len(names)} feature names were given")
+        if any("reporter" in n for n in names):
+            raise ValueError("risk features must not describe the reporter")
+        y = _label_codes(labels)
+        if len(y) != len(X):
+            raise ValueError(f"{len(y)} labels for {len(X)} rows")
+        missing = [LEVELS[c] for c in range(len(LEVELS)) if not (y == c).any()]
+        if missing:
+            raise ValueError(f"training labels lack level(s) {missing}; every level needs examples")
+        weak = np.zeros(len(y), dtype=bool) if is_weak is None else np.asarray(is_weak, dtype=bool)
+        if sample_weight is None:
+            w = np.where(weak, self.params.weak_label_weight, 1.0)
+        else:
+            w = np.asarray(sample_weight, dtype=np.float64)
+
+        self.feature_names_ = names
+        self.dept_classes_ = [n[len(DEPT_PREFIX):] for n in names if n.startswith(DEPT_PREFIX)]
+        self.lexicon_version_ = load_lexicon().version
+        self.text_pipeline_version_ = TEXT_PIPELINE_VERSION
+        self.seed_ = seed
+        self.medians_ = {n: float(v) for n, v in zip(names, np.median(X, axis=0), strict=True)}
+        self.band_oof_ = None
+        if bands is None:
+            self.bands_, self.band_report_ = self._oof_bands(X, y, w, weak, seed, groups)
+        else:
+            self.bands_ = {"red": float(bands["red"]), "yellow": float(bands["yellow"])}
+            self.band_report_ = {"source": "given"}
+        self.classifier_ = self._new_classifier(seed).fit(X, y, sample_weight=w)
+        self.training_summary_ = {
+            "n_rows": len(y),
+            "n_weak": int(weak.sum()),
+            "n_real": int((~weak).sum()),
+            **{f"n_real_{lvl}": int(((y == i) & ~weak).sum()) for i, lvl in enumerate(LEVELS)},
+            **{f"n_weak_{lvl}": int(((y == i) & weak).sum()) for i, lvl in enumerate(LEVELS)},
+        }
+        self.__dict__.pop("_booster_cache", None)
+        return self
+
+    def _new_classifier(self, seed: int) -> lightgbm.LGBMClassifier:
+        return lightgbm.LGBMClassifier(**self.params.lgbm_params(seed))
+
+    def _oof_bands(
+        self, X: np.ndarray, y: np.ndarray, w: np.ndarray, weak: np.ndarray, seed: int, groups: np.ndarray | None
+    ) -> tuple[dict[str, float], dict[str, Any]]:
+        p = self.params
+        real = ~weak
+        real_counts = [int((y[real] == c).sum()) for c in range(len(LEVELS))]
+        use_real = min(real_counts[0], real_counts[1]) >= p.min_real_per_level and real_counts[2] >= 2
+        eval_idx = np.flatnonzero(real) if use_real else np.arange(len(y))
+        always_train = np.flatnonzero(weak) if use_real else np.array([], dtype=np.int64)
+        y_eval = y[eval_idx]
+        n_splits = min(p.band_folds, int(np.bincount(y_eval, minlength=3).min()))
+        if n_splits < 2:
+            raise ValueError("too few labelled cases per level to choose the risk bands out of fold")
+        if groups is not None:
+            cv: Any = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
+            splits = cv.split(np.zeros(len(eval_idx)), y_eval, np.asarray(groups, dtype=object)[eval_idx])
+        else:
+            cv = StratifiedKFold(n_splits, shuffle=True, random_state=seed)
+            splits = cv.split(np.zeros(len(eval_idx)), y_eval)
+        oof = np.zeros((len(eval_idx), len(LEVELS)))
+        group_arr = None if groups is None else np.asarray(groups, dtype=object)
+        for fit_pos, held_pos in splits:
+            background = always_train
+            if group_arr is not None and len(background):
+                # A weak copy of a held-out case (same group) would leak its text into training.
+                held_groups = set(group_arr[eval_idx[held_pos]])
+                background = background[[g not in held_groups for g in group_arr[background]]]
+            train_idx = np.concatenate([background, eval_idx[fit_pos]])
+            if len(np.unique(y[train_idx])) < len(LEVELS):
+                raise ValueError("a band fold lacks a risk level; add labelled cases")
+            clf = self._new_classifier(seed).fit(X[train_idx], y[train_idx], sample_weight=w[train_idx])
+            oof[held_pos] = clf.predict_proba(X[eval_idx[held_pos]])
+        labels = np.asarray(LEVELS, dtype=object)[y_eval]
+        self.band_oof_ = (labels, oof)
+        bands = choose_bands(labels, oof, p.red_recall_target, p.yellow_recall_target)
+        report = {
+            "source": "real-oof" if use_real else "weak-oof",
+            "n_rows": len(eval_idx),
+            "folds": n_splits,
+            "red_recall_target": p.red_recall_target,
+            "yellow_recall_target": p.yellow_recall_target,
+            **{f"oof_{k}": v for k, v in _band_metrics(labels, levels_from_proba(oof, bands)).items()},
+        }
+        if report["oof_red_precision"] < 0.5:
+            logger.warning(
+                "the red band %.4g reaches red recall %.2f out of fold only at red precision %.2f: some red cases "
+                "look green to the features; more reviewed red cases or a lower red_recall_target would help",
+                bands["red"], report["oof_red_recall"], report["oof_red_precision"],
+            )
+        if not use_real:
+            logger.warning(
+                "risk bands chosen against weak labels: fewer than %d reviewed red or yellow cases",
+                p.min_real_per_level,
+            )
+        return bands, report
+
+    def rebanded(
+        self,
+        red_recall_target: float | None = None,
+        yellow_recall_target: float | None = None,
+        *,
+        bands: Mapping[str, float] | None = None,
+    ) -> RiskModel:
+        """A copy sharing this fitted classifier with other bands: given, or re-chosen for other recall
+        targets on the stored out-of-fold predictions (``band_oof_``) that chose the current ones."""
+        if not hasattr(self, "classifier_"):
+            raise RuntimeError("this RiskModel is not fitted yet; call fit first")
+        params = self.params.model_copy(update={
+            k: v for k, v in (("red_recall_target", red_recall_target), ("yellow_recall_target", yellow_recall_target))
+            if v is not None
+        })
+        other = RiskModel(params)
+        other.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ("params", "_booster_cache")})
+        if bands is not None:
+            other.bands_ = {"red": float(bands["red"]), "yellow": float(bands["yellow"])}
+            other.band_report_ = {"source": "given"}
+            return other
+        if self.band_oof_ is None:
+            raise ValueError("no stored out-of-fold predictions to re-choose the bands on (bands were given)")
+        labels, oof = self.band_oof_
+        other.bands_ = choose_bands(labels, oof, params.red_recall_target, params.yellow_recall_target)
+        other.band_report_ = {
+            **self.band_report_,
+            "red_recall_target": params.red_recall_target,
+            "yellow_recall_target": params.yellow_recall_target,
+            **{f"oof_{k}": v for k, v in _band_metrics(labels, levels_from_proba(oof, other.bands_)).items()},
+        }
+        return other
+
+    # -- prediction --------------------------------------------------------------------------------
+    def _booster(self) -> lightgbm.Booster:
+        """The fitted booster, taken from the classifier once per loaded model (not pickled separately)."""
+        if "_booster_cache" not in self.__dict__:
+            self.__dict__["_booster_cache"] = self.classifier_.booster_
+        return self.__dict__["_booster_cache"]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_booster_cache"}
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "classifier_"):
+            raise RuntimeError("this RiskModel is not fitted yet; call fit first")
+        version = load_lexicon().version
+        if version != self.lexicon_version_:
+            raise ValueError(
+                f"the risk model was trained with risk lexicon version {self.lexicon_version_!r} but version "
+                f"{version!r} is installed; retrain the model"
+            )
+
+    def features(
+        self, cases: Any, router_proba: np.ndarray | None = None, router_classes: Sequence[str] | None = None
+    ) -> np.ndarray:
+        """`risk_features` aligned to the training columns (router classes matched by name)."""
+        self._check_fitted()
+        X, names, _, _ = _features_with_matches(cases, router_proba, router_classes, self.dept_classes_)
+        if names != self.feature_names_:
+            raise ValueError("the feature layout differs from the one the model was trained with; retrain")
+        return X
+
+    def predict_proba_features(self, X: np.ndarray) -> np.ndarray:
+        """Probabilities (columns red, yellow, green) for a matrix from `risk_features`."""
+        return self._booster().predict(np.asarray(X, dtype=np.float32), num_threads=self._threads(len(X)))
+
+    def predict_proba(
+        self, cases: Any, router_proba: np.ndarray | None = None, router_classes: Sequence[str] | None = None
+    ) -> np.ndarray:
+        return self.predict_proba_features(self.features(cases, router_proba, router_classes))
+
+    def _threads(self, n: int) -> int:
+        # One row: a thread pool costs more than it saves.
+        return 1 if n < 64 else self.params.n_jobs
+
+    def predict(
+        self,
+        cases: Any,
+        router_proba: np.ndarray | None = None,
+        router_classes: Sequence[str] | None = None,
+        *,
+        reasons: bool = True,
+    ) -> list[RiskResult]:
+        """Level, probabilities and reasons for each case (a DataFrame with title / body, optional burst
+        columns, or (title, body) pairs). ``router_proba`` rows align with the cases, columns with
+        ``router_classes``; None gives zero router features."""
+        self._check_fitted()
+        X, names, _, matches = _features_with_matches(cases, router_proba, router_classes, self.dept_classes_)
+        if names != self.feature_names_:
+            raise ValueError("the feature layout differs from the one the model was trained with; retrain")
+        return self._results(X, matches, reasons)
+
+    def predict_one(
+        self,
+        title: str | None,
+        body: str | None,
+        router_proba: np.ndarray | None = None,
+        router_classes: Sequence[str] | None = None,
+        burst: Mapping[str, Any] | None = None,
+        *,
+        reasons: bool = True,
+    ) -> RiskResult:
+        """One case without pandas (the serving hot path). ``burst``: the `BURST_COLUMNS` values, if any."""
+        self._check_fitted()
+        lexicon = load_lexicon()
+        title, body = title or "", body or ""
+        text = case_text(title, body)
+        feats, matches = _cue_block(text, lexicon)
+        categories = _category_names(lexicon)
+        cat_counts = dict.fromkeys(categories, 0.0)
+        for m in matches:
+            cat_counts[m.category] += 1.0
+        router = _router_block(router_proba, router_classes, self.dept_classes_, 1)[0]
+        row = [
+            *(feats[k] for k in FEATURE_NAMES),
+            *cat_counts.values(),
+            *router,
+            *_text_stats(title, body, text),
+            *_burst_row(burst),
+        ]
+        if len(row) != len(self.feature_names_):
+            raise ValueError("the feature layout differs from the one the model was trained with; retrain")
+        return self._results(np.asarray([row], dtype=np.float32), [matches], reasons)[0]
+
+    def _results(self, X: np.ndarray, matches: list[list[CueMatch]], reasons: bool) -> list[RiskResult]:
+        if len(X) == 0:
+            return []
+        booster = self._booster()
+        k, f = len(LEVELS), X.shape[1]
+        threads = self._threads(len(X))
+        if reasons:
+            # One pass gives both: the contributions of a class sum to its raw score.
+            contrib = np.asarray(booster.predict(X, pred_contrib=True, num_threads=threads)).reshape(len(X), k, f + 1)
+            proba = _softmax(contrib.sum(axis=2))
+        else:
+            contrib = None
+            proba = booster.predict(X, num_threads=threads)
+        levels = levels_from_proba(proba, self.bands_)
+        out = []
+        for i, level in enumerate(levels):
+            probs = {lvl: float(proba[i, j]) for j, lvl in enumerate(LEVELS)}
+            found: list[Reason] = []
+            if contrib is not None:
+                found = self._model_reasons(X[i], contrib[i], LEVELS.index(level))
+                found += [
+                    Reason(kind="cue", text=m.phrase, criterion=m.criterion, category=m.category,
+                           start=m.start, end=m.end)
+                    for m in matches[i]
+                ]
+            out.append(RiskResult(level=str(level), probabilities=probs, reasons=found))
+        return out
+
+    def _model_reasons(self, x: np.ndarray, contrib: np.ndarray, c: int) -> list[Reason]:
+        """Features that pushed toward level ``c``: its contribution minus the mean over the other levels.
+
+        Softmax probabilities only depend on differences of raw scores, so a feature raising every level's
+        score alike explains nothing; this difference is what moves P(level) up.
+        """
+        n_features = len(self.feature_names_)
+        others = [j for j in range(len(LEVELS)) if j != c]
+        toward = contrib[c, :n_features] - contrib[others, :n_features].mean(axis=0)
+        order = np.argsort(-toward, kind="stable")[: self.params.max_model_reasons]
+        out = []
+        for j in order:
+            if toward[j] <= 1e-6:
+                break
+            name = self.feature_names_[j]
+            value = float(x[j])
+            out.append(
+                Reason(kind="model", text=feature_text(name, value, self.medians_.get(name)), feature=name,
+                       value=value, weight=round(float(toward[j]), 4))
+            )
+        return out
+
+    # -- description -------------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """Everything that identifies this model, for MLflow params / the bundle metadata (JSON-safe)."""
+        return {
+            "params": self.params.model_dump(mode="json"),
+            "seed": self.seed_,
+            "bands": dict(self.bands_),
+            "band_report": dict(self.band_report_),
+            "lexicon_version": self.lexicon_version_,
+            "text_pipeline_version": self.text_pipeline_version_,
+            "n_features": len(self.feature_names_),
+            "dept_classes": list(self.dept_classes_),
+            "training": dict(self.training_summary_),
+        }

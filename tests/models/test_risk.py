@@ -1,0 +1,291 @@
+"""Tests for models.risk: partial risk labels, bands, behaviour on made-up texts, reasons, determinism and
+pickling. The model is trained on the shipped demo data; every text written here is made up."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.risk_cues import FEATURE_NAMES, cue_features, load_lexicon, match_cues, rule_risk_level
+from features.text import case_text
+from models.bundle import TriageBundle
+from models.risk import (
+    BURST_COLUMNS,
+    LEVEL_ORDER,
+    LEVELS,
+    RiskModel,
+    RiskParams,
+    _cue_block,
+    choose_bands,
+    feature_text,
+    levels_from_proba,
+    risk_features,
+    weak_labels,
+)
+
+SEED = 7
+GREEN_TITLE = "请问新生儿落户需要准备哪些材料？"
+GREEN_BODY = "孩子上个月刚出生，想了解一下落户的办理流程，需要带哪些证件，能不能网上办理。"
+GAS_LEAK = "另外，小区地下室燃气泄漏，味道很重"
+_HAN = re.compile(r"[\u4e00-\u9fff]")
+
+
+@pytest.fixture(scope="module")
+def partial_cases(demo_cases: pd.DataFrame) -> pd.DataFrame:
+    """The demo cases with every second risk level removed: those rows must fall back to weak labels."""
+    cases = demo_cases.copy()
+    cases.loc[cases.index[1::2], "risk_level"] = None
+    return cases
+
+
+@pytest.fixture(scope="module")
+def router_inputs(demo_bundle: TriageBundle, demo_cases: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    return demo_bundle.predict_proba(demo_cases[["title", "body"]]), demo_bundle.classes
+
+
+@pytest.fixture(scope="module")
+def model(partial_cases: pd.DataFrame, router_inputs: tuple[np.ndarray, list[str]]) -> RiskModel:
+    proba, classes = router_inputs
+    return RiskModel().fit(partial_cases, router_proba=proba, router_classes=classes, seed=SEED)
+
+
+def level_of(model: RiskModel, title: str, body: str, bundle: TriageBundle) -> tuple[str, object]:
+    proba = bundle.predict_proba([(title, body)])[0]
+    result = model.predict_one(title, body, proba, bundle.classes)
+    return result.level, result
+
+
+# -- labels ------------------------------------------------------------------------------------------
+
+
+def test_weak_labels_fill_missing_levels_from_the_cue_rules_and_flag_them(partial_cases: pd.DataFrame) -> None:
+    labels, is_weak = weak_labels(partial_cases)
+    missing = partial_cases["risk_level"].isna().to_numpy()
+    assert missing.sum() == len(partial_cases) // 2
+    np.testing.assert_array_equal(is_weak, missing)
+    given = partial_cases["risk_level"].to_numpy(dtype=object)
+    assert list(labels[~missing]) == list(given[~missing])
+    rules = [rule_risk_level(case_text(t, b))[0] for t, b in zip(partial_cases["title"], partial_cases["body"],
+                                                                 strict=True)]
+    assert list(labels[missing]) == list(np.asarray(rules, dtype=object)[missing])
+
+
+def test_weak_labels_reject_an_unknown_level() -> None:
+    with pytest.raises(ValueError, match="unknown risk level 'orange'"):
+        weak_labels(pd.DataFrame({"title": ["路灯坏了"], "body": [""], "risk_level": ["orange"]}))
+
+
+def test_training_with_partial_labels_counts_weak_rows_and_chooses_bands_on_real_ones(
+    model: RiskModel, partial_cases: pd.DataFrame
+) -> None:
+    summary = model.training_summary_
+    n_missing = int(partial_cases["risk_level"].isna().sum())
+    assert summary["n_weak"] == n_missing
+    assert summary["n_real"] == len(partial_cases) - n_missing
+    # Bands come from out-of-fold predictions of the rows with real labels, and reach the targets there.
+    report = model.band_report_
+    assert report["source"] == "real-oof"
+    assert report["n_rows"] == len(partial_cases) - n_missing
+    assert report["oof_red_recall"] >= model.params.red_recall_target
+    assert report["oof_at_least_yellow_recall"] >= model.params.yellow_recall_target
+    assert 0.0 < model.bands_["red"] <= 1.0 and 0.0 < model.bands_["yellow"] <= 1.0
+    json.dumps(model.describe(), ensure_ascii=False)  # loggable as it is
+
+
+def test_training_needs_every_level(demo_cases: pd.DataFrame) -> None:
+    only_green = demo_cases[demo_cases["risk_level"] == "green"]
+    with pytest.raises(ValueError, match=r"lack level\(s\) \['red', 'yellow'\]"):
+        RiskModel().fit(only_green, seed=SEED)
+
+
+# -- bands -------------------------------------------------------------------------------------------
+
+
+def hand_made() -> tuple[np.ndarray, np.ndarray]:
+    """10 red cases with P(red) 0.95, 0.85, ..., 0.05; 5 yellow; 5 green."""
+    y = np.array(["red"] * 10 + ["yellow"] * 5 + ["green"] * 5, dtype=object)
+    p_red = np.r_[np.linspace(0.95, 0.05, 10), [0.02] * 5, [0.01] * 5]
+    p_yellow = np.r_[[0.0] * 10, [0.9, 0.7, 0.5, 0.3, 0.1], [0.05, 0.04, 0.03, 0.02, 0.01]]
+    return y, np.c_[p_red, p_yellow, 1 - p_red - p_yellow]
+
+
+def test_choose_bands_picks_the_largest_threshold_meeting_the_recall_target() -> None:
+    y, proba = hand_made()
+    bands = choose_bands(y, proba, red_recall_target=0.8, yellow_recall_target=0.6)
+    # 8 of 10 red cases must be caught: the 8th largest P(red) is 0.25.
+    assert bands["red"] == pytest.approx(0.25)
+    red = proba[y == "red", 0]
+    assert (red >= bands["red"]).mean() >= 0.8
+    assert (red >= bands["red"] + 1e-9).mean() < 0.8  # any higher threshold misses the target
+    # "At least yellow" (15 cases): 9 must be caught; scores are P(red)+P(yellow).
+    at_least = proba[y != "green", 0] + proba[y != "green", 1]
+    assert (at_least >= bands["yellow"]).mean() >= 0.6
+    assert (at_least >= bands["yellow"] + 1e-9).mean() < 0.6
+    assert bands["yellow"] == pytest.approx(sorted(at_least, reverse=True)[8])
+
+
+def test_choose_bands_with_full_recall_takes_the_lowest_red_score_and_rejects_no_red() -> None:
+    y, proba = hand_made()
+    assert choose_bands(y, proba, 1.0, 1.0)["red"] == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="no red case"):
+        choose_bands(y[y != "red"], proba[y != "red"])
+
+
+def test_levels_from_proba_red_before_yellow_before_green() -> None:
+    proba = np.array([[0.30, 0.10, 0.60], [0.10, 0.50, 0.40], [0.05, 0.05, 0.90]])
+    assert list(levels_from_proba(proba, {"red": 0.25, "yellow": 0.5})) == ["red", "yellow", "green"]
+
+
+def test_rebanded_rechooses_on_the_stored_out_of_fold_predictions(model: RiskModel) -> None:
+    labels, oof = model.band_oof_
+    lower = model.rebanded(red_recall_target=0.8)
+    assert lower.bands_ == choose_bands(labels, oof, 0.8, model.params.yellow_recall_target)
+    assert lower.bands_["red"] >= model.bands_["red"]
+    assert model.params.red_recall_target == RiskParams().red_recall_target  # the original is untouched
+
+
+# -- behaviour and reasons ---------------------------------------------------------------------------
+
+
+def test_adding_a_gas_leak_to_a_green_case_raises_its_level(model: RiskModel, demo_bundle: TriageBundle) -> None:
+    before, _ = level_of(model, GREEN_TITLE, GREEN_BODY, demo_bundle)
+    after, result = level_of(model, GREEN_TITLE, GREEN_BODY + GAS_LEAK, demo_bundle)
+    assert before == "green"
+    assert LEVEL_ORDER[after] > LEVEL_ORDER[before]
+    assert after == "red"
+    assert result.probabilities["red"] > model.predict_one(GREEN_TITLE, GREEN_BODY).probabilities["red"]
+
+
+def test_reasons_give_the_cue_phrase_with_offsets_and_model_reasons_in_chinese(
+    model: RiskModel, demo_bundle: TriageBundle
+) -> None:
+    body = GREEN_BODY + GAS_LEAK
+    _, result = level_of(model, GREEN_TITLE, body, demo_bundle)
+    text = case_text(GREEN_TITLE, body)
+    cues = [r for r in result.reasons if r.kind == "cue"]
+    gas = [r for r in cues if r.text == "燃气泄漏"]
+    assert gas and gas[0].criterion == "red-1" and gas[0].category == "gas_leak"
+    assert text[gas[0].start:gas[0].end] == "燃气泄漏"
+    assert all(text[r.start:r.end] == r.text for r in cues)
+    assert [(r.start, r.end) for r in cues] == [(m.start, m.end) for m in match_cues(text)]
+    learned = [r for r in result.reasons if r.kind == "model"]
+    assert 1 <= len(learned) <= model.params.max_model_reasons
+    assert all(_HAN.search(r.text) and r.feature in model.feature_names_ and r.weight > 0 for r in learned)
+    assert [r.weight for r in learned] == sorted((r.weight for r in learned), reverse=True)
+    assert "rule_level" in {r.feature for r in learned}  # the red rule fired: the model leans on it
+    payload = json.loads(json.dumps(result.to_dict(), ensure_ascii=False))
+    assert payload["level"] == "red" and set(payload["probabilities"]) == set(LEVELS)
+    assert sum(payload["probabilities"].values()) == pytest.approx(1.0)
+
+
+def test_feature_text_names_features_in_words() -> None:
+    assert feature_text("cue_red_1", 1.0).startswith("提到危及人身安全的情况")
+    assert feature_text("cue_red_1", 0.0) == "未提到危及人身安全的情况"
+    assert feature_text("dept_p:城乡建设", 0.9) == "属于城乡建设类问题（可能性90%）"
+    assert feature_text("burst_people", 12) == "近期多人反映同一问题（12人）"
+    assert feature_text("cue_cat:gas_leak", 2) == "提到燃气泄漏或燃气味"
+
+
+# -- features ----------------------------------------------------------------------------------------
+
+
+def test_no_feature_describes_the_reporter(model: RiskModel, demo_cases: pd.DataFrame) -> None:
+    assert not [n for n in model.feature_names_ if "reporter" in n.lower()]
+    cases = demo_cases.head(40)
+    other = cases.assign(reporter_id=[f"U{i}" for i in range(len(cases))])
+    np.testing.assert_array_equal(model.features(cases), model.features(other))
+    np.testing.assert_array_equal(model.features(cases), model.features(cases.drop(columns="reporter_id")))
+
+
+def test_feature_blocks_cues_router_and_bursts(demo_cases: pd.DataFrame) -> None:
+    cases = demo_cases.head(30).reset_index(drop=True)
+    X, names = risk_features(cases)
+    assert X.dtype == np.float32 and X.shape == (30, len(names))
+    assert names[: len(FEATURE_NAMES)] == list(FEATURE_NAMES)
+    for i in range(3):
+        row = cue_features(case_text(cases.at[i, "title"], cases.at[i, "body"]))
+        np.testing.assert_allclose(X[i, : len(FEATURE_NAMES)], [row[n] for n in FEATURE_NAMES], rtol=1e-6)
+    burst_cols = [n for n in names if n.startswith("burst_")]
+    assert len(burst_cols) == len(BURST_COLUMNS)
+    assert not X[:, [names.index(n) for n in burst_cols]].any()  # no burst columns: zeros
+    bursts = cases.assign(burst_cases=5, burst_reporters=4, burst_recent_cases=3, burst_growth=1.5, burst_votes=None)
+    Xb, _ = risk_features(bursts)
+    np.testing.assert_array_equal(Xb[:, [names.index(n) for n in burst_cols]][0], [5, 4, 3, 1.5, 0])
+    proba = np.tile([0.7, 0.3], (30, 1))
+    Xr, names_r = risk_features(cases, proba, ["环境保护", "城乡建设"])
+    assert Xr[0, names_r.index("dept_p:城乡建设")] == pytest.approx(0.3)
+    assert [n for n in names_r if n.startswith("dept_p:")] == ["dept_p:环境保护", "dept_p:城乡建设"]
+
+
+def test_one_pass_cue_block_equals_cue_features_and_match_cues(demo_cases: pd.DataFrame) -> None:
+    lexicon = load_lexicon()
+    for title, body in zip(demo_cases["title"], demo_cases["body"], strict=True):
+        text = case_text(title, body)
+        feats, matches = _cue_block(text, lexicon)
+        assert feats == cue_features(text)
+        assert matches == match_cues(text)
+
+
+def test_router_columns_are_matched_by_name(model: RiskModel, router_inputs: tuple[np.ndarray, list[str]],
+                                            demo_cases: pd.DataFrame) -> None:
+    proba, classes = router_inputs
+    cases = demo_cases.head(20)
+    reordered = list(reversed(classes))
+    a = model.predict_proba(cases, proba[:20], classes)
+    b = model.predict_proba(cases, proba[:20, ::-1], reordered)
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="columns"):
+        model.predict_proba(cases, proba[:20, :3], classes)
+
+
+def test_predict_one_matches_batch_predict(model: RiskModel, router_inputs: tuple[np.ndarray, list[str]],
+                                           demo_cases: pd.DataFrame) -> None:
+    proba, classes = router_inputs
+    cases = demo_cases.head(25).reset_index(drop=True).assign(burst_cases=3, burst_reporters=3, burst_growth=2.0)
+    batch = model.predict(cases, proba[:25], classes)
+    for i in range(25):
+        burst = {c: cases.at[i, c] for c in BURST_COLUMNS if c in cases.columns}
+        one = model.predict_one(cases.at[i, "title"], cases.at[i, "body"], proba[i], classes, burst)
+        assert one.to_dict() == batch[i].to_dict()
+
+
+def test_a_changed_lexicon_version_is_refused(model: RiskModel) -> None:
+    stale = pickle.loads(pickle.dumps(model))
+    stale.lexicon_version_ = "0-old"
+    with pytest.raises(ValueError, match="risk lexicon version '0-old'"):
+        stale.predict_one(GREEN_TITLE, GREEN_BODY)
+
+
+# -- determinism and persistence ---------------------------------------------------------------------
+
+
+def test_same_data_params_and_seed_give_identical_probabilities(
+    partial_cases: pd.DataFrame, router_inputs: tuple[np.ndarray, list[str]], model: RiskModel
+) -> None:
+    proba, classes = router_inputs
+    again = RiskModel().fit(partial_cases, router_proba=proba, router_classes=classes, seed=SEED)
+    assert again.bands_ == model.bands_
+    np.testing.assert_array_equal(
+        again.predict_proba(partial_cases, proba, classes), model.predict_proba(partial_cases, proba, classes)
+    )
+
+
+def test_pickle_round_trip_gives_identical_predictions(
+    model: RiskModel, router_inputs: tuple[np.ndarray, list[str]], demo_cases: pd.DataFrame
+) -> None:
+    proba, classes = router_inputs
+    model.predict_one(GREEN_TITLE, GREEN_BODY)  # warm the booster cache, which must not be pickled
+    loaded = pickle.loads(pickle.dumps(model))
+    assert "_booster_cache" not in loaded.__dict__
+    cases = demo_cases.head(60)
+    assert [r.to_dict() for r in loaded.predict(cases, proba[:60], classes)] == [
+        r.to_dict() for r in model.predict(cases, proba[:60], classes)
+    ]
+    assert loaded.predict_one(GREEN_TITLE, GREEN_BODY + GAS_LEAK).to_dict() == model.predict_one(
+        GREEN_TITLE, GREEN_BODY + GAS_LEAK
+    ).to_dict()
