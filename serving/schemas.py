@@ -142,8 +142,10 @@ class RiskReason(BaseModel):
     kind: Literal["model", "cue"] = Field(description="model: a feature the risk model weighed; cue: a phrase.")
     text: str = Field(description="For a reviewer: the feature in words, or the phrase as written.")
     feature: str | None = Field(None, description="Model feature name (kind model).")
+    value: float | None = Field(None, description="The feature's value for this case (kind model).")
     weight: float | None = Field(None, description="Contribution toward the level, in log-odds (kind model).")
     criterion: str | None = Field(None, description="Rubric criterion of a cue, e.g. red-1.", examples=["red-3"])
+    category: str | None = Field(None, description="Lexicon category of a cue, e.g. gas_leak (kind cue).")
     start: int | None = Field(None, description="Offset of the phrase in the normalised title。body text.")
     end: int | None = None
 

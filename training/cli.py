@@ -58,7 +58,7 @@ def train(
 ) -> None:
     """Train the department router, evaluate it on held-out cases, log the run to MLflow and register it."""
     _setup_logging(verbose)
-    from training.config import ConfigError, load_config
+    from training.config import ConfigError, load_config, load_hotspot_config
     from training.loading import DataError, load_cases
     from training.train import TrainingError
     from training.train import train as run_training
@@ -67,7 +67,8 @@ def train(
         cfg = load_config(config)
         loaded = load_cases(data, require_department=True, training=True, encoding=encoding)
         _print_load_report(loaded.report)
-        result = run_training(data, cfg, encoding=encoding, progress=_progress(), loaded=loaded)
+        result = run_training(data, cfg, encoding=encoding, progress=_progress(), loaded=loaded,
+                              hotspot_config=load_hotspot_config())
     except (ConfigError, DataError, TrainingError) as exc:
         raise _fail(str(exc)) from None
 
@@ -75,8 +76,10 @@ def train(
     table = Table(title=f"{result.model_name} v{result.model_version} → alias '{result.alias}'")
     table.add_column("metric")
     table.add_column("held-out value", justify="right")
-    for key in ("accuracy", "macro_f1", "coverage", "auto_routed_precision", "ece", "n_eval"):
-        table.add_row(key, f"{m[key]:.4f}" if key != "n_eval" else f"{int(m[key])}")
+    for key in ("accuracy", "macro_f1", "coverage", "auto_routed_precision", "ece", "n_eval",
+                "risk_red_recall", "risk_red_precision", "risk_macro_f1", "risk_n_eval"):
+        if key in m:
+            table.add_row(key, f"{int(m[key])}" if key.endswith("n_eval") else f"{m[key]:.4f}")
     if result.champion_macro_f1 is not None:
         table.add_row("previous champion macro_f1 (same cases)", f"{result.champion_macro_f1:.4f}")
     console.print(table)

@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from models.hotspots import HotspotConfig
+from models.risk import RiskParams
 from models.router import ClassifierParams, FeatureParams
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "experiments" / "router.yaml"
@@ -37,6 +38,7 @@ class TrainConfig(BaseModel):
     misrouted_examples: int = Field(50, ge=0)
     features: FeatureParams = FeatureParams()
     classifier: ClassifierParams = ClassifierParams()
+    risk: RiskParams = RiskParams()
     registry: RegistryParams = RegistryParams()
 
     def flat_params(self) -> dict[str, object]:

@@ -18,17 +18,20 @@ import numpy as np
 import pandas as pd
 from mlflow.models import infer_signature
 from rich.progress import Progress
-from sklearn.metrics import f1_score
+from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
 from features.text import TEXT_PIPELINE_VERSION
 from models.bundle import TriageBundle
+from models.hotspots import HotspotConfig
 from models.mlflow_model import CHALLENGER, CHAMPION, TriagePyfunc, load_model, routes_frame
+from models.risk import RiskModel, levels_from_proba
 from models.router import build_router
 from models.thresholds import choose_thresholds
 from models.tracking import configure_tracking, ensure_experiment, run_link
 from training.config import TrainConfig
 from training.evaluate import Evaluation, evaluate_router, plot_confusion
 from training.loading import LoadedCases, load_cases
+from training.predict import attach_hot_issues
 from training.splitting import group_folds, train_test_split_grouped
 
 logger = logging.getLogger(__name__)
@@ -135,12 +138,15 @@ def train(
     encoding: str = "utf-8",
     progress: Progress | None = None,
     loaded: LoadedCases | None = None,
+    hotspot_config: HotspotConfig | None = None,
 ) -> TrainResult:
     started = time.perf_counter()
     progress = progress or Progress(disable=True)
     loaded = loaded or load_cases(data, require_department=True, training=True, encoding=encoding)
     frame = loaded.frame
     check_trainable(frame)
+    # Burst statistics at each case's intake (time-ordered replay, no look-ahead): risk-model inputs.
+    frame = attach_hot_issues(frame, hotspot_config or HotspotConfig())
     train_df, test_df = train_test_split_grouped(frame, config.test_size, config.seed)
     logger.info("training on %d cases, evaluating on %d held-out cases", len(train_df), len(test_df))
 
@@ -154,11 +160,22 @@ def train(
         router = build_router(config.features, config.classifier, config.seed)
         router.fit(train_df[INPUT_COLUMNS], np.asarray(train_df["department"], dtype=object))
         progress.advance(task)
+        task = progress.add_task("fitting the risk model", total=1)
+        try:
+            # Out-of-fold router probabilities, as serving will feed it probabilities on unseen cases.
+            risk = RiskModel(config.risk).fit(train_df, router_proba=oof, router_classes=classes, seed=config.seed)
+        except ValueError as exc:
+            raise TrainingError(f"cannot train the risk model: {exc}") from None
+        progress.advance(task)
 
     fit_seconds = time.perf_counter() - started
-    bundle = TriageBundle(router=router, thresholds=thresholds, target_precision=config.target_precision)
+    bundle = TriageBundle(
+        router=router, thresholds=thresholds, target_precision=config.target_precision, risk=risk
+    )
     proba = bundle.predict_proba(test_df[INPUT_COLUMNS])
     evaluation = evaluate_router(test_df["department"], proba, bundle.classes, thresholds)
+    risk_metrics, risk_confusion = evaluate_risk(risk, test_df, proba, bundle.classes)
+    evaluation.metrics.update(risk_metrics)
     digest = data_digest(frame)
     commit = git_commit()
     bundle.metadata = {
@@ -167,7 +184,13 @@ def train(
         "classes": bundle.classes,
         "thresholds": thresholds,
         "target_precision": config.target_precision,
-        "metrics": {k: evaluation.metrics[k] for k in ("accuracy", "macro_f1", "coverage", "ece", "n_eval")},
+        "metrics": {
+            k: evaluation.metrics[k]
+            for k in ("accuracy", "macro_f1", "coverage", "ece", "n_eval", "risk_red_recall", "risk_red_precision",
+                      "risk_macro_f1")
+            if k in evaluation.metrics
+        },
+        "risk": risk.describe(),
         "data_digest": digest,
         "git_commit": commit,
         "text_pipeline_version": TEXT_PIPELINE_VERSION,
@@ -178,8 +201,12 @@ def train(
     configure_tracking()
     experiment_id = ensure_experiment(config.registry.experiment_name)
     with mlflow.start_run(experiment_id=experiment_id) as run:
+        n_weak = int(train_df["risk_level"].isna().sum()) if "risk_level" in train_df else len(train_df)
         mlflow.set_tags({"mlflow.source.git.commit": commit or "unknown", "data_digest": digest,
-                         "text_pipeline_version": TEXT_PIPELINE_VERSION})
+                         "text_pipeline_version": TEXT_PIPELINE_VERSION,
+                         "risk.weak_labels": f"{n_weak}/{len(train_df)}",
+                         "risk.labels": "weak (cue rules)" if n_weak == len(train_df)
+                         else ("reviewed" if n_weak == 0 else "reviewed + weak (cue rules)")})
         mlflow.log_params(config.flat_params())
         mlflow.log_params({f"data.{k}": v for k, v in loaded.report.summary().items()})
         mlflow.log_params({"data.n_train": len(train_df), "data.n_test": len(test_df),
@@ -201,6 +228,11 @@ def train(
             )
             (out / "thresholds.json").write_text(json.dumps(thresholds, ensure_ascii=False, indent=2), "utf-8")
             (out / "data_report.json").write_text(json.dumps(loaded.report.summary(), indent=2), "utf-8")
+            (out / "risk_model.json").write_text(
+                json.dumps(risk.describe(), ensure_ascii=False, indent=2, default=str), "utf-8"
+            )
+            if risk_confusion is not None:
+                risk_confusion.to_csv(out / "risk_confusion_matrix.csv")
             mlflow.log_artifacts(str(out), artifact_path="evaluation")
             bundle_path = bundle.save(out / "bundle")
             example = test_df[INPUT_COLUMNS].head(3).astype(str).reset_index(drop=True)
@@ -233,9 +265,31 @@ def train(
     )
 
 
+def evaluate_risk(
+    risk: RiskModel, test: pd.DataFrame, proba: np.ndarray, classes: list[str]
+) -> tuple[dict[str, float], pd.DataFrame | None]:
+    """Risk metrics on the held-out cases that carry a real (not weak) risk level."""
+    if "risk_level" not in test.columns:
+        return {}, None
+    has = test["risk_level"].notna().to_numpy()
+    if not has.any():
+        return {}, None
+    y = np.asarray(test["risk_level"][has], dtype=object)
+    pred = levels_from_proba(risk.predict_proba(test[has], proba[has], classes), risk.bands_)
+    levels = ["red", "yellow", "green"]
+    p, r, f, _ = precision_recall_fscore_support(y, pred, labels=levels, zero_division=0)
+    metrics = {"risk_n_eval": float(has.sum()), "risk_macro_f1": float(np.mean(f))}
+    for i, level in enumerate(levels):
+        metrics[f"risk_{level}_precision"] = float(p[i])
+        metrics[f"risk_{level}_recall"] = float(r[i])
+        metrics[f"risk_{level}_f1"] = float(f[i])
+    confusion = pd.DataFrame(confusion_matrix(y, pred, labels=levels), index=levels, columns=levels)
+    return metrics, confusion
+
+
 def _pip_requirements() -> list[str]:
     """The serving side must run the versions that pickled the model (pinned in pyproject)."""
     from importlib.metadata import version
 
-    names = ["scikit-learn", "jieba", "numpy", "scipy", "pandas", "joblib", "mlflow"]
+    names = ["scikit-learn", "lightgbm", "jieba", "numpy", "scipy", "pandas", "joblib", "mlflow"]
     return [f"{n}=={version(n)}" for n in names]
