@@ -382,3 +382,27 @@ def test_champion_and_new_model_are_compared_on_equal_terms_when_a_department_is
     assert missing not in set(cases["department"])
     champ_f1, _ = champion_score(MODEL_NAME, cases, demo_bundle.classes)
     assert champ_f1 == pytest.approx(new_model_macro_f1(demo_bundle, cases), abs=1e-12)
+
+
+# -- risk model inside the run ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_training_ships_a_risk_model_whose_levels_survive_the_registry_round_trip(
+    first: TrainResult, held_out: pd.DataFrame
+) -> None:
+    assert first.bundle.risk is not None
+    metrics = first.evaluation.metrics
+    for key in ("risk_red_recall", "risk_red_precision", "risk_macro_f1"):
+        assert 0.0 <= metrics[key] <= 1.0
+    run = mlflow.get_run(first.run_id)
+    assert "risk_red_recall" in run.data.metrics
+    assert run.data.tags["risk.labels"] == "reviewed"  # the demo data carries a risk level on every row
+    loaded = load_model(f"models:/{MODEL_NAME}@{CHAMPION}")
+    pairs = held_out[INPUT_COLUMNS].reset_index(drop=True)
+    proba = first.bundle.predict_proba(pairs)
+    expected = [r.level for r in first.bundle.risk.predict(pairs, proba, first.bundle.classes, reasons=False)]
+    got = [r.level for r in loaded.bundle.risk.predict(pairs, proba, loaded.bundle.classes, reasons=False)]
+    assert got == expected
+    out = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@{CHAMPION}").predict(pairs.astype(str))
+    assert out["risk_level"].tolist() == expected
