@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
@@ -26,9 +25,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, inspect, select, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
@@ -47,8 +45,6 @@ from serving.store.dependencies import NO_STORE, StoreDep
 from serving.store.migrate import downgrade_database
 from serving.store.tables import Base, HotspotAlert, Prediction
 
-POSTGRES_URL = os.environ.get("TRIAGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-SCHEMA_PREFIX = f"triage_store_test_{uuid.uuid4().hex[:8]}_"
 STORE_TABLES = {"cases", "predictions", "reviews", "hotspot_members", "hotspot_alerts", "hotspot_snapshots"}
 
 WAGES_TITLE = "临江县鑫隆电子厂拖欠六十多名工人三个月工资"
@@ -57,52 +53,7 @@ GAS_BODY = WAGES_BODY + "另外厂区宿舍楼道里闻到燃气泄漏的味道�
 T0 = datetime(2026, 7, 15, 1, 30, tzinfo=UTC)
 
 
-# -- fixtures ---------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def postgres_admin() -> Iterator[Any]:
-    """An engine on the PostgreSQL `test` database; skips (saying why) if the server is unreachable."""
-    engine = create_engine(POSTGRES_URL, poolclass=NullPool, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except OperationalError as exc:
-        engine.dispose()
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        pytest.skip(
-            f"PostgreSQL server unreachable at {make_url(POSTGRES_URL).render_as_string(hide_password=True)} "
-            f"({reason}); the store's PostgreSQL tests need it (start PostgreSQL or set TRIAGE_TEST_POSTGRES_URL)"
-        )
-    yield engine
-    # Leave the `test` database clean even if a test's own teardown did not run.
-    with engine.begin() as connection:
-        leftovers = connection.execute(
-            text("SELECT nspname FROM pg_namespace WHERE nspname LIKE :prefix"), {"prefix": SCHEMA_PREFIX + "%"}
-        ).scalars()
-        for schema in list(leftovers):
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    engine.dispose()
-
-
-@pytest.fixture
-def postgres_url(postgres_admin: Any) -> Iterator[str]:
-    """A URL whose connections work in a fresh, empty schema of their own."""
-    schema = SCHEMA_PREFIX + uuid.uuid4().hex[:8]
-    with postgres_admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    yield url.render_as_string(hide_password=False)
-    with postgres_admin.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database: a SQLite file (its folder not yet made), or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'var' / 'triage.db'}"
-    return request.getfixturevalue("postgres_url")
-
-
+# -- fixtures (postgres_admin, postgres_url and db_url live in tests/serving/conftest.py) -----------
 @pytest.fixture
 def store(db_url: str) -> Iterator[Store]:
     upgrade_database(db_url)

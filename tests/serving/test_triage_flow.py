@@ -30,8 +30,9 @@ def gas_case(i: int, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'triage.db'}"
+def database(db_url: str) -> str:
+    """Each test runs on SQLite and on PostgreSQL (see tests/serving/conftest.py)."""
+    return db_url
 
 
 @pytest.fixture

@@ -1,0 +1,69 @@
+"""Database fixtures shared by the store and service tests: SQLite files and PostgreSQL schemas.
+
+PostgreSQL (127.0.0.1:5432, database `test`) gets a fresh schema per test, dropped afterwards, so the
+database is left as it was; its tests are skipped, with the reason, only when the server is unreachable.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
+
+POSTGRES_URL = os.environ.get("TRIAGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+SCHEMA_PREFIX = f"triage_store_test_{uuid.uuid4().hex[:8]}_"
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[Any]:
+    """An engine on the PostgreSQL `test` database; skips (saying why) if the server is unreachable."""
+    engine = create_engine(POSTGRES_URL, poolclass=NullPool, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        engine.dispose()
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        pytest.skip(
+            f"PostgreSQL server unreachable at {make_url(POSTGRES_URL).render_as_string(hide_password=True)} "
+            f"({reason}); the store's PostgreSQL tests need it (start PostgreSQL or set TRIAGE_TEST_POSTGRES_URL)"
+        )
+    yield engine
+    # Leave the `test` database clean even if a test's own teardown did not run.
+    with engine.begin() as connection:
+        leftovers = connection.execute(
+            text("SELECT nspname FROM pg_namespace WHERE nspname LIKE :prefix"), {"prefix": SCHEMA_PREFIX + "%"}
+        ).scalars()
+        for schema in list(leftovers):
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    engine.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_admin: Any) -> Iterator[str]:
+    """A URL whose connections work in a fresh, empty schema of their own."""
+    schema = SCHEMA_PREFIX + uuid.uuid4().hex[:8]
+    with postgres_admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    yield url.render_as_string(hide_password=False)
+    with postgres_admin.begin() as connection:
+        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: a SQLite file (its folder not yet made), or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'var' / 'triage.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
