@@ -1,7 +1,9 @@
 """The live hot-issue detector of a serving process, kept in step with the store.
 
 Every observed case is recorded as a member of its burst and every alert is stored (both idempotent),
-and the detector's snapshot is saved every `snapshot_every` cases and at shutdown. On start-up the
+and the detector's snapshot is saved every `snapshot_every` cases and at shutdown (a snapshot holds the
+idf counts too, about 0.6 MB after 2,000 cases, so not after every case; a restart replays at most
+`snapshot_every` cases, about 1.5 ms each). On start-up the
 detector is restored from the latest snapshot and the members recorded after it are replayed, in the
 order they were observed, with their text from the cases table: the state survives a restart, and
 `triage hotspots` can rebuild it from history.
@@ -23,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 
 class HotspotService:
-    def __init__(self, store: Store, detector: HotspotDetector, *, snapshot_every: int = 200) -> None:
+    def __init__(self, store: Store, detector: HotspotDetector, *, snapshot_every: int = 1000) -> None:
         self.store = store
         self.detector = detector
         self.snapshot_every = snapshot_every
@@ -31,7 +33,7 @@ class HotspotService:
         self._lock = threading.Lock()
 
     @classmethod
-    def restore(cls, store: Store, config: HotspotConfig, *, snapshot_every: int = 200) -> HotspotService:
+    def restore(cls, store: Store, config: HotspotConfig, *, snapshot_every: int = 1000) -> HotspotService:
         snap = store.latest_snapshot(config.version)
         detector = HotspotDetector.from_snapshot(snap.payload) if snap else HotspotDetector(config)
         members = sorted(store.members_since(snap.created_at if snap else None), key=lambda m: m.id)
