@@ -322,6 +322,11 @@ class HotspotDetector:
         burst = self._bursts.get(burst_id)
         return list(burst.members) if burst else []
 
+    def burst_member_details(self, burst_id: str) -> list[tuple[str, datetime, str | None]]:
+        """(case_id, case time, reporter id) of a live burst's members, in the order they joined."""
+        burst = self._bursts.get(burst_id)
+        return [(m.case_id, m.time, m.reporter) for m in burst.members.values()] if burst else []
+
     def observe(self, case: CaseEvent) -> Assignment:
         """Assign one case to a burst, update the window and return the burst's state at intake."""
         time = self._case_time(case.created_at)

@@ -1,11 +1,11 @@
 """The live hot-issue detector of a serving process, kept in step with the store.
 
-Every observed case is recorded as a member of its burst and every alert is stored (both idempotent),
+Members of bursts (from their second case on) and every alert are stored (both idempotent),
 and the detector's snapshot is saved every `snapshot_every` cases and at shutdown (a snapshot holds the
 idf counts too, about 0.6 MB after 2,000 cases, so not after every case; a restart replays at most
 `snapshot_every` cases, about 1.5 ms each). On start-up the
-detector is restored from the latest snapshot and the members recorded after it are replayed, in the
-order they were observed, with their text from the cases table: the state survives a restart, and
+detector is restored from the latest snapshot and the cases stored after it are replayed in the order
+they were stored (every triaged case is in the cases table): the state survives a restart, and
 `triage hotspots` can rebuild it from history.
 
 The detector is not thread-safe; one lock serialises `observe` (it takes well under a millisecond
@@ -36,15 +36,10 @@ class HotspotService:
     def restore(cls, store: Store, config: HotspotConfig, *, snapshot_every: int = 1000) -> HotspotService:
         snap = store.latest_snapshot(config.version)
         detector = HotspotDetector.from_snapshot(snap.payload) if snap else HotspotDetector(config)
-        members = sorted(store.members_since(snap.created_at if snap else None), key=lambda m: m.id)
         replayed = 0
-        for member in members:
-            versions = store.case_versions(member.case_id)
-            if not versions:
-                continue
-            case = versions[-1]
-            observed = _naive_utc(member.observed_at)
-            detector.observe(CaseEvent(member.case_id, observed, case.title, case.body, member.reporter_id, None))
+        for case in store.cases_received_since(snap.created_at if snap else None):
+            observed = _naive_utc(case.created_at or case.received_at)
+            detector.observe(CaseEvent(case.case_id, observed, case.title, case.body, case.reporter_id, None))
             replayed += 1
         logger.info(
             "hot-issue detector restored from %s plus %d replayed cases (%d live bursts)",
@@ -66,8 +61,17 @@ class HotspotService:
         with self._lock:
             assignment = self.detector.observe(CaseEvent(case_id, observed, title, body, reporter_id, votes))
             level = self.detector.burst_level(assignment.burst_id)
-            if assignment.burst_id:
-                self.store.add_hotspot_member(assignment.burst_id, case_id, observed, reporter_id)
+            if assignment.burst_id and assignment.cases >= 2:
+                # A burst becomes a hot issue with its second case: record its members then (the first
+                # one too), and each later one as it joins. Lone cases need no row: a restart replays the
+                # cases table, not this one.
+                joined = (
+                    self.detector.burst_member_details(assignment.burst_id)
+                    if assignment.cases == 2
+                    else [(case_id, observed, reporter_id)]
+                )
+                for member_id, member_time, member_reporter in joined:
+                    self.store.add_hotspot_member(assignment.burst_id, member_id, member_time, member_reporter)
             if assignment.alert is not None:
                 alert = assignment.alert
                 self.store.add_alert(alert.alert_id, alert.burst_id, alert.level, alert.raised_at, alert.to_dict())

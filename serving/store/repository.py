@@ -227,6 +227,18 @@ class Store:
             rows = session.scalars(select(Case).where(Case.case_id == case_id).order_by(Case.id)).all()
             return [CaseRecord.of(row) for row in rows]
 
+    def cases_received_since(self, since: datetime | None) -> list[CaseRecord]:
+        """Case versions stored after `since` (all if None), in the order they were stored.
+
+        The service's intake stream: the hot-issue detector is restored from its latest snapshot plus
+        these.
+        """
+        query = select(Case).order_by(Case.id)
+        if since is not None:
+            query = query.where(Case.received_at > as_utc(since))
+        with self._reads() as session:
+            return [CaseRecord.of(row) for row in session.scalars(query).all()]
+
     def count_predictions(self) -> int:
         with self._reads() as session:
             return session.execute(select(func.count()).select_from(Prediction)).scalar_one()
