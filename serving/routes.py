@@ -118,7 +118,8 @@ def triage(
     stored prediction unless `rescore=true`."""
     _enforce_limits([case], settings, batch=False)
     (result,) = triage_cases(model, [case], store=store, hotspots=hotspots, rescore=rescore)
-    return TriageResponse(**result.model_dump(), model=model_ref(model))
+    # Already validated by triage_cases: build the response without validating it a second time.
+    return TriageResponse.model_construct(**dict(result), model=model_ref(model))
 
 
 @router.post(
