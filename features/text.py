@@ -112,9 +112,14 @@ def init_tokenizer() -> None:
 def tokenise(text: str) -> list[str]:
     """Word tokens of an already normalised text, without punctuation, spaces or stop words.
 
-    A module-level function (not a lambda) so vectorizers that use it pickle.
+    A module-level function (not a lambda) so vectorizers that use it pickle. Recent texts are cached:
+    serving tokenises one case's text in more than one component (router, risk model), and jieba is
+    most of a case's cost.
     """
+    return list(_tokenise_cached(text))
+
+
+@lru_cache(maxsize=1024)
+def _tokenise_cached(text: str) -> tuple[str, ...]:
     stops = stop_words()
-    return [
-        t for t in _tokenizer().lcut(text, HMM=False) if t not in stops and _TOKEN_KEEP.search(t)
-    ]
+    return tuple(t for t in _tokenizer().lcut(text, HMM=False) if t not in stops and _TOKEN_KEEP.search(t))
