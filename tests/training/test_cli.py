@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -167,3 +168,31 @@ def test_train_end_to_end_prints_metrics_and_the_mlflow_run(
     logged = mlflow.MlflowClient().get_run(run_id).data.metrics["macro_f1"]
     assert logged == pytest.approx(float(row.group(1)), abs=1e-4)
     assert "read 780 rows from 1 file(s)" in " ".join(result.stderr.split())
+
+
+# -- hotspots --------------------------------------------------------------------------------------
+
+
+def test_hotspots_replays_the_demo_file_and_writes_each_alert_with_when_it_was_raised(
+    tmp_path: Path, demo_csv: Path
+) -> None:
+    out = tmp_path / "alerts.json"
+    result = invoke(["hotspots", "--input", str(demo_csv), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    alerts = json.loads(out.read_text(encoding="utf-8"))
+    assert alerts, "the demo data holds twelve bursts; some must alert"
+    assert {a["level"] for a in alerts} <= {"yellow", "red"}
+    times = [a["raised_at"] for a in alerts]
+    assert times == sorted(times), "alerts come in the order they were raised"
+    red = sum(a["level"] == "red" for a in alerts)
+    assert f"{len(alerts)}alerts({red}red)" in flat(result.output)
+
+
+def test_hotspots_with_a_bad_config_names_the_file_and_the_key(tmp_path: Path, demo_csv: Path) -> None:
+    config = tmp_path / "hot.yaml"
+    config.write_text("window_dayz: 30\n", encoding="utf-8")
+    result = invoke(["hotspots", "--input", str(demo_csv), "--output", str(tmp_path / "a.json"),
+                     "--config", str(config)])
+    assert result.exit_code == 2
+    assert "hot.yaml" in flat(result.output) and "window_dayz" in result.output
+    assert "Traceback" not in result.output
