@@ -3,7 +3,8 @@
     .venv/bin/python experiments/bench_risk.py [--data-dir ../shared/data] [--config experiments/router.yaml]
         [--params '{"num_leaves": 15}'] [--router-cache /tmp/router_oof.npz]
 
-About 2-3 minutes on 2 cores (5 router fits, two at a time, are most of it).
+About 13 minutes on 2 cores (the stacked text score's logistic regressions on ~7,400 rows, 6 per risk-model
+fit, are most of it; then the 5 router fits, two at a time).
 
 Protocol (seed from the config):
 
@@ -23,7 +24,10 @@ Protocol (seed from the config):
 - burst features: zeros (the hot-issue detector's replay is not joined here; the gold cases have no
   reliable time or burst context).
 - per outer fold, variants:
-  ``model`` weak rows + the other 4 gold folds; bands chosen by `RiskModel` on out-of-fold predictions of
+  ``model`` weak rows + the other 4 gold folds, with the default `RiskParams` (``text_score`` on: a TF-IDF +
+  logistic-regression score of the words, out of fold on the training rows, as 3 LightGBM features);
+  ``model_no_text_score`` the same without the text score (``model_text_score`` instead when the default
+  has it off); bands chosen by `RiskModel` on out-of-fold predictions of
   the training gold rows (inner 5-fold CV, weak rows always in training), never on the test fold;
   ``gold_only`` the 4 gold folds alone, same band choice;
   ``weak_only`` weak rows alone; bands from its predictions on the 4 training gold folds (held out for
@@ -31,6 +35,9 @@ Protocol (seed from the config):
   (what `RiskModel.fit` does when no reviewed labels exist);
   ``rules`` the cue rules alone (no training; the lexicon was written while reading this very dev file,
   so its figures here are optimistic, and so are the cue features every model variant reads).
+- demo data (``training/demo_data/grievances.csv``, every row labelled): `train_test_split_grouped` (seed 42,
+  test_size 0.2); burst statistics from the hot-issue replay and out-of-fold router probabilities for the
+  training rows as in `training.train`; both text-score variants and the rules on the held-out split.
 - a weak-label-weight ablation of ``model`` (0.1 / 0.3 / 1.0) to learn what helps. The default stays the
   documented 0.3 unless stated: picking the best of these on the same 300 cases would be tuning on the
   test data.
@@ -54,6 +61,7 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 from sklearn.metrics import average_precision_score, confusion_matrix, precision_recall_fscore_support
 from sklearn.model_selection import StratifiedKFold
@@ -62,11 +70,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from features.risk_cues import LEVELS, load_lexicon, rule_risk_level  # noqa: E402
-from features.text import case_text, init_tokenizer  # noqa: E402
+from features.text import _tokenise_cached, case_text, init_tokenizer, tokenise  # noqa: E402
+from models.hotspots import HotspotConfig  # noqa: E402
 from models.risk import (  # noqa: E402
     RiskModel,
     RiskParams,
     _cue_block,
+    _doc,
     levels_from_proba,
     risk_features,
     weak_labels,
@@ -74,8 +84,12 @@ from models.risk import (  # noqa: E402
 from models.router import build_router  # noqa: E402
 from training.config import TrainConfig, load_config  # noqa: E402
 from training.loading import load_cases  # noqa: E402
+from training.predict import attach_hot_issues  # noqa: E402
+from training.splitting import train_test_split_grouped  # noqa: E402
+from training.train import out_of_fold_proba  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
+DEMO_DATA = ROOT / "training" / "demo_data" / "grievances.csv"
 RESULTS = ROOT / "experiments" / "results" / "risk.json"
 KEY_PREFIX = 60
 WEAK_WEIGHTS = (0.1, 0.3, 1.0)
@@ -264,6 +278,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     assert flagged.all()
     X_gold, names_gold = risk_features(gold, p_gold, classes)
     assert names == names_gold
+    t_weak = np.array([case_text(a, b) for a, b in zip(weak_frame["title"], weak_frame["body"], strict=True)],
+                      dtype=object)
+    t_gold = np.array([case_text(a, b) for a, b in zip(gold["title"], gold["body"], strict=True)], dtype=object)
     rules_pred = np.array([rule_risk_level(case_text(a, b))[0] for a, b in zip(gold["title"], gold["body"],
                                                                                strict=True)], dtype=object)
     features_seconds = time.perf_counter() - t
@@ -290,17 +307,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for k in range(args.folds):
             tr = np.flatnonzero(gold_fold != k)
             if use_gold:
-                parts = [(X_weak, y_weak, np.ones(len(y_weak), bool), g_weak)] if use_weak else []
-                parts.append((X_gold[tr], y_gold[tr], np.zeros(len(tr), bool), g_gold[tr]))
-                Xs, ys, ws, gs = (np.concatenate(z) for z in zip(*parts, strict=True))
-                models.append(RiskModel(p).fit_features(Xs, names, ys, seed=seed, is_weak=ws, groups=gs))
+                parts = [(X_weak, y_weak, np.ones(len(y_weak), bool), g_weak, t_weak)] if use_weak else []
+                parts.append((X_gold[tr], y_gold[tr], np.zeros(len(tr), bool), g_gold[tr], t_gold[tr]))
+                Xs, ys, ws, gs, ts = (np.concatenate(z) for z in zip(*parts, strict=True))
+                models.append(RiskModel(p).fit_features(Xs, names, ys, seed=seed, is_weak=ws, groups=gs,
+                                                        texts=ts))
             else:
                 if weak_model is None:  # the weak pool does not depend on the fold
                     weak_model = RiskModel(p).fit_features(X_weak, names, y_weak, seed=seed,
                                                            is_weak=np.ones(len(y_weak), bool),
-                                                           bands={"red": 0.5, "yellow": 0.5})
+                                                           bands={"red": 0.5, "yellow": 0.5}, groups=g_weak,
+                                                           texts=t_weak)
                 # Bands on the training gold folds: held out for a model that trained on weak rows only.
-                held = weak_model.predict_proba_features(X_gold[tr])
+                held = weak_model.predict_proba_features(X_gold[tr], t_gold[tr])
                 model = weak_model.rebanded(bands={"red": 0.5, "yellow": 0.5})
                 model.band_oof_ = (y_gold[tr], held)
                 model.band_report_ = {"source": "weak-only model's predictions on the training gold folds"}
@@ -314,7 +333,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for k, model in enumerate(models):
             te = np.flatnonzero(gold_fold == k)
             banded = model.rebanded(red_recall_target=red_target)
-            proba[te] = banded.predict_proba_features(X_gold[te])
+            proba[te] = banded.predict_proba_features(X_gold[te], t_gold[te])
             pred[te] = levels_from_proba(proba[te], banded.bands_)
             bands.append(dict(banded.bands_))
             per_fold.append(metrics(y_gold[te], pred[te]))
@@ -327,15 +346,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     t = time.perf_counter()
     targets = (params.red_recall_target, *(x for x in ALT_RED_TARGETS if x != params.red_recall_target))
-    for name, use_weak, use_gold in (("model", True, True), ("gold_only", False, True), ("weak_only", True, False)):
-        models = cross_validate(params, use_weak, use_gold)
+    no_text = params.model_copy(update={"text_score": False})
+    with_text = params.model_copy(update={"text_score": True})
+    runs = (("model", params, True, True), ("model_text_score", with_text, True, True),
+            ("model_no_text_score", no_text, True, True), ("gold_only", params, False, True),
+            ("weak_only", params, True, False))
+    for name, run_params, use_weak, use_gold in runs:
+        if run_params is not params and run_params == params:
+            continue  # the default already is this variant: recorded as "model"
+        models = cross_validate(run_params, use_weak, use_gold)
         for target in targets:
             evaluate(f"{name}@red_target={target}", models, target)
 
     # Weak rows only, bands chosen against weak labels out of fold (no reviewed labels at all).
     pure = RiskModel(params).fit_features(X_weak, names, y_weak, seed=seed, is_weak=np.ones(len(y_weak), bool),
-                                          groups=g_weak)
-    proba = pure.predict_proba_features(X_gold)
+                                          groups=g_weak, texts=t_weak)
+    proba = pure.predict_proba_features(X_gold, t_gold)
     pred = levels_from_proba(proba, pure.bands_)
     record("weak_only_weak_bands", proba, pred,
            [metrics(y_gold[gold_fold == k], pred[gold_fold == k]) for k in range(args.folds)],
@@ -356,16 +382,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cv_seconds = time.perf_counter() - t
 
     # A final model on everything (weak + all 300 gold): bands, importances and single-case latency.
-    t = time.perf_counter()
-    final = RiskModel(params).fit_features(
-        np.vstack([X_weak, X_gold]), names, np.concatenate([y_weak, y_gold]), seed=seed,
-        is_weak=np.concatenate([np.ones(len(y_weak), bool), np.zeros(len(y_gold), bool)]),
-        groups=np.concatenate([g_weak, g_gold]),
-    )
-    final_seconds = time.perf_counter() - t
+    def fit_final(p: RiskParams) -> tuple[RiskModel, float]:
+        t = time.perf_counter()
+        model = RiskModel(p).fit_features(
+            np.vstack([X_weak, X_gold]), names, np.concatenate([y_weak, y_gold]), seed=seed,
+            is_weak=np.concatenate([np.ones(len(y_weak), bool), np.zeros(len(y_gold), bool)]),
+            groups=np.concatenate([g_weak, g_gold]), texts=np.concatenate([t_weak, t_gold]),
+        )
+        return model, time.perf_counter() - t
+
+    final, final_seconds = fit_final(params)
     gain = final.classifier_.booster_.feature_importance("gain")
-    top = sorted(zip(names, gain, strict=True), key=lambda x: -x[1])[:15]
-    latency = measure_latency(final, gold, p_gold, classes)
+    top = sorted(zip(final.feature_names_, gain, strict=True), key=lambda x: -x[1])[:15]
+    # Latency with and without the text score, on the same machine in the same run.
+    other = fit_final(no_text if params.text_score else with_text)[0]
+    text_model, plain_model = (final, other) if params.text_score else (other, final)
+    latency = {"text_score": measure_latency(text_model, gold, p_gold, classes),
+               "no_text_score": measure_latency(plain_model, gold, p_gold, classes),
+               "default": "text_score" if params.text_score else "no_text_score"}
+    demo = demo_benchmark(config, params)
 
     return {
         "protocol": __doc__.split("Protocol (seed from the config):")[1].split("Writes experiments")[0].strip(),
@@ -391,6 +426,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "fit_seconds_incl_band_cv": final_seconds,
         },
         "latency": latency,
+        "demo": demo,
         "timings_s": {
             "router_fits": router_seconds,
             "router_wall": router_wall,
@@ -412,9 +448,53 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "whose text carries no cue push the red band towards 0 and red precision collapses. The @0.9 rows "
             "show the same fitted models at the issue's benchmark target.",
             "Burst features are zeros here; P@R.90 uses an oracle threshold on the pooled test predictions.",
+            "text_p:* features: out-of-fold probabilities of a TF-IDF (jieba words, 1-2 grams, min_df 2, sublinear) + "
+            "balanced multinomial logistic regression (C=text_C) on each training set; within a risk-model fit the "
+            "band-choosing inner CV reuses them (a second-order leak: their folds differ from the band folds).",
         ],
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()},
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def demo_benchmark(config: TrainConfig, params: RiskParams, test_size: float = 0.2, seed: int = 42) -> dict[str, Any]:
+    """The shipped demo data (every row risk-labelled): train on its training split, score its held-out split,
+    as `training.train` does: burst statistics from the time-ordered hot-issue replay, out-of-fold router
+    probabilities (5 folds) for the training rows, a router fitted on the whole training split for the
+    held-out rows. Both text-score variants and the cue rules, at both red-recall targets."""
+    frame = load_cases([DEMO_DATA], require_department=True, training=True).frame
+    frame = attach_hot_issues(frame, HotspotConfig())
+    train_df, test_df = train_test_split_grouped(frame, test_size, seed)
+    t = time.perf_counter()
+    oof, classes = out_of_fold_proba(train_df, config, Progress(disable=True))
+    router = build_router(config.features, config.classifier, config.seed)
+    router.fit(train_df[["title", "body"]], np.asarray(train_df["department"], dtype=object))
+    p_test = router.predict_proba(test_df[["title", "body"]])
+    router_classes = [str(c) for c in router.classes_]
+    router_seconds = time.perf_counter() - t
+    y_test = test_df["risk_level"].to_numpy(dtype=object)
+    results: dict[str, Any] = {}
+    for label, text_score in (("text_score", True), ("no_text_score", False)):
+        model = RiskModel(params.model_copy(update={"text_score": text_score})).fit(
+            train_df, router_proba=oof, router_classes=classes, seed=seed)
+        for target in (params.red_recall_target, *(x for x in ALT_RED_TARGETS if x != params.red_recall_target)):
+            banded = model.rebanded(red_recall_target=target)
+            proba = banded.predict_proba(test_df, p_test, router_classes)
+            results[f"model_{label}@red_target={target}"] = {
+                **metrics(y_test, levels_from_proba(proba, banded.bands_)), **ranking(y_test, proba),
+                "bands": dict(banded.bands_), "band_source": banded.band_report_["source"]}
+    rules = np.array([rule_risk_level(case_text(a, b))[0] for a, b in zip(test_df["title"], test_df["body"],
+                                                                          strict=True)], dtype=object)
+    results["rules"] = metrics(y_test, rules)
+    return {
+        "data": str(DEMO_DATA.relative_to(ROOT)), "seed": seed, "test_size": test_size,
+        "train_rows": len(train_df), "test_rows": len(test_df),
+        "test_levels": {k: int(v) for k, v in pd.Series(y_test).value_counts().items()},
+        "router_features": "out-of-fold (5 folds, training.train.out_of_fold_proba) for training rows; a router "
+                           "fitted on the whole training split for held-out rows",
+        "burst_features": "training.predict.attach_hot_issues replay (as training.train)",
+        "router_seconds": router_seconds,
+        "results": results,
     }
 
 
@@ -450,10 +530,34 @@ def measure_latency(model: RiskModel, gold: pd.DataFrame, p_gold: np.ndarray, cl
         "booster_pred_contrib_1row_num_threads_1": lambda i: booster.predict(X[i % n: i % n + 1], pred_contrib=True,
                                                                              num_threads=1),
     }
+    scorer = model.text_scorer_
+    if scorer is not None:
+        parts["text_score_only_warm_tokenise_cache"] = lambda i: scorer.predict_proba_docs(
+            [_doc(case_text(*pairs[i % n]))])
     for name, fn in parts.items():
         reps = 200 if "default_threads" in name or "lgbmclassifier" in name else 1000
         lat = timed(fn, reps)
         out[name] = {"p50_ms": float(np.median(lat)), "p99_ms": float(np.percentile(lat, 99))}
+
+    # The tokenise cache: cold (cleared before every case: predict_one tokenises itself) and warm (the router
+    # tokenised the same case_text just before, as in /v1/triage). One pass over the cases each, untimed
+    # preparation outside the clock.
+    def cache_pass(warm: bool) -> list[float]:
+        lat = []
+        for i in range(n):
+            title, body = pairs[i]
+            _tokenise_cached.cache_clear()
+            if warm:
+                tokenise(case_text(title, body))
+            s = time.perf_counter()
+            model.predict_one(title, body, p_gold[i], classes)
+            lat.append((time.perf_counter() - s) * 1000)
+        return lat
+
+    for warm in (False, True):
+        lat = cache_pass(warm)
+        out[f"predict_one_with_reasons_{'warm' if warm else 'cold'}_tokenise_cache"] = {
+            "p50_ms": float(np.median(lat)), "p99_ms": float(np.percentile(lat, 99))}
     s = time.perf_counter()
     model.predict(gold, p_gold, classes)
     out["batch_predict_cases_per_s"] = len(gold) / (time.perf_counter() - s)
@@ -480,14 +584,31 @@ def print_table(report: dict[str, Any], output: Path) -> None:
     for name in (f"model@red_target={report['risk_params']['red_recall_target']}", "rules"):
         cm = report["results"][name]["confusion_rows_true_cols_pred_red_yellow_green"]
         console.print(f"confusion {name} (rows true red/yellow/green, cols predicted): {cm}", highlight=False)
-    lat = report["latency"]
+    for variant in ("no_text_score", "text_score"):
+        lat = report["latency"][variant]
+        console.print(
+            f"[{variant}] predict_one p50 cold tokenise cache "
+            f"{lat['predict_one_with_reasons_cold_tokenise_cache']['p50_ms']:.3f} ms, warm "
+            f"{lat['predict_one_with_reasons_warm_tokenise_cache']['p50_ms']:.3f} ms", highlight=False)
+    lat = report["latency"][report["latency"]["default"]]
     console.print(
-        f"latency p50: predict_one with reasons {lat['predict_one_with_reasons']['p50_ms']:.3f} ms "
+        f"latency p50 ({report['latency']['default']}): predict_one with reasons "
+        f"{lat['predict_one_with_reasons']['p50_ms']:.3f} ms "
         f"(p99 {lat['predict_one_with_reasons']['p99_ms']:.3f}), cues {lat['cue_matching_only']['p50_ms']:.3f} ms, "
         f"booster 1 row {lat['booster_predict_1row_num_threads_1']['p50_ms']:.3f} ms (1 thread) vs "
         f"{lat['booster_predict_1row_default_threads']['p50_ms']:.3f} ms (default threads), LGBMClassifier "
         f"{lat['lgbmclassifier_predict_proba_1row']['p50_ms']:.3f} ms, pred_contrib "
         f"{lat['booster_pred_contrib_1row_num_threads_1']['p50_ms']:.3f} ms", highlight=False)
+    demo = report["demo"]
+    table = Table(title=f"demo data: train {demo['train_rows']} / held-out {demo['test_rows']} "
+                        f"(train_test_split_grouped seed {demo['seed']}, test_size {demo['test_size']})")
+    for col in ("variant", "red R", "red P", "F1 red", "F1 yellow", "F1 green", "macro-F1", "≥yellow R"):
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    for name, r in demo["results"].items():
+        table.add_row(name, f"{r['red_recall']:.3f}", f"{r['red_precision']:.3f}", f"{r['f1']['red']:.3f}",
+                      f"{r['f1']['yellow']:.3f}", f"{r['f1']['green']:.3f}", f"{r['macro_f1']:.3f}",
+                      f"{r['at_least_yellow_recall']:.3f}")
+    console.print(table)
     console.print(f"total {report['timings_s']['total']:.0f}s; written to {output}", highlight=False)
 
 

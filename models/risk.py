@@ -6,6 +6,8 @@ A LightGBM classifier reads four blocks of features of a case (`risk_features`):
   `features.risk_cues.cue_features`, plus one count per lexicon category (``cue_cat:gas_leak`` ...);
 - **router probabilities**, one column per department (``dept_p:城乡建设`` ...), zeros without a router;
 - **text statistics**: lengths, digits, numbers, amounts of money, sentences;
+- **a stacked text score** (``text_p:red`` ...; `RiskParams.text_score`): the probabilities of a TF-IDF +
+  logistic-regression model of the case's words (`TextScorer`), out of fold on the training rows;
 - **burst statistics at intake** from the hot-issue detector replayed in time order (columns
   ``burst_cases, burst_reporters, burst_recent_cases, burst_growth, burst_votes`` of the input frame;
   zeros where absent). ``burst_reporters`` (how many *different* people reported the burst) becomes the
@@ -40,18 +42,21 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from typing import Any, Literal
 
 import lightgbm
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from features import risk_cues
 from features.risk_cues import FEATURE_NAMES, LEVELS, CueMatch, Lexicon, load_lexicon, rule_risk_level
-from features.text import TEXT_PIPELINE_VERSION, case_text, normalise
-from features.vectorizer import as_pairs
+from features.text import TEXT_PIPELINE_VERSION, case_text, normalise, tokenise
+from features.vectorizer import as_pairs, split_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +64,12 @@ __all__ = [
     "BURST_COLUMNS",
     "LEVELS",
     "LEVEL_ORDER",
+    "TEXT_SCORE_FEATURES",
     "Reason",
     "RiskModel",
     "RiskParams",
     "RiskResult",
+    "TextScorer",
     "choose_bands",
     "feature_text",
     "levels_from_proba",
@@ -79,6 +86,9 @@ BURST_FEATURES: tuple[str, ...] = ("burst_cases", "burst_people", "burst_recent_
 TEXT_STAT_FEATURES: tuple[str, ...] = (
     "title_chars", "body_chars", "body_empty", "digit_count", "number_count", "money_mentions", "sentence_count",
 )
+#: The stacked text score (`TextScorer`): P(level) of a TF-IDF + logistic-regression model of the words.
+TEXT_SCORE_PREFIX = "text_p:"
+TEXT_SCORE_FEATURES: tuple[str, ...] = tuple(f"{TEXT_SCORE_PREFIX}{lvl}" for lvl in LEVELS)
 DEPT_PREFIX = "dept_p:"
 CATEGORY_PREFIX = "cue_cat:"
 
@@ -127,6 +137,13 @@ class RiskParams(BaseModel):
     min_real_per_level: int = Field(10, ge=2)
     #: Most model contributions listed as reasons.
     max_model_reasons: int = Field(4, ge=0, le=20)
+    #: Stack a text score: TF-IDF (jieba words, 1-2 grams) + logistic regression over red / yellow / green,
+    #: out-of-fold on the training rows, as the features `TEXT_SCORE_FEATURES`.
+    text_score: bool = True
+    #: Inverse regularisation strength of the text score's logistic regression.
+    text_C: float = Field(4.0, gt=0)
+    #: Folds of the text score's out-of-fold probabilities on the training rows.
+    text_folds: int = Field(5, ge=2, le=20)
 
     def lgbm_params(self, seed: int) -> dict[str, Any]:
         return {
@@ -351,6 +368,94 @@ def risk_features(
     return X, names
 
 
+def _doc(text: str) -> str:
+    """The text score's input: jieba words of ``case_text`` joined by spaces (`tokenise` is cached, so a text
+    the router has just tokenised costs a lookup)."""
+    return " ".join(tokenise(text))
+
+
+def _ngrams(doc: str) -> list[str]:
+    """Word 1- and 2-grams, exactly as `TfidfVectorizer(tokenizer=split_tokens, ngram_range=(1, 2))` makes them."""
+    tokens = split_tokens(doc)
+    return tokens + [f"{a} {b}" for a, b in pairwise(tokens)]
+
+
+class TextScorer:
+    """P(red), P(yellow), P(green) of a case's words: TF-IDF (1-2 grams, min_df 2, sublinear tf, l2) and a
+    multinomial logistic regression with balanced class weights.
+
+    Fitting uses scikit-learn; scoring is a plain sparse dot product over the fitted vocabulary, IDF and
+    coefficients (the same arithmetic, without per-call sklearn overhead on the single-case path). Holds
+    only dicts and arrays, so it pickles; lbfgs is deterministic, so same data + C give the same scorer.
+    """
+
+    def __init__(self, C: float = 4.0) -> None:
+        self.C = C
+
+    def fit(self, docs: Sequence[str], y: np.ndarray, sample_weight: np.ndarray | None = None) -> TextScorer:
+        y = np.asarray(y, dtype=np.int64)
+        vectorizer = TfidfVectorizer(
+            tokenizer=split_tokens, token_pattern=None, lowercase=False, ngram_range=(1, 2), min_df=2,
+            sublinear_tf=True, dtype=np.float64,
+        )
+        try:
+            Xt = vectorizer.fit_transform(docs)
+        except ValueError:  # no word in two documents (a tiny training set)
+            vectorizer.set_params(min_df=1)
+            Xt = vectorizer.fit_transform(docs)
+        clf = LogisticRegression(C=self.C, class_weight="balanced", max_iter=3000)
+        clf.fit(Xt, y, sample_weight=sample_weight)
+        if list(clf.classes_) != list(range(len(LEVELS))):
+            raise ValueError("the text score needs training examples of every level")
+        self.vocabulary_: dict[str, int] = {str(k): int(v) for k, v in vectorizer.vocabulary_.items()}
+        self.idf_ = np.asarray(vectorizer.idf_, dtype=np.float64)
+        self.coef_ = np.ascontiguousarray(clf.coef_.T, dtype=np.float64)  # (n_terms, 3)
+        self.intercept_ = np.asarray(clf.intercept_, dtype=np.float64)
+        return self
+
+    def predict_proba_docs(self, docs: Sequence[str]) -> np.ndarray:
+        out = np.empty((len(docs), len(LEVELS)), dtype=np.float64)
+        vocabulary, idf, coef = self.vocabulary_, self.idf_, self.coef_
+        for i, doc in enumerate(docs):
+            counts: dict[int, int] = {}
+            for gram in _ngrams(doc):
+                j = vocabulary.get(gram)
+                if j is not None:
+                    counts[j] = counts.get(j, 0) + 1
+            raw = self.intercept_.copy()
+            if counts:
+                idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+                tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+                weights = (np.log(tf) + 1.0) * idf[idx]
+                raw += (weights / np.sqrt(weights @ weights)) @ coef[idx]
+            out[i] = raw
+        return _softmax(out)
+
+
+def _text_oof(
+    docs: Sequence[str], y: np.ndarray, w: np.ndarray, groups: np.ndarray | None, seed: int, params: RiskParams
+) -> tuple[np.ndarray, TextScorer]:
+    """Out-of-fold text-score probabilities for the training rows (stratified, grouped when ``groups`` is
+    given, shuffled with ``seed``) and the scorer fitted on all of them."""
+    docs = list(docs)
+    n_splits = min(params.text_folds, int(np.bincount(y, minlength=len(LEVELS)).min()))
+    if n_splits < 2:
+        raise ValueError("too few cases per level for the out-of-fold text score; set text_score=False")
+    if groups is not None:
+        cv: Any = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
+        splits = cv.split(np.zeros(len(y)), y, np.asarray(groups, dtype=object))
+    else:
+        cv = StratifiedKFold(n_splits, shuffle=True, random_state=seed)
+        splits = cv.split(np.zeros(len(y)), y)
+    oof = np.zeros((len(y), len(LEVELS)))
+    for fit_idx, held_idx in splits:
+        if len(np.unique(y[fit_idx])) < len(LEVELS):
+            raise ValueError("a text-score fold lacks a risk level; add labelled cases")
+        scorer = TextScorer(params.text_C).fit([docs[i] for i in fit_idx], y[fit_idx], w[fit_idx])
+        oof[held_idx] = scorer.predict_proba_docs([docs[i] for i in held_idx])
+    return oof, TextScorer(params.text_C).fit(docs, y, w)
+
+
 def weak_labels(cases: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """``(labels, is_weak)``: the ``risk_level`` column where set, else the cue rules' level (flagged weak)."""
     pairs = as_pairs(cases)
@@ -516,6 +621,13 @@ def feature_text(name: str, value: float, reference: float | None = None) -> str
         if value >= 0.2:
             return f"可能属于{dept}类问题（可能性{value:.0%}）"
         return f"不太像{dept}类问题（可能性{value:.0%}）"
+    if name.startswith(TEXT_SCORE_PREFIX):
+        colour = {"red": "红色", "yellow": "黄色", "green": "绿色"}.get(name[len(TEXT_SCORE_PREFIX):], name)
+        if value >= 0.5:
+            return f"文本整体与{colour}案例相似（可能性{value:.0%}）"
+        if value >= 0.2:
+            return f"文本与{colour}案例有些相似（可能性{value:.0%}）"
+        return f"文本整体不像{colour}案例（可能性{value:.0%}）"
     if name.startswith(CATEGORY_PREFIX):
         phrase = _CATEGORY_TEXT.get(name[len(CATEGORY_PREFIX):], name[len(CATEGORY_PREFIX):])
         return f"提到{phrase}" if value > 0 else f"未提到{phrase}"
@@ -576,7 +688,8 @@ def _softmax(raw: np.ndarray) -> np.ndarray:
 class RiskModel:
     """LightGBM over `risk_features`, decision bands and reasons. Picklable; fit once, predict often.
 
-    Fitted attributes end in ``_``: ``classifier_`` (the LGBMClassifier), ``feature_names_``,
+    Fitted attributes end in ``_``: ``classifier_`` (the LGBMClassifier), ``text_scorer_`` (the stacked
+    `TextScorer`, None with ``text_score=False``), ``feature_names_``,
     ``dept_classes_`` (router classes it was trained with), ``bands_``, ``band_report_`` (how the bands were
     chosen and what they reached there), ``lexicon_version_``, ``medians_``, ``training_summary_``.
     """
@@ -607,10 +720,10 @@ class RiskModel:
         if labels is None:
             labels, weak = weak_labels(cases)
             is_weak = weak if is_weak is None else is_weak
-        X, names = risk_features(cases, router_proba, router_classes)
+        X, names, texts, _ = _features_with_matches(cases, router_proba, router_classes)
         groups = cases["group_key"].to_numpy(dtype=object) if "group_key" in cases.columns else None
         return self.fit_features(
-            X, names, labels, sample_weight, seed=seed, is_weak=is_weak, bands=bands, groups=groups
+            X, names, labels, sample_weight, seed=seed, is_weak=is_weak, bands=bands, groups=groups, texts=texts
         )
 
     def fit_features(
@@ -624,8 +737,15 @@ class RiskModel:
         is_weak: np.ndarray | None = None,
         bands: Mapping[str, float] | None = None,
         groups: np.ndarray | None = None,
+        texts: Sequence[str] | None = None,
     ) -> RiskModel:
         """`fit` on a matrix that `risk_features` built (the benchmark reuses one matrix across folds).
+
+        With ``params.text_score`` the rows' ``case_text`` must be given as ``texts``: a `TextScorer` is
+        trained on them (same sample weights as LightGBM) and its out-of-fold probabilities on these rows
+        (``params.text_folds`` stratified folds, grouped by ``groups`` when given, shuffled with ``seed``)
+        become the columns `TEXT_SCORE_FEATURES`, appended after the ``risk_features`` columns; the scorer
+        fitted on all rows (``text_scorer_``) gives them at prediction time.
 
         Bands, when not given, come from out-of-fold predictions. With at least ``params.min_real_per_level``
         real red and yellow labels: ``band_folds`` stratified folds over the real-labelled rows (grouped by
@@ -651,6 +771,18 @@ class RiskModel:
             w = np.where(weak, self.params.weak_label_weight, 1.0)
         else:
             w = np.asarray(sample_weight, dtype=np.float64)
+
+        self.text_scorer_: TextScorer | None = None
+        if self.params.text_score:
+            if texts is None:
+                raise ValueError("params.text_score needs the cases' texts (texts=); or set text_score=False")
+            if len(texts) != len(y):
+                raise ValueError(f"{len(texts)} texts for {len(y)} rows")
+            if any(n.startswith(TEXT_SCORE_PREFIX) for n in names):
+                raise ValueError("X already has text-score columns; pass the risk_features matrix")
+            oof, self.text_scorer_ = _text_oof([_doc(t) for t in texts], y, w, groups, seed, self.params)
+            X = np.hstack([X, oof.astype(np.float32)])
+            names = [*names, *TEXT_SCORE_FEATURES]
 
         self.feature_names_ = names
         self.dept_classes_ = [n[len(DEPT_PREFIX):] for n in names if n.startswith(DEPT_PREFIX)]
@@ -792,14 +924,37 @@ class RiskModel:
     ) -> np.ndarray:
         """`risk_features` aligned to the training columns (router classes matched by name)."""
         self._check_fitted()
-        X, names, _, _ = _features_with_matches(cases, router_proba, router_classes, self.dept_classes_)
+        X, names, texts, _ = _features_with_matches(cases, router_proba, router_classes, self.dept_classes_)
+        return self._with_text_score(X, names, texts)
+
+    def _text_scorer(self) -> TextScorer | None:
+        return self.__dict__.get("text_scorer_")  # absent in models pickled before the text score
+
+    def _with_text_score(self, X: np.ndarray, names: list[str], texts: Sequence[str] | None) -> np.ndarray:
+        """``X`` (risk_features columns) with the text-score columns appended when the model has them,
+        checked against the training layout."""
+        scorer = self._text_scorer()
+        if scorer is not None:
+            if texts is None or len(texts) != len(X):
+                raise ValueError("this risk model has a text score: the cases' texts are needed")
+            X = np.hstack([X, scorer.predict_proba_docs([_doc(t) for t in texts]).astype(np.float32)])
+            names = [*names, *TEXT_SCORE_FEATURES]
         if names != self.feature_names_:
             raise ValueError("the feature layout differs from the one the model was trained with; retrain")
         return X
 
-    def predict_proba_features(self, X: np.ndarray) -> np.ndarray:
-        """Probabilities (columns red, yellow, green) for a matrix from `risk_features`."""
-        return self._booster().predict(np.asarray(X, dtype=np.float32), num_threads=self._threads(len(X)))
+    def predict_proba_features(self, X: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
+        """Probabilities (columns red, yellow, green) for a matrix from `features` (the full layout), or from
+        `risk_features` plus the cases' ``texts`` (``case_text``) when the model has a text score."""
+        X = np.asarray(X, dtype=np.float32)
+        scorer = self._text_scorer()
+        if scorer is not None and X.shape[1] == len(self.feature_names_) - len(TEXT_SCORE_FEATURES):
+            if texts is None or len(texts) != len(X):
+                raise ValueError("this risk model has a text score: pass the cases' texts with a risk_features matrix")
+            X = np.hstack([X, scorer.predict_proba_docs([_doc(t) for t in texts]).astype(np.float32)])
+        if X.shape[1] != len(self.feature_names_):
+            raise ValueError("the feature layout differs from the one the model was trained with; retrain")
+        return self._booster().predict(X, num_threads=self._threads(len(X)))
 
     def predict_proba(
         self, cases: Any, router_proba: np.ndarray | None = None, router_classes: Sequence[str] | None = None
@@ -822,9 +977,8 @@ class RiskModel:
         columns, or (title, body) pairs). ``router_proba`` rows align with the cases, columns with
         ``router_classes``; None gives zero router features."""
         self._check_fitted()
-        X, names, _, matches = _features_with_matches(cases, router_proba, router_classes, self.dept_classes_)
-        if names != self.feature_names_:
-            raise ValueError("the feature layout differs from the one the model was trained with; retrain")
+        X, names, texts, matches = _features_with_matches(cases, router_proba, router_classes, self.dept_classes_)
+        X = self._with_text_score(X, names, texts)
         return self._results(X, matches, reasons)
 
     def predict_one(
@@ -855,6 +1009,9 @@ class RiskModel:
             *_text_stats(title, body, text),
             *_burst_row(burst),
         ]
+        scorer = self._text_scorer()
+        if scorer is not None:
+            row.extend(scorer.predict_proba_docs([_doc(text)])[0])
         if len(row) != len(self.feature_names_):
             raise ValueError("the feature layout differs from the one the model was trained with; retrain")
         return self._results(np.asarray([row], dtype=np.float32), [matches], reasons)[0]
@@ -920,6 +1077,7 @@ class RiskModel:
             "lexicon_version": self.lexicon_version_,
             "text_pipeline_version": self.text_pipeline_version_,
             "n_features": len(self.feature_names_),
+            "text_score": self._text_scorer() is not None,
             "dept_classes": list(self.dept_classes_),
             "training": dict(self.training_summary_),
         }

@@ -18,9 +18,12 @@ from models.risk import (
     BURST_COLUMNS,
     LEVEL_ORDER,
     LEVELS,
+    TEXT_SCORE_FEATURES,
     RiskModel,
     RiskParams,
+    TextScorer,
     _cue_block,
+    _doc,
     choose_bands,
     feature_text,
     levels_from_proba,
@@ -289,3 +292,53 @@ def test_pickle_round_trip_gives_identical_predictions(
     assert loaded.predict_one(GREEN_TITLE, GREEN_BODY + GAS_LEAK).to_dict() == model.predict_one(
         GREEN_TITLE, GREEN_BODY + GAS_LEAK
     ).to_dict()
+
+
+# -- stacked text score ------------------------------------------------------------------------------
+
+
+def test_text_score_features_are_present_named_and_worded(model: RiskModel, demo_cases: pd.DataFrame) -> None:
+    assert model.params.text_score and isinstance(model.text_scorer_, TextScorer)
+    assert list(TEXT_SCORE_FEATURES) == ["text_p:red", "text_p:yellow", "text_p:green"]
+    assert model.feature_names_[-3:] == list(TEXT_SCORE_FEATURES)
+    assert model.describe()["text_score"] is True
+    X = model.features(demo_cases.head(30))
+    text_p = X[:, -3:].astype(np.float64)
+    np.testing.assert_allclose(text_p.sum(axis=1), 1.0, rtol=1e-5)
+    assert (text_p > 0).all() and (text_p < 1).all()
+    assert feature_text("text_p:red", 0.83) == "文本整体与红色案例相似（可能性83%）"
+    assert feature_text("text_p:green", 0.05) == "文本整体不像绿色案例（可能性5%）"
+
+
+def test_text_scorer_scores_like_sklearn_and_is_deterministic(demo_cases: pd.DataFrame) -> None:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from features.vectorizer import split_tokens
+
+    docs = [_doc(case_text(t, b)) for t, b in zip(demo_cases["title"], demo_cases["body"], strict=True)]
+    y = np.array([LEVELS.index(v) for v in demo_cases["risk_level"]])
+    w = np.where(np.arange(len(y)) % 2 == 0, 1.0, 0.3)
+    scorer = TextScorer(4.0).fit(docs, y, w)
+    vec = TfidfVectorizer(tokenizer=split_tokens, token_pattern=None, lowercase=False, ngram_range=(1, 2),
+                          min_df=2, sublinear_tf=True)
+    clf = LogisticRegression(C=4.0, class_weight="balanced", max_iter=3000).fit(vec.fit_transform(docs), y,
+                                                                                 sample_weight=w)
+    np.testing.assert_allclose(scorer.predict_proba_docs(docs[:50]), clf.predict_proba(vec.transform(docs[:50])),
+                               rtol=1e-9, atol=1e-12)
+    again = TextScorer(4.0).fit(docs, y, w)
+    np.testing.assert_array_equal(again.predict_proba_docs(docs), scorer.predict_proba_docs(docs))
+
+
+def test_text_score_can_be_switched_off(partial_cases: pd.DataFrame) -> None:
+    plain = RiskModel(RiskParams(text_score=False)).fit(partial_cases, seed=SEED)
+    assert plain.text_scorer_ is None
+    assert not [n for n in plain.feature_names_ if n.startswith("text_p:")]
+    assert plain.predict_one(GREEN_TITLE, GREEN_BODY).level == plain.predict([(GREEN_TITLE, GREEN_BODY)])[0].level
+
+
+def test_fit_features_with_text_score_needs_the_texts(partial_cases: pd.DataFrame) -> None:
+    X, names = risk_features(partial_cases)
+    labels, weak = weak_labels(partial_cases)
+    with pytest.raises(ValueError, match="texts"):
+        RiskModel().fit_features(X, names, labels, is_weak=weak, seed=SEED)
