@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from features.text import init_tokenizer
 from models.mlflow_model import LoadedModel, load_model
 from models.tracking import configure_tracking
+from serving.auth import KeyRing
 from serving.hotspot_service import HotspotService
 from serving.routes import router
 from serving.settings import Settings, get_settings
@@ -164,6 +165,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.keyring = KeyRing.from_spec(settings.api_keys.get_secret_value() if settings.api_keys else None)
     app.state.model_state = ModelState()
     app.state.store = None
     app.state.hotspots = None

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 
+from serving.auth import Role, current_principal, require_role
 from serving.hotspot_service import HotspotService
 from serving.schemas import (
     EXAMPLE_CASE,
@@ -40,9 +41,17 @@ from serving.triage_service import triage_cases
 
 logger = logging.getLogger(__name__)
 
-NO_MODEL = {
-    status.HTTP_503_SERVICE_UNAVAILABLE: {"model": ErrorResponse, "description": "No model is loaded."}
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    status.HTTP_401_UNAUTHORIZED: {"model": ErrorResponse, "description": "No valid API key in X-API-Key."},
+    status.HTTP_403_FORBIDDEN: {"model": ErrorResponse, "description": "The key's role may not do this."},
 }
+NO_MODEL = {
+    status.HTTP_503_SERVICE_UNAVAILABLE: {"model": ErrorResponse, "description": "No model is loaded."},
+    **AUTH_ERRORS,
+}
+INTAKE = [Depends(require_role(Role.intake))]
+REVIEWER = [Depends(require_role(Role.reviewer))]
+ANY_ROLE = [Depends(current_principal)]
 
 router = APIRouter()
 
@@ -103,6 +112,7 @@ TRIAGE_EXAMPLES = {
     tags=["triage"],
     summary="Route one case to a department",
     responses=NO_MODEL,
+    dependencies=INTAKE,
 )
 def triage(
     case: Annotated[TriageRequest, Body(openapi_examples=TRIAGE_EXAMPLES)],
@@ -128,6 +138,7 @@ def triage(
     tags=["triage"],
     summary=f"Route up to {MAX_BATCH} cases in one call",
     responses=NO_MODEL,
+    dependencies=INTAKE,
 )
 def triage_batch(
     batch: BatchRequest,
@@ -165,7 +176,14 @@ def _alert_summary(record: AlertRecord) -> AlertSummary:
     )
 
 
-@router.get("/v1/alerts", response_model=AlertList, tags=["hot issues"], summary="Open hot-issue alerts")
+@router.get(
+    "/v1/alerts",
+    response_model=AlertList,
+    tags=["hot issues"],
+    summary="Open hot-issue alerts",
+    responses=AUTH_ERRORS,
+    dependencies=REVIEWER,
+)
 def list_alerts(
     store: StoreDep,
     level: Annotated[Literal["red", "yellow"] | None, Query(description="Only bursts at this level.")] = None,
@@ -180,7 +198,8 @@ def list_alerts(
     response_model=AlertDetail,
     tags=["hot issues"],
     summary="One alert with its members and trajectory",
-    responses={status.HTTP_404_NOT_FOUND: {"model": ErrorResponse, "description": "No such alert."}},
+    responses={status.HTTP_404_NOT_FOUND: {"model": ErrorResponse, "description": "No such alert."}, **AUTH_ERRORS},
+    dependencies=REVIEWER,
 )
 def get_alert(alert_id: str, store: StoreDep) -> AlertDetail:
     """Members (every case recorded in the burst so far), keywords, place, and cases per day."""
@@ -211,7 +230,12 @@ def _finite(value: Any) -> float | None:
 
 
 @router.get(
-    "/v1/model", response_model=ModelInfo, tags=["model"], summary="The loaded model", responses=NO_MODEL
+    "/v1/model",
+    response_model=ModelInfo,
+    tags=["model"],
+    summary="The loaded model",
+    responses=NO_MODEL,
+    dependencies=ANY_ROLE,
 )
 def model_info(model: ModelDep) -> ModelInfo:
     """Name, version and alias of the loaded model, when it was trained and its held-out metrics."""

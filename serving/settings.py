@@ -10,7 +10,7 @@ import logging
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Hard ceilings the request schemas enforce; the settings below may only lower them.
@@ -53,6 +53,11 @@ class Settings(BaseSettings):
         None, description="Hot-issue detector settings (YAML); default experiments/hotspots.yaml."
     )
     log_level: str = "INFO"
+    api_keys: SecretStr | None = Field(
+        None,
+        description="Comma-separated name:role:key entries (roles intake, reviewer, admin); the key may be "
+        "given as sha256:<hex digest>. Without any, every route but health, readiness and docs answers 401.",
+    )
 
     @field_validator("log_level")
     @classmethod

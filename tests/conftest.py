@@ -70,14 +70,22 @@ def demo_bundle_dir(demo_bundle: TriageBundle, tmp_path_factory: pytest.TempPath
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _isolated_service_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Apps started by tests write their audit store to a temporary SQLite file, never ./var."""
+def _isolated_service_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Apps started by tests write their audit store to a temporary SQLite file, never ./var, and accept
+    the test keys in `tests.keys`."""
     import os
 
-    previous = os.environ.get("TRIAGE_DATABASE_URL")
-    os.environ["TRIAGE_DATABASE_URL"] = f"sqlite:///{tmp_path_factory.mktemp('service-db') / 'triage.db'}"
+    from tests.keys import API_KEYS
+
+    wanted = {
+        "TRIAGE_DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('service-db') / 'triage.db'}",
+        "TRIAGE_API_KEYS": API_KEYS,
+    }
+    previous = {name: os.environ.get(name) for name in wanted}
+    os.environ.update(wanted)
     yield
-    if previous is None:
-        os.environ.pop("TRIAGE_DATABASE_URL", None)
-    else:
-        os.environ["TRIAGE_DATABASE_URL"] = previous
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

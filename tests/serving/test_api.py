@@ -17,6 +17,7 @@ from serving.app import create_app, run
 from serving.schemas import EMPTY_TEXT_MESSAGE
 from serving.settings import MAX_BATCH, MAX_TEXT_CHARS, Settings, get_settings
 from serving.state import get_model
+from tests.keys import ADMIN
 
 WAGES_TITLE = "东港区恒发鞋厂拖欠我们二十多名工人四个月工资"
 WAGES_BODY = (
@@ -36,14 +37,14 @@ def case(case_id: str = "T-1", **fields: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def client(demo_bundle_dir: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(model_uri=str(demo_bundle_dir)))) as c:
+    with TestClient(create_app(Settings(model_uri=str(demo_bundle_dir))), headers=ADMIN) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
 def no_model_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     missing = tmp_path_factory.mktemp("empty") / "no-such-model"
-    with TestClient(create_app(Settings(model_uri=str(missing)))) as c:
+    with TestClient(create_app(Settings(model_uri=str(missing))), headers=ADMIN) as c:
         yield c
 
 
@@ -184,7 +185,7 @@ def test_importing_the_module_loads_nothing() -> None:
 def test_model_dependency_can_be_overridden(demo_bundle: TriageBundle, demo_bundle_dir: Path) -> None:
     app = create_app(Settings(model_uri=str(demo_bundle_dir)))
     app.dependency_overrides[get_model] = lambda: LoadedModel(demo_bundle, "memory", name="other", version="42")
-    with TestClient(app) as c:
+    with TestClient(app, headers=ADMIN) as c:
         out = c.post("/v1/triage", json=case()).json()
     assert out["model"] == {"name": "other", "version": "42"}
 
@@ -268,7 +269,7 @@ def test_error_does_not_echo_case_text(client: TestClient) -> None:
 
 def test_lower_limits_from_settings_are_enforced(demo_bundle_dir: Path) -> None:
     settings = Settings(model_uri=str(demo_bundle_dir), max_text_chars=100, max_batch=2)
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), headers=ADMIN) as c:
         assert_422(c.post("/v1/triage", json=case(body="欠" * 101)), ["body", "body"], "at most 100 characters")
         three = {"cases": [case("1"), case("2"), case("3")]}
         assert_422(c.post("/v1/triage/batch", json=three), ["body", "cases"], "at most 2 items")
@@ -283,7 +284,7 @@ def test_oversized_body_is_413(demo_bundle_dir: Path) -> None:
     settings = Settings(model_uri=str(demo_bundle_dir), max_body_bytes=2_000)
     big = json.dumps(case(body="欠薪" * 500)).encode()
     assert len(big) > 2_000
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), headers=ADMIN) as c:
         assert c.post("/v1/triage", content=big, headers={"content-type": "application/json"}).status_code == 413
 
         def chunks() -> Iterator[bytes]:  # no Content-Length: counted while reading
@@ -307,7 +308,7 @@ def test_logs_name_the_case_but_hold_no_case_text(demo_bundle_dir: Path, caplog:
     caplog.set_level(logging.DEBUG)
     title = "金桂园小区物业公司拖欠保洁员工资"
     body = f"我是保洁员李阿姨，物业已经三个月没给我们发工资了，我的电话是{PHONE}，请帮忙处理。"
-    with TestClient(create_app(Settings(model_uri=str(demo_bundle_dir), log_level="DEBUG"))) as c:
+    with TestClient(create_app(Settings(model_uri=str(demo_bundle_dir), log_level="DEBUG")), headers=ADMIN) as c:
         caplog.clear()
         single = c.post("/v1/triage", json=case("LOG-1", title=title, body=body, reporter_id=REPORTER))
         batch = c.post(
@@ -326,7 +327,7 @@ def test_logs_name_the_case_but_hold_no_case_text(demo_bundle_dir: Path, caplog:
 def test_load_failure_is_logged_by_type_and_reason(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     (tmp_path / "bundle.joblib").write_text("not a pickle")
-    with TestClient(create_app(Settings(model_uri=str(tmp_path)))) as c:
+    with TestClient(create_app(Settings(model_uri=str(tmp_path))), headers=ADMIN) as c:
         assert c.get("/readyz").status_code == 503
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("serving")]
     assert errors and str(tmp_path) in errors[0].getMessage()

@@ -44,6 +44,7 @@ from serving.store import (
 from serving.store.dependencies import NO_STORE, StoreDep
 from serving.store.migrate import downgrade_database
 from serving.store.tables import Base, HotspotAlert, Prediction
+from tests.keys import ADMIN
 
 STORE_TABLES = {"cases", "predictions", "reviews", "hotspot_members", "hotspot_alerts", "hotspot_snapshots"}
 
@@ -427,7 +428,7 @@ def test_get_store_answers_503_until_the_app_has_a_store(store: Store) -> None:
     def count(opened: StoreDep) -> dict[str, int]:
         return {"predictions": opened.count_predictions()}
 
-    with TestClient(app) as client:
+    with TestClient(app, headers=ADMIN) as client:
         response = client.get("/count")
         assert response.status_code == 503 and response.json()["detail"] == NO_STORE
         app.state.store = store

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from serving.app import create_app
 from serving.settings import Settings
 from serving.store import Store
+from tests.keys import ADMIN
 
 # Five residents of one (made-up) community report the same gas smell in their own words.
 GAS_REPORTS = [
@@ -37,7 +38,7 @@ def database(db_url: str) -> str:
 
 @pytest.fixture
 def client(demo_bundle_dir: Path, database: str) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(model_uri=str(demo_bundle_dir), database_url=database))) as c:
+    with TestClient(create_app(Settings(model_uri=str(demo_bundle_dir), database_url=database)), headers=ADMIN) as c:
         yield c
 
 
@@ -108,10 +109,10 @@ def test_an_unknown_alert_is_404(client: TestClient) -> None:
 
 def test_hot_issue_state_survives_a_restart(demo_bundle_dir: Path, database: str) -> None:
     settings = Settings(model_uri=str(demo_bundle_dir), database_url=database)
-    with TestClient(create_app(settings)) as first_run:
+    with TestClient(create_app(settings), headers=ADMIN) as first_run:
         for i in range(2):
             first_run.post("/v1/triage", json=gas_case(i))
-    with TestClient(create_app(settings)) as second_run:
+    with TestClient(create_app(settings), headers=ADMIN) as second_run:
         third = second_run.post("/v1/triage", json=gas_case(2)).json()
     assert third["hot_issue"] is not None
     assert third["hot_issue"]["cases"] == 3

@@ -1,0 +1,194 @@
+"""API keys and roles: who may call which route.
+
+Keys come from `TRIAGE_API_KEYS` as comma-separated `name:role:key` entries. Only a SHA-256 digest of
+each key is kept in memory (an entry may give the digest itself as `sha256:<64 hex>`, so a deployment's
+configuration need not hold the key at all). A presented key is hashed and compared with every stored
+digest by `hmac.compare_digest`, without stopping at the first match, so the time taken does not tell
+which key or how much of one was right.
+
+Roles, as the ticket system and the review team use them:
+
+* `intake`: the ticket system; may triage cases;
+* `reviewer`: may read cases, alerts and the queue, and record reviews; its key's name is the reviewer;
+* `admin`: everything above, plus reloading the model and reading reports.
+
+Routes declare what they need with `Depends(require_role(Role.reviewer))`; `admin` passes every check.
+The key travels in the `X-API-Key` header (the reviewer web page exchanges it for a signed session
+cookie, see `serving.web`). 401 when no valid key is presented, 403 when the key's role is not allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi.security import APIKeyHeader
+
+API_KEY_HEADER = "X-API-Key"
+_DIGEST_PREFIX = "sha256:"
+_NAME = re.compile(r"^[\w.@-]{1,64}$")
+#: Shortest key accepted in configuration: a guessable key is refused at start-up, not in production.
+MIN_KEY_CHARS = 16
+
+
+class Role(StrEnum):
+    intake = "intake"
+    reviewer = "reviewer"
+    admin = "admin"
+
+
+class ApiKeyError(ValueError):
+    """A `TRIAGE_API_KEYS` entry that cannot be used; the message names the entry (never the key)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's name (a reviewer's identity) and its role."""
+
+    name: str
+    role: Role
+
+    def may(self, *roles: Role) -> bool:
+        return self.role is Role.admin or self.role in roles
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    name: str
+    role: Role
+    digest: bytes
+
+
+def key_digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+def new_key() -> str:
+    """A fresh random key (256 bits, URL-safe)."""
+    return secrets.token_urlsafe(32)
+
+
+def parse_api_keys(spec: str | None) -> list[StoredKey]:
+    """Parse `name:role:key,...`; ApiKeyError names the entry by position and name when one is wrong."""
+    keys: list[StoredKey] = []
+    names: set[str] = set()
+    digests: set[bytes] = set()
+    for position, raw in enumerate((spec or "").split(","), start=1):
+        entry = raw.strip()
+        if not entry:
+            continue
+        parts = entry.split(":", 2)
+        where = f"TRIAGE_API_KEYS entry {position}"
+        if len(parts) != 3:
+            raise ApiKeyError(f"{where}: expected name:role:key, got {len(parts)} field(s)")
+        name, role_text, secret = (p.strip() for p in parts)
+        where = f"{where} ({name!r})"
+        if not _NAME.match(name):
+            raise ApiKeyError(f"{where}: the name must be 1-64 letters, digits, '.', '_', '@' or '-'")
+        try:
+            role = Role(role_text)
+        except ValueError:
+            allowed = ", ".join(r.value for r in Role)
+            raise ApiKeyError(f"{where}: unknown role {role_text!r}; use one of {allowed}") from None
+        if secret.startswith(_DIGEST_PREFIX):
+            hex_digest = secret.removeprefix(_DIGEST_PREFIX)
+            if not re.fullmatch(r"[0-9a-fA-F]{64}", hex_digest):
+                raise ApiKeyError(f"{where}: a {_DIGEST_PREFIX} key must be followed by 64 hex digits")
+            digest = bytes.fromhex(hex_digest)
+        else:
+            if len(secret) < MIN_KEY_CHARS:
+                raise ApiKeyError(f"{where}: the key is shorter than {MIN_KEY_CHARS} characters")
+            digest = key_digest(secret)
+        if name in names:
+            raise ApiKeyError(f"{where}: the name is used by an earlier entry")
+        if digest in digests:
+            raise ApiKeyError(f"{where}: the same key is given to an earlier entry")
+        names.add(name)
+        digests.add(digest)
+        keys.append(StoredKey(name=name, role=role, digest=digest))
+    return keys
+
+
+class KeyRing:
+    """The configured keys; `authenticate` answers who holds a presented key."""
+
+    def __init__(self, keys: Iterable[StoredKey]) -> None:
+        self._keys = tuple(keys)
+
+    @classmethod
+    def from_spec(cls, spec: str | None) -> KeyRing:
+        return cls(parse_api_keys(spec))
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def authenticate(self, key: str | None) -> Principal | None:
+        if not key:
+            return None
+        presented = key_digest(key)
+        found: StoredKey | None = None
+        for stored in self._keys:  # no early exit: every digest is compared
+            if hmac.compare_digest(presented, stored.digest):
+                found = stored
+        return None if found is None else Principal(found.name, found.role)
+
+
+_header = APIKeyHeader(
+    name=API_KEY_HEADER,
+    auto_error=False,
+    description="An API key from TRIAGE_API_KEYS; its role decides which routes answer.",
+)
+
+
+def get_keyring(request: Request) -> KeyRing:
+    ring = getattr(request.app.state, "keyring", None)
+    return ring if ring is not None else KeyRing(())
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": API_KEY_HEADER})
+
+
+def current_principal(
+    request: Request,
+    key: Annotated[str | None, Security(_header)],
+    ring: Annotated[KeyRing, Depends(get_keyring)],
+) -> Principal:
+    """The caller, from the `X-API-Key` header or (web pages) the signed session; 401 otherwise."""
+    principal = ring.authenticate(key) if key else getattr(request.state, "principal", None)
+    if principal is not None:
+        return principal
+    if not len(ring):
+        raise _unauthorized("no API keys are configured on this server; set TRIAGE_API_KEYS")
+    if key:
+        raise _unauthorized("the API key is not valid")
+    raise _unauthorized(f"an API key is required in the {API_KEY_HEADER} header")
+
+
+def require_role(*roles: Role) -> Callable[..., Principal]:
+    """A dependency that answers 403 unless the caller's role is one of `roles` (admin always is)."""
+    allowed = ", ".join(r.value for r in (*roles, Role.admin))
+
+    def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+        if not principal.may(*roles):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail=f"the {principal.role.value} role may not do this; it needs one of: {allowed}",
+            )
+        return principal
+
+    check.roles = frozenset((*roles, Role.admin))  # type: ignore[attr-defined]  # read by the route-table test
+    return check
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+IntakeDep = Annotated[Principal, Depends(require_role(Role.intake))]
+ReviewerDep = Annotated[Principal, Depends(require_role(Role.reviewer))]
+AdminDep = Annotated[Principal, Depends(require_role(Role.admin))]
