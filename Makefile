@@ -31,8 +31,14 @@ mlflow.db: $(DEMO_DATA) $(CONFIG) | $(VENV)/.installed
 
 demo-model: mlflow.db
 
+# Demo keys (one per role) are made once in var/demo-api-keys.env and printed; a TRIAGE_API_KEYS already
+# set in the environment wins.
+DEMO_KEYS := var/demo-api-keys.env
+
 run: mlflow.db
-	$(BIN)/triage serve --host $(HOST) --port $(PORT)
+	@if [ -n "$$TRIAGE_API_KEYS" ]; then echo "Using the API keys in TRIAGE_API_KEYS."; \
+	else $(BIN)/python -m serving.demo_keys $(DEMO_KEYS) && set -a && . ./$(DEMO_KEYS) && set +a; fi; \
+	exec $(BIN)/triage serve --host $(HOST) --port $(PORT)
 
 serve: install
 	$(BIN)/triage serve --host $(HOST) --port $(PORT)
