@@ -26,17 +26,37 @@ from serving.store.records import (
     SnapshotRecord,
 )
 from serving.store.repository import Store, text_hash
+from serving.store.review_records import (
+    PRIORITIES,
+    AgreementOverall,
+    AgreementReport,
+    CaseDetail,
+    DepartmentAgreement,
+    LevelAgreement,
+    MissedRed,
+    QueueItem,
+    WeekAgreement,
+)
 
 __all__ = [
+    "PRIORITIES",
+    "AgreementOverall",
+    "AgreementReport",
     "AlertRecord",
+    "CaseDetail",
     "CaseInput",
     "CaseRecord",
+    "DepartmentAgreement",
+    "LevelAgreement",
     "MemberRecord",
+    "MissedRed",
     "PredictionInput",
     "PredictionRecord",
+    "QueueItem",
     "ReviewRecord",
     "SnapshotRecord",
     "Store",
+    "WeekAgreement",
     "current_revision",
     "head_revision",
     "make_engine",

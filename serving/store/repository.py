@@ -28,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
+from serving.store import review_queries
 from serving.store.engine import make_engine, redact, writer
 from serving.store.records import (
     AlertRecord,
@@ -39,6 +40,7 @@ from serving.store.records import (
     ReviewRecord,
     SnapshotRecord,
 )
+from serving.store.review_records import AgreementReport, CaseDetail, QueueItem
 from serving.store.tables import (
     Case,
     HotspotAlert,
@@ -277,6 +279,54 @@ class Store:
         with self._reads() as session:
             rows = session.scalars(select(Review).where(Review.case_id == case_id).order_by(Review.id)).all()
             return [ReviewRecord.of(row) for row in rows]
+
+    def review_queue(
+        self,
+        *,
+        level: str | None = None,
+        department: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = review_queries.DEFAULT_QUEUE_LIMIT,
+        offset: int = 0,
+    ) -> list[QueueItem]:
+        """Pending cases (latest prediction unreviewed): red, yellow, needs_review, the rest; oldest first.
+
+        `since` (inclusive) and `until` (exclusive) bound when the scored text was received.
+        """
+        with self._reads() as session:
+            return review_queries.review_queue(
+                session, level=level, department=department, since=since, until=until, limit=limit, offset=offset
+            )
+
+    def review_queue_counts(
+        self,
+        *,
+        level: str | None = None,
+        department: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> dict[str, int]:
+        """Pending cases per priority ("red", "yellow", "review", "other"), under the queue's filters."""
+        with self._reads() as session:
+            return review_queries.review_queue_counts(
+                session, level=level, department=department, since=since, until=until
+            )
+
+    def case_detail(self, case_id: str) -> CaseDetail | None:
+        """Versions, predictions, reviews, current alert and burst mates of one case; None if unknown."""
+        with self._reads() as session:
+            return review_queries.case_detail(session, case_id)
+
+    def known_departments(self) -> list[str]:
+        """Departments named by stored predictions (what a review may choose when no model is loaded)."""
+        with self._reads() as session:
+            return review_queries.known_departments(session)
+
+    def agreement_report(self, *, since: datetime | None = None, until: datetime | None = None) -> AgreementReport:
+        """Model vs reviewer agreement over each case's latest review made in [since, until)."""
+        with self._reads() as session:
+            return review_queries.agreement_report(session, since=since, until=until)
 
     # -- hot issues ---------------------------------------------------------------------------------
     def add_hotspot_member(
