@@ -1,8 +1,9 @@
-"""The `triage` command line: train, predict, serve."""
+"""The `triage` command line: train, predict, export reviews, promote, serve."""
 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +16,7 @@ app = typer.Typer(help="Grievance triage: train and register models, score files
                   no_args_is_help=True, pretty_exceptions_enable=False)
 console = Console()
 err = Console(stderr=True)
+logger = logging.getLogger(__name__)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -170,6 +172,138 @@ def hotspots(
     for a in alerts[-10:]:
         console.print(f"  {a.raised_at:%Y-%m-%d %H:%M} {a.level:6s} {a.place or '-'}  {a.cases} cases, "
                       f"{a.reporters} reporters  [{', '.join(a.keywords[:5])}]", highlight=False)
+
+
+def _when(text: str | None, option: str, *, end_of_day: bool = False) -> datetime | None:
+    """A date (YYYY-MM-DD) or ISO datetime in UTC; with `end_of_day`, a bare date includes that whole day."""
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise _fail(f"{option} {text!r}: not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][+08:00]") from None
+    if end_of_day and len(text.strip()) == 10:
+        value += timedelta(days=1)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _database_url(database_url: str | None) -> str:
+    if database_url:
+        return database_url
+    from serving.settings import Settings
+
+    return Settings().database_url
+
+
+@app.command("export-reviews")
+def export_reviews(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the reviewed cases (.csv or .parquet).")],
+    database_url: Annotated[
+        str | None, typer.Option(help="Audit store URL; default TRIAGE_DATABASE_URL or var/triage.db.")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="Only cases last reviewed on or after this date (UTC).")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Take reviews made before this date (a bare date includes that day).")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Write reviewed cases as labeled training data: the reviewer's department and level are the labels.
+
+    One row per reviewed case (its latest review), with the text the reviewer saw; `triage train --data`
+    takes the file beside other files, and its rows override theirs for the same case_id.
+    """
+    _setup_logging(verbose)
+    from training.reviews_export import ExportError
+    from training.reviews_export import export_reviews as run_export
+
+    start, end = _when(since, "--since"), _when(until, "--until", end_of_day=True)
+    try:
+        frame = run_export(_database_url(database_url), out, since=start, until=end)
+    except ExportError as exc:
+        raise _fail(str(exc)) from None
+    changed = int((frame["department"] != frame["model_department"]).sum())
+    relevelled = int((frame["risk_level"].fillna("") != frame["model_level"].fillna("")).sum())
+    console.print(f"wrote {len(frame)} reviewed cases to {out} ({changed} with the department changed, "
+                  f"{relevelled} with the risk level changed by the reviewer)", highlight=False)
+
+
+@app.command()
+def promote(
+    candidate: Annotated[str, typer.Option(help="Registered version of the candidate, e.g. 7.")],
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="Audit store to read reviews from; default TRIAGE_DATABASE_URL or var/triage.db."),
+    ] = None,
+    reviews: Annotated[
+        Path | None, typer.Option(help="A file written by `triage export-reviews`, instead of the store.")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="Only cases reviewed on or after this date (UTC).")] = None,
+    min_cases: Annotated[
+        int, typer.Option(min=1, help="Fewest held-out reviewed cases a comparison needs.")
+    ] = 30,
+    model_name: Annotated[str, typer.Option(help="Registered model name.")] = "grievance-triage",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Move the champion alias to CANDIDATE only if it is not worse on reviewed cases neither model trained on.
+
+    Compares macro-F1 on the reviewers' departments and recall of their red level; logs the comparison to
+    MLflow (experiment "promotion") either way. Exit code 0: promoted (or already champion); 1: refused;
+    2: the comparison could not be made.
+    """
+    _setup_logging(verbose)
+    from serving.store import redact
+    from training.loading import DataError
+    from training.promote import PromotionError, reviews_from_file
+    from training.promote import promote as run_promotion
+    from training.reviews_export import ExportError
+
+    if reviews is not None and database_url is not None:
+        raise _fail("give either --reviews or --database-url, not both")
+    start = _when(since, "--since")
+    try:
+        if reviews is not None:
+            cases, source = reviews_from_file(reviews, since=start), str(reviews)
+        else:
+            url = _database_url(database_url)
+            cases, source = _store_reviews(url, start), redact(url)
+        result = run_promotion(candidate, cases, model_name=model_name, min_cases=min_cases, source=source,
+                               since=start)
+    except (PromotionError, DataError, ExportError) as exc:
+        raise _fail(str(exc)) from None
+
+    if result.candidate is not None and result.champion is not None:
+        table = Table(title=f"{result.n_eval} reviewed cases held out from both models ({result.n_red} red)")
+        table.add_column("metric")
+        table.add_column(f"champion v{result.champion_version}", justify="right")
+        table.add_column(f"candidate v{result.candidate_version}", justify="right")
+        table.add_row("macro-F1 (department)", f"{result.champion.macro_f1:.4f}", f"{result.candidate.macro_f1:.4f}")
+        table.add_row("red recall", _maybe(result.champion.red_recall), _maybe(result.candidate.red_recall))
+        console.print(table)
+    for note in result.notes:
+        console.print(f"  {note}", highlight=False)
+    verdict = "[bold green]promoted[/]" if result.promoted else "[bold red]refused[/]"
+    console.print(f"{verdict}: {result.reason}", highlight=False)
+    console.print(f"MLflow run: {result.link}", highlight=False, soft_wrap=True)
+    if not result.promoted:
+        raise typer.Exit(code=1)
+
+
+def _store_reviews(url: str, since: datetime | None):
+    """Reviews from the store; an empty store is fine when there is no champion to compare with."""
+    from training.promote import reviews_from_store
+    from training.reviews_export import ExportError
+
+    try:
+        return reviews_from_store(url, since=since)
+    except ExportError as exc:
+        if "holds no reviews" in str(exc):
+            logger.info("%s", exc)
+            return None
+        raise
+
+
+def _maybe(value: float | None) -> str:
+    return "n/a (no red cases)" if value is None else f"{value:.4f}"
 
 
 @app.command()

@@ -87,6 +87,12 @@ GROUP_BODY_MIN_CHARS = 30
 
 REASON_NO_TEXT = "no title and no body"
 REASON_NO_DEPARTMENT = "no department label"
+REASON_SUPERSEDED = "superseded by a reviewer's decision on the same case_id"
+
+#: Rows whose `label_source` column says `review` (written by `triage export-reviews`) carry a
+#: reviewer's decision: they replace other rows of the same case_id and win label votes among copies.
+LABEL_SOURCE_COLUMN = "label_source"
+REVIEW_LABEL_SOURCE = "review"
 _REASON_CONFLICT_PREFIX = "duplicate copies carry conflicting labels"
 
 _VALUE_PREVIEW = 40  # longest cell value quoted in a message (labels and dates, never case text)
@@ -153,6 +159,7 @@ class LoadReport:
             "rejected_no_text": reasons["no_text"],
             "rejected_no_department": reasons["no_department"],
             "rejected_label_conflict": reasons["label_conflict"],
+            "superseded_by_review": reasons["superseded"],
             "duplicates_merged": self.duplicates_merged,
             "conflicting_labels": self.conflicting_labels,
             "conflicting_risk_levels": self.conflicting_risk_levels,
@@ -167,6 +174,8 @@ def _reason_kind(reason: str) -> str:
         return "no_department"
     if reason.startswith(_REASON_CONFLICT_PREFIX):
         return "label_conflict"
+    if reason == REASON_SUPERSEDED:
+        return "superseded"
     return "other"
 
 
@@ -616,15 +625,44 @@ def _majority(labels: Sequence[str | None]) -> tuple[str | None, bool, list[str]
     return counts[0][0], True, distinct
 
 
+def _reviewed_rows(frame: pd.DataFrame) -> pd.Series:
+    """True for rows labeled by a reviewer (`label_source` = review)."""
+    if LABEL_SOURCE_COLUMN not in frame.columns:
+        return pd.Series(False, index=frame.index)
+    source = frame[LABEL_SOURCE_COLUMN].map(lambda v: v.strip().lower() if isinstance(v, str) else "")
+    return source == REVIEW_LABEL_SOURCE
+
+
+def _apply_reviews(frame: pd.DataFrame, report: LoadReport) -> pd.DataFrame:
+    """Drop other rows of a case_id that a reviewer decided: the reviewer's labels replace them.
+
+    Applies across files (an export beside the original data) and whatever the other rows' text.
+    """
+    reviewed = _reviewed_rows(frame)
+    if not reviewed.any():
+        return frame
+    superseded = frame["case_id"].isin(set(frame.loc[reviewed, "case_id"])) & ~reviewed
+    report.rejected.extend(
+        Rejected(f, int(r), REASON_SUPERSEDED)
+        for f, r in zip(frame.loc[superseded, "source_file"], frame.loc[superseded, "source_row"], strict=True)
+    )
+    return frame[~superseded]
+
+
 def _fold_duplicates(frame: pd.DataFrame, report: LoadReport) -> pd.DataFrame:
-    """Keep the first row of each dedup_key group, with the majority labels of the group."""
+    """Keep the first row of each dedup_key group, with the majority labels of the group.
+
+    When some copies carry a reviewer's decision, only those copies vote.
+    """
     dup_mask = frame["dedup_key"].duplicated(keep=False)
     if not dup_mask.any():
         return frame
+    reviewed = _reviewed_rows(frame)
     drop: list[int] = []
     for _, group in frame[dup_mask].groupby("dedup_key", sort=False):
-        first = group.index[0]
-        department, dept_conflict, dept_labels = _majority(group["department"].tolist())
+        voters = group[reviewed[group.index]] if reviewed[group.index].any() else group
+        first = voters.index[0]  # a reviewed copy is the one kept, under its case_id
+        department, dept_conflict, dept_labels = _majority(voters["department"].tolist())
         if dept_conflict:
             report.conflicting_labels += 1
             if department is None:  # tie: no copy can be trusted
@@ -635,12 +673,12 @@ def _fold_duplicates(frame: pd.DataFrame, report: LoadReport) -> pd.DataFrame:
                 )
                 drop.extend(group.index)
                 continue
-        risk, risk_conflict, _ = _majority(group["risk_level"].tolist())
+        risk, risk_conflict, _ = _majority(voters["risk_level"].tolist())
         if risk_conflict:
             report.conflicting_risk_levels += 1
         frame.at[first, "department"] = department
         frame.at[first, "risk_level"] = risk
-        drop.extend(group.index[1:])
+        drop.extend(i for i in group.index if i != first)
         report.duplicates_merged += len(group) - 1
     return frame.drop(index=drop)
 
@@ -657,7 +695,9 @@ def load_cases(
     Columns: CANONICAL_COLUMNS, then source_file / source_row (the row as a spreadsheet numbers it),
     dedup_key / group_key, then any other columns of the files. With `training=True`, copies of one
     message are folded into the first (majority label; ties rejected); otherwise every usable row is
-    kept, one output row per input row.
+    kept, one output row per input row. Rows labeled by a reviewer (`label_source` = review, as
+    `triage export-reviews` writes) replace every other row of their case_id, and outvote unreviewed
+    copies of the same text.
     """
     if isinstance(paths, str | Path):
         paths = [paths]
@@ -681,7 +721,7 @@ def load_cases(
             Rejected(f, int(r), reason)
             for f, r in zip(frame.loc[mask, "source_file"], frame.loc[mask, "source_row"], strict=True)
         )
-    frame = frame[~(no_text | no_label)].copy()
+    frame = _apply_reviews(frame[~(no_text | no_label)], report).copy()
 
     keys = [text_keys(t, b) for t, b in zip(frame["title"], frame["body"], strict=True)]
     frame["dedup_key"] = pd.Series([k[0] for k in keys], index=frame.index, dtype=object)

@@ -1,0 +1,147 @@
+"""`triage export-reviews`: reviewers' decisions as labeled training data.
+
+The file has the columns `training.loading.load_cases` reads (case_id, title, body, created_at,
+department, risk_level), with the reviewer's department and level as the labels, followed by provenance
+columns the loader carries along as extras: label_source (always `review`, which `load_cases` uses to
+let these rows override other files' labels for the same case), reviewer, reviewed_at, and what the
+model had said. Reporter ids are never exported.
+
+CSV cells that a spreadsheet would run as a formula (starting with = + - @, tab or CR) are prefixed with
+a single quote; Parquet keeps values as they are.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy.exc import SQLAlchemyError
+
+from serving.store import Store, redact
+from serving.store.reviewed import ReviewedCase, reviewed_cases
+
+logger = logging.getLogger(__name__)
+
+LABEL_SOURCE = "review"
+EXPORT_COLUMNS = (
+    "case_id", "title", "body", "created_at", "department", "risk_level",
+    "label_source", "reviewer", "reviewed_at", "model_name", "model_version", "model_department", "model_level",
+    "channel", "prediction_id",
+)
+CSV_SUFFIXES = (".csv",)
+PARQUET_SUFFIXES = (".parquet", ".pq")
+#: First characters that make spreadsheet programs evaluate a cell (OWASP "CSV injection").
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+class ExportError(ValueError):
+    """The export cannot be written; the message says why (database, output file, or no reviews)."""
+
+
+def escape_formula(value: object) -> object:
+    """`value` with a leading single quote if it is text a spreadsheet would run as a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat(timespec="seconds")
+
+
+def reviews_frame(cases: Sequence[ReviewedCase]) -> pd.DataFrame:
+    """One row per reviewed case in the training format, reviewer decisions as labels."""
+    rows = [
+        {
+            "case_id": c.case_id,
+            "title": c.title,
+            "body": c.body,
+            "created_at": _iso(c.created_at),
+            "department": c.decided_department,
+            "risk_level": c.decided_level,
+            "label_source": LABEL_SOURCE,
+            "reviewer": c.reviewer,
+            "reviewed_at": _iso(c.reviewed_at),
+            "model_name": c.model_name,
+            "model_version": c.model_version,
+            "model_department": c.model_department,
+            "model_level": c.model_level,
+            "channel": c.channel,
+            "prediction_id": str(c.prediction_id),
+        }
+        for c in cases
+    ]
+    return pd.DataFrame(rows, columns=list(EXPORT_COLUMNS), dtype=object)
+
+
+def check_output_path(path: Path) -> None:
+    """Refuse an unsupported suffix or a missing folder before anything is read."""
+    suffix = path.suffix.lower()
+    if suffix not in CSV_SUFFIXES + PARQUET_SUFFIXES:
+        raise ExportError(f"{path}: unsupported output type '{suffix or '(none)'}'; use .csv or .parquet")
+    if not path.parent.exists():
+        raise ExportError(f"{path}: the folder {path.parent} does not exist")
+
+
+def write_reviews(frame: pd.DataFrame, path: Path) -> None:
+    """CSV (UTF-8, formula cells escaped) or Parquet, by the path's suffix."""
+    check_output_path(path)
+    try:
+        if path.suffix.lower() in PARQUET_SUFFIXES:
+            frame.to_parquet(path, index=False)
+        else:
+            frame.map(escape_formula).to_csv(path, index=False, encoding="utf-8")
+    except OSError as exc:
+        raise ExportError(f"{path}: cannot write ({exc.strerror or type(exc).__name__})") from None
+
+
+def _where(database_url: str) -> str:
+    try:
+        return redact(database_url)
+    except (SQLAlchemyError, ValueError):
+        return "the given database URL (unparsable)"
+
+
+def load_reviewed(
+    database_url: str, *, since: datetime | None = None, until: datetime | None = None
+) -> list[ReviewedCase]:
+    """Reviewed cases from the audit store at `database_url`; ExportError when there are none.
+
+    Database failures become one-line messages naming the (password-redacted) URL, never a traceback.
+    """
+    where = _where(database_url)
+    try:
+        store = Store.from_url(database_url)
+    except (SQLAlchemyError, ValueError, ImportError) as exc:
+        raise ExportError(f"cannot open the audit store {where}: {type(exc).__name__}: {exc}") from None
+    try:
+        cases = reviewed_cases(store, since=since, until=until)
+    except SQLAlchemyError as exc:
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        hint = ""
+        if "no such table" in first or "does not exist" in first:
+            hint = " (the database has no audit tables: start the service once, or run " \
+                   "`python -m serving.store.migrate upgrade head`)"
+        raise ExportError(f"cannot read reviews from {where}: {first}{hint}") from None
+    finally:
+        store.dispose()
+    if not cases:
+        window = ""
+        if since or until:
+            window = f" between {_iso(since) or 'the start'} and {_iso(until) or 'now'}"
+        raise ExportError(f"the audit store {where} holds no reviews{window}; nothing to export")
+    logger.info("read %d reviewed cases from %s", len(cases), where)
+    return cases
+
+
+def export_reviews(
+    database_url: str, out: Path, *, since: datetime | None = None, until: datetime | None = None
+) -> pd.DataFrame:
+    """Write the store's reviewed cases to `out` and return the frame written (before escaping)."""
+    check_output_path(out)
+    frame = reviews_frame(load_reviewed(database_url, since=since, until=until))
+    write_reviews(frame, out)
+    return frame
