@@ -26,10 +26,13 @@ Decision bands (`choose_bands`) turn probabilities into a level::
     yellow  elif P(red) + P(yellow) >= t_yellow
     green   otherwise
 
-``t_red`` is the largest threshold whose red recall on held-out predictions reaches
-`RiskParams.red_recall_target` (default 0.95); ``t_yellow`` the largest whose "at least yellow" recall
-reaches `RiskParams.yellow_recall_target` (default 0.85). `RiskModel.fit` chooses them on out-of-fold
-predictions of the rows with real (non-weak) labels, never on predictions for rows the model trained on.
+``t_red`` is, among thresholds whose red recall on held-out predictions reaches
+`RiskParams.red_recall_target` (default 0.95), the one with the best F2, raised if needed to keep red
+precision at `RiskParams.red_precision_floor`; ``t_yellow`` likewise for "at least yellow" recall and
+`RiskParams.yellow_recall_target` (default 0.85). `RiskModel.fit` chooses them on out-of-fold predictions
+of the rows with real (non-weak) labels, never on predictions for rows the model trained on. A case whose
+cue rules say red is never green (at least yellow, with a "rule" reason): a safety floor for dangers the
+model has seen too few examples of (`RiskParams.red_cue_floor`).
 
 Reasons (`Reason`): the top LightGBM ``pred_contrib`` contributions toward the predicted level, named in
 Chinese (`feature_text`), and every matched cue phrase with its offsets into ``case_text(title, body)``.
@@ -128,6 +131,13 @@ class RiskParams(BaseModel):
     weak_label_weight: float = Field(0.3, gt=0, le=1)
     #: Red recall the red band must reach on held-out predictions.
     red_recall_target: float = Field(0.95, gt=0, le=1)
+    #: Red precision the red band keeps on held-out predictions even when that costs red recall: a few red
+    #: cases that look green to the features would otherwise pull the band so low that most reds are
+    #: false alarms, and reviewers learn to ignore red. Below the target, the band report says so.
+    red_precision_floor: float = Field(0.6, ge=0, lt=1)
+    #: Safety floor: a case the cue rules call red (danger to life, public health, many losing money,
+    #: collective conflict) is at least yellow whatever the model says, so a reviewer sees it soon.
+    red_cue_floor: bool = True
     #: "At least yellow" (red or yellow) recall the yellow band must reach on held-out predictions.
     yellow_recall_target: float = Field(0.85, gt=0, le=1)
     #: Folds of the out-of-fold predictions that choose the bands.
@@ -172,10 +182,11 @@ class Reason:
     kind "model": a feature that pushed the model toward the predicted level (``feature``, its ``value``,
     ``weight`` in log-odds, ``text`` in Chinese for the reviewer). kind "cue": a lexicon phrase found in the
     text (``criterion``, ``category``, ``text`` = the phrase, ``start`` / ``end`` offsets into
-    ``case_text(title, body)``).
+    ``case_text(title, body)``). kind "rule": the safety floor lifted a green case to yellow (``criterion``
+    = the red criterion the cue rules found).
     """
 
-    kind: Literal["model", "cue"]
+    kind: Literal["model", "cue", "rule"]
     text: str
     feature: str | None = None
     value: float | None = None
@@ -480,11 +491,38 @@ def weak_labels(cases: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------------------------------------------
 
 
-def _largest_threshold(scores: np.ndarray, target: float) -> float:
-    """The largest t with mean(scores >= t) >= target: the ceil(target * n)-th largest score."""
-    ordered = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
-    k = max(1, math.ceil(target * len(ordered) - 1e-9))
-    return float(ordered[k - 1])
+def _recall_threshold(scores: np.ndarray, positive: np.ndarray, target: float, beta: float = 2.0) -> float:
+    """Among thresholds whose recall of `positive` rows reaches `target`, the one with the best F-beta.
+
+    The largest such threshold alone sits right at the edge of the held-out scores: when classes separate
+    well it is near 1, and a new case scoring a little lower than every training case falls through.
+    F2 (recall weighted four times precision) lowers it while that costs little precision.
+    """
+    order = np.argsort(-scores, kind="stable")
+    ordered, hits = scores[order], np.cumsum(positive[order])
+    flagged = np.arange(1, len(ordered) + 1)
+    recall, precision = hits / max(1, int(positive.sum())), hits / flagged
+    last_of_tie = np.r_[ordered[1:] != ordered[:-1], True]
+    feasible = last_of_tie & (recall >= target - 1e-9)
+    b2 = beta * beta
+    f_beta = np.where(feasible, (1 + b2) * precision * recall / np.maximum(b2 * precision + recall, 1e-12), -1.0)
+    return float(ordered[int(np.argmax(f_beta))])
+
+
+def _precision_floor_threshold(p_red: np.ndarray, red: np.ndarray, start: float, floor: float) -> float:
+    """The smallest threshold >= `start` at which red precision on these rows reaches `floor`.
+
+    Keeps `start` when it already does, or when no threshold does (then recall wins: red is for safety).
+    """
+    order = np.argsort(-p_red, kind="stable")
+    scores, hits = p_red[order], np.cumsum(red[order])
+    precision = hits / np.arange(1, len(scores) + 1)
+    # Precision at threshold scores[i] counts every row tied with it: use the last index of each tie.
+    last_of_tie = np.r_[scores[1:] != scores[:-1], True]
+    ok = last_of_tie & (scores >= start) & (precision >= floor)
+    if not ok.any() or precision[last_of_tie & (scores >= start)][-1] >= floor:
+        return start
+    return float(scores[np.flatnonzero(ok)[-1]])
 
 
 def choose_bands(
@@ -492,16 +530,20 @@ def choose_bands(
     proba: np.ndarray,
     red_recall_target: float = 0.95,
     yellow_recall_target: float = 0.85,
+    red_precision_floor: float = 0.0,
 ) -> dict[str, float]:
     """Decision bands ``{"red": t_red, "yellow": t_yellow}`` from held-out predictions.
 
     ``proba`` has columns in `LEVELS` order (red, yellow, green) and must come from models that did not
     train on those rows (out-of-fold or held-out), or the bands are far too high.
 
-    - ``t_red``: the largest threshold on P(red) whose red recall (share of true red rows with
-      P(red) >= t_red) is at least ``red_recall_target``;
-    - ``t_yellow``: the largest threshold on P(red) + P(yellow) whose recall of "at least yellow" rows
-      (true red or yellow) is at least ``yellow_recall_target``.
+    - ``t_red``: a threshold on P(red) whose red recall (share of true red rows with P(red) >= t_red) is
+      at least ``red_recall_target``: of those, the one with the best F2 (`_recall_threshold`);
+    - ``t_yellow``: the same on P(red) + P(yellow) for "at least yellow" rows (true red or yellow) and
+      ``yellow_recall_target``.
+
+    If red precision at ``t_red`` is below ``red_precision_floor``, ``t_red`` is raised to the smallest
+    threshold whose precision reaches the floor (the most red recall that precision allows).
 
     Each is a predicted value, so the recall holds with ``>=`` on these rows exactly. Raises ValueError
     when there is no red, or no red-or-yellow, row to measure recall on.
@@ -516,8 +558,10 @@ def choose_bands(
         raise ValueError("cannot choose the red band: no red case among the held-out labels")
     if not at_least_yellow.any():
         raise ValueError("cannot choose the yellow band: no red or yellow case among the held-out labels")
-    t_red = _largest_threshold(proba[red, 0], red_recall_target)
-    t_yellow = _largest_threshold(proba[at_least_yellow, 0] + proba[at_least_yellow, 1], yellow_recall_target)
+    t_red = _recall_threshold(proba[:, 0], red, red_recall_target)
+    if red_precision_floor > 0:
+        t_red = _precision_floor_threshold(proba[:, 0], red, t_red, red_precision_floor)
+    t_yellow = _recall_threshold(proba[:, 0] + proba[:, 1], at_least_yellow, yellow_recall_target)
     return {"red": t_red, "yellow": min(t_yellow, 1.0)}
 
 
@@ -528,6 +572,22 @@ def levels_from_proba(proba: np.ndarray, bands: Mapping[str, float]) -> np.ndarr
     out[proba[:, 0] + proba[:, 1] >= bands["yellow"]] = "yellow"
     out[proba[:, 0] >= bands["red"]] = "red"
     return out
+
+
+RULE_FLOOR_TEXT = "提示词规则判为红色情形（如燃气泄漏、欠薪、聚集），模型把握不足：至少列为黄色，请人工确认"
+
+
+def _band_report(labels: np.ndarray, oof: np.ndarray, bands: Mapping[str, float], p: RiskParams) -> dict[str, Any]:
+    """Targets, the out-of-fold figures the bands reach, and whether the precision floor cost red recall."""
+    figures = _band_metrics(labels, levels_from_proba(oof, bands))
+    return {
+        "red_recall_target": p.red_recall_target,
+        "red_precision_floor": p.red_precision_floor,
+        "yellow_recall_target": p.yellow_recall_target,
+        **{f"oof_{k}": v for k, v in figures.items()},
+        "red_limited_by_precision": bool(figures["red_recall"] < p.red_recall_target - 1e-9
+                                         and p.red_precision_floor > 0),
+    }
 
 
 def _band_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -844,16 +904,21 @@ class RiskModel:
             oof[held_pos] = clf.predict_proba(X[eval_idx[held_pos]])
         labels = np.asarray(LEVELS, dtype=object)[y_eval]
         self.band_oof_ = (labels, oof)
-        bands = choose_bands(labels, oof, p.red_recall_target, p.yellow_recall_target)
+        bands = choose_bands(labels, oof, p.red_recall_target, p.yellow_recall_target, p.red_precision_floor)
         report = {
             "source": "real-oof" if use_real else "weak-oof",
             "n_rows": len(eval_idx),
             "folds": n_splits,
-            "red_recall_target": p.red_recall_target,
-            "yellow_recall_target": p.yellow_recall_target,
-            **{f"oof_{k}": v for k, v in _band_metrics(labels, levels_from_proba(oof, bands)).items()},
+            **_band_report(labels, oof, bands, p),
         }
-        if report["oof_red_precision"] < 0.5:
+        if report["red_limited_by_precision"]:
+            logger.warning(
+                "the red band %.4g keeps red precision %.2f >= %.2f out of fold at red recall %.2f, below the "
+                "target %.2f: some red cases look green to the features; more reviewed red cases would help",
+                bands["red"], report["oof_red_precision"], p.red_precision_floor, report["oof_red_recall"],
+                p.red_recall_target,
+            )
+        elif report["oof_red_precision"] < 0.5:
             logger.warning(
                 "the red band %.4g reaches red recall %.2f out of fold only at red precision %.2f: some red cases "
                 "look green to the features; more reviewed red cases or a lower red_recall_target would help",
@@ -872,15 +937,18 @@ class RiskModel:
         yellow_recall_target: float | None = None,
         *,
         bands: Mapping[str, float] | None = None,
+        red_precision_floor: float | None = None,
     ) -> RiskModel:
-        """A copy sharing this fitted classifier with other bands: given, or re-chosen for other recall
-        targets on the stored out-of-fold predictions (``band_oof_``) that chose the current ones."""
+        """A copy sharing this fitted classifier with other bands: given, or re-chosen for other targets
+        on the stored out-of-fold predictions (``band_oof_``) that chose the current ones."""
         if not hasattr(self, "classifier_"):
             raise RuntimeError("this RiskModel is not fitted yet; call fit first")
-        params = self.params.model_copy(update={
-            k: v for k, v in (("red_recall_target", red_recall_target), ("yellow_recall_target", yellow_recall_target))
-            if v is not None
-        })
+        changes = {
+            "red_recall_target": red_recall_target,
+            "yellow_recall_target": yellow_recall_target,
+            "red_precision_floor": red_precision_floor,
+        }
+        params = self.params.model_copy(update={k: v for k, v in changes.items() if v is not None})
         other = RiskModel(params)
         other.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ("params", "_booster_cache")})
         if bands is not None:
@@ -890,13 +958,10 @@ class RiskModel:
         if self.band_oof_ is None:
             raise ValueError("no stored out-of-fold predictions to re-choose the bands on (bands were given)")
         labels, oof = self.band_oof_
-        other.bands_ = choose_bands(labels, oof, params.red_recall_target, params.yellow_recall_target)
-        other.band_report_ = {
-            **self.band_report_,
-            "red_recall_target": params.red_recall_target,
-            "yellow_recall_target": params.yellow_recall_target,
-            **{f"oof_{k}": v for k, v in _band_metrics(labels, levels_from_proba(oof, other.bands_)).items()},
-        }
+        other.bands_ = choose_bands(
+            labels, oof, params.red_recall_target, params.yellow_recall_target, params.red_precision_floor
+        )
+        other.band_report_ = {**self.band_report_, **_band_report(labels, oof, other.bands_, params)}
         return other
 
     # -- prediction --------------------------------------------------------------------------------
@@ -1016,6 +1081,19 @@ class RiskModel:
             raise ValueError("the feature layout differs from the one the model was trained with; retrain")
         return self._results(np.asarray([row], dtype=np.float32), [matches], reasons)[0]
 
+    def levels(self, proba: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """Levels for probabilities from `predict_proba_features(X)`: the bands, then the safety floor."""
+        return self._levels(proba, X)[0]
+
+    def _levels(self, proba: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        levels = levels_from_proba(proba, self.bands_)
+        lifted = np.zeros(len(levels), dtype=bool)
+        if getattr(self.params, "red_cue_floor", False):  # models pickled before the floor existed: off
+            rule = np.asarray(X, dtype=np.float64)[:, self.feature_names_.index("rule_level")]
+            lifted = (rule >= 2) & (levels == "green")
+            levels[lifted] = "yellow"
+        return levels, lifted
+
     def _results(self, X: np.ndarray, matches: list[list[CueMatch]], reasons: bool) -> list[RiskResult]:
         if len(X) == 0:
             return []
@@ -1029,7 +1107,7 @@ class RiskModel:
         else:
             contrib = None
             proba = booster.predict(X, num_threads=threads)
-        levels = levels_from_proba(proba, self.bands_)
+        levels, lifted = self._levels(proba, X)
         out = []
         for i, level in enumerate(levels):
             probs = {lvl: float(proba[i, j]) for j, lvl in enumerate(LEVELS)}
@@ -1041,6 +1119,10 @@ class RiskModel:
                            start=m.start, end=m.end)
                     for m in matches[i]
                 ]
+            if lifted[i]:
+                red_criteria = sorted({m.criterion for m in matches[i] if m.criterion.startswith("red")})
+                found.insert(0, Reason(kind="rule", text=RULE_FLOOR_TEXT,
+                                       criterion=red_criteria[0] if red_criteria else None))
             out.append(RiskResult(level=str(level), probabilities=probs, reasons=found))
         return out
 

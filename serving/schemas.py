@@ -139,7 +139,9 @@ class ModelRef(BaseModel):
 class RiskReason(BaseModel):
     """Why the case got its level: a model feature (in words) or a cue phrase found in the text."""
 
-    kind: Literal["model", "cue"] = Field(description="model: a feature the risk model weighed; cue: a phrase.")
+    kind: Literal["model", "cue", "rule"] = Field(
+        description="model: a feature the risk model weighed; cue: a phrase; rule: the safety floor lifted the level."
+    )
     text: str = Field(description="For a reviewer: the feature in words, or the phrase as written.")
     feature: str | None = Field(None, description="Model feature name (kind model).")
     value: float | None = Field(None, description="The feature's value for this case (kind model).")

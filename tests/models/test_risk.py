@@ -117,19 +117,31 @@ def hand_made() -> tuple[np.ndarray, np.ndarray]:
     return y, np.c_[p_red, p_yellow, 1 - p_red - p_yellow]
 
 
-def test_choose_bands_picks_the_largest_threshold_meeting_the_recall_target() -> None:
+def test_choose_bands_meets_the_recall_target_and_lowers_the_band_while_precision_holds() -> None:
     y, proba = hand_made()
     bands = choose_bands(y, proba, red_recall_target=0.8, yellow_recall_target=0.6)
-    # 8 of 10 red cases must be caught: the 8th largest P(red) is 0.25.
-    assert bands["red"] == pytest.approx(0.25)
-    red = proba[y == "red", 0]
-    assert (red >= bands["red"]).mean() >= 0.8
-    assert (red >= bands["red"] + 1e-9).mean() < 0.8  # any higher threshold misses the target
-    # "At least yellow" (15 cases): 9 must be caught; scores are P(red)+P(yellow).
+    # No yellow or green case scores above 0.05 on P(red): catching all 10 reds costs no precision,
+    # so the band goes below the 8th-largest score (0.25) that the recall target alone would allow.
+    assert bands["red"] == pytest.approx(0.05)
     at_least = proba[y != "green", 0] + proba[y != "green", 1]
     assert (at_least >= bands["yellow"]).mean() >= 0.6
-    assert (at_least >= bands["yellow"] + 1e-9).mean() < 0.6
-    assert bands["yellow"] == pytest.approx(sorted(at_least, reverse=True)[8])
+    # All 15 red-or-yellow cases are caught at the cost of two greens (scores 0.06 and 0.05): F2 prefers it.
+    score = proba[:, 0] + proba[:, 1]
+    flagged = score >= bands["yellow"]
+    assert bands["yellow"] == pytest.approx(0.05)
+    assert (y[flagged] != "green").sum() == 15 and (y[flagged] == "green").sum() == 2
+
+
+def test_choose_bands_stops_lowering_where_false_alarms_begin() -> None:
+    y = np.array(["red"] * 10 + ["green"] * 10, dtype=object)
+    p_red = np.r_[np.linspace(0.9, 0.5, 9), [0.02], np.linspace(0.12, 0.03, 10)]
+    proba = np.c_[p_red, np.zeros(20), 1 - p_red]
+    bands = choose_bands(y, proba, red_recall_target=0.8, yellow_recall_target=0.5)
+    # Recall 0.8 allows any band up to 0.55; 0.5 catches a 9th red with no false alarm (best F2); below
+    # it only greens come until the last red at 0.02.
+    assert bands["red"] == pytest.approx(0.5)
+    red = p_red[y == "red"]
+    assert (red >= bands["red"]).mean() >= 0.8
 
 
 def test_choose_bands_with_full_recall_takes_the_lowest_red_score_and_rejects_no_red() -> None:
@@ -137,6 +149,22 @@ def test_choose_bands_with_full_recall_takes_the_lowest_red_score_and_rejects_no
     assert choose_bands(y, proba, 1.0, 1.0)["red"] == pytest.approx(0.05)
     with pytest.raises(ValueError, match="no red case"):
         choose_bands(y[y != "red"], proba[y != "red"])
+
+
+def test_a_precision_floor_trades_red_recall_for_fewer_false_alarms() -> None:
+    # 10 reds; 9 score high, one looks green (0.02) among 10 greens scoring 0.03 to 0.12.
+    y = np.array(["red"] * 10 + ["green"] * 10, dtype=object)
+    p_red = np.r_[np.linspace(0.9, 0.5, 9), [0.02], np.linspace(0.12, 0.03, 10)]
+    proba = np.c_[p_red, np.zeros(20), 1 - p_red]
+    recall_only = choose_bands(y, proba, red_recall_target=1.0, yellow_recall_target=0.5)
+    assert recall_only["red"] == pytest.approx(0.02)  # every case is red: precision 0.5
+    floored = choose_bands(y, proba, red_recall_target=1.0, yellow_recall_target=0.5, red_precision_floor=0.6)
+    # The lowest threshold with precision >= 0.6: 9 reds and up to 6 greens flagged (9/15 = 0.6).
+    flagged = p_red >= floored["red"]
+    assert (y[flagged] == "red").mean() >= 0.6
+    assert floored["red"] == pytest.approx(np.sort(p_red)[::-1][14])
+    # A floor the recall threshold already meets changes nothing.
+    assert choose_bands(y, proba, 0.9, 0.5, red_precision_floor=0.6)["red"] == pytest.approx(0.5)
 
 
 def test_levels_from_proba_red_before_yellow_before_green() -> None:
@@ -147,12 +175,33 @@ def test_levels_from_proba_red_before_yellow_before_green() -> None:
 def test_rebanded_rechooses_on_the_stored_out_of_fold_predictions(model: RiskModel) -> None:
     labels, oof = model.band_oof_
     lower = model.rebanded(red_recall_target=0.8)
-    assert lower.bands_ == choose_bands(labels, oof, 0.8, model.params.yellow_recall_target)
+    assert lower.bands_ == choose_bands(
+        labels, oof, 0.8, model.params.yellow_recall_target, model.params.red_precision_floor
+    )
+    assert lower.band_report_["red_precision_floor"] == model.params.red_precision_floor
     assert lower.bands_["red"] >= model.bands_["red"]
     assert model.params.red_recall_target == RiskParams().red_recall_target  # the original is untouched
 
 
 # -- behaviour and reasons ---------------------------------------------------------------------------
+
+
+def test_the_safety_floor_keeps_a_red_cue_case_out_of_green(model: RiskModel, demo_bundle: TriageBundle) -> None:
+    # Bands nothing can reach: the model alone would call every case green.
+    blind = model.rebanded(bands={"red": 1.01, "yellow": 1.01})
+    level, result = level_of(blind, GREEN_TITLE, GREEN_BODY + GAS_LEAK, demo_bundle)
+    assert level == "yellow"
+    rule = [r for r in result.reasons if r.kind == "rule"]
+    assert len(rule) == 1 and rule[0].criterion == "red-1" and result.reasons[0] is rule[0]
+    assert level_of(blind, GREEN_TITLE, GREEN_BODY, demo_bundle)[0] == "green"
+    # Batch prediction applies the same floor.
+    batch = blind.predict([(GREEN_TITLE, GREEN_BODY + GAS_LEAK), (GREEN_TITLE, GREEN_BODY)],
+                          demo_bundle.predict_proba([(GREEN_TITLE, GREEN_BODY + GAS_LEAK), (GREEN_TITLE, GREEN_BODY)]),
+                          demo_bundle.classes)
+    assert [r.level for r in batch] == ["yellow", "green"]
+    off = model.rebanded(bands={"red": 1.01, "yellow": 1.01})
+    off.params = off.params.model_copy(update={"red_cue_floor": False})
+    assert level_of(off, GREEN_TITLE, GREEN_BODY + GAS_LEAK, demo_bundle)[0] == "green"
 
 
 def test_adding_a_gas_leak_to_a_green_case_raises_its_level(model: RiskModel, demo_bundle: TriageBundle) -> None:
