@@ -25,6 +25,7 @@ from models.mlflow_model import LoadedModel, load_model
 from models.tracking import configure_tracking
 from serving.auth import KeyRing
 from serving.hotspot_service import HotspotService
+from serving.review_routes import review_router
 from serving.routes import router
 from serving.settings import Settings, get_settings
 from serving.state import ModelState, model_ref
@@ -172,6 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.body_limit_bytes)
     app.include_router(router)
+    app.include_router(review_router)
     return app
 
 

@@ -1,0 +1,295 @@
+"""The review API: reviewers read cases and the queue and record decisions; admins read agreement reports.
+
+Thin routes over `Store` (`review_queue`, `case_detail`, `add_review`, `agreement_report`). Logs carry
+review ids, case ids, prediction ids and reviewer names only: never case text or reporter ids.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+from fastapi.exceptions import RequestValidationError
+
+from serving.auth import AdminDep, ReviewerDep
+from serving.review_schemas import (
+    MAX_QUEUE_LIMIT,
+    AgreementReportOut,
+    CaseDetailOut,
+    CaseVersionOut,
+    DateOrTime,
+    PredictionOut,
+    QueueCounts,
+    QueueItemOut,
+    ReviewOut,
+    ReviewQueueOut,
+    ReviewRequest,
+)
+from serving.routes import AUTH_ERRORS, _alert_summary
+from serving.schemas import ErrorResponse, ModelRef, ValidationErrorResponse
+from serving.store import PredictionRecord, ReviewRecord, Store
+from serving.store.dependencies import StoreDep
+from serving.store.tables import as_utc
+from serving.triage_service import _from_record
+
+logger = logging.getLogger(__name__)
+
+INVALID: dict[int | str, dict[str, Any]] = {
+    status.HTTP_422_UNPROCESSABLE_CONTENT: {
+        "model": ValidationErrorResponse,
+        "description": "A field is missing or wrong; `detail` names each one and the reason.",
+    }
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    status.HTTP_404_NOT_FOUND: {"model": ErrorResponse, "description": "No such case, or no such prediction of it."}
+}
+
+review_router = APIRouter(tags=["review"])
+
+CaseIdPath = Annotated[str, Path(min_length=1, max_length=64, description="The ticket system's id of the case.")]
+SinceQuery = Annotated[
+    DateOrTime | None,
+    Query(description="From this day (UTC, inclusive) or moment (ISO date-time; naive = UTC).",
+          examples=["2026-11-23"]),
+]
+UntilQuery = Annotated[
+    DateOrTime | None,
+    Query(description="Up to this day (UTC, inclusive) or before this moment (ISO date-time).",
+          examples=["2026-11-29"]),
+]
+
+
+def _invalid(loc: tuple[str | int, ...], kind: str, msg: str, **ctx: Any) -> dict[str, Any]:
+    """One error in FastAPI's 422 shape (the app's handler drops `input`)."""
+    error: dict[str, Any] = {"type": kind, "loc": loc, "msg": msg, "input": None}
+    if ctx:
+        error["ctx"] = ctx
+    return error
+
+
+def _bounds(since: date | datetime | None, until: date | datetime | None) -> tuple[datetime | None, datetime | None]:
+    """[start, end) in UTC: a day as `since` starts at its midnight; a day as `until` includes that day."""
+    start = end = None
+    if isinstance(since, datetime):
+        start = as_utc(since)
+    elif isinstance(since, date):
+        start = datetime.combine(since, time(), UTC)
+    if isinstance(until, datetime):
+        end = as_utc(until)
+    elif isinstance(until, date):
+        end = datetime.combine(until + timedelta(days=1), time(), UTC)
+    if start is not None and end is not None and start >= end:
+        raise RequestValidationError(
+            [_invalid(("query", "until"), "value_error", "until must be later than since")]
+        )
+    return start, end
+
+
+def _review_out(record: ReviewRecord) -> ReviewOut:
+    return ReviewOut(**asdict(record))
+
+
+def _known_departments(request: Request, store: Store) -> list[str]:
+    """The serving model's departments; without a model, every department a prediction has named."""
+    state = getattr(request.app.state, "model_state", None)
+    model = getattr(state, "model", None)
+    if model is not None:
+        return [str(label) for label in model.bundle.classes]
+    return store.known_departments()
+
+
+def _reviewed_prediction(store: Store, case_id: str, prediction_id: int | None) -> PredictionRecord:
+    """The prediction a review is about; 404 for an unknown case or a prediction not of this case."""
+    if prediction_id is None:
+        latest = store.latest_prediction(case_id)
+        if latest is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no case with id {case_id!r}")
+        return latest
+    predictions = store.predictions_for(case_id)
+    if not predictions:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no case with id {case_id!r}")
+    for prediction in predictions:
+        if prediction.id == prediction_id:
+            return prediction
+    raise HTTPException(
+        status.HTTP_404_NOT_FOUND, detail=f"prediction {prediction_id} is not a prediction of case {case_id!r}"
+    )
+
+
+def _decision(
+    review: ReviewRequest, prediction: PredictionRecord, known: list[str]
+) -> tuple[str, str | None, str | None]:
+    """(department, level, note) to store, or 422 naming each field that is wrong.
+
+    A confirm stores the model's department and level; a change stores the fields it gives over the
+    model's, and must change at least one of them and say why.
+    """
+    note = (review.note or "").strip() or None
+    errors: list[dict[str, Any]] = []
+    if review.action == "confirm":
+        if review.department is not None and review.department != prediction.department:
+            errors.append(_invalid(("body", "department"), "confirm_changes_department",
+                                   "confirm keeps the model's department; use action 'change' to change it"))
+        if review.level is not None and review.level != prediction.risk_level:
+            errors.append(_invalid(("body", "level"), "confirm_changes_level",
+                                   "confirm keeps the model's level; use action 'change' to change it"))
+    else:
+        changes_department = review.department is not None and review.department != prediction.department
+        changes_level = review.level is not None and review.level != prediction.risk_level
+        if not (changes_department or changes_level):
+            for field, given, model_value in (
+                ("department", review.department, prediction.department),
+                ("level", review.level, prediction.risk_level),
+            ):
+                msg = (
+                    f"the same as the model's {field} ({model_value}); change needs a different department or level"
+                    if given is not None
+                    else "change needs a department or a level that differs from the model's"
+                )
+                errors.append(_invalid(("body", field), "nothing_changed", msg))
+        if note is None:
+            errors.append(_invalid(("body", "note"), "missing_note", "a change needs a note saying why"))
+    if review.department is not None and review.department not in known:
+        errors.append(
+            _invalid(("body", "department"), "unknown_department",
+                     f"unknown department {review.department!r}", allowed=known)
+        )
+    if errors:
+        raise RequestValidationError(errors)
+    if review.action == "confirm":
+        return prediction.department, prediction.risk_level, note
+    return review.department or prediction.department, review.level or prediction.risk_level, note
+
+
+@review_router.post(
+    "/v1/cases/{case_id}/reviews",
+    response_model=ReviewOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Record a reviewer's decision on a case",
+    responses={**NOT_FOUND, **INVALID, **AUTH_ERRORS},
+)
+def create_review(
+    case_id: CaseIdPath, review: ReviewRequest, principal: ReviewerDep, store: StoreDep, request: Request
+) -> ReviewOut:
+    """Confirm the model's department and level, or change either with a note. Every call appends a new
+    review (nothing is overwritten); the reviewer is the API key's name. Without `prediction_id` the
+    decision is about the case's latest prediction, which takes the case out of the review queue."""
+    prediction = _reviewed_prediction(store, case_id, review.prediction_id)
+    department, level, note = _decision(review, prediction, _known_departments(request, store))
+    try:
+        stored = store.add_review(
+            case_id, prediction.id, principal.name, decided_department=department, decided_level=level, note=note
+        )
+    except ValueError as exc:  # the prediction is not the case's: checked above, so only on a race
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
+    logger.info(
+        "review id=%s case_id=%s prediction_id=%s reviewer=%s action=%s",
+        stored.id, case_id, prediction.id, principal.name, review.action,
+    )
+    return _review_out(stored)
+
+
+def _prediction_out(record: PredictionRecord) -> PredictionOut:
+    triaged = _from_record(record)
+    return PredictionOut(
+        id=record.id,
+        case_version_id=record.case_row_id,
+        model=ModelRef(name=record.model_name, version=record.model_version),
+        department=triaged.department,
+        risk=triaged.risk,
+        hot_issue=triaged.hot_issue,
+        hot_issue_id=record.hot_issue_id,
+        latency_ms=record.latency_ms,
+        created_at=record.created_at,
+        supersedes_id=record.supersedes_id,
+    )
+
+
+@review_router.get(
+    "/v1/cases/{case_id}",
+    response_model=CaseDetailOut,
+    summary="One case with every prediction and review",
+    responses={**NOT_FOUND, **INVALID, **AUTH_ERRORS},
+)
+def get_case(case_id: CaseIdPath, principal: ReviewerDep, store: StoreDep) -> CaseDetailOut:
+    """The case's current text, every version, every prediction (department, top 3, risk level with its
+    reasons and probabilities), every review, and the hot issue it belongs to (its current alert and
+    the burst's other cases). Reporter ids are never returned."""
+    detail = store.case_detail(case_id)
+    if detail is None or detail.latest_version is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no case with id {case_id!r}")
+    current = detail.latest_version
+    latest = detail.latest_prediction
+    return CaseDetailOut(
+        case_id=case_id,
+        title=current.title,
+        body=current.body,
+        created_at=current.created_at,
+        channel=current.channel,
+        received_at=current.received_at,
+        pending=detail.pending,
+        latest_prediction_id=None if latest is None else latest.id,
+        versions=[
+            CaseVersionOut(
+                id=v.id, title=v.title, body=v.body, created_at=v.created_at, channel=v.channel,
+                received_at=v.received_at, text_hash=v.text_hash,
+            )
+            for v in detail.versions
+        ],
+        predictions=[_prediction_out(p) for p in detail.predictions],
+        reviews=[_review_out(r) for r in detail.reviews],
+        alert=None if detail.alert is None else _alert_summary(detail.alert),
+        hot_issue_id=None if latest is None else latest.hot_issue_id,
+        burst_case_ids=detail.burst_case_ids,
+    )
+
+
+@review_router.get(
+    "/v1/review-queue",
+    response_model=ReviewQueueOut,
+    summary="Cases waiting for a review",
+    responses={**INVALID, **AUTH_ERRORS},
+)
+def review_queue(
+    principal: ReviewerDep,
+    store: StoreDep,
+    level: Annotated[Literal["red", "yellow", "green"] | None, Query(description="Only this risk level.")] = None,
+    department: Annotated[
+        str | None, Query(min_length=1, max_length=128, description="Only cases routed to this department.")
+    ] = None,
+    since: SinceQuery = None,
+    until: UntilQuery = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_QUEUE_LIMIT)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> ReviewQueueOut:
+    """Cases whose latest prediction has no review: red first, then yellow, then low-confidence routes,
+    then the rest; oldest first within each. Dates filter on when the case's text was received."""
+    start, end = _bounds(since, until)
+    filters: dict[str, Any] = {"level": level, "department": department, "since": start, "until": end}
+    items = store.review_queue(**filters, limit=limit, offset=offset)
+    counts = store.review_queue_counts(**filters)
+    return ReviewQueueOut(
+        items=[QueueItemOut(**asdict(item)) for item in items],
+        counts=QueueCounts(**counts, total=sum(counts.values())),
+        limit=limit,
+        offset=offset,
+    )
+
+
+@review_router.get(
+    "/v1/reports/agreement",
+    response_model=AgreementReportOut,
+    summary="Model vs reviewer agreement",
+    responses={**INVALID, **AUTH_ERRORS},
+)
+def agreement_report(
+    principal: AdminDep, store: StoreDep, since: SinceQuery = None, until: UntilQuery = None
+) -> AgreementReportOut:
+    """Over each case's latest review in the window (on review time) and the prediction it judged:
+    agreement overall, by predicted department, by predicted level (with the model→reviewer level
+    matrix) and by ISO week, and the cases a reviewer made red that the model did not."""
+    start, end = _bounds(since, until)
+    return AgreementReportOut(**asdict(store.agreement_report(since=start, until=end)))
