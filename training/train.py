@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import logging
@@ -38,6 +39,10 @@ logger = logging.getLogger(__name__)
 
 INPUT_COLUMNS = ["title", "body"]
 MIN_CASES_PER_DEPARTMENT = 4
+#: Run artefacts naming what the model was fitted on, so `triage promote` can evaluate it on reviewed
+#: cases it has not seen: case ids, and fingerprints of the texts (copies under other ids count as seen).
+TRAINING_CASE_IDS_ARTIFACT = "data/training_case_ids.txt.gz"
+TRAINING_TEXT_KEYS_ARTIFACT = "data/training_text_keys.txt.gz"
 
 
 class TrainingError(ValueError):
@@ -74,6 +79,27 @@ def data_digest(frame: pd.DataFrame) -> str:
     for row in frame[["dedup_key", "department"]].itertuples(index=False):
         h.update(f"{row.dedup_key}\x1f{row.department}\x1e".encode())
     return h.hexdigest()[:16]
+
+
+def text_fingerprint(dedup_key: str) -> str:
+    """A short hash of a case's text key (`training.loading.text_keys`): comparable, but no case text."""
+    return hashlib.sha256(dedup_key.encode("utf-8")).hexdigest()[:24]
+
+
+def _gzip_lines(lines: Sequence[str]) -> bytes:
+    """Sorted, de-duplicated lines, gzipped with a fixed mtime so the same set gives the same bytes."""
+    return gzip.compress("".join(f"{line}\n" for line in sorted(set(lines))).encode("utf-8"), mtime=0)
+
+
+def log_training_cases(train_df: pd.DataFrame, directory: Path) -> None:
+    """Log which cases the model was fitted on (ids and text fingerprints) as gzipped text artefacts."""
+    ids = [str(i) for i in train_df["case_id"]]
+    keys = [text_fingerprint(k) for k in train_df["dedup_key"]]
+    for artifact, lines in ((TRAINING_CASE_IDS_ARTIFACT, ids), (TRAINING_TEXT_KEYS_ARTIFACT, keys)):
+        path = directory / Path(artifact).name
+        path.write_bytes(_gzip_lines(lines))
+        mlflow.log_artifact(str(path), artifact_path=str(Path(artifact).parent))
+    mlflow.log_param("data.n_training_case_ids", len(set(ids)))
 
 
 def check_trainable(frame: pd.DataFrame) -> None:
@@ -234,6 +260,8 @@ def train(
             if risk_confusion is not None:
                 risk_confusion.to_csv(out / "risk_confusion_matrix.csv")
             mlflow.log_artifacts(str(out), artifact_path="evaluation")
+            (out / "data").mkdir()
+            log_training_cases(train_df, out / "data")
             bundle_path = bundle.save(out / "bundle")
             example = test_df[INPUT_COLUMNS].head(3).astype(str).reset_index(drop=True)
             signature = infer_signature(example, routes_frame(bundle, example))
