@@ -139,6 +139,15 @@ class KeyRing:
                 found = stored
         return None if found is None else Principal(found.name, found.role)
 
+    def stored(self, name: str) -> StoredKey | None:
+        """The configured key named `name` (its digest, never the key): lets a web session check that
+        the key it was opened with is still configured with the same role."""
+        return next((k for k in self._keys if k.name == name), None)
+
+    def digests(self) -> tuple[bytes, ...]:
+        """Every configured digest, in configuration order (the web session secret is derived from them)."""
+        return tuple(k.digest for k in self._keys)
+
 
 _header = APIKeyHeader(
     name=API_KEY_HEADER,

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
         description="Comma-separated name:role:key entries (roles intake, reviewer, admin); the key may be "
         "given as sha256:<hex digest>. Without any, every route but health, readiness and docs answers 401.",
     )
+    session_secret: SecretStr | None = Field(
+        None,
+        description="Signs the reviewer page's session cookie. Default: derived from the configured keys, so "
+        "workers agree and changing the keys ends every session. Set it when keys are given as sha256 digests "
+        "(a digest alone is not secret).",
+    )
 
     @field_validator("log_level")
     @classmethod

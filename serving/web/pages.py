@@ -1,0 +1,392 @@
+"""The reviewer pages: login, the queue, one case (confirm or change), and the dashboard.
+
+Server-rendered Jinja2 (autoescaped), forms posted to the server, post/redirect/get with a one-time
+message. Pages authenticate by the session cookie (`serving.web.session`); a request that carries an
+`X-API-Key` header is checked by that key instead, like the API. Every session-authenticated POST must
+carry the session's CSRF token. Case text never reaches a log line: logs name the case id, the reviewer
+and the decision only.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode, urlsplit
+
+from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
+
+from serving.auth import API_KEY_HEADER, KeyRing, Principal, ReviewerDep, Role, get_keyring
+from serving.routes import model_info
+from serving.store import CaseDetail, PredictionRecord, Store
+from serving.store.dependencies import StoreDep
+from serving.web import charts
+from serving.web.forms import FormError, read_form
+from serving.web.present import (
+    CRITERION_NAMES,
+    DISPLAY_TZ,
+    LEVEL_NAMES,
+    PRIORITY_NAMES,
+    criterion_label,
+    highlight,
+    local_time,
+    percent,
+    reason_views,
+    top_departments,
+)
+from serving.web.session import (
+    CSRF_FIELD,
+    csrf_ok,
+    csrf_token,
+    open_session,
+    pop_flash,
+    session_principal,
+    set_flash,
+)
+
+logger = logging.getLogger(__name__)
+
+PAGE_PREFIXES = ("/review", "/dashboard")
+LOGIN_PATH = "/review/login"
+QUEUE_PAGE_SIZE = 50
+#: How far ahead the case page looks in the queue for the next pending case.
+NEXT_LOOKAHEAD = 500
+NOTE_MAX_CHARS = 2000
+LEVELS = ("red", "yellow", "green")
+
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+templates.env.globals.update(
+    LEVEL_NAMES=LEVEL_NAMES,
+    PRIORITY_NAMES=PRIORITY_NAMES,
+    CRITERION_NAMES=CRITERION_NAMES,
+    CSRF_FIELD=CSRF_FIELD,
+)
+templates.env.filters.update(local_time=local_time, percent=percent, criterion_label=criterion_label)
+
+
+class LoginRequired(Exception):
+    """No valid session on a page: answered by a 303 to the login form (see `install`)."""
+
+    def __init__(self, next_url: str) -> None:
+        self.next_url = next_url
+
+
+def session_secret_of(request: Request) -> str:
+    return request.app.state.session_secret
+
+
+def page_session(request: Request, ring: Annotated[KeyRing, Depends(get_keyring)]) -> None:
+    """Put the session's principal on `request.state` for `require_role`, or send the browser to log in.
+
+    A request with an `X-API-Key` header is left to `require_role` (401/403 as on the API).
+    """
+    if request.headers.get(API_KEY_HEADER):
+        return
+    principal = session_principal(request, ring, session_secret_of(request))
+    if principal is None:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise LoginRequired(target if request.method == "GET" else request.url.path)
+    request.state.principal = principal
+
+
+def via_session(request: Request) -> bool:
+    return not request.headers.get(API_KEY_HEADER)
+
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(page_session)])
+#: Login and logout answer without a session (plain Starlette routes, outside the role-checked table).
+public_router = APIRouter(include_in_schema=False)
+
+
+def render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
+    principal: Principal | None = getattr(request.state, "principal", None)
+    base = {
+        "principal": principal,
+        "csrf_token": csrf_token(request),
+        "flash": pop_flash(request),
+        "is_admin": principal is not None and principal.role is Role.admin,
+    }
+    return templates.TemplateResponse(request, name, {**base, **context}, status_code=status_code)
+
+
+def error_page(request: Request, status_code: int, title: str, message: str) -> HTMLResponse:
+    return render(request, "error.html", {"title": title, "message": message}, status_code)
+
+
+# -- login ------------------------------------------------------------------------------------------
+def safe_next(value: str | None) -> str:
+    """Only a path of this app's pages: never another host (no open redirect)."""
+    if not value:
+        return "/review"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/review"
+    if not parts.path.startswith(PAGE_PREFIXES) or parts.path.startswith(LOGIN_PATH):
+        return "/review"
+    return value
+
+
+async def login_page(request: Request) -> Response:
+    if request.method == "GET":
+        return render(request, "login.html", {"next": safe_next(request.query_params.get("next")), "error": None})
+    try:
+        form = await read_form(request)
+    except FormError:
+        return error_page(request, status.HTTP_400_BAD_REQUEST, "请求无效", "请从登录页面提交表单。")
+    next_url = safe_next(form.get("next"))
+    if not csrf_ok(request, form.get(CSRF_FIELD)):
+        expired = {"next": next_url, "error": "页面已过期，请重新输入密钥。"}
+        return render(request, "login.html", expired, status.HTTP_403_FORBIDDEN)
+    ring: KeyRing = get_keyring(request)
+    principal = ring.authenticate(form.get("api_key", "").strip())
+    if principal is None:
+        logger.info("web login refused: unknown key")
+        return render(request, "login.html", {"next": next_url, "error": "密钥无效。"}, status.HTTP_401_UNAUTHORIZED)
+    if not principal.may(Role.reviewer):
+        logger.info("web login refused: %s has role %s", principal.name, principal.role.value)
+        return error_page(
+            request, status.HTTP_403_FORBIDDEN, "无权访问",
+            f"“{principal.role.value}”角色的密钥不能登录审核页面，请使用审核员或管理员密钥。",
+        )
+    open_session(request, principal, ring, session_secret_of(request))
+    logger.info("web login: %s (%s)", principal.name, principal.role.value)
+    return RedirectResponse(next_url, status.HTTP_303_SEE_OTHER)
+
+
+async def logout(request: Request) -> Response:
+    try:
+        form = await read_form(request)
+    except FormError:
+        form = {}
+    if request.session.get("name") and not csrf_ok(request, form.get(CSRF_FIELD)):
+        return error_page(request, status.HTTP_403_FORBIDDEN, "请求无效", "页面已过期，请刷新后再退出。")
+    request.session.clear()
+    return RedirectResponse(LOGIN_PATH, status.HTTP_303_SEE_OTHER)
+
+
+public_router.add_route(LOGIN_PATH, login_page, methods=["GET", "POST"], include_in_schema=False)
+public_router.add_route("/review/logout", logout, methods=["POST"], include_in_schema=False)
+
+
+# -- the queue --------------------------------------------------------------------------------------
+def _day_start(value: date | None, plus_days: int = 0) -> datetime | None:
+    """Midnight (Beijing time) at the start of `value` (+ days), for the queue's date filters."""
+    if value is None:
+        return None
+    return datetime.combine(value + timedelta(days=plus_days), time.min, tzinfo=DISPLAY_TZ)
+
+
+def _departments(request: Request, store: Store) -> list[str]:
+    """Departments a reviewer may choose: the model's classes, and any that stored predictions name."""
+    state = getattr(request.app.state, "model_state", None)
+    model = getattr(state, "model", None)
+    known = list(model.bundle.classes) if model is not None else []
+    for name in store.known_departments():
+        if name not in known:
+            known.append(name)
+    return known
+
+
+def _parse_date(value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+@router.get("/review", response_class=HTMLResponse)
+def queue_page(
+    request: Request,
+    principal: ReviewerDep,
+    store: StoreDep,
+    level: Annotated[str | None, Query()] = None,
+    department: Annotated[str | None, Query()] = None,
+    since: Annotated[str | None, Query()] = None,
+    until: Annotated[str | None, Query()] = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> HTMLResponse:
+    level = level if level in LEVELS else None
+    departments = _departments(request, store)
+    department = department if department else None
+    since_day, until_day = _parse_date(since), _parse_date(until)
+    filters: dict[str, Any] = {
+        "level": level, "department": department, "since": _day_start(since_day), "until": _day_start(until_day, 1),
+    }
+    counts = store.review_queue_counts(**filters)
+    total = sum(counts.values())
+    items = store.review_queue(**filters, limit=QUEUE_PAGE_SIZE, offset=(page - 1) * QUEUE_PAGE_SIZE)
+    pages = max(1, -(-total // QUEUE_PAGE_SIZE))
+    query = {k: v for k, v in {"level": level, "department": department, "since": since_day, "until": until_day}.items()
+             if v}
+
+    def page_url(n: int) -> str:
+        return "/review?" + urlencode({**query, "page": n})
+
+    return render(
+        request,
+        "queue.html",
+        {
+            "items": items,
+            "counts": counts,
+            "total": total,
+            "departments": departments,
+            "filters": {"level": level or "", "department": department or "",
+                        "since": since_day.isoformat() if since_day else "",
+                        "until": until_day.isoformat() if until_day else ""},
+            "page": page,
+            "pages": pages,
+            "prev_url": page_url(page - 1) if page > 1 else None,
+            "next_url": page_url(page + 1) if page < pages else None,
+            "first_index": (page - 1) * QUEUE_PAGE_SIZE,
+        },
+    )
+
+
+# -- one case ---------------------------------------------------------------------------------------
+def _next_case(store: Store, case_id: str) -> str | None:
+    """The pending case after this one in queue order; the first pending one if this is not queued."""
+    ids = [item.case_id for item in store.review_queue(limit=NEXT_LOOKAHEAD)]
+    if case_id in ids:
+        position = ids.index(case_id)
+        later = ids[position + 1:] or ids[:position]
+        return later[0] if later else None
+    return ids[0] if ids else None
+
+
+def _case_context(request: Request, store: Store, detail: CaseDetail) -> dict[str, Any]:
+    latest = detail.latest_prediction
+    version = detail.latest_version
+    assert latest is not None and version is not None
+    predictions_by_id = {p.id: p for p in detail.predictions}
+    audit: list[dict[str, Any]] = []
+    for p in detail.predictions:
+        who = f"模型 {p.model_name} v{p.model_version or '?'}"
+        audit.append({"when": p.created_at, "kind": "prediction", "who": who,
+                      "department": p.department, "level": p.risk_level, "note": None, "prediction_id": p.id,
+                      "confidence": p.department_confidence})
+    for r in detail.reviews:
+        judged = predictions_by_id.get(r.prediction_id)
+        agreed = judged is not None and r.decided_department == judged.department and (
+            r.decided_level == judged.risk_level)
+        audit.append({"when": r.created_at, "kind": "review", "who": r.reviewer, "department": r.decided_department,
+                      "level": r.decided_level, "note": r.note, "prediction_id": r.prediction_id,
+                      "decision": "确认" if agreed else "修改"})
+    audit.sort(key=lambda e: (e["when"], 0 if e["kind"] == "prediction" else 1))
+    hot_issue = (latest.reasons or {}).get("hot_issue") if isinstance(latest.reasons, dict) else None
+    return {
+        "detail": detail,
+        "prediction": latest,
+        "version": version,
+        "text": highlight(version.title, version.body, latest.reasons),
+        "reasons": reason_views(latest.reasons),
+        "top": top_departments(latest.top),
+        "hot_issue_id": latest.hot_issue_id,
+        "hot_issue": hot_issue,
+        "alert": detail.alert,
+        "burst_case_ids": [c for c in detail.burst_case_ids if c != detail.case_id],
+        "audit": list(reversed(audit)),
+        "departments": _departments(request, store),
+        "pending": detail.pending,
+        # The latest review of the prediction shown (a review of an older text does not decide this one).
+        "decision": next((r for r in reversed(detail.reviews) if r.prediction_id == latest.id), None),
+        "next_case": _next_case(store, detail.case_id),
+        "versions": len(detail.versions),
+    }
+
+
+def _not_found(request: Request, case_id: str) -> HTMLResponse:
+    return error_page(request, status.HTTP_404_NOT_FOUND, "未找到案件", f"没有编号为 {case_id} 的案件。")
+
+
+@router.get("/review/cases/{case_id}", response_class=HTMLResponse)
+def case_page(request: Request, case_id: str, principal: ReviewerDep, store: StoreDep) -> HTMLResponse:
+    detail = store.case_detail(case_id)
+    if detail is None or detail.latest_prediction is None:
+        return _not_found(request, case_id)
+    context = _case_context(request, store, detail)
+    return render(request, "case.html", {**context, "errors": [], "form": {}})
+
+
+def _decision(
+    form: dict[str, str], latest: PredictionRecord, departments: list[str]
+) -> tuple[dict[str, str | None], list[str]]:
+    """The review to store, or what is wrong with the form (in Chinese, for the page)."""
+    action = form.get("action")
+    note = form.get("note", "").strip()
+    errors: list[str] = []
+    if len(note) > NOTE_MAX_CHARS:
+        errors.append(f"备注不能超过 {NOTE_MAX_CHARS} 字。")
+    if action == "confirm":
+        return {"decided_department": latest.department, "decided_level": latest.risk_level,
+                "note": note or None}, errors
+    if action != "change":
+        return {}, ["未知的操作。"]
+    department = form.get("department", "").strip() or latest.department
+    level = form.get("level", "").strip() or latest.risk_level
+    if department not in departments:
+        errors.append("请选择列表中的部门。")
+    if level is not None and level not in LEVELS:
+        errors.append("风险等级只能是红、黄或绿。")
+    if department == latest.department and level == latest.risk_level:
+        errors.append("部门和风险等级都与模型相同：请修改至少一项，或直接点“确认”。")
+    if not note:
+        errors.append("修改时必须填写备注，说明理由。")
+    return {"decided_department": department, "decided_level": level, "note": note}, errors
+
+
+@router.post("/review/cases/{case_id}/reviews", response_class=HTMLResponse)
+async def post_review(request: Request, case_id: str, principal: ReviewerDep, store: StoreDep) -> Response:
+    try:
+        form = await read_form(request)
+    except FormError:
+        return error_page(request, status.HTTP_400_BAD_REQUEST, "请求无效", "请从案件页面提交表单。")
+    if via_session(request) and not csrf_ok(request, form.get(CSRF_FIELD)):
+        message = "页面已过期（CSRF 校验失败），请刷新页面后重试。"
+        return error_page(request, status.HTTP_403_FORBIDDEN, "请求无效", message)
+    detail = await run_in_threadpool(store.case_detail, case_id)
+    if detail is None or detail.latest_prediction is None:
+        return _not_found(request, case_id)
+    latest = detail.latest_prediction
+    departments = await run_in_threadpool(_departments, request, store)
+    decision, errors = _decision(form, latest, departments)
+    if str(latest.id) != form.get("prediction_id", ""):
+        errors.insert(0, "案件已有新的预测，请核对页面上的最新结果后再提交。")
+    if errors:
+        context = await run_in_threadpool(_case_context, request, store, detail)
+        return render(request, "case.html", {**context, "errors": errors, "form": form},
+                      status.HTTP_422_UNPROCESSABLE_CONTENT)
+    review = await run_in_threadpool(
+        lambda: store.add_review(case_id, latest.id, principal.name, **decision)  # type: ignore[arg-type]
+    )
+    confirmed = form.get("action") == "confirm"
+    logger.info("web review id=%s case_id=%s reviewer=%s action=%s", review.id, case_id, principal.name,
+                "confirm" if confirmed else "change")
+    set_flash(request, "已确认模型结果。" if confirmed else "已保存修改。")
+    return RedirectResponse(f"/review/cases/{case_id}", status.HTTP_303_SEE_OTHER)
+
+
+# -- dashboard --------------------------------------------------------------------------------------
+@router.get("/dashboard", response_class=HTMLResponse)
+def dashboard_page(request: Request, principal: ReviewerDep, store: StoreDep) -> HTMLResponse:
+    rows = charts.case_rows(store)
+    state = getattr(request.app.state, "model_state", None)
+    model = getattr(state, "model", None)
+    info = model_info(model) if model is not None else None
+    report = store.agreement_report() if principal.may(Role.admin) else None
+    return render(
+        request,
+        "dashboard.html",
+        {
+            "level_chart": charts.level_chart(rows),
+            "department_chart": charts.department_chart(rows),
+            "cases": len(rows),
+            "alerts": store.open_alerts(limit=20),
+            "report": report,
+            "model": info,
+            "model_error": None if model is not None else getattr(state, "unavailable_reason", "no model loaded"),
+        },
+    )

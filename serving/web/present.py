@@ -1,0 +1,199 @@
+"""What the pages show, computed in Python so templates only loop and print (Jinja2 escapes everything).
+
+* `highlight`: the case text split into plain and highlighted segments from the cue offsets. Offsets
+  index `features.text.case_text(title, body)` (normalised, personal numbers masked), so that is the
+  text shown; the segments are split back into title and body. Templates wrap highlighted segments in
+  `<mark>`; no HTML is ever built from case text here.
+* `reason_views`: risk reasons in words a reviewer reads (rubric criterion names in Chinese).
+* times in Beijing time, levels and priorities in Chinese.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from features.text import case_text, mask_personal_data, normalise
+
+try:
+    from zoneinfo import ZoneInfo
+
+    DISPLAY_TZ: timezone | ZoneInfo = ZoneInfo("Asia/Shanghai")
+except Exception:  # no tz database on the machine: China has no daylight saving time
+    DISPLAY_TZ = timezone(timedelta(hours=8), "CST")
+
+LEVEL_NAMES = {"red": "红", "yellow": "黄", "green": "绿"}
+PRIORITY_NAMES = {"red": "红色风险", "yellow": "黄色风险", "review": "路由待复核", "other": "其他"}
+#: The risk rubric's criteria (shared/risk-rubric.md), as a reviewer would name them.
+CRITERION_NAMES = {
+    "red-1": "危及生命或人身安全",
+    "red-2": "急性公共卫生危害",
+    "red-3": "多人面临紧急损失",
+    "red-4": "群体性冲突正在升级",
+    "yellow-1": "健康、财产或生计持续受损",
+    "yellow-2": "影响人数较多",
+    "yellow-3": "反复反映未解决",
+    "yellow-4": "涉及弱势群体",
+}
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A run of case text; `criterion` set when it is a highlighted cue phrase."""
+
+    text: str
+    criterion: str | None = None
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class HighlightedText:
+    title: list[Segment]
+    body: list[Segment]
+    #: Cues whose offsets did not fit the text (e.g. a prediction of an older text version).
+    skipped: int
+
+
+@dataclass(frozen=True)
+class ReasonView:
+    kind: str
+    text: str
+    criterion: str | None
+    criterion_name: str | None
+    level: str | None
+    weight: float | None
+
+
+def criterion_level(criterion: str | None) -> str | None:
+    if not criterion:
+        return None
+    head = criterion.split("-", 1)[0]
+    return head if head in LEVEL_NAMES else None
+
+
+def criterion_label(criterion: str | None) -> str | None:
+    """"红-1 危及生命或人身安全" for "red-1"; None for no criterion."""
+    if not criterion:
+        return None
+    level = criterion_level(criterion)
+    number = criterion.split("-", 1)[1] if "-" in criterion else ""
+    prefix = f"{LEVEL_NAMES[level]}-{number}" if level else criterion
+    name = CRITERION_NAMES.get(criterion)
+    return f"{prefix} {name}" if name else prefix
+
+
+def risk_reasons(reasons: Any) -> list[Mapping[str, Any]]:
+    """The stored risk reasons of a prediction (`reasons["risk"]`), whatever shape the row holds."""
+    if isinstance(reasons, Mapping):
+        reasons = reasons.get("risk")
+    return [r for r in (reasons or []) if isinstance(r, Mapping)]
+
+
+def _spans(text: str, cues: Iterable[Mapping[str, Any]]) -> tuple[list[tuple[int, int, str]], int]:
+    spans: list[tuple[int, int, str]] = []
+    skipped = 0
+    for cue in cues:
+        start, end = cue.get("start"), cue.get("end")
+        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)):
+            skipped += 1
+            continue
+        phrase = cue.get("text")
+        if isinstance(phrase, str) and phrase and text[start:end] != phrase:
+            skipped += 1  # offsets of another text version: highlighting them would mislead
+            continue
+        spans.append((start, end, str(cue.get("criterion") or "")))
+    spans.sort()
+    merged: list[tuple[int, int, str]] = []
+    for start, end, criterion in spans:
+        if merged and start < merged[-1][1]:  # overlapping cues: keep the first, extend it
+            prev_start, prev_end, prev_criterion = merged[-1]
+            merged[-1] = (prev_start, max(prev_end, end), prev_criterion)
+        else:
+            merged.append((start, end, criterion))
+    return merged, skipped
+
+
+def _segments(text: str, spans: list[tuple[int, int, str]], lo: int, hi: int) -> list[Segment]:
+    """Segments of text[lo:hi], with the spans clipped to that range."""
+    out: list[Segment] = []
+    cursor = lo
+    for start, end, criterion in spans:
+        start, end = max(start, lo), min(end, hi)
+        if start >= end:
+            continue
+        if start > cursor:
+            out.append(Segment(text[cursor:start]))
+        out.append(Segment(text[start:end], criterion or None, criterion_label(criterion) or "风险线索"))
+        cursor = end
+    if cursor < hi:
+        out.append(Segment(text[cursor:hi]))
+    return out
+
+
+def highlight(title: str | None, body: str | None, reasons: Any) -> HighlightedText:
+    """The case's normalised text, title and body apart, with every cue phrase of `reasons` marked."""
+    text = case_text(title, body)
+    cues = [r for r in risk_reasons(reasons) if r.get("kind") == "cue"]
+    spans, skipped = _spans(text, cues)
+    title_n, body_n = normalise(title), normalise(body)
+    if title_n and body_n:
+        title_len = len(mask_personal_data(title_n))  # masking never crosses the "。" joining the two
+        return HighlightedText(
+            _segments(text, spans, 0, title_len), _segments(text, spans, title_len + 1, len(text)), skipped
+        )
+    if title_n:
+        return HighlightedText(_segments(text, spans, 0, len(text)), [], skipped)
+    return HighlightedText([], _segments(text, spans, 0, len(text)), skipped)
+
+
+def reason_views(reasons: Any) -> list[ReasonView]:
+    """Model reasons first (as stored: strongest first), then each distinct cue phrase once."""
+    views: list[ReasonView] = []
+    seen: set[tuple[str, str]] = set()
+    for reason in risk_reasons(reasons):
+        kind = str(reason.get("kind") or "")
+        text = str(reason.get("text") or reason.get("phrase") or reason.get("label") or "")
+        criterion = reason.get("criterion")
+        if kind == "cue":
+            key = (text, str(criterion))
+            if key in seen:
+                continue
+            seen.add(key)
+        weight = reason.get("weight")
+        views.append(
+            ReasonView(
+                kind=kind,
+                text=text,
+                criterion=criterion if isinstance(criterion, str) else None,
+                criterion_name=criterion_label(criterion if isinstance(criterion, str) else None),
+                level=criterion_level(criterion if isinstance(criterion, str) else None),
+                weight=float(weight) if isinstance(weight, int | float) else None,
+            )
+        )
+    return views
+
+
+def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """A stored (UTC) time in Beijing time; naive times are taken as UTC, as the store does."""
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(DISPLAY_TZ).strftime(fmt)
+
+
+def percent(value: float | None, digits: int = 0) -> str:
+    return "—" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def top_departments(top: Any) -> list[tuple[str, float]]:
+    """The stored top-3 (`[{"label", "probability"}]` or `[[label, p]]`) as pairs."""
+    pairs: list[tuple[str, float]] = []
+    for item in top or []:
+        if isinstance(item, Mapping):
+            pairs.append((str(item.get("label")), float(item.get("probability") or 0.0)))
+        elif isinstance(item, list | tuple) and len(item) == 2:
+            pairs.append((str(item[0]), float(item[1])))
+    return pairs

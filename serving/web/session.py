@@ -1,0 +1,99 @@
+"""The reviewer pages' login session: a signed cookie holding who logged in, never the key.
+
+Starlette's `SessionMiddleware` signs the cookie (itsdangerous, with an expiry) and marks it HttpOnly and
+SameSite=Strict. The session holds the principal's name and role, a fingerprint of the key it was opened
+with (an HMAC of the key's digest, so the cookie reveals nothing about the key) and a CSRF token. Each
+page request checks the fingerprint against the key ring: removing or replacing a key ends its sessions
+even when `TRIAGE_SESSION_SECRET` is fixed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from typing import Any
+
+from starlette.requests import Request
+
+from serving.auth import KeyRing, Principal, Role, StoredKey
+
+SESSION_COOKIE = "triage_session"
+#: A working day: a reviewer logs in again the next morning.
+SESSION_MAX_AGE_S = 8 * 3600
+CSRF_FIELD = "csrf_token"
+_SECRET_CONTEXT = b"grievance-triage web session v1"
+
+
+def session_secret(configured: str | None, ring: KeyRing) -> str:
+    """The configured secret, or one derived from the key digests (same keys, same secret, every worker).
+
+    With no keys there is nothing to log in with; a random secret keeps the middleware working.
+    """
+    if configured:
+        return configured
+    digests = ring.digests()
+    if not digests:
+        return secrets.token_urlsafe(32)
+    return hmac.new(_SECRET_CONTEXT, b"".join(digests), hashlib.sha256).hexdigest()
+
+
+def _fingerprint(secret: str, stored: StoredKey) -> str:
+    return hmac.new(secret.encode("utf-8"), b"key:" + stored.digest, hashlib.sha256).hexdigest()[:32]
+
+
+def csrf_token(request: Request) -> str:
+    """This session's CSRF token (made on first use; anonymous sessions get one for the login form)."""
+    token = request.session.get("csrf")
+    if not isinstance(token, str) or len(token) < 16:
+        token = secrets.token_urlsafe(24)
+        request.session["csrf"] = token
+    return token
+
+
+def csrf_ok(request: Request, presented: str | None) -> bool:
+    expected = request.session.get("csrf")
+    if not isinstance(expected, str) or not presented:
+        return False
+    return hmac.compare_digest(expected.encode("utf-8"), presented.encode("utf-8"))
+
+
+def open_session(request: Request, principal: Principal, ring: KeyRing, secret: str) -> None:
+    """Start a fresh session (new CSRF token: nothing from before login carries over)."""
+    stored = ring.stored(principal.name)
+    assert stored is not None
+    request.session.clear()
+    request.session.update(
+        {
+            "name": principal.name,
+            "role": principal.role.value,
+            "kid": _fingerprint(secret, stored),
+            "iat": int(time.time()),
+            "csrf": secrets.token_urlsafe(24),
+        }
+    )
+
+
+def session_principal(request: Request, ring: KeyRing, secret: str) -> Principal | None:
+    """Who the session belongs to, if its key is still configured with the same role; else None."""
+    data: dict[str, Any] = request.session
+    name, role, kid = data.get("name"), data.get("role"), data.get("kid")
+    if not (isinstance(name, str) and isinstance(role, str) and isinstance(kid, str)):
+        return None
+    stored = ring.stored(name)
+    if stored is None or stored.role.value != role:
+        return None
+    if not hmac.compare_digest(kid.encode("utf-8"), _fingerprint(secret, stored).encode("utf-8")):
+        return None
+    return Principal(stored.name, Role(stored.role))
+
+
+def set_flash(request: Request, message: str) -> None:
+    """A one-time message for the next page (post/redirect/get); short, never case text."""
+    request.session["flash"] = message
+
+
+def pop_flash(request: Request) -> str | None:
+    message = request.session.pop("flash", None)
+    return message if isinstance(message, str) else None
