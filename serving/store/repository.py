@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Engine, Select, func, select
+from sqlalchemy import Engine, Select, bindparam, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
@@ -57,6 +57,17 @@ logger = logging.getLogger(__name__)
 DEFAULT_ALERT_LIMIT = 100
 UNVERSIONED = "unversioned"
 _CASE_LOCK_NAMESPACE = b"triage-case:"
+
+
+#: Hot-path statements, built once (building a statement per call costs more than running it on SQLite).
+_LATEST_PREDICTION = (
+    select(Prediction, Case.text_hash)
+    .join(Case, Case.id == Prediction.case_row_id)
+    .where(Prediction.case_id == bindparam("case_id"))
+    .order_by(Prediction.id.desc())
+    .limit(1)
+)
+_INSERT_PREDICTION = insert(Prediction.__table__).returning(*Prediction.__table__.c)
 
 
 def text_hash(title: str | None, body: str | None) -> str:
@@ -129,7 +140,7 @@ class Store:
         )
 
     def _latest(self, session: Session, case_id: str) -> tuple[Prediction, str] | None:
-        row = session.execute(self._predictions_of(case_id).order_by(Prediction.id.desc()).limit(1)).first()
+        row = session.execute(_LATEST_PREDICTION, {"case_id": case_id}).first()
         return None if row is None else (row[0], row[1])
 
     def _case_row_id(self, session: Session, case: CaseInput, digest: str) -> int:
@@ -174,25 +185,27 @@ class Store:
             latest = self._latest(session, case.case_id)
             if latest is not None and latest[1] == digest and not rescore:
                 return PredictionRecord.of(latest[0], digest)
-            row = Prediction(
-                case_row_id=self._case_row_id(session, case, digest),
-                case_id=case.case_id,
-                model_name=prediction.model_name,
-                model_version=prediction.model_version,
-                department=prediction.department,
-                department_confidence=float(prediction.department_confidence),
-                needs_review=bool(prediction.needs_review),
-                top=_json(prediction.top),
-                risk_level=prediction.risk_level,
-                risk_probabilities=_json(prediction.risk_probabilities),
-                reasons=_json(prediction.reasons),
-                hot_issue_id=prediction.hot_issue_id,
-                latency_ms=prediction.latency_ms,
-                created_at=utcnow(),
-                supersedes_id=None if latest is None else latest[0].id,
-            )
-            session.add(row)
-            session.flush()
+            # A Core INSERT ... RETURNING: one statement, no unit-of-work bookkeeping on the hot path.
+            row = session.execute(
+                _INSERT_PREDICTION,
+                {
+                    "case_row_id": self._case_row_id(session, case, digest),
+                    "case_id": case.case_id,
+                    "model_name": prediction.model_name,
+                    "model_version": prediction.model_version,
+                    "department": prediction.department,
+                    "department_confidence": float(prediction.department_confidence),
+                    "needs_review": bool(prediction.needs_review),
+                    "top": _json(prediction.top),
+                    "risk_level": prediction.risk_level,
+                    "risk_probabilities": _json(prediction.risk_probabilities),
+                    "reasons": _json(prediction.reasons),
+                    "hot_issue_id": prediction.hot_issue_id,
+                    "latency_ms": prediction.latency_ms,
+                    "created_at": utcnow(),
+                    "supersedes_id": None if latest is None else latest[0].id,
+                },
+            ).one()
             record = PredictionRecord.of(row, digest, is_new=True)
         logger.debug(
             "stored prediction id=%s case_id=%s supersedes=%s", record.id, record.case_id, record.supersedes_id
