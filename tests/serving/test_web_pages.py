@@ -357,3 +357,21 @@ def test_the_dashboard_shows_charts_alerts_and_the_model(app_client: TestClient,
     assert log_in(admin, ADMIN_KEY).status_code == 303
     admin_html = admin.get("/dashboard").text
     assert "已审核" in admin_html and "部门一致" in admin_html
+
+
+def test_the_chart_picks_its_period_and_stacks_counts() -> None:
+    from datetime import date, timedelta
+
+    from serving.web.charts import BOTTOM, CHART_HEIGHT, TOP, CaseRow, department_chart, level_chart
+
+    start = date(2026, 1, 5)  # a Monday
+    rows = [CaseRow(start + timedelta(days=d), level, "城乡建设") for d, level in
+            [(0, "red"), (0, "green"), (1, "green"), (7, "yellow"), (20, "none")]]
+    chart = level_chart(rows)
+    assert chart.unit == "日" and not chart.empty
+    assert [b.title for b in chart.bars[:2]] == ["01-05 红: 1", "01-05 绿: 1"]
+    assert max(b.height for b in chart.bars) == pytest.approx((CHART_HEIGHT - BOTTOM - TOP) / 2, abs=0.1)
+    assert [(name, n) for name, _, n in chart.legend] == [("红", 1), ("黄", 1), ("绿", 2), ("无风险模型", 1)]
+    weekly = level_chart([*rows, CaseRow(start + timedelta(days=60), "red", "教育文体")])
+    assert weekly.unit == "周" and weekly.bars[0].title == "01-05 红: 1" and weekly.bars[1].title == "01-05 绿: 2"
+    assert department_chart([]).empty
