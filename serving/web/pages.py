@@ -132,7 +132,10 @@ def safe_next(value: str | None) -> str:
 
 async def login_page(request: Request) -> Response:
     if request.method == "GET":
-        return render(request, "login.html", {"next": safe_next(request.query_params.get("next")), "error": None})
+        next_url = safe_next(request.query_params.get("next"))
+        if session_principal(request, get_keyring(request), session_secret_of(request)) is not None:
+            return RedirectResponse(next_url, status.HTTP_303_SEE_OTHER)  # already logged in
+        return render(request, "login.html", {"next": next_url, "error": None})
     try:
         form = await read_form(request)
     except FormError:

@@ -107,6 +107,8 @@ def test_login_gives_a_signed_httponly_strict_cookie_holding_the_principal_not_t
     assert REVIEWER_KEY not in json.dumps(payload) and "key" not in payload
     page = client.get("/review")
     assert page.status_code == 200 and "reviewer-li" in page.text and "待审核队列" in page.text
+    again = client.get("/review/login?next=/dashboard", follow_redirects=False)
+    assert again.status_code == 303 and again.headers["location"] == "/dashboard"  # already logged in
     # The session authenticates pages only: the API still wants its key.
     assert client.get("/v1/alerts").status_code == 401
 
