@@ -82,9 +82,18 @@ def review_queue(
     """Pending cases, red first, then yellow, then needs_review, then the rest; oldest received first.
 
     `since` is inclusive and `until` exclusive, both on when the scored text version was received.
-    Only the first `BODY_PREVIEW_CHARS` characters of a body leave the database.
+    The page is chosen on narrow rows (ids and sort keys) and only its rows' text is read, and only the
+    first `BODY_PREVIEW_CHARS` characters of a body leave the database.
     """
-    rank = _priority_rank().label("rank")
+    page = (
+        select(Prediction.id.label("id"), _priority_rank().label("rank"), Case.received_at.label("received_at"))
+        .join(Case, Case.id == Prediction.case_row_id)
+        .where(*_pending_conditions(level, department, since, until))
+        .order_by(_priority_rank(), Case.received_at, Prediction.id)
+        .limit(limit)
+        .offset(offset)
+        .subquery()
+    )
     query: Select[Any] = (
         select(
             Prediction.case_id,
@@ -98,13 +107,11 @@ def review_queue(
             Prediction.needs_review,
             Prediction.risk_level,
             Prediction.hot_issue_id,
-            rank,
+            page.c.rank,
         )
+        .join(page, page.c.id == Prediction.id)
         .join(Case, Case.id == Prediction.case_row_id)
-        .where(*_pending_conditions(level, department, since, until))
-        .order_by(_priority_rank(), Case.received_at, Prediction.id)
-        .limit(limit)
-        .offset(offset)
+        .order_by(page.c.rank, page.c.received_at, Prediction.id)
     )
     return [
         QueueItem(
@@ -134,17 +141,14 @@ def review_queue_counts(
     until: datetime | None = None,
 ) -> dict[str, int]:
     """Pending cases per priority (every priority present, zeros included), under the queue's filters."""
-    ranked = (
-        select(_priority_rank().label("rank"))
-        .select_from(Prediction)
-        .join(Case, Case.id == Prediction.case_row_id)
-        .where(*_pending_conditions(level, department, since, until))
-        .subquery()
-    )
+    ranked = select(_priority_rank().label("rank")).select_from(Prediction)
+    if since is not None or until is not None:  # the cases table is needed only for the time filter
+        ranked = ranked.join(Case, Case.id == Prediction.case_row_id)
+    subquery = ranked.where(*_pending_conditions(level, department, since, until)).subquery()
     # Grouping a subquery's column, not the CASE itself: PostgreSQL cannot match two copies of a CASE
     # whose literals are separate bind parameters.
     counts = dict.fromkeys(PRIORITIES, 0)
-    for rank, n in session.execute(select(ranked.c.rank, func.count()).group_by(ranked.c.rank)):
+    for rank, n in session.execute(select(subquery.c.rank, func.count()).group_by(subquery.c.rank)):
         counts[PRIORITIES[rank]] = n
     return counts
 
