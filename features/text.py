@@ -119,6 +119,16 @@ def tokenise(text: str) -> list[str]:
     return list(_tokenise_cached(text))
 
 
+def case_tokens(title: str | None, body: str | None) -> list[str]:
+    """``tokenise(case_text(title, body))``, computed per part.
+
+    jieba never joins words across the "。" that `case_text` puts between title and body, so the tokens
+    are the same; tokenising the parts lets the router, the risk model and the hot-issue detector (which
+    reads title and body apart) share one cached tokenisation of each.
+    """
+    return tokenise(case_text(title, "")) + tokenise(case_text("", body))
+
+
 @lru_cache(maxsize=1024)
 def _tokenise_cached(text: str) -> tuple[str, ...]:
     stops = stop_words()

@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.utils.validation import check_is_fitted
 
-from features.text import case_text, mask_personal_data, normalise, tokenise
+from features.text import case_text, case_tokens, mask_personal_data, normalise, tokenise
 
 TOKEN_SEPARATOR = " "
 
@@ -104,7 +104,7 @@ class CaseVectorizer(TransformerMixin, BaseEstimator):
             if self.body_max_chars is not None:
                 body = normalise(body)[: self.body_max_chars]
             text = case_text(title, body)
-            words.append(TOKEN_SEPARATOR.join(tokenise(text)))
+            words.append(TOKEN_SEPARATOR.join(case_tokens(title, body)))
             needs_title = self.title_weight or self.char_source == "title"
             clean_title = mask_personal_data(normalise(title)) if needs_title else ""
             if self.char_weight:

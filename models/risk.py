@@ -58,7 +58,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from features import risk_cues
 from features.risk_cues import FEATURE_NAMES, LEVELS, CueMatch, Lexicon, load_lexicon, rule_risk_level
-from features.text import TEXT_PIPELINE_VERSION, case_text, normalise, tokenise
+from features.text import TEXT_PIPELINE_VERSION, case_text, case_tokens, normalise, tokenise
 from features.vectorizer import as_pairs, split_tokens
 
 logger = logging.getLogger(__name__)
@@ -1076,7 +1076,7 @@ class RiskModel:
         ]
         scorer = self._text_scorer()
         if scorer is not None:
-            row.extend(scorer.predict_proba_docs([_doc(text)])[0])
+            row.extend(scorer.predict_proba_docs([" ".join(case_tokens(title, body))])[0])  # = _doc(text)
         if len(row) != len(self.feature_names_):
             raise ValueError("the feature layout differs from the one the model was trained with; retrain")
         return self._results(np.asarray([row], dtype=np.float32), [matches], reasons)[0]

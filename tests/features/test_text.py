@@ -8,7 +8,7 @@ import time
 import pytest
 
 from features import text
-from features.text import case_text, init_tokenizer, mask_personal_data, normalise, stop_words, tokenise
+from features.text import case_text, case_tokens, init_tokenizer, mask_personal_data, normalise, stop_words, tokenise
 
 # -- normalise -------------------------------------------------------------------------------------
 
@@ -219,3 +219,11 @@ def test_tokeniser_is_built_once_even_when_first_used_by_several_threads(
         t.join()
     assert _SlowFakeTokenizer.built == 1
     assert all(g is got[0] for g in got)
+
+
+def test_case_tokens_equal_the_tokens_of_the_joined_text(demo_cases) -> None:
+    """Tokenising title and body apart (to share the cache) must not change a single token."""
+    pairs = list(zip(demo_cases["title"], demo_cases["body"], strict=True))
+    pairs += [("", "只有正文"), ("只有标题", ""), ("电话13812345678", "身份证430102199001011234，请回电13812345678")]
+    for title, body in pairs:
+        assert case_tokens(title, body) == tokenise(case_text(title, body)), (title[:20], body[:20])
