@@ -21,14 +21,16 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from features.text import init_tokenizer
-from models.mlflow_model import LoadedModel, load_model
+from models.mlflow_model import LoadedModel
 from models.tracking import configure_tracking
+from serving.admin_routes import admin_router
 from serving.auth import KeyRing
 from serving.hotspot_service import HotspotService
+from serving.model_reload import load_and_warm
 from serving.review_routes import review_router
 from serving.routes import router
 from serving.settings import Settings, get_settings
-from serving.state import ModelState, model_ref
+from serving.state import ModelState
 from serving.store import Store, upgrade_database
 from serving.web import install as install_web_pages
 from training.config import load_hotspot_config
@@ -36,7 +38,6 @@ from training.config import load_hotspot_config
 logger = logging.getLogger(__name__)
 
 PACKAGE = "grievance-triage"
-WARM_UP_TITLE = "预热"
 
 DESCRIPTION = """
 Routes Chinese citizen grievances (12345 hotline, web petitions, mayor's mailbox) to the department
@@ -63,21 +64,8 @@ def _app_version() -> str:
 
 
 def _load(uri: str) -> tuple[LoadedModel | None, str | None]:
-    """Load and warm up the model; on failure, log and return the reason instead of raising.
-
-    The reason is the exception type and message (a URI or path), never case text. A warm-up routing
-    builds the bundle's compiled scorer so the first real request does not pay for it.
-    """
-    try:
-        model = load_model(uri)
-        model.bundle.route_one(WARM_UP_TITLE, "")
-    except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-        logger.error("could not load the model from %s: %s", uri, reason)
-        return None, reason
-    ref = model_ref(model)
-    logger.info("serving model %s version %s (alias %s) from %s", ref.name, ref.version, model.alias, uri)
-    return model, None
+    """Load and warm up the model, or return why not (`serving.model_reload.load_and_warm`, shared with reload)."""
+    return load_and_warm(uri)
 
 
 @asynccontextmanager
@@ -176,6 +164,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     install_web_pages(app, settings)  # the reviewer pages: /review, /dashboard
     app.include_router(review_router)
+    app.include_router(admin_router)
     return app
 
 

@@ -6,7 +6,8 @@ The app's lifespan puts one `ModelState` on `app.state.model_state`; routes ask 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -20,10 +21,15 @@ HOW_TO_FIX = "train one with `triage train` or set TRIAGE_MODEL_URI"
 
 @dataclass
 class ModelState:
-    """The loaded model, or why there is none."""
+    """The loaded model, or why there is none.
+
+    `model` is replaced, never mutated, by `serving.model_reload.reload_model`, one reload at a time
+    (`reload_lock`); a request keeps the model object it read when it started.
+    """
 
     model: LoadedModel | None = None
     error: str | None = None
+    reload_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def unavailable_reason(self) -> str:

@@ -1,0 +1,170 @@
+"""`POST /v1/admin/reload`: a new model swapped in without failing requests; a bad one refused, the old kept."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from models.bundle import TriageBundle
+from models.mlflow_model import LoadedModel
+from serving.app import create_app
+from serving.settings import Settings
+from tests.keys import ADMIN, INTAKE, REVIEWER
+
+CASE = {"title": "东港区恒发鞋厂拖欠工人四个月工资", "body": "我们二十多名工人被欠薪，请劳动保障监察大队帮忙追讨。"}
+
+
+def new_case() -> dict[str, Any]:
+    return {"case_id": f"RELOAD-{uuid.uuid4().hex[:12]}", **CASE}
+
+
+@pytest.fixture(scope="module")
+def second_bundle_dir(demo_bundle: TriageBundle, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo bundle again, under another version (what a promotion would bring in)."""
+    directory = tmp_path_factory.mktemp("bundle-v2")
+    replace(demo_bundle, metadata={**demo_bundle.metadata, "model_version": "test-2"}).save(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def corrupt_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("bundle-corrupt")
+    (directory / "bundle.joblib").write_bytes(b"this is not a pickled model")
+    return directory
+
+
+@pytest.fixture
+def client(demo_bundle_dir: Path, tmp_path: Path) -> Iterator[TestClient]:
+    settings = Settings(model_uri=str(demo_bundle_dir), database_url=f"sqlite:///{tmp_path / 'triage.db'}")
+    with TestClient(create_app(settings), headers=INTAKE) as c:
+        yield c
+
+
+def serving_version(client: TestClient) -> str:
+    answer = client.post("/v1/triage", json=new_case())
+    assert answer.status_code == 200, answer.text
+    return answer.json()["model"]["version"]
+
+
+def reload(client: TestClient, body: dict[str, Any] | None = None) -> Any:
+    return client.post("/v1/admin/reload", json=body, headers=ADMIN)
+
+
+def test_reload_swaps_in_the_new_model_and_names_both(client: TestClient, second_bundle_dir: Path) -> None:
+    assert serving_version(client) == "test"
+    response = reload(client, {"model_uri": str(second_bundle_dir)})
+    assert response.status_code == 200, response.text
+    out = response.json()
+    assert out["previous"] == {"name": "grievance-triage", "version": "test"}
+    assert out["current"] == {"name": "grievance-triage", "version": "test-2"}
+    assert out["model_uri"] == str(second_bundle_dir)
+    assert serving_version(client) == "test-2"
+    assert client.get("/v1/model").json()["version"] == "test-2"
+    assert client.get("/readyz").json()["model"]["version"] == "test-2"
+
+
+def test_reload_without_a_body_loads_the_configured_model(client: TestClient, second_bundle_dir: Path) -> None:
+    assert reload(client, {"model_uri": str(second_bundle_dir)}).status_code == 200
+    response = client.post("/v1/admin/reload", headers=ADMIN)
+    assert response.status_code == 200, response.text
+    assert response.json()["current"]["version"] == "test"
+    assert serving_version(client) == "test"
+
+
+@pytest.mark.parametrize("bad", ["corrupt", "missing"])
+def test_a_model_that_cannot_load_is_refused_and_the_old_one_keeps_serving(
+    client: TestClient, corrupt_bundle_dir: Path, tmp_path: Path, bad: str
+) -> None:
+    uri = str(corrupt_bundle_dir if bad == "corrupt" else tmp_path / "no-such-model")
+    response = reload(client, {"model_uri": uri})
+    assert response.status_code == 409, response.text
+    detail = response.json()["detail"]
+    assert uri in detail and "still serving grievance-triage version test" in detail
+    assert serving_version(client) == "test"
+    assert client.get("/readyz").status_code == 200
+
+
+def test_reload_refuses_unknown_fields(client: TestClient) -> None:
+    assert reload(client, {"model_url": "models:/x@champion"}).status_code == 422
+    assert serving_version(client) == "test"
+
+
+@pytest.mark.parametrize(("headers", "status"), [({}, 401), ({"X-API-Key": "wrong-key-0123456789abcdef"}, 401),
+                                                 (INTAKE, 403), (REVIEWER, 403)])
+def test_only_admins_may_reload(client: TestClient, second_bundle_dir: Path, headers: dict[str, str],
+                                status: int) -> None:
+    response = client.post("/v1/admin/reload", json={"model_uri": str(second_bundle_dir)},
+                           headers={"X-API-Key": ""} | headers)
+    assert response.status_code == status, response.text
+    assert serving_version(client) == "test"
+
+
+def test_reload_documents_its_refusals(client: TestClient) -> None:
+    responses = client.get("/openapi.json").json()["paths"]["/v1/admin/reload"]["post"]["responses"]
+    assert {"200", "401", "403", "409", "422"} <= set(responses)
+
+
+class GatedBundle(TriageBundle):
+    """A bundle whose scoring waits for the test to let it go: a request held in flight."""
+
+    def predict_proba(self, cases: Any) -> np.ndarray:
+        self.__dict__["entered"].set()
+        assert self.__dict__["release"].wait(30), "the test never released the request"
+        return super().predict_proba(cases)
+
+
+def test_a_request_in_flight_finishes_on_the_model_it_started_with(
+    client: TestClient, demo_bundle: TriageBundle, second_bundle_dir: Path
+) -> None:
+    gated = GatedBundle(router=demo_bundle.router, thresholds=demo_bundle.thresholds,
+                        target_precision=demo_bundle.target_precision,
+                        metadata={**demo_bundle.metadata, "model_version": "in-flight"})
+    entered, release = threading.Event(), threading.Event()
+    gated.__dict__.update(entered=entered, release=release)
+    client.app.state.model_state.model = LoadedModel(gated, "memory", name="grievance-triage", version="in-flight")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        in_flight = pool.submit(client.post, "/v1/triage", json=new_case())
+        assert entered.wait(30)
+        swapped = reload(client, {"model_uri": str(second_bundle_dir)})  # while that request is still scoring
+        assert swapped.status_code == 200, swapped.text
+        assert swapped.json()["previous"]["version"] == "in-flight"
+        release.set()
+        answer = in_flight.result(timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["model"]["version"] == "in-flight"
+    assert serving_version(client) == "test-2"
+
+
+def test_no_request_fails_while_models_are_reloaded_again_and_again(
+    client: TestClient, demo_bundle_dir: Path, second_bundle_dir: Path
+) -> None:
+    stop = threading.Event()
+
+    def keep_triaging() -> list[tuple[int, str | None]]:
+        seen = []
+        while not stop.is_set() or not seen:
+            response = client.post("/v1/triage", json=new_case())
+            seen.append((response.status_code, response.json().get("model", {}).get("version")))
+        return seen
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        workers = [pool.submit(keep_triaging) for _ in range(4)]
+        # Two admins reloading at once, twice over: the lock runs them one after the other.
+        reloads = [pool.submit(reload, client, {"model_uri": str(uri)})
+                   for uri in (second_bundle_dir, demo_bundle_dir, second_bundle_dir, demo_bundle_dir)]
+        statuses = [r.result(timeout=120).status_code for r in reloads]
+        stop.set()
+        answers = [a for w in workers for a in w.result(timeout=120)]
+    assert statuses == [200, 200, 200, 200]
+    assert len(answers) >= 8
+    assert {status for status, _ in answers} == {200}
+    assert {version for _, version in answers} <= {"test", "test-2"}
