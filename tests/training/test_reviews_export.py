@@ -7,14 +7,18 @@ import csv
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from serving.store import CaseInput, PredictionInput, Store, upgrade_database
 from serving.store.reviewed import reviewed_cases
 from tests.serving import conftest as serving_databases
+from tests.training.test_train import point_mlflow_at
 from training.cli import app
+from training.config import TrainConfig
 from training.loading import REASON_SUPERSEDED, load_cases
 from training.reviews_export import EXPORT_COLUMNS, escape_formula, export_reviews, reviews_frame
 
@@ -245,3 +249,38 @@ def test_a_reviewed_copy_outvotes_unreviewed_copies_of_the_same_text(tmp_path: P
     (row,) = loaded.frame.to_dict("records")
     assert (row["case_id"], row["department"]) == ("R", "交通运输")
     assert loaded.report.duplicates_merged == 2 and not loaded.report.rejected
+
+
+@pytest.mark.slow
+def test_triage_train_takes_the_export_beside_the_original_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_csv: Path, demo_cases: pd.DataFrame, fast_config: TrainConfig
+) -> None:
+    point_mlflow_at(monkeypatch, tmp_path)
+    url = f"sqlite:///{tmp_path / 'triage.db'}"
+    upgrade_database(url)
+    with Store.from_url(url) as store:
+        case = demo_cases.iloc[5]
+        moved_to = next(d for d in sorted(set(demo_cases["department"])) if d != case["department"])
+        pid = predict(store, case["case_id"], case["title"], case["body"], department=case["department"],
+                      level="green")
+        store.add_review(case["case_id"], pid, "reviewer-li", decided_department=moved_to, decided_level="red")
+    reviews = tmp_path / "reviews.csv"
+    runner = CliRunner()
+    exported = runner.invoke(app, ["export-reviews", "--out", str(reviews), "--database-url", url], env=WIDE)
+    assert exported.exit_code == 0, exported.output
+    raw = fast_config.model_dump(mode="json")
+    raw["features"]["char_weight"] = 0.0
+    config = tmp_path / "quick.yaml"
+    config.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    try:
+        trained = runner.invoke(app, ["train", "--data", str(demo_csv), "--data", str(reviews), "--config",
+                                      str(config)], env=WIDE)
+        assert trained.exit_code == 0, trained.output
+        assert "superseded by a reviewer's decision" in trained.output
+        run = mlflow.search_runs(experiment_names=[fast_config.registry.experiment_name], output_format="list")[0]
+        assert run.data.params["data.superseded_by_review"] == "1"
+        assert run.data.params["data.rows_kept"] == str(len(demo_cases))
+        assert "reviews.csv" in run.data.params["data.file_names"]
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
