@@ -183,7 +183,7 @@ def current_principal(
 
 def require_role(*roles: Role) -> Callable[..., Principal]:
     """A dependency that answers 403 unless the caller's role is one of `roles` (admin always is)."""
-    allowed = ", ".join(r.value for r in (*roles, Role.admin))
+    allowed = ", ".join(dict.fromkeys(r.value for r in (*roles, Role.admin)))
 
     def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
         if not principal.may(*roles):
