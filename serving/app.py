@@ -48,8 +48,15 @@ people (hot issues); and keeps every prediction in an append-only audit trail.
 * `POST /v1/triage`: one case → department, confidence, top 3, needs_review, model version.
 * `POST /v1/triage/batch`: up to 1,000 cases in one call, results in request order.
 * `GET /v1/alerts`, `GET /v1/alerts/{id}`: hot-issue alerts (bursts of similar cases from many people).
+* `GET /v1/review-queue`, `GET /v1/cases/{case_id}`, `POST /v1/cases/{case_id}/reviews`: reviewers audit
+  predictions; every review is kept. `GET /v1/reports/agreement`: model vs reviewers (admin).
 * `GET /v1/model`: the loaded model: name, version, alias, when it was trained, held-out metrics.
+* `POST /v1/admin/reload`: load the new champion without dropping requests in flight (admin).
 * `GET /healthz` (process alive) and `GET /readyz` (a model is loaded).
+
+Every route but health, readiness and these docs needs an API key in `X-API-Key` (`TRIAGE_API_KEYS`):
+role `intake` may triage, `reviewer` may read and review cases and alerts, `admin` may do everything.
+No key answers 401, a key whose role may not answers 403. The reviewer web page is at `/review`.
 
 Invalid requests answer 422 with `error` and a `detail` list naming each field and the reason;
 triage answers 503 when no model is loaded.
