@@ -32,12 +32,14 @@ mlflow.db: $(DEMO_DATA) $(CONFIG) | $(VENV)/.installed
 demo-model: mlflow.db
 
 # Demo keys (one per role) are made once in var/demo-api-keys.env and printed; a TRIAGE_API_KEYS already
-# set in the environment wins.
+# set in the environment wins. An empty audit store is filled with the demo cases (once) so the reviewer
+# queue has cases to audit.
 DEMO_KEYS := var/demo-api-keys.env
 
 run: mlflow.db
 	@if [ -n "$$TRIAGE_API_KEYS" ]; then echo "Using the API keys in TRIAGE_API_KEYS."; \
 	else $(BIN)/python -m serving.demo_keys $(DEMO_KEYS) && set -a && . ./$(DEMO_KEYS) && set +a; fi; \
+	$(BIN)/python -m serving.demo_seed && \
 	exec $(BIN)/triage serve --host $(HOST) --port $(PORT)
 
 serve: install

@@ -1,0 +1,103 @@
+"""Fill an empty audit store with the demo cases, so a newcomer's `make run` has a queue to audit.
+
+The cases go through the very path the API uses (`triage_cases`: router, hot-issue detector, risk model,
+store), in time order, so the review queue, the case views, the hot-issue alerts and the dashboard all
+show real predictions of the served model. A store that already holds predictions is left alone: the
+seed runs once, and never mixes demo cases into a store in use.
+
+    python -m serving.demo_seed [--data CSV] [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from features.text import init_tokenizer
+from models.tracking import configure_tracking
+from serving.hotspot_service import HotspotService
+from serving.model_reload import load_and_warm
+from serving.schemas import TriageRequest
+from serving.settings import Settings
+from serving.store import Store, upgrade_database
+from serving.triage_service import triage_cases
+from training.config import load_hotspot_config
+from training.loading import DataError, load_cases
+
+logger = logging.getLogger(__name__)
+
+DEMO_DATA = Path(__file__).resolve().parent.parent / "training" / "demo_data" / "grievances.csv"
+BATCH = 100
+
+
+def demo_requests(path: Path = DEMO_DATA, limit: int | None = None) -> list[TriageRequest]:
+    """The demo cases as triage requests, oldest first (the newest `limit` of them if given)."""
+    frame = load_cases([path], require_department=False).frame
+    frame = frame.sort_values("created_at", kind="stable")
+    if limit is not None:
+        frame = frame.tail(limit)
+    requests = []
+    for row in frame.itertuples(index=False):
+        created = None if pd.isna(row.created_at) else pd.Timestamp(row.created_at).tz_localize("Asia/Shanghai")
+        reporter = getattr(row, "reporter_id", None)
+        requests.append(
+            TriageRequest(
+                case_id=str(row.case_id),
+                title=row.title or "",
+                body=row.body or "",
+                created_at=None if created is None else created.to_pydatetime(),
+                reporter_id=None if reporter is None or pd.isna(reporter) else str(reporter),
+                channel="demo",
+            )
+        )
+    return requests
+
+
+def seed(settings: Settings, requests: list[TriageRequest]) -> int:
+    """Triage `requests` into the store named by `settings` if it has no prediction yet; how many were."""
+    upgrade_database(settings.database_url)
+    store = Store.from_url(settings.database_url)
+    try:
+        if store.count_predictions():
+            return 0
+        model, error = load_and_warm(settings.model_uri)
+        if model is None:
+            raise RuntimeError(f"cannot seed the demo cases: {error}")
+        init_tokenizer()
+        hotspots = HotspotService.restore(store, load_hotspot_config(settings.hotspot_config))
+        try:
+            for start in range(0, len(requests), BATCH):
+                triage_cases(model, requests[start : start + BATCH], store=store, hotspots=hotspots)
+        finally:
+            hotspots.close()
+        return len(requests)
+    finally:
+        store.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEMO_DATA)
+    parser.add_argument("--limit", type=int, default=None, help="only the newest N cases")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_tracking()
+    try:
+        requests = demo_requests(args.data, args.limit)
+        stored = seed(Settings(), requests)
+    except (DataError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if stored:
+        print(f"Seeded the audit store with {stored} demo cases (the reviewer queue and the dashboard show them).")
+    else:
+        print("The audit store already holds predictions: no demo cases added.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,29 @@
+"""`make run` seeds an empty audit store with demo cases through the service's own triage path, once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from serving.demo_seed import demo_requests, seed
+from serving.settings import Settings
+from serving.store import Store
+
+
+def test_demo_cases_become_requests_in_time_order_with_their_zone() -> None:
+    requests = demo_requests(limit=40)
+    assert len(requests) == 40
+    times = [r.created_at for r in requests]
+    assert times == sorted(times) and all(t.utcoffset().total_seconds() == 8 * 3600 for t in times)
+    assert len({r.case_id for r in requests}) == 40
+
+
+def test_seeding_fills_an_empty_store_once(demo_bundle_dir: Path, tmp_path: Path) -> None:
+    settings = Settings(model_uri=str(demo_bundle_dir), database_url=f"sqlite:///{tmp_path / 'seed.db'}")
+    requests = demo_requests(limit=60)
+    assert seed(settings, requests) == 60
+    assert seed(settings, requests) == 0  # a store with predictions is left alone
+    with Store.from_url(settings.database_url) as store:
+        assert store.count_predictions() == 60
+        queue = store.review_queue(limit=200)
+        assert {item.case_id for item in queue} == {r.case_id for r in requests}
+        assert store.latest_snapshot() is not None  # the detector's state was saved for the server
