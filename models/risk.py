@@ -29,10 +29,11 @@ Decision bands (`choose_bands`) turn probabilities into a level::
 ``t_red`` is, among thresholds whose red recall on held-out predictions reaches
 `RiskParams.red_recall_target` (default 0.95), the one with the best F2, raised if needed to keep red
 precision at `RiskParams.red_precision_floor`; ``t_yellow`` likewise for "at least yellow" recall and
-`RiskParams.yellow_recall_target` (default 0.85). `RiskModel.fit` chooses them on out-of-fold predictions
-of the rows with real (non-weak) labels, never on predictions for rows the model trained on. A case whose
-cue rules say red is never green (at least yellow, with a "rule" reason): a safety floor for dangers the
-model has seen too few examples of (`RiskParams.red_cue_floor`).
+`RiskParams.yellow_recall_target` (default 0.85), choosing by the mean F1 of "at least yellow" and
+green. `RiskModel.fit` chooses them on out-of-fold predictions of the rows with real (non-weak) labels,
+never on predictions for rows the model trained on. A case whose cue rules say red is never green (at
+least yellow, with a "rule" reason): a safety floor for dangers the model has seen too few examples of
+(`RiskParams.red_cue_floor`).
 
 Reasons (`Reason`): the top LightGBM ``pred_contrib`` contributions toward the predicted level, named in
 Chinese (`feature_text`), and every matched cue phrase with its offsets into ``case_text(title, body)``.
@@ -491,22 +492,33 @@ def weak_labels(cases: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------------------------------------------
 
 
-def _recall_threshold(scores: np.ndarray, positive: np.ndarray, target: float, beta: float = 2.0) -> float:
-    """Among thresholds whose recall of `positive` rows reaches `target`, the one with the best F-beta.
+def _recall_threshold(
+    scores: np.ndarray, positive: np.ndarray, target: float, objective: Literal["f2", "balanced"] = "f2"
+) -> float:
+    """Among thresholds whose recall of `positive` rows reaches `target`, the one that scores best.
 
     The largest such threshold alone sits right at the edge of the held-out scores: when classes separate
     well it is near 1, and a new case scoring a little lower than every training case falls through.
-    F2 (recall weighted four times precision) lowers it while that costs little precision.
+    ``objective`` decides how far below it to go: "f2" (F-beta of the positives, recall weighted four
+    times precision: red, where a miss costs most) or "balanced" (the mean F1 of positives and negatives:
+    yellow, where the positives are most cases and F2 alone would call nearly every case yellow).
     """
     order = np.argsort(-scores, kind="stable")
     ordered, hits = scores[order], np.cumsum(positive[order])
+    n_pos = max(1, int(positive.sum()))
+    n_neg = max(1, len(scores) - int(positive.sum()))
     flagged = np.arange(1, len(ordered) + 1)
-    recall, precision = hits / max(1, int(positive.sum())), hits / flagged
+    recall, precision = hits / n_pos, hits / flagged
     last_of_tie = np.r_[ordered[1:] != ordered[:-1], True]
     feasible = last_of_tie & (recall >= target - 1e-9)
-    b2 = beta * beta
-    f_beta = np.where(feasible, (1 + b2) * precision * recall / np.maximum(b2 * precision + recall, 1e-12), -1.0)
-    return float(ordered[int(np.argmax(f_beta))])
+    if objective == "f2":
+        score = 5 * precision * recall / np.maximum(4 * precision + recall, 1e-12)
+    else:
+        f1_pos = 2 * hits / (flagged + n_pos)
+        true_neg = (len(ordered) - flagged) - (n_pos - hits)
+        f1_neg = 2 * true_neg / np.maximum((len(ordered) - flagged) + n_neg, 1)
+        score = (f1_pos + f1_neg) / 2
+    return float(ordered[int(np.argmax(np.where(feasible, score, -1.0)))])
 
 
 def _precision_floor_threshold(p_red: np.ndarray, red: np.ndarray, start: float, floor: float) -> float:
@@ -540,7 +552,7 @@ def choose_bands(
     - ``t_red``: a threshold on P(red) whose red recall (share of true red rows with P(red) >= t_red) is
       at least ``red_recall_target``: of those, the one with the best F2 (`_recall_threshold`);
     - ``t_yellow``: the same on P(red) + P(yellow) for "at least yellow" rows (true red or yellow) and
-      ``yellow_recall_target``.
+      ``yellow_recall_target``, choosing by the mean F1 of "at least yellow" and green.
 
     If red precision at ``t_red`` is below ``red_precision_floor``, ``t_red`` is raised to the smallest
     threshold whose precision reaches the floor (the most red recall that precision allows).
@@ -561,7 +573,7 @@ def choose_bands(
     t_red = _recall_threshold(proba[:, 0], red, red_recall_target)
     if red_precision_floor > 0:
         t_red = _precision_floor_threshold(proba[:, 0], red, t_red, red_precision_floor)
-    t_yellow = _recall_threshold(proba[:, 0] + proba[:, 1], at_least_yellow, yellow_recall_target)
+    t_yellow = _recall_threshold(proba[:, 0] + proba[:, 1], at_least_yellow, yellow_recall_target, "balanced")
     return {"red": t_red, "yellow": min(t_yellow, 1.0)}
 
 
