@@ -15,6 +15,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 
 from serving.auth import AdminDep, ReviewerDep
+from serving.review_rules import MAX_NOTE_CHARS, Decision, Problem, decide
 from serving.review_schemas import (
     MAX_QUEUE_LIMIT,
     AgreementReportOut,
@@ -119,49 +120,41 @@ def _reviewed_prediction(store: Store, case_id: str, prediction_id: int | None) 
     )
 
 
-def _decision(
-    review: ReviewRequest, prediction: PredictionRecord, known: list[str]
-) -> tuple[str, str | None, str | None]:
-    """(department, level, note) to store, or 422 naming each field that is wrong.
+_MESSAGES = {
+    "confirm_changes_department": "confirm keeps the model's department; use action 'change' to change it",
+    "confirm_changes_level": "confirm keeps the model's level; use action 'change' to change it",
+    "missing_note": "a change needs a note saying why",
+    "note_too_long": f"the note is longer than {MAX_NOTE_CHARS} characters",
+}
 
-    A confirm stores the model's department and level; a change stores the fields it gives over the
-    model's, and must change at least one of them and say why.
-    """
-    note = (review.note or "").strip() or None
-    errors: list[dict[str, Any]] = []
-    if review.action == "confirm":
-        if review.department is not None and review.department != prediction.department:
-            errors.append(_invalid(("body", "department"), "confirm_changes_department",
-                                   "confirm keeps the model's department; use action 'change' to change it"))
-        if review.level is not None and review.level != prediction.risk_level:
-            errors.append(_invalid(("body", "level"), "confirm_changes_level",
-                                   "confirm keeps the model's level; use action 'change' to change it"))
-    else:
-        changes_department = review.department is not None and review.department != prediction.department
-        changes_level = review.level is not None and review.level != prediction.risk_level
-        if not (changes_department or changes_level):
-            for field, given, model_value in (
-                ("department", review.department, prediction.department),
-                ("level", review.level, prediction.risk_level),
-            ):
-                msg = (
-                    f"the same as the model's {field} ({model_value}); change needs a different department or level"
-                    if given is not None
-                    else "change needs a department or a level that differs from the model's"
-                )
-                errors.append(_invalid(("body", field), "nothing_changed", msg))
-        if note is None:
-            errors.append(_invalid(("body", "note"), "missing_note", "a change needs a note saying why"))
-    if review.department is not None and review.department not in known:
-        errors.append(
-            _invalid(("body", "department"), "unknown_department",
-                     f"unknown department {review.department!r}", allowed=known)
+
+def _problem_error(problem: Problem, prediction: PredictionRecord, known: list[str]) -> dict[str, Any]:
+    """A `review_rules` problem as one 422 `detail` entry, worded for API clients."""
+    loc = ("body", problem.field)
+    if problem.code == "nothing_changed":
+        model_value = prediction.department if problem.field == "department" else prediction.risk_level
+        msg = (
+            f"the same as the model's {problem.field} ({model_value}); change needs a different department or level"
+            if problem.given is not None
+            else "change needs a department or a level that differs from the model's"
         )
-    if errors:
-        raise RequestValidationError(errors)
-    if review.action == "confirm":
-        return prediction.department, prediction.risk_level, note
-    return review.department or prediction.department, review.level or prediction.risk_level, note
+        return _invalid(loc, problem.code, msg)
+    if problem.code == "unknown_department":
+        return _invalid(loc, problem.code, f"unknown department {problem.given!r}", allowed=known)
+    if problem.code in ("unknown_level", "unknown_action"):
+        return _invalid(loc, problem.code, f"unknown {problem.field} {problem.given!r}")
+    return _invalid(loc, problem.code, _MESSAGES[problem.code])
+
+
+def _decision(review: ReviewRequest, prediction: PredictionRecord, known: list[str]) -> Decision:
+    """The decision to store (`serving.review_rules.decide`), or 422 naming each field that is wrong."""
+    decided = decide(
+        review.action, review.department, review.level, review.note,
+        model_department=prediction.department, model_level=prediction.risk_level, known_departments=known,
+    )
+    if isinstance(decided, list):
+        raise RequestValidationError([_problem_error(p, prediction, known) for p in decided])
+    return decided
 
 
 @review_router.post(
@@ -178,10 +171,11 @@ def create_review(
     review (nothing is overwritten); the reviewer is the API key's name. Without `prediction_id` the
     decision is about the case's latest prediction, which takes the case out of the review queue."""
     prediction = _reviewed_prediction(store, case_id, review.prediction_id)
-    department, level, note = _decision(review, prediction, _known_departments(request, store))
+    decision = _decision(review, prediction, _known_departments(request, store))
     try:
         stored = store.add_review(
-            case_id, prediction.id, principal.name, decided_department=department, decided_level=level, note=note
+            case_id, prediction.id, principal.name, decided_department=decision.department,
+            decided_level=decision.level, note=decision.note,
         )
     except ValueError as exc:  # the prediction is not the case's: checked above, so only on a race
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc

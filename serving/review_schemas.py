@@ -11,10 +11,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from serving.review_rules import MAX_NOTE_CHARS
 from serving.schemas import AlertSummary, Department, HotIssue, ModelRef, Risk
 
 Level = Literal["red", "yellow", "green"]
-MAX_NOTE_CHARS = 2000
 MAX_QUEUE_LIMIT = 200
 
 

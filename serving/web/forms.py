@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 
-#: The longest page form: a note of `NOTE_MAX_CHARS` Chinese characters, percent-encoded, plus fields.
+#: The longest page form: a note of `MAX_NOTE_CHARS` Chinese characters, percent-encoded, plus fields.
 MAX_FORM_BYTES = 64 * 1024
 FORM_TYPE = "application/x-www-form-urlencoded"
 

@@ -21,6 +21,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from serving.auth import API_KEY_HEADER, KeyRing, Principal, ReviewerDep, Role, get_keyring
+from serving.review_rules import LEVELS, MAX_NOTE_CHARS, Decision, decide
 from serving.routes import model_info
 from serving.store import CaseDetail, PredictionRecord, Store
 from serving.store.dependencies import StoreDep
@@ -55,8 +56,6 @@ LOGIN_PATH = "/review/login"
 QUEUE_PAGE_SIZE = 50
 #: How far ahead the case page looks in the queue for the next pending case.
 NEXT_LOOKAHEAD = 500
-NOTE_MAX_CHARS = 2000
-LEVELS = ("red", "yellow", "green")
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 templates.env.globals.update(
@@ -314,31 +313,33 @@ def case_page(request: Request, case_id: str, principal: ReviewerDep, store: Sto
     return render(request, "case.html", {**context, "errors": [], "form": {}})
 
 
-def _decision(
-    form: dict[str, str], latest: PredictionRecord, departments: list[str]
-) -> tuple[dict[str, str | None], list[str]]:
-    """The review to store, or what is wrong with the form (in Chinese, for the page)."""
-    action = form.get("action")
-    note = form.get("note", "").strip()
-    errors: list[str] = []
-    if len(note) > NOTE_MAX_CHARS:
-        errors.append(f"备注不能超过 {NOTE_MAX_CHARS} 字。")
-    if action == "confirm":
-        return {"decided_department": latest.department, "decided_level": latest.risk_level,
-                "note": note or None}, errors
-    if action != "change":
-        return {}, ["未知的操作。"]
-    department = form.get("department", "").strip() or latest.department
-    level = form.get("level", "").strip() or latest.risk_level
-    if department not in departments:
-        errors.append("请选择列表中的部门。")
-    if level is not None and level not in LEVELS:
-        errors.append("风险等级只能是红、黄或绿。")
-    if department == latest.department and level == latest.risk_level:
-        errors.append("部门和风险等级都与模型相同：请修改至少一项，或直接点“确认”。")
-    if not note:
-        errors.append("修改时必须填写备注，说明理由。")
-    return {"decided_department": department, "decided_level": level, "note": note}, errors
+#: How the page words `review_rules` problems, for a reviewer.
+_PROBLEM_TEXT = {
+    "unknown_action": "未知的操作。",
+    "confirm_changes_department": "确认时不能修改部门：请用“保存修改”。",
+    "confirm_changes_level": "确认时不能修改风险等级：请用“保存修改”。",
+    "nothing_changed": "部门和风险等级都与模型相同：请修改至少一项，或直接点“确认”。",
+    "missing_note": "修改时必须填写备注，说明理由。",
+    "note_too_long": f"备注不能超过 {MAX_NOTE_CHARS} 字。",
+    "unknown_department": "请选择列表中的部门。",
+    "unknown_level": "风险等级只能是红、黄或绿。",
+}
+
+
+def _decision(form: dict[str, str], latest: PredictionRecord, departments: list[str]) -> Decision | list[str]:
+    """The review to store (`serving.review_rules.decide`, as the API decides), or what is wrong, in Chinese."""
+    decided = decide(
+        form.get("action", ""),
+        form.get("department", "").strip() if form.get("action") == "change" else None,
+        form.get("level", "").strip() if form.get("action") == "change" else None,
+        form.get("note"),
+        model_department=latest.department,
+        model_level=latest.risk_level,
+        known_departments=departments,
+    )
+    if isinstance(decided, Decision):
+        return decided
+    return list(dict.fromkeys(_PROBLEM_TEXT[p.code] for p in decided))  # nothing_changed names two fields
 
 
 @router.post("/review/cases/{case_id}/reviews", response_class=HTMLResponse)
@@ -355,15 +356,18 @@ async def post_review(request: Request, case_id: str, principal: ReviewerDep, st
         return _not_found(request, case_id)
     latest = detail.latest_prediction
     departments = await run_in_threadpool(_departments, request, store)
-    decision, errors = _decision(form, latest, departments)
+    decided = _decision(form, latest, departments)
+    errors = [] if isinstance(decided, Decision) else decided
     if str(latest.id) != form.get("prediction_id", ""):
         errors.insert(0, "案件已有新的预测，请核对页面上的最新结果后再提交。")
     if errors:
         context = await run_in_threadpool(_case_context, request, store, detail)
         return render(request, "case.html", {**context, "errors": errors, "form": form},
                       status.HTTP_422_UNPROCESSABLE_CONTENT)
+    assert isinstance(decided, Decision)
     review = await run_in_threadpool(
-        lambda: store.add_review(case_id, latest.id, principal.name, **decision)  # type: ignore[arg-type]
+        lambda: store.add_review(case_id, latest.id, principal.name, decided_department=decided.department,
+                                 decided_level=decided.level, note=decided.note)
     )
     confirmed = form.get("action") == "confirm"
     logger.info("web review id=%s case_id=%s reviewer=%s action=%s", review.id, case_id, principal.name,
