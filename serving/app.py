@@ -17,7 +17,9 @@ from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -169,6 +171,36 @@ class BodySizeLimitMiddleware:
         await self.app(scope, counting_receive, send)
 
 
+#: On every answer that did not set its own (the pages set stricter ones): browsers must not guess a JSON
+#: answer's type, nor keep answers that hold case text in a cache.
+API_HEADERS = {"X-Content-Type-Options": "nosniff"}
+API_NO_STORE_PREFIX = "/v1/"
+
+
+class ApiHeadersMiddleware:
+    """`nosniff` on every response and `Cache-Control: no-store` on `/v1/` answers, unless already set."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        no_store = scope.get("path", "").startswith(API_NO_STORE_PREFIX)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in API_HEADERS.items():
+                    headers.setdefault(name, value)
+                if no_store:
+                    headers.setdefault("Cache-Control", "no-store")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; the model named by `settings.model_uri` is loaded when the app starts."""
     settings = settings or get_settings()
@@ -190,6 +222,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_web_pages(app, settings)  # the reviewer pages: /review, /dashboard
     app.include_router(review_router)
     app.include_router(admin_router)
+    app.add_middleware(ApiHeadersMiddleware)  # outside the body limit, so a 413 carries the headers too
+    if settings.cors_origins:  # off by default: no Access-Control-* header, browsers keep other origins out
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+            allow_headers=["X-API-Key", "Content-Type"], allow_credentials=False, max_age=600,
+        )
     return app
 
 

@@ -7,11 +7,13 @@ pass their own `Settings(...)` to `serving.app.create_app`.
 from __future__ import annotations
 
 import logging
+import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: Hard ceilings the request schemas enforce; the settings below may only lower them.
 MAX_TEXT_CHARS = 20_000
@@ -23,6 +25,8 @@ JSON_BYTES_PER_CHAR = 6
 CASE_OVERHEAD_BYTES = 2_048
 
 DEFAULT_MODEL_URI = "models:/grievance-triage@champion"
+#: One browser origin, as browsers send it in `Origin`.
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?")
 
 
 def default_database_url() -> str:
@@ -64,6 +68,25 @@ class Settings(BaseSettings):
         "workers agree and changing the keys ends every session. Set it when keys are given as sha256 digests "
         "(a digest alone is not secret).",
     )
+
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Browser origins (scheme://host[:port]) allowed to call the API cross-origin, comma-separated. "
+        "Default none: CORS is off and browsers keep other sites' pages from reading any answer.",
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origin_list(cls, value: object) -> object:
+        """Comma-separated in the environment; each an exact origin, since a wildcard would let any page read cases."""
+        items = [v.strip() for v in value.split(",")] if isinstance(value, str) else value
+        if not isinstance(items, list):
+            return items
+        origins = [str(v).strip().rstrip("/") for v in items if str(v).strip()]
+        for origin in origins:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"CORS origin {origin!r} is not scheme://host[:port] (no wildcard, no path)")
+        return origins
 
     @field_validator("log_level")
     @classmethod
