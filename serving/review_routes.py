@@ -30,7 +30,7 @@ from serving.review_schemas import (
     ReviewRequest,
 )
 from serving.routes import AUTH_ERRORS, _alert_summary
-from serving.schemas import ErrorResponse, ModelRef, ValidationErrorResponse
+from serving.schemas import ErrorResponse, ModelRef, NulFree, ValidationErrorResponse
 from serving.store import PredictionRecord, ReviewRecord, Store
 from serving.store.dependencies import StoreDep
 from serving.store.tables import as_utc
@@ -50,7 +50,9 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 
 review_router = APIRouter(tags=["review"])
 
-CaseIdPath = Annotated[str, Path(min_length=1, max_length=64, description="The ticket system's id of the case.")]
+CaseIdPath = Annotated[
+    str, Path(min_length=1, max_length=64, description="The ticket system's id of the case."), NulFree
+]
 SinceQuery = Annotated[
     DateOrTime | None,
     Query(description="From this day (UTC, inclusive) or moment (ISO date-time; naive = UTC).",
@@ -252,7 +254,9 @@ def review_queue(
     store: StoreDep,
     level: Annotated[Literal["red", "yellow", "green"] | None, Query(description="Only this risk level.")] = None,
     department: Annotated[
-        str | None, Query(min_length=1, max_length=128, description="Only cases routed to this department.")
+        str | None,
+        Query(min_length=1, max_length=128, description="Only cases routed to this department."),
+        NulFree,
     ] = None,
     since: SinceQuery = None,
     until: UntilQuery = None,

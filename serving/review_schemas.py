@@ -9,10 +9,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from serving.review_rules import MAX_NOTE_CHARS
-from serving.schemas import AlertSummary, Department, HotIssue, ModelRef, Risk
+from serving.schemas import AlertSummary, Department, HotIssue, ModelRef, Risk, reject_nul
 
 Level = Literal["red", "yellow", "green"]
 MAX_QUEUE_LIMIT = 200
@@ -62,6 +62,11 @@ class ReviewRequest(BaseModel):
     note: str | None = Field(
         None, max_length=MAX_NOTE_CHARS, description="Why (required for change, optional for confirm)."
     )
+
+    @field_validator("department", "note")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        return reject_nul(value)
 
 
 class ReviewOut(BaseModel):

@@ -28,6 +28,7 @@ from serving.schemas import (
     ErrorResponse,
     Health,
     ModelInfo,
+    NulFree,
     Ready,
     TrajectoryPoint,
     TriageRequest,
@@ -201,7 +202,7 @@ def list_alerts(
     responses={status.HTTP_404_NOT_FOUND: {"model": ErrorResponse, "description": "No such alert."}, **AUTH_ERRORS},
     dependencies=REVIEWER,
 )
-def get_alert(alert_id: str, store: StoreDep) -> AlertDetail:
+def get_alert(alert_id: Annotated[str, NulFree], store: StoreDep) -> AlertDetail:
     """Members (every case recorded in the burst so far), keywords, place, and cases per day."""
     record = store.alert(alert_id)
     if record is None:

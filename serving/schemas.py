@@ -12,12 +12,29 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from serving.settings import MAX_BATCH, MAX_TEXT_CHARS
 
 EMPTY_TEXT_MESSAGE = "title and body are both empty: give at least one"
+NUL_MESSAGE = "Text must not contain NUL (\\u0000) characters"
+
+
+def reject_nul(value: str | None) -> str | None:
+    """Refuse text with NUL characters as invalid input (422).
+
+    PostgreSQL text cannot hold NUL, so such a value would otherwise fail in the audit store or in a
+    lookup and answer 500 (found by fuzzing the API against PostgreSQL).
+    """
+    if value is not None and "\x00" in value:
+        raise PydanticCustomError("nul_character", NUL_MESSAGE)
+    return value
+
+
+#: For path and query parameters: `Annotated[str, Path(...), NulFree]`.
+NulFree = AfterValidator(reject_nul)
+
 
 EXAMPLE_TITLE = "关于临江县鑫隆电子厂拖欠工人三个月工资的投诉"
 EXAMPLE_BODY = (
@@ -76,6 +93,11 @@ class TriageRequest(BaseModel):
         description="Where the case came in (hotline, web, mailbox...).",
         examples=["12345热线"],
     )
+
+    @field_validator("case_id", "title", "body", "reporter_id", "channel")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        return reject_nul(value)
 
     @model_validator(mode="after")
     def _some_text(self) -> TriageRequest:
