@@ -80,12 +80,15 @@ def _on_sqlite_begin(connection: Connection) -> None:
 
 
 def make_engine(url: str | URL, **kwargs: Any) -> Engine:
-    """An engine for the store's database, with `pool_pre_ping` and the per-backend settings above.
+    """An engine for the store's database, with `pool_pre_ping`, hidden parameters and the settings above.
 
     A SQLite file's folder is created if missing. Extra keyword arguments go to `create_engine`.
     """
     parsed = normalise_url(url)
     kwargs.setdefault("pool_pre_ping", True)
+    # Statement parameters are case text, notes and reporter ids: keep them out of SQL echo logs and out of
+    # the messages of database errors (which end up in tracebacks in the log).
+    kwargs.setdefault("hide_parameters", True)
     if parsed.get_backend_name() == "sqlite":
         _ensure_sqlite_folder(parsed)
         engine = create_engine(parsed, **kwargs)
