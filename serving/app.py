@@ -33,6 +33,7 @@ from serving.model_reload import load_and_warm
 from serving.review_routes import review_router
 from serving.routes import router
 from serving.settings import Settings, get_settings
+from serving.spool import DurableWriter, Spool, attach, detach, engine_options
 from serving.state import ModelState
 from serving.store import Store, upgrade_database
 from serving.web import install as install_web_pages
@@ -86,11 +87,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.model_state = state
     configure_tracking()
     init_tokenizer()
-    # The audit store is not optional: a service that cannot record predictions must not answer.
+    # The audit store is not optional at start-up: a service that cannot record predictions must not
+    # answer. Once running, an outage is bridged by the spool (serving.spool).
     upgrade_database(settings.database_url)
-    store = Store.from_url(settings.database_url)
+    store = Store.from_url(settings.database_url, **engine_options(settings.database_url, settings.db_connect_timeout))
     app.state.store = store
-    app.state.hotspots = HotspotService.restore(store, load_hotspot_config(settings.hotspot_config))
+    writer = DurableWriter(store, Spool(settings.spool_dir), retry_initial=settings.spool_retry_initial_seconds,
+                           retry_max=settings.spool_retry_max_seconds)
+    writer.drain_at_start()  # what an earlier run spooled goes in first (and before the detector replays cases)
+    app.state.durable_writer = writer
+    attach(writer)
+    app.state.hotspots = HotspotService.restore(store, load_hotspot_config(settings.hotspot_config), sink=writer)
+    writer.start()
     state.model, state.error = _load(settings.model_uri)
     try:
         yield
@@ -98,6 +106,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.model_state = ModelState(error="the service is shutting down")
         app.state.hotspots.close()
         app.state.hotspots = None
+        writer.stop()
+        detach(writer)
+        app.state.durable_writer = None
         app.state.store = None
         store.dispose()
 

@@ -10,13 +10,19 @@ they were stored (every triaged case is in the cases table): the state survives 
 
 The detector is not thread-safe; one lock serialises `observe` (it takes well under a millisecond
 beside tokenisation).
+
+Writes go through `sink`: the store itself, or the app's `serving.spool.DurableWriter`, which spools
+members and alerts while the database is unreachable (so an outage neither fails the request nor loses
+an alert) and skips the snapshot then (a restart replays the cases table instead).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from models.hotspots import Assignment, CaseEvent, HotspotConfig, HotspotDetector
 from serving.store import Store
@@ -24,16 +30,35 @@ from serving.store import Store
 logger = logging.getLogger(__name__)
 
 
+class HotspotSink(Protocol):
+    """Where members, alerts and snapshots are written (`Store` or `serving.spool.DurableWriter`)."""
+
+    def add_hotspot_member(
+        self, burst_id: str, case_id: str, observed_at: datetime, reporter_id: str | None = None
+    ) -> Any: ...
+
+    def add_alert(
+        self, alert_id: str, burst_id: str, level: str, raised_at: datetime, payload: Mapping[str, Any]
+    ) -> Any: ...
+
+    def save_snapshot(self, payload: Mapping[str, Any], *, detector_version: str | None = None) -> Any: ...
+
+
 class HotspotService:
-    def __init__(self, store: Store, detector: HotspotDetector, *, snapshot_every: int = 1000) -> None:
+    def __init__(
+        self, store: Store, detector: HotspotDetector, *, snapshot_every: int = 1000, sink: HotspotSink | None = None
+    ) -> None:
         self.store = store
+        self.sink: HotspotSink = sink if sink is not None else store
         self.detector = detector
         self.snapshot_every = snapshot_every
         self._since_snapshot = 0
         self._lock = threading.Lock()
 
     @classmethod
-    def restore(cls, store: Store, config: HotspotConfig, *, snapshot_every: int = 1000) -> HotspotService:
+    def restore(
+        cls, store: Store, config: HotspotConfig, *, snapshot_every: int = 1000, sink: HotspotSink | None = None
+    ) -> HotspotService:
         snap = store.latest_snapshot(config.version)
         detector = HotspotDetector.from_snapshot(snap.payload) if snap else HotspotDetector(config)
         replayed = 0
@@ -45,7 +70,7 @@ class HotspotService:
             "hot-issue detector restored from %s plus %d replayed cases (%d live bursts)",
             f"snapshot {snap.id}" if snap else "an empty state", replayed, detector.burst_count,
         )
-        return cls(store, detector, snapshot_every=snapshot_every)
+        return cls(store, detector, snapshot_every=snapshot_every, sink=sink)
 
     def observe(
         self,
@@ -71,18 +96,19 @@ class HotspotService:
                     else [(case_id, observed, reporter_id)]
                 )
                 for member_id, member_time, member_reporter in joined:
-                    self.store.add_hotspot_member(assignment.burst_id, member_id, member_time, member_reporter)
+                    self.sink.add_hotspot_member(assignment.burst_id, member_id, member_time, member_reporter)
             if assignment.alert is not None:
                 alert = assignment.alert
-                self.store.add_alert(alert.alert_id, alert.burst_id, alert.level, alert.raised_at, alert.to_dict())
+                self.sink.add_alert(alert.alert_id, alert.burst_id, alert.level, alert.raised_at, alert.to_dict())
             self._since_snapshot += 1
             if self._since_snapshot >= self.snapshot_every:
                 self._snapshot()
         return assignment, level
 
     def _snapshot(self) -> None:
-        self.store.save_snapshot(self.detector.snapshot(), detector_version=self.detector.config.version)
-        self._since_snapshot = 0
+        saved = self.sink.save_snapshot(self.detector.snapshot(), detector_version=self.detector.config.version)
+        # A skipped snapshot (database down) is tried again at shutdown or `snapshot_every` cases later.
+        self._since_snapshot = 0 if saved is not False else 1
 
     def close(self) -> None:
         """Save the state so a restart replays nothing."""

@@ -13,10 +13,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import mlflow
 
 from models.mlflow_model import LoadedModel, load_model
 from serving.schemas import ModelRef
-from serving.state import ModelState, model_ref
+from serving.state import HOW_TO_FIX, ModelState, model_ref
 
 logger = logging.getLogger(__name__)
 
@@ -51,12 +54,32 @@ def load_and_warm(uri: str) -> tuple[LoadedModel | None, str | None]:
         model = load_model(uri)
         warm_up(model)
     except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-        logger.error("could not load the model from %s: %s", uri, reason)
+        reason = explain_load_error(uri, exc)
+        logger.error("could not load the model from %s: %s; %s", uri, reason, HOW_TO_FIX)
         return None, reason
     ref = model_ref(model)
     logger.info("serving model %s version %s (alias %s) from %s", ref.name, ref.version, model.alias, uri)
     return model, None
+
+
+def explain_load_error(uri: str, exc: Exception) -> str:
+    """Why `uri` could not be loaded, in words an operator can act on.
+
+    A registry URI whose model or alias is not registered (an empty MLflow store, a first start before
+    any training) says which model was looked for and in which registry, not just MLflow's message.
+    """
+    reason = f"{type(exc).__name__}: {exc}"
+    if uri.startswith("models:/") and getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":
+        wanted = uri.removeprefix("models:/").replace("/", " version ", 1)
+        return f"no model registered as {wanted} in the MLflow registry at {_registry()} ({reason})"
+    return reason
+
+
+def _registry() -> str:
+    """The registry URI without a password (a database URI may carry one)."""
+    uri = mlflow.get_registry_uri()
+    password = urlsplit(uri).password
+    return uri.replace(f":{password}@", ":***@", 1) if password else uri
 
 
 @dataclass(frozen=True)

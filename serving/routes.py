@@ -270,8 +270,18 @@ def healthz() -> Health:
     tags=["operations"],
     summary="A model is loaded and the service can triage",
     responses=NO_MODEL,
+    response_model_exclude_unset=True,
 )
-def readyz(state: ModelStateDep) -> Ready:
+def readyz(state: ModelStateDep, request: Request) -> Ready:
+    """Ready while a model is loaded and writes can be kept: with the database down the service stays
+    ready (it spools, see `store`), since taking every replica out of rotation would turn a storage
+    outage into a full one; 503 when there is no model, or neither database nor spool can be written."""
     if state.model is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=state.unavailable_reason)
-    return Ready(status="ready", model=model_ref(state.model))
+    writer = getattr(request.app.state, "durable_writer", None)
+    accepting, store = writer.status() if writer is not None else (True, "ok")
+    if not accepting:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"audit store {store}")
+    if store == "ok":  # the healthy answer stays as it was; `store` appears only when there is news
+        return Ready(status="ready", model=model_ref(state.model))
+    return Ready(status="ready", model=model_ref(state.model), store=store)

@@ -198,8 +198,14 @@ class CaseTriage(BaseModel):
     department: Department
     risk: Risk | None = Field(None, description="Absent only when the loaded model has no risk model.")
     hot_issue: HotIssue | None = Field(None, description="Present when the case joined a burst of similar cases.")
-    prediction_id: int | None = Field(None, description="Audit-trail id of this prediction.")
-    stored_at: datetime | None = Field(None, description="When the prediction was first stored.")
+    prediction_id: int | None = Field(
+        None,
+        description="Audit-trail id of this prediction. Null while the database is unreachable: the prediction "
+        "was accepted and spooled to local disk, and is stored (once) when the database returns.",
+    )
+    stored_at: datetime | None = Field(
+        None, description="When the prediction was first stored; null when it was spooled (see prediction_id)."
+    )
 
 
 class TriageResponse(CaseTriage):
@@ -270,6 +276,12 @@ class Health(BaseModel):
 
 class Ready(BaseModel):
     status: str = Field(examples=["ready"])
+    store: str | None = Field(
+        None,
+        description="Absent when the audit store is healthy; `degraded: N records spooled, database unreachable "
+        "since ...` while predictions are kept in the local spool until the database returns (still ready).",
+        examples=["degraded: 3 records spooled, database unreachable since 2026-11-27T21:00:00+00:00"],
+    )
     model: ModelRef
 
 

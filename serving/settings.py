@@ -34,6 +34,11 @@ def default_database_url() -> str:
     return f"sqlite:///{Path.cwd() / 'var' / 'triage.db'}"
 
 
+def default_spool_dir() -> Path:
+    """`var/spool` under the working directory, beside the default database."""
+    return Path.cwd() / "var" / "spool"
+
+
 class Settings(BaseSettings):
     """Serving configuration; every field can be set as `TRIAGE_<FIELD>` in the environment."""
 
@@ -53,6 +58,16 @@ class Settings(BaseSettings):
         description="Audit store: sqlite:///PATH (default var/triage.db under the working directory) or "
         "postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE.",
     )
+    spool_dir: Path = Field(
+        default_factory=default_spool_dir,
+        description="Where predictions are spooled while the database is unreachable (default var/spool under "
+        "the working directory). The files hold case text: protect them like the database.",
+    )
+    db_connect_timeout: float = Field(
+        3.0, gt=0, description="Seconds a request waits for a new database connection before spooling its write."
+    )
+    spool_retry_initial_seconds: float = Field(0.5, gt=0, description="First wait before probing the database again.")
+    spool_retry_max_seconds: float = Field(30.0, gt=0, description="Longest wait between probes (doubling backoff).")
     hotspot_config: str | None = Field(
         None, description="Hot-issue detector settings (YAML); default experiments/hotspots.yaml."
     )

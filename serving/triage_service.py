@@ -4,6 +4,11 @@ Routes hand their validated cases to `triage_cases`; this is the only place that
 bundle, the hot-issue detector and the audit store, so the single and batch endpoints behave alike.
 A case resubmitted with the same case_id and text gets its stored prediction back (nothing is scored
 or counted twice) unless the client asks to re-score.
+
+When the app opened a spool for its store (`serving.spool.writer_for`), writes go through it: with the
+database unreachable the answer is the same but `prediction_id` and `stored_at` are null (the
+prediction is spooled and stored when the database returns); with neither database nor spool usable,
+`SpoolUnavailableError` (the route answers 503).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from models.bundle import Route
 from models.mlflow_model import LoadedModel
 from serving.hotspot_service import HotspotService
 from serving.schemas import CaseTriage, Department, DepartmentScore, HotIssue, Risk, RiskReason, TriageRequest
+from serving.spool import DurableWriter, writer_for
 from serving.state import model_ref
 from serving.store import CaseInput, PredictionInput, PredictionRecord, Store
 
@@ -36,14 +42,17 @@ def triage_cases(
 ) -> list[CaseTriage]:
     results: list[CaseTriage | None] = [None] * len(cases)
     todo: list[int] = []
+    writer = None if store is None else writer_for(store)
+    lookup = writer or store
     for i, case in enumerate(cases):
-        hit = None if (store is None or rescore) else store.existing_prediction(case.case_id, case.title, case.body)
+        hit = None if (lookup is None or rescore) else lookup.existing_prediction(case.case_id, case.title, case.body)
         if hit is not None:
             results[i] = _from_record(hit)
         else:
             todo.append(i)
     if todo:
-        for i, result in zip(todo, _score([cases[i] for i in todo], model, store, hotspots, rescore), strict=True):
+        scored = _score([cases[i] for i in todo], model, store, writer, hotspots, rescore)
+        for i, result in zip(todo, scored, strict=True):
             results[i] = result
     return [r for r in results if r is not None]
 
@@ -52,6 +61,7 @@ def _score(
     cases: Sequence[TriageRequest],
     model: LoadedModel,
     store: Store | None,
+    writer: DurableWriter | None,
     hotspots: HotspotService | None,
     rescore: bool,
 ) -> list[CaseTriage]:
@@ -86,7 +96,8 @@ def _score(
         latency_ms = 1000 * (time.perf_counter() - started) / len(cases)
         result = CaseTriage(case_id=case.case_id, department=_department(route), risk=risk, hot_issue=hot)
         if store is not None:
-            record = store.record_case_and_prediction(
+            write = store.record_case_and_prediction if writer is None else writer.record_prediction
+            record = write(
                 CaseInput(case.case_id, case.title, case.body, case.created_at, case.reporter_id, case.channel),
                 PredictionInput(
                     model_name=ref.name or UNNAMED_MODEL,
@@ -104,9 +115,11 @@ def _score(
                 rescore=rescore,
             )
             # A concurrent request may have stored this case first: answer with what the store holds.
-            result = _from_record(record) if not record.is_new else result.model_copy(
-                update={"prediction_id": record.id, "stored_at": record.created_at}
-            )
+            # None: spooled (database unreachable); the answer stands, without an audit-trail id yet.
+            if record is not None:
+                result = _from_record(record) if not record.is_new else result.model_copy(
+                    update={"prediction_id": record.id, "stored_at": record.created_at}
+                )
         out.append(result)
         logger.info(
             "triage case_id=%s department=%s needs_review=%s risk=%s hot_issue=%s model_version=%s latency_ms=%.1f",

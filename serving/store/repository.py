@@ -169,7 +169,13 @@ class Store:
 
     # -- cases and predictions ----------------------------------------------------------------------
     def record_case_and_prediction(
-        self, case: CaseInput, prediction: PredictionInput, *, rescore: bool = False
+        self,
+        case: CaseInput,
+        prediction: PredictionInput,
+        *,
+        rescore: bool = False,
+        made_at: datetime | None = None,
+        replay: bool = False,
     ) -> PredictionRecord:
         """Store a case and the model's prediction for it, idempotently.
 
@@ -178,10 +184,23 @@ class Store:
         * Otherwise (first time, changed text, re-score, or a text seen earlier coming back): the text
           version is stored if new and a new prediction is added, with `supersedes_id` pointing at the
           case's latest prediction (None for the first). Returned with `is_new=True`.
+
+        `made_at` is when the prediction was made (its `created_at`; default now). `replay=True` (the
+        spool, `serving.spool`) first looks for a prediction of this case and text made at that very
+        instant and returns it instead of storing one: a spooled write replayed twice, or one that
+        committed although its caller saw an error, is stored once, re-scores included.
         """
         digest = text_hash(case.title, case.body)
         with self._writes.begin() as session:
             self._lock_case(session, case.case_id)
+            if replay and made_at is not None:
+                seen = session.execute(
+                    self._predictions_of(case.case_id)
+                    .where(Case.text_hash == digest, Prediction.created_at == as_utc(made_at))
+                    .limit(1)
+                ).first()
+                if seen is not None:
+                    return PredictionRecord.of(seen[0], digest)
             latest = self._latest(session, case.case_id)
             if latest is not None and latest[1] == digest and not rescore:
                 return PredictionRecord.of(latest[0], digest)
@@ -202,7 +221,7 @@ class Store:
                     "reasons": _json(prediction.reasons),
                     "hot_issue_id": prediction.hot_issue_id,
                     "latency_ms": prediction.latency_ms,
-                    "created_at": utcnow(),
+                    "created_at": utcnow() if made_at is None else as_utc(made_at),
                     "supersedes_id": None if latest is None else latest[0].id,
                 },
             ).one()
