@@ -1,0 +1,360 @@
+"""Load benchmark: the service run as in production, under 50 concurrent clients, and a count of what it kept.
+
+    .venv/bin/python experiments/bench_load.py [--clients 50] [--seconds 60] [--max-requests 20000]
+        [--workers 2] [--data PATH] [--model URI] [--postgres-url URL] [--output PATH]
+
+About two minutes on 2 cores: start-up, a short warm-up, the timed run, and the counts.
+
+What runs: ``uvicorn serving.app:create_app --factory --workers 2`` on 127.0.0.1 (a free port), with its
+access log at INFO as deployed, against a PostgreSQL schema made for this run and dropped after it
+(``TRIAGE_DATABASE_URL`` with ``options=-csearch_path=...``), the model ``--model`` (default the champion
+in ./mlflow.db; when that is not registered, one is trained on the demo data into a temporary MLflow store,
+as ``experiments/bench_service.py`` does) and one intake key made for the run (``TRIAGE_API_KEYS``).
+
+Load: ``--clients`` asyncio tasks sharing one httpx client, each posting ``/v1/triage`` back to back with
+the next message of ``../shared/data/tipdm2020/messages_unlabeled.csv`` (the demo data when absent, and the
+output says so), every request with its own case_id, until ``--seconds`` have passed or ``--max-requests``
+were sent. Messages are sent in file order and reused when the run needs more than the file holds (a
+reused text still has a new case_id, so it is a new case to the service). ``created_at`` is left out: the
+service stamps each case with its arrival time, as for a live intake stream.
+
+Afterwards the server is stopped and the predictions table is read: the rows of this run must be exactly
+the case_ids that got 200 (nothing lost, nothing stored twice). The server's log is also searched for
+the texts sent (they must never appear). Writes experiments/results/load.json with no message text in it.
+Target: no 5xx, nothing lost, p99 ≤ 100 ms.
+
+The load generator runs on the same 2 cores as the two workers and PostgreSQL, so figures are of the
+whole machine under load; its own CPU time is recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from experiments.bench_service import resolve_model  # noqa: E402
+from serving.auth import new_key  # noqa: E402
+from serving.settings import DEFAULT_MODEL_URI  # noqa: E402
+from serving.store.engine import redact  # noqa: E402
+from training.loading import COLUMN_ALIASES  # noqa: E402
+
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "tipdm2020" / "messages_unlabeled.csv"
+DEMO_DATA = ROOT / "training" / "demo_data" / "grievances.csv"
+DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+RESULTS = ROOT / "experiments" / "results" / "load.json"
+TARGET_P99_MS = 100.0
+STARTUP_TIMEOUT_S = 180.0
+REQUEST_TIMEOUT_S = 30.0
+
+
+# -- data -------------------------------------------------------------------------------------------
+def load_messages(path: Path) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """(title, body) of every row with some text, in file order."""
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame = raw.rename(columns={c: COLUMN_ALIASES.get(c.strip(), c.strip()) for c in raw.columns})
+    if "title" not in frame.columns or "body" not in frame.columns:
+        raise SystemExit(f"{path}: needs title and body columns (留言主题, 留言详情)")
+    pairs = [(t[:20_000], b[:20_000]) for t, b in zip(frame["title"], frame["body"], strict=True)
+             if (t.strip() or b.strip())]
+    chars = [len(t) + len(b) for t, b in pairs]
+    info = {"file": os.path.relpath(path, ROOT), "rows_in_file": len(raw), "messages_used": len(pairs),
+            "chars_per_message_median": float(np.median(chars)) if chars else 0.0}
+    return pairs, info
+
+
+# -- the server -------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Schema:
+    """A PostgreSQL schema of its own for the run, dropped at close."""
+
+    def __init__(self, url: str) -> None:
+        self.admin = create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 5})
+        self.name = f"bench_load_{uuid.uuid4().hex[:12]}"
+        with self.admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{self.name}"'))
+        self.url = make_url(url).update_query_dict({"options": f"-csearch_path={self.name}"}).render_as_string(
+            hide_password=False)
+
+    def predictions(self, prefix: str) -> list[str]:
+        with self.admin.connect() as connection:
+            return list(connection.execute(
+                text(f'SELECT case_id FROM "{self.name}".predictions WHERE case_id LIKE :p'), {"p": prefix + "%"}
+            ).scalars())
+
+    def close(self) -> None:
+        with self.admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{self.name}" CASCADE'))
+        self.admin.dispose()
+
+
+def start_server(port: int, workers: int, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "uvicorn", "serving.app:create_app", "--factory", "--workers", str(workers),
+               "--host", "127.0.0.1", "--port", str(port), "--log-level", "info"]
+    log = log_path.open("wb")
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def wait_ready(process: subprocess.Popen[bytes], log_path: Path, workers: int) -> float:
+    """Seconds until every worker logged 'Application startup complete'; exits with the log's tail if not."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < STARTUP_TIMEOUT_S:
+        if process.poll() is not None:
+            break
+        if log_path.read_text(errors="replace").count("Application startup complete") >= workers:
+            return time.perf_counter() - started
+        time.sleep(0.5)
+    tail = log_path.read_text(errors="replace")[-3000:]
+    raise SystemExit(f"the server did not start ({workers} workers) within {STARTUP_TIMEOUT_S:.0f} s:\n{tail}")
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> int | None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    return process.returncode
+
+
+# -- the load ---------------------------------------------------------------------------------------
+@dataclass
+class Outcome:
+    latencies_ms: list[float] = field(default_factory=list)  # of 200 answers
+    statuses: Counter[str] = field(default_factory=Counter)
+    ok_case_ids: list[str] = field(default_factory=list)
+    sent_case_ids: list[str] = field(default_factory=list)
+    error_examples: dict[str, str] = field(default_factory=dict)
+
+
+async def drive(base_url: str, key: str, messages: list[tuple[str, str]], prefix: str, clients: int,
+                seconds: float, max_requests: int, offset: int = 0) -> tuple[Outcome, float]:
+    """`clients` tasks posting back to back; returns what happened and the wall time taken."""
+    outcome = Outcome()
+    counter = iter(range(offset, offset + max_requests))
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base_url, headers={"X-API-Key": key}, limits=limits,
+                                 timeout=REQUEST_TIMEOUT_S) as client:
+        deadline = time.perf_counter() + seconds
+
+        async def one_client() -> None:
+            while time.perf_counter() < deadline:
+                n = next(counter, None)
+                if n is None:
+                    return
+                title, body = messages[n % len(messages)]
+                case_id = f"{prefix}{n:07d}"
+                outcome.sent_case_ids.append(case_id)
+                start = time.perf_counter()
+                try:
+                    response = await client.post("/v1/triage", json={
+                        "case_id": case_id, "title": title, "body": body, "reporter_id": f"LOAD-U{n % 997}"})
+                except httpx.TimeoutException:
+                    outcome.statuses["timeout"] += 1
+                    continue
+                except httpx.HTTPError as exc:
+                    outcome.statuses[type(exc).__name__] += 1
+                    continue
+                elapsed = (time.perf_counter() - start) * 1000
+                outcome.statuses[str(response.status_code)] += 1
+                if response.status_code == 200:
+                    outcome.latencies_ms.append(elapsed)
+                    outcome.ok_case_ids.append(case_id)
+                else:  # error bodies hold no case text (422 drops `input`); keep one of each for the record
+                    outcome.error_examples.setdefault(str(response.status_code), response.text[:300])
+
+        wall = time.perf_counter()
+        await asyncio.gather(*(one_client() for _ in range(clients)))
+        return outcome, time.perf_counter() - wall
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None, "mean_ms": None}
+    array = np.asarray(values)
+    return {"p50_ms": float(np.percentile(array, 50)), "p95_ms": float(np.percentile(array, 95)),
+            "p99_ms": float(np.percentile(array, 99)), "max_ms": float(array.max()), "mean_ms": float(array.mean())}
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def texts_in_log(log: str, messages: list[tuple[str, str]], used: int) -> int:
+    """How many of the sent messages have a title or a 12-character piece of body in the server's log."""
+    found = 0
+    for title, body in messages[: min(used, len(messages))]:
+        pieces = [p for p in (title.strip(), body.strip()[:12]) if len(p) >= 6]
+        found += any(p in log for p in pieces)
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--max-requests", type=int, default=20_000, help="stop after this many requests")
+    parser.add_argument("--warmup", type=int, default=100, help="untimed requests first (stored and counted too)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--model", default=DEFAULT_MODEL_URI)
+    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if args.clients < 1 or args.seconds <= 0 or args.max_requests < 1 or args.workers < 1 or args.warmup < 0:
+        parser.error("--clients, --seconds, --max-requests and --workers must be positive")
+
+    measured_at, started = time.strftime("%Y-%m-%dT%H:%M:%S%z"), time.perf_counter()
+    load_start = load_average()
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{ROOT / 'mlflow.db'}")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    data_path, data_note = args.data, None
+    if not data_path.exists():
+        data_note = f"{args.data} is absent (the shared data is not on this machine): using the demo data"
+        print(data_note)
+        data_path = DEMO_DATA
+    messages, data_info = load_messages(data_path)
+
+    with tempfile.TemporaryDirectory(prefix="bench_load_", ignore_cleanup_errors=True) as tmp_name:
+        tmp = Path(tmp_name)
+        model_uri, _model, model_info = resolve_model(args.model, True, tmp)
+        del _model  # the server loads its own copy; this process only needed to know it loads
+        schema = Schema(args.postgres_url)
+        key = new_key()
+        env = {**os.environ, "TRIAGE_DATABASE_URL": schema.url, "TRIAGE_MODEL_URI": model_uri,
+               "TRIAGE_API_KEYS": f"load-bench:intake:{key}", "TRIAGE_LOG_LEVEL": "INFO"}
+        port = free_port()
+        log_path = tmp / "server.log"
+        process = start_server(port, args.workers, env, log_path)
+        prefix = f"LOAD-{uuid.uuid4().hex[:6]}-"
+        try:
+            startup_s = wait_ready(process, log_path, args.workers)
+            print(f"{args.workers} workers up in {startup_s:.1f} s on port {port}; schema {schema.name}; "
+                  f"{len(messages)} messages from {data_info['file']}; load average {load_start}")
+            base_url = f"http://127.0.0.1:{port}"
+            warm, _ = asyncio.run(drive(base_url, key, messages, prefix, min(args.clients, 10), 60.0, args.warmup))
+            cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+            outcome, wall_s = asyncio.run(drive(base_url, key, messages, prefix, args.clients, args.seconds,
+                                                args.max_requests, offset=args.warmup))
+            cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+            load_end = load_average()
+        finally:
+            exit_code = stop_server(process)
+            server_log = log_path.read_text(errors="replace")
+        try:
+            stored = schema.predictions(prefix)
+        finally:
+            schema.close()
+
+    ok_ids = set(warm.ok_case_ids) | set(outcome.ok_case_ids)
+    stored_set = set(stored)
+    sent = len(outcome.sent_case_ids)
+    ok = len(outcome.latencies_ms)
+    five_xx = sum(n for status, n in outcome.statuses.items() if status.startswith("5"))
+    lat = percentiles(outcome.latencies_ms)
+    store_check = {
+        "ok_responses_incl_warmup": len(warm.ok_case_ids) + len(outcome.ok_case_ids),
+        "prediction_rows": len(stored),
+        "distinct_case_ids_stored": len(stored_set),
+        "ok_but_not_stored": len(ok_ids - stored_set),
+        "stored_twice": len(stored) - len(stored_set),
+        "stored_without_ok_response": len(stored_set - ok_ids),
+    }
+    nothing_lost = (store_check["prediction_rows"] == store_check["ok_responses_incl_warmup"]
+                    and store_check["ok_but_not_stored"] == 0 and store_check["stored_twice"] == 0)
+    target = {
+        "what": f"no 5xx, every 200 stored exactly once, p99 ≤ {TARGET_P99_MS:g} ms",
+        "no_5xx": five_xx == 0,
+        "nothing_lost_or_doubled": nothing_lost,
+        "p99_ms": lat["p99_ms"],
+        "p99_met": lat["p99_ms"] is not None and lat["p99_ms"] <= TARGET_P99_MS,
+    }
+    target["met"] = target["no_5xx"] and target["nothing_lost_or_doubled"] and target["p99_met"]
+    cpu_client_s = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    report = {
+        "data": {**data_info, "note": data_note,
+                 "reuse": f"{sent + args.warmup} requests over {len(messages)} messages: texts reused in file "
+                          "order after the file is used up, each with a new case_id"},
+        "server": {"command": f"uvicorn serving.app:create_app --factory --workers {args.workers} --host 127.0.0.1 "
+                              "--log-level info", "workers": args.workers, "startup_s": round(startup_s, 1),
+                   "exit_code_after_sigterm": exit_code, "store": f"{redact(args.postgres_url)}, a schema made "
+                   "for the run and dropped after it", "log_lines": server_log.count("\n"),
+                   "sent_texts_found_in_log": texts_in_log(server_log, messages, sent + args.warmup)},
+        "model": model_info,
+        "load": {"clients": args.clients, "seconds": args.seconds, "max_requests": args.max_requests,
+                 "warmup_requests": args.warmup, "client": "httpx.AsyncClient, one event loop, keep-alive"},
+        "results": {
+            "requests_sent": sent,
+            "wall_s": round(wall_s, 2),
+            "throughput_rps": ok / wall_s if wall_s else 0.0,
+            "ok": ok,
+            "by_status": dict(sorted(outcome.statuses.items())),
+            "five_xx": five_xx,
+            "error_examples": outcome.error_examples,
+            **lat,
+            "load_generator_cpu_s": round(cpu_client_s, 1),
+        },
+        "store_check": store_check,
+        "target": target,
+        "notes": [
+            f"each of the {args.workers} workers keeps its own in-memory hot-issue detector, so a burst whose cases "
+            "land on different workers is seen in parts (issue 6 deals with several replicas)",
+            "the load generator shares the 2 cores with the workers and PostgreSQL; see load_generator_cpu_s",
+        ],
+        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
+                    "load_average_start": load_start, "load_average_end": load_end},
+        "command": shlex.join([os.path.relpath(sys.executable, Path.cwd()), *sys.argv]),
+        "duration_s": round(time.perf_counter() - started, 1),
+        "measured_at": measured_at,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+    r = report["results"]
+    print(f"{sent} requests in {r['wall_s']} s from {args.clients} clients: {r['throughput_rps']:.1f} ok/s; "
+          f"by status {r['by_status']}")
+    if lat["p50_ms"] is not None:
+        print(f"latency of 200s: p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
+              f"max {lat['max_ms']:.1f} ms")
+    print(f"store: {store_check}")
+    print(f"target ({target['what']}): {'met' if target['met'] else 'NOT met'}: no 5xx {target['no_5xx']}, "
+          f"nothing lost {nothing_lost}, p99 ≤ {TARGET_P99_MS:g} ms {target['p99_met']}")
+    print(f"load average start {load_start}, end {load_end}; {report['duration_s']} s; written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
