@@ -201,6 +201,65 @@ async def drive(base_url: str, key: str, messages: list[tuple[str, str]], prefix
         return outcome, time.perf_counter() - wall
 
 
+async def drive_rate(base_url: str, key: str, messages: list[tuple[str, str]], prefix: str, rate: float,
+                     seconds: float, clients: int, offset: int) -> tuple[Outcome, float]:
+    """Open loop: a request every 1/`rate` s whatever the answers do, at most `clients` in flight.
+
+    Latency counts from the moment a request was due, so time spent waiting for a free client is included
+    (no coordinated omission: a slow server cannot slow the clock that measures it).
+    """
+    outcome = Outcome()
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    slots = asyncio.Semaphore(clients)
+    total = int(rate * seconds)
+    async with httpx.AsyncClient(base_url=base_url, headers={"X-API-Key": key}, limits=limits,
+                                 timeout=REQUEST_TIMEOUT_S) as client:
+
+        async def one(n: int, due: float) -> None:
+            async with slots:
+                title, body = messages[n % len(messages)]
+                case_id = f"{prefix}{n:07d}"
+                outcome.sent_case_ids.append(case_id)
+                try:
+                    response = await client.post("/v1/triage", json={
+                        "case_id": case_id, "title": title, "body": body, "reporter_id": f"LOAD-U{n % 997}"})
+                except httpx.TimeoutException:
+                    outcome.statuses["timeout"] += 1
+                    return
+                except httpx.HTTPError as exc:
+                    outcome.statuses[type(exc).__name__] += 1
+                    return
+                outcome.statuses[str(response.status_code)] += 1
+                if response.status_code == 200:
+                    outcome.latencies_ms.append((time.perf_counter() - due) * 1000)
+                    outcome.ok_case_ids.append(case_id)
+                else:
+                    outcome.error_examples.setdefault(str(response.status_code), response.text[:300])
+
+        start = time.perf_counter()
+        tasks = []
+        for k in range(total):
+            due = start + k / rate
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            tasks.append(asyncio.create_task(one(offset + k, due)))
+        await asyncio.gather(*tasks)
+        return outcome, time.perf_counter() - start
+
+
+def summary(outcome: Outcome, wall_s: float) -> dict[str, Any]:
+    ok = len(outcome.latencies_ms)
+    return {
+        "requests_sent": len(outcome.sent_case_ids),
+        "wall_s": round(wall_s, 2),
+        "throughput_rps": ok / wall_s if wall_s else 0.0,
+        "ok": ok,
+        "by_status": dict(sorted(outcome.statuses.items())),
+        "five_xx": sum(n for status, n in outcome.statuses.items() if status.startswith("5")),
+        "error_examples": outcome.error_examples,
+        **percentiles(outcome.latencies_ms),
+    }
+
+
 def percentiles(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None, "mean_ms": None}
@@ -229,6 +288,9 @@ def main() -> int:
     parser.add_argument("--max-requests", type=int, default=20_000, help="stop after this many requests")
     parser.add_argument("--warmup", type=int, default=100, help="untimed requests first (stored and counted too)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--then-rate", type=float, default=None, metavar="RPS",
+                        help="after the closed-loop run, an open-loop run at this many requests/s for --seconds on the "
+                             "same server (latency at a load below capacity)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--model", default=DEFAULT_MODEL_URI)
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
@@ -270,6 +332,10 @@ def main() -> int:
             outcome, wall_s = asyncio.run(drive(base_url, key, messages, prefix, args.clients, args.seconds,
                                                 args.max_requests, offset=args.warmup))
             cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+            opened: tuple[Outcome, float] | None = None
+            if args.then_rate:
+                opened = asyncio.run(drive_rate(base_url, key, messages, prefix, args.then_rate, args.seconds,
+                                                args.clients, offset=args.warmup + args.max_requests))
             load_end = load_average()
         finally:
             exit_code = stop_server(process)
@@ -279,21 +345,21 @@ def main() -> int:
         finally:
             schema.close()
 
-    ok_ids = set(warm.ok_case_ids) | set(outcome.ok_case_ids)
+    phases = [warm, outcome] + ([opened[0]] if opened else [])
+    ok_ids = {case_id for phase in phases for case_id in phase.ok_case_ids}
     stored_set = set(stored)
     sent = len(outcome.sent_case_ids)
-    ok = len(outcome.latencies_ms)
-    five_xx = sum(n for status, n in outcome.statuses.items() if status.startswith("5"))
+    five_xx = sum(n for phase in phases for status, n in phase.statuses.items() if status.startswith("5"))
     lat = percentiles(outcome.latencies_ms)
     store_check = {
-        "ok_responses_incl_warmup": len(warm.ok_case_ids) + len(outcome.ok_case_ids),
+        "ok_responses_all_phases": sum(len(phase.ok_case_ids) for phase in phases),
         "prediction_rows": len(stored),
         "distinct_case_ids_stored": len(stored_set),
         "ok_but_not_stored": len(ok_ids - stored_set),
         "stored_twice": len(stored) - len(stored_set),
         "stored_without_ok_response": len(stored_set - ok_ids),
     }
-    nothing_lost = (store_check["prediction_rows"] == store_check["ok_responses_incl_warmup"]
+    nothing_lost = (store_check["prediction_rows"] == store_check["ok_responses_all_phases"]
                     and store_check["ok_but_not_stored"] == 0 and store_check["stored_twice"] == 0)
     target = {
         "what": f"no 5xx, every 200 stored exactly once, p99 ≤ {TARGET_P99_MS:g} ms",
@@ -316,17 +382,11 @@ def main() -> int:
         "model": model_info,
         "load": {"clients": args.clients, "seconds": args.seconds, "max_requests": args.max_requests,
                  "warmup_requests": args.warmup, "client": "httpx.AsyncClient, one event loop, keep-alive"},
-        "results": {
-            "requests_sent": sent,
-            "wall_s": round(wall_s, 2),
-            "throughput_rps": ok / wall_s if wall_s else 0.0,
-            "ok": ok,
-            "by_status": dict(sorted(outcome.statuses.items())),
-            "five_xx": five_xx,
-            "error_examples": outcome.error_examples,
-            **lat,
-            "load_generator_cpu_s": round(cpu_client_s, 1),
-        },
+        "results": {**summary(outcome, wall_s), "load_generator_cpu_s": round(cpu_client_s, 1)},
+        "results_open_loop": None if opened is None else {
+            "rate_rps": args.then_rate, "max_in_flight": args.clients,
+            "latency_from": "the moment each request was due (includes waiting for a free client)",
+            **summary(*opened)},
         "store_check": store_check,
         "target": target,
         "notes": [
@@ -349,6 +409,10 @@ def main() -> int:
     if lat["p50_ms"] is not None:
         print(f"latency of 200s: p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
               f"max {lat['max_ms']:.1f} ms")
+    if opened is not None:
+        o = report["results_open_loop"]
+        print(f"open loop at {args.then_rate:g}/s: {o['ok']} ok, by status {o['by_status']}; p50 {o['p50_ms']:.1f} ms, "
+              f"p95 {o['p95_ms']:.1f} ms, p99 {o['p99_ms']:.1f} ms")
     print(f"store: {store_check}")
     print(f"target ({target['what']}): {'met' if target['met'] else 'NOT met'}: no 5xx {target['no_5xx']}, "
           f"nothing lost {nothing_lost}, p99 ≤ {TARGET_P99_MS:g} ms {target['p99_met']}")
