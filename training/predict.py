@@ -20,6 +20,7 @@ from models.bundle import TriageBundle
 from models.hotspots import HotspotConfig, HotspotDetector
 from models.mlflow_model import routes_frame
 from models.risk import BURST_COLUMNS
+from training.csv_safety import write_csv
 from training.hotspots_cli import events_from_frame
 from training.loading import DataError
 
@@ -117,11 +118,12 @@ def score_frame(
 
 
 def write_predictions(frame: pd.DataFrame, output: Path) -> None:
+    """Parquet as is; CSV through `write_csv`, since case ids come from the input file and may be formulas."""
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix.lower() == ".parquet":
         frame.to_parquet(output, index=False)
     else:
-        frame.to_csv(output, index=False, encoding="utf-8")
+        write_csv(frame, output)
 
 
 def check_output_path(output: Path) -> None:

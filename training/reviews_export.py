@@ -6,8 +6,8 @@ columns the loader carries along as extras: label_source (always `review`, which
 let these rows override other files' labels for the same case), reviewer, reviewed_at, and what the
 model had said. Reporter ids are never exported.
 
-CSV cells that a spreadsheet would run as a formula (starting with = + - @, tab or CR) are prefixed with
-a single quote; Parquet keeps values as they are.
+CSV is written by `training.csv_safety.write_csv`: cells that a spreadsheet would run as a formula (starting
+with = + - @, tab or CR) are prefixed with a single quote; Parquet keeps values as they are.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from serving.store import Store, redact
 from serving.store.reviewed import ReviewedCase, reviewed_cases
+from training.csv_safety import FORMULA_PREFIXES, escape_formula, write_csv  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -33,19 +34,10 @@ EXPORT_COLUMNS = (
 )
 CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
-#: First characters that make spreadsheet programs evaluate a cell (OWASP "CSV injection").
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 class ExportError(ValueError):
     """The export cannot be written; the message says why (database, output file, or no reviews)."""
-
-
-def escape_formula(value: object) -> object:
-    """`value` with a leading single quote if it is text a spreadsheet would run as a formula."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -93,7 +85,7 @@ def write_reviews(frame: pd.DataFrame, path: Path) -> None:
         if path.suffix.lower() in PARQUET_SUFFIXES:
             frame.to_parquet(path, index=False)
         else:
-            frame.map(escape_formula).to_csv(path, index=False, encoding="utf-8")
+            write_csv(frame, path)
     except OSError as exc:
         raise ExportError(f"{path}: cannot write ({exc.strerror or type(exc).__name__})") from None
 

@@ -1,0 +1,30 @@
+"""Writing CSV files that people open in spreadsheets, safely: the one place every exporter goes through.
+
+Two hazards in case text, which comes from citizens and is never trusted:
+- a cell starting with = + - @ (or tab / CR) is run as a formula by Excel and LibreOffice ("CSV injection",
+  e.g. `=cmd|' /C calc'!A0`): such cells get a leading single quote, which spreadsheets show as text;
+- a bare carriage return inside a cell: pandas ends lines with LF and so leaves such a cell unquoted, and
+  every CSV reader (ours included) then splits the row in two. Lines end with CRLF (RFC 4180) instead,
+  which makes the writer quote any cell holding CR or LF.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+#: First characters that make spreadsheet programs evaluate a cell (OWASP "CSV injection").
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def escape_formula(value: object) -> object:
+    """`value` with a leading single quote if it is text a spreadsheet would run as a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    """UTF-8 CSV without the index, text cells formula-escaped, cells with line breaks quoted."""
+    frame.map(escape_formula).to_csv(path, index=False, encoding="utf-8", lineterminator="\r\n")
