@@ -313,6 +313,30 @@ def test_an_incompatible_model_is_refused_and_the_old_one_keeps_serving(
 
 
 # -- (d) start-up with no registered model -------------------------------------------------------------
+@pytest.fixture
+def logging_restored() -> Iterator[None]:
+    """Put logging back as it was: creating an MLflow store runs Alembic's `fileConfig`, which gives
+    `sqlalchemy.engine` a handler, stops it propagating and creates child loggers (`sqlalchemy.engine.Engine`)
+    that a later test setting "every existing logger" to DEBUG would turn into a dump of result rows."""
+    registry = logging.root.manager.loggerDict
+    before = set(registry.values())
+    loggers = [logging.getLogger()] + [logger for logger in before if isinstance(logger, logging.Logger)]
+    saved = {logger: (logger.level, logger.propagate, list(logger.handlers), logger.disabled) for logger in loggers}
+    yield
+    for name, logger in list(registry.items()):
+        if logger not in before:
+            # Unlisted, a new logger keeps working through its parents, and "every existing logger" skips it.
+            del registry[name]
+            if isinstance(logger, logging.Logger):
+                logger.handlers.clear()
+                logger.setLevel(logging.NOTSET)
+                logger.propagate, logger.disabled = True, False
+    for logger, (level, propagate, handlers, disabled) in saved.items():
+        logger.setLevel(level)
+        logger.propagate, logger.handlers[:], logger.disabled = propagate, handlers, disabled
+
+
+@pytest.mark.usefixtures("logging_restored")
 def test_start_up_with_no_registered_model_says_so_on_readyz_in_the_log_and_on_triage(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
