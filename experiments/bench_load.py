@@ -34,6 +34,7 @@ import asyncio
 import json
 import os
 import platform
+import re
 import resource
 import shlex
 import signal
@@ -41,6 +42,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -154,6 +156,7 @@ def stop_server(process: subprocess.Popen[bytes]) -> int | None:
 @dataclass
 class Outcome:
     latencies_ms: list[float] = field(default_factory=list)  # of 200 answers
+    chars: list[int] = field(default_factory=list)  # title + body length of each of those
     statuses: Counter[str] = field(default_factory=Counter)
     ok_case_ids: list[str] = field(default_factory=list)
     sent_case_ids: list[str] = field(default_factory=list)
@@ -192,6 +195,7 @@ async def drive(base_url: str, key: str, messages: list[tuple[str, str]], prefix
                 outcome.statuses[str(response.status_code)] += 1
                 if response.status_code == 200:
                     outcome.latencies_ms.append(elapsed)
+                    outcome.chars.append(len(title) + len(body))
                     outcome.ok_case_ids.append(case_id)
                 else:  # error bodies hold no case text (422 drops `input`); keep one of each for the record
                     outcome.error_examples.setdefault(str(response.status_code), response.text[:300])
@@ -232,6 +236,7 @@ async def drive_rate(base_url: str, key: str, messages: list[tuple[str, str]], p
                 outcome.statuses[str(response.status_code)] += 1
                 if response.status_code == 200:
                     outcome.latencies_ms.append((time.perf_counter() - due) * 1000)
+                    outcome.chars.append(len(title) + len(body))
                     outcome.ok_case_ids.append(case_id)
                 else:
                     outcome.error_examples.setdefault(str(response.status_code), response.text[:300])
@@ -246,6 +251,17 @@ async def drive_rate(base_url: str, key: str, messages: list[tuple[str, str]], p
         return outcome, time.perf_counter() - start
 
 
+def by_length(outcome: Outcome) -> dict[str, Any]:
+    """p50 latency of the shortest half of the texts against the longest 5%: under processor sharing a long
+    text (more tokens to cut and score) holds its request longer."""
+    if len(outcome.chars) < 40:
+        return {}
+    chars, lat = np.asarray(outcome.chars), np.asarray(outcome.latencies_ms)
+    short, long = chars <= np.percentile(chars, 50), chars >= np.percentile(chars, 95)
+    return {"short_half_max_chars": int(np.percentile(chars, 50)), "short_half_p50_ms": float(np.median(lat[short])),
+            "longest_5pct_min_chars": int(np.percentile(chars, 95)), "longest_5pct_p50_ms": float(np.median(lat[long]))}
+
+
 def summary(outcome: Outcome, wall_s: float) -> dict[str, Any]:
     ok = len(outcome.latencies_ms)
     return {
@@ -257,6 +273,7 @@ def summary(outcome: Outcome, wall_s: float) -> dict[str, Any]:
         "five_xx": sum(n for status, n in outcome.statuses.items() if status.startswith("5")),
         "error_examples": outcome.error_examples,
         **percentiles(outcome.latencies_ms),
+        "latency_by_text_length": by_length(outcome),
     }
 
 
@@ -266,6 +283,20 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
     array = np.asarray(values)
     return {"p50_ms": float(np.percentile(array, 50)), "p95_ms": float(np.percentile(array, 95)),
             "p99_ms": float(np.percentile(array, 99)), "max_ms": float(array.max()), "mean_ms": float(array.mean())}
+
+
+def connections_per_process(port: int) -> dict[str, int] | None:
+    """Established connections to `port` by the pid that holds them (`ss`), or None where `ss` is missing.
+
+    Keep-alive connections stay with the worker that accepted them, so this shows how evenly the kernel
+    spread the clients over the workers.
+    """
+    try:
+        listing = subprocess.run(["ss", "-Htnp", "state", "established", f"( sport = :{port} )"],
+                                 capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return dict(Counter(f"pid {pid}" for pid in re.findall(r"pid=(\d+)", listing)))
 
 
 def load_average() -> list[float]:
@@ -279,6 +310,39 @@ def texts_in_log(log: str, messages: list[tuple[str, str]], used: int) -> int:
         pieces = [p for p in (title.strip(), body.strip()[:12]) if len(p) >= 6]
         found += any(p in log for p in pieces)
     return found
+
+
+def findings(report: dict[str, Any]) -> list[str]:
+    """What the figures say, worded from the figures themselves (kept in the results file)."""
+    r, clients = report["results"], report["load"]["clients"]
+    notes = [
+        f"each of the {report['server']['workers']} workers keeps its own in-memory hot-issue detector, so a burst "
+        "whose cases land on different workers is seen in parts (issue 6 deals with several replicas)",
+        f"the load generator shares the 2 cores with the workers and PostgreSQL ({r['load_generator_cpu_s']} s of "
+        f"CPU in {r['wall_s']} s), and so does whatever else ran (load average "
+        f"{report['machine']['load_average_start']} at the start)",
+    ]
+    if r["throughput_rps"] and r["mean_ms"]:
+        notes.append(
+            f"closed loop: {clients} clients with no pause keep the service saturated, so latency is queueing: mean "
+            f"{r['mean_ms']:.0f} ms ≈ clients / throughput = {1000 * clients / r['throughput_rps']:.0f} ms (Little's "
+            f"law); p99 ≤ {TARGET_P99_MS:g} ms with {clients} clients in flight would need ≥ "
+            f"{1000 * clients / TARGET_P99_MS:.0f} requests/s, {clients / TARGET_P99_MS * 1000 / r['throughput_rps']:.0f}× "
+            "what was served here")
+    spread = r.get("connections_per_worker_mid_run")
+    if spread and len(spread) > 1:
+        notes.append(f"keep-alive connections per worker mid-run: {sorted(spread.values())}; the kernel hands "
+                     "connections to workers unevenly and they stay there, so one worker queues more")
+    by_len = r.get("latency_by_text_length") or {}
+    if by_len:
+        notes.append(f"text length barely moves the closed-loop latency (p50 {by_len['short_half_p50_ms']:.0f} ms for "
+                     f"the shorter half, {by_len['longest_5pct_p50_ms']:.0f} ms for the longest 5%): the wait is "
+                     "for a turn, not for the work")
+    opened = report.get("results_open_loop")
+    if opened and opened.get("p99_ms") is not None:
+        notes.append(f"open loop at {opened['rate_rps']:g} requests/s (below capacity): p50 {opened['p50_ms']:.0f} ms, "
+                     f"p95 {opened['p95_ms']:.0f} ms, p99 {opened['p99_ms']:.0f} ms")
+    return notes
 
 
 def main() -> int:
@@ -328,10 +392,14 @@ def main() -> int:
                   f"{len(messages)} messages from {data_info['file']}; load average {load_start}")
             base_url = f"http://127.0.0.1:{port}"
             warm, _ = asyncio.run(drive(base_url, key, messages, prefix, min(args.clients, 10), 60.0, args.warmup))
+            spread: dict[str, dict[str, int] | None] = {}
+            sampler = threading.Timer(args.seconds / 2, lambda: spread.update(mid_run=connections_per_process(port)))
+            sampler.start()
             cpu_before = resource.getrusage(resource.RUSAGE_SELF)
             outcome, wall_s = asyncio.run(drive(base_url, key, messages, prefix, args.clients, args.seconds,
                                                 args.max_requests, offset=args.warmup))
             cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+            sampler.cancel()
             opened: tuple[Outcome, float] | None = None
             if args.then_rate:
                 opened = asyncio.run(drive_rate(base_url, key, messages, prefix, args.then_rate, args.seconds,
@@ -382,24 +450,21 @@ def main() -> int:
         "model": model_info,
         "load": {"clients": args.clients, "seconds": args.seconds, "max_requests": args.max_requests,
                  "warmup_requests": args.warmup, "client": "httpx.AsyncClient, one event loop, keep-alive"},
-        "results": {**summary(outcome, wall_s), "load_generator_cpu_s": round(cpu_client_s, 1)},
+        "results": {**summary(outcome, wall_s), "load_generator_cpu_s": round(cpu_client_s, 1),
+                    "connections_per_worker_mid_run": spread.get("mid_run")},
         "results_open_loop": None if opened is None else {
             "rate_rps": args.then_rate, "max_in_flight": args.clients,
             "latency_from": "the moment each request was due (includes waiting for a free client)",
             **summary(*opened)},
         "store_check": store_check,
         "target": target,
-        "notes": [
-            f"each of the {args.workers} workers keeps its own in-memory hot-issue detector, so a burst whose cases "
-            "land on different workers is seen in parts (issue 6 deals with several replicas)",
-            "the load generator shares the 2 cores with the workers and PostgreSQL; see load_generator_cpu_s",
-        ],
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
                     "load_average_start": load_start, "load_average_end": load_end},
         "command": shlex.join([os.path.relpath(sys.executable, Path.cwd()), *sys.argv]),
         "duration_s": round(time.perf_counter() - started, 1),
         "measured_at": measured_at,
     }
+    report["notes"] = findings(report)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
