@@ -323,12 +323,12 @@ def findings(report: dict[str, Any]) -> list[str]:
         f"{report['machine']['load_average_start']} at the start)",
     ]
     if r["throughput_rps"] and r["mean_ms"]:
+        needed = 1000 * clients / TARGET_P99_MS
         notes.append(
             f"closed loop: {clients} clients with no pause keep the service saturated, so latency is queueing: mean "
             f"{r['mean_ms']:.0f} ms ≈ clients / throughput = {1000 * clients / r['throughput_rps']:.0f} ms (Little's "
             f"law); p99 ≤ {TARGET_P99_MS:g} ms with {clients} clients in flight would need ≥ "
-            f"{1000 * clients / TARGET_P99_MS:.0f} requests/s, {clients / TARGET_P99_MS * 1000 / r['throughput_rps']:.0f}× "
-            "what was served here")
+            f"{needed:.0f} requests/s, {needed / r['throughput_rps']:.0f}× what was served here")
     spread = r.get("connections_per_worker_mid_run")
     if spread and len(spread) > 1:
         notes.append(f"keep-alive connections per worker mid-run: {sorted(spread.values())}; the kernel hands "
