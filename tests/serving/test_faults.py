@@ -316,21 +316,17 @@ def test_an_incompatible_model_is_refused_and_the_old_one_keeps_serving(
 @pytest.fixture
 def logging_restored() -> Iterator[None]:
     """Put logging back as it was: creating an MLflow store runs Alembic's `fileConfig`, which gives
-    `sqlalchemy.engine` a handler, stops it propagating and creates child loggers (`sqlalchemy.engine.Engine`)
-    that a later test setting "every existing logger" to DEBUG would turn into a dump of result rows."""
+    `sqlalchemy.engine` a handler and stops it propagating, for every later test in the process."""
     registry = logging.root.manager.loggerDict
     before = set(registry.values())
     loggers = [logging.getLogger()] + [logger for logger in before if isinstance(logger, logging.Logger)]
     saved = {logger: (logger.level, logger.propagate, list(logger.handlers), logger.disabled) for logger in loggers}
     yield
-    for name, logger in list(registry.items()):
-        if logger not in before:
-            # Unlisted, a new logger keeps working through its parents, and "every existing logger" skips it.
-            del registry[name]
-            if isinstance(logger, logging.Logger):
-                logger.handlers.clear()
-                logger.setLevel(logging.NOTSET)
-                logger.propagate, logger.disabled = True, False
+    for logger in list(registry.values()):
+        if isinstance(logger, logging.Logger) and logger not in before:
+            logger.handlers.clear()
+            logger.setLevel(logging.NOTSET)
+            logger.propagate, logger.disabled = True, False
     for logger, (level, propagate, handlers, disabled) in saved.items():
         logger.setLevel(level)
         logger.propagate, logger.handlers[:], logger.disabled = propagate, handlers, disabled
