@@ -69,7 +69,10 @@ def captured() -> Iterator[Capture]:
         logger.setLevel(logging.DEBUG)
         if not logger.propagate:
             logger.addHandler(handler)
-    logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)  # SQL echo with (hidden) parameters
+    for logger in loggers:  # SQL echo with (hidden) parameters; DEBUG would add result rows
+        if logger.name.startswith("sqlalchemy.engine"):
+            logger.setLevel(logging.INFO)
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
     logging.getLogger().addHandler(handler)
     try:
         yield handler
