@@ -182,11 +182,15 @@ def test_sqlite_outage_drains_in_the_background_when_the_database_returns(
     outage.down = True
     for i in range(3):
         assert sqlite_client.post("/v1/triage", json=gas(i)).status_code == 200
+    batch = sqlite_client.post("/v1/triage/batch", json={"cases": [case("B", i) for i in range(4)]})
+    assert batch.status_code == 200
+    assert [r["prediction_id"] for r in batch.json()["results"]] == [None] * 4
     assert sqlite_client.get("/readyz").json()["store"].startswith("degraded: ")
     outage.down = False
     wait_for(lambda: "store" not in sqlite_client.get("/readyz").json(), "the spool to drain")
     store: Store = app.state.store
-    assert store.count_predictions() == 3
+    assert store.count_predictions() == 7
+    assert [len(store.predictions_for(f"B-{i}")) for i in range(4)] == [1, 1, 1, 1]
     assert [m.case_id for m in store.members_of(store.open_alerts()[0].burst_id)] == ["GAS-0", "GAS-1", "GAS-2"]
 
 
