@@ -34,6 +34,9 @@ async def read_form(request: Request) -> dict[str, str]:
     except UnicodeDecodeError as exc:
         raise FormError("form is not UTF-8") from exc
     try:
-        return dict(parse_qsl(text, keep_blank_values=True, max_num_fields=32))
+        fields = dict(parse_qsl(text, keep_blank_values=True, max_num_fields=32))
     except ValueError as exc:
         raise FormError("too many form fields") from exc
+    if any("\x00" in name or "\x00" in value for name, value in fields.items()):
+        raise FormError("form holds NUL characters")  # PostgreSQL text cannot store them (a 500 otherwise)
+    return fields

@@ -213,7 +213,7 @@ def queue_page(
 ) -> HTMLResponse:
     level = level if level in LEVELS else None
     departments = _departments(request, store)
-    department = department if department else None
+    department = department if department and "\x00" not in department else None  # NUL: PostgreSQL refuses it
     since_day, until_day = _parse_date(since), _parse_date(until)
     filters: dict[str, Any] = {
         "level": level, "department": department, "since": _day_start(since_day), "until": _day_start(until_day, 1),
@@ -306,6 +306,8 @@ def _not_found(request: Request, case_id: str) -> HTMLResponse:
 
 @router.get("/review/cases/{case_id}", response_class=HTMLResponse)
 def case_page(request: Request, case_id: str, principal: ReviewerDep, store: StoreDep) -> HTMLResponse:
+    if "\x00" in case_id:  # no case has one, and PostgreSQL would refuse the lookup (a 500)
+        return _not_found(request, case_id.replace("\x00", ""))
     detail = store.case_detail(case_id)
     if detail is None or detail.latest_prediction is None:
         return _not_found(request, case_id)
@@ -351,6 +353,8 @@ async def post_review(request: Request, case_id: str, principal: ReviewerDep, st
     if via_session(request) and not csrf_ok(request, form.get(CSRF_FIELD)):
         message = "页面已过期（CSRF 校验失败），请刷新页面后重试。"
         return error_page(request, status.HTTP_403_FORBIDDEN, "请求无效", message)
+    if "\x00" in case_id:  # as in case_page
+        return _not_found(request, case_id.replace("\x00", ""))
     detail = await run_in_threadpool(store.case_detail, case_id)
     if detail is None or detail.latest_prediction is None:
         return _not_found(request, case_id)
