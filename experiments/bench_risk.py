@@ -446,9 +446,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "and so are the model's: the cue features and the weak labels both come from that lexicon.",
             "Weak labels are the rules' own output, so a model trained on weak rows alone reproduces the rules "
             "(weak_only_weak_bands == rules).",
-            "With about 29 red cases per training split, a 0.95 red-recall target allows one miss; red cases "
-            "whose text carries no cue push the red band towards 0 and red precision collapses. The @0.9 rows "
-            "show the same fitted models at the issue's benchmark target.",
+            "With about 29 red cases per training split, a 0.95 red-recall target allows one miss; red cases whose "
+            "text carries no cue push a pure-recall red band towards 0 (the 'no precision floor' rows). The red "
+            "precision floor (risk_params.red_precision_floor) gives up that recall instead; the @0.9 rows show the "
+            "same fitted models at the issue's benchmark target.",
             "Burst features are zeros here; P@R.90 uses an oracle threshold on the pooled test predictions.",
             "text_p:* features: out-of-fold probabilities of a TF-IDF (jieba words, 1-2 grams, min_df 2, sublinear) + "
             "balanced multinomial logistic regression (C=text_C) on each training set; within a risk-model fit the "
