@@ -12,13 +12,18 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 
 .PHONY: run serve install test lint bench bench-load audit lock clean demo-model
 
+# Python 3.11's venv seeds setuptools 65.5, which has published advisories (CVE-2022-40897,
+# CVE-2024-6345, CVE-2025-47273); pin a fixed one. It no longer ships pkg_resources, which jieba only
+# tries before reading its dictionaries as plain files.
+SETUPTOOLS := setuptools==84.2.1
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --upgrade pip '$(SETUPTOOLS)'
 
 # Installs the project with the exact versions in constraints.txt, so training and serving agree.
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt '$(SETUPTOOLS)' -e '.[test]'
 	touch $@
 
 install: $(VENV)/.installed

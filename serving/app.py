@@ -19,6 +19,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import OperationalError
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -111,6 +112,20 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.durable_writer = None
         app.state.store = None
         store.dispose()
+
+
+async def database_unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
+    """503 instead of a bare 500 when a read needs the database and cannot reach it.
+
+    Triage rides out an outage through the spool; reads (case views, the queue, alerts, reports) cannot.
+    The error names the operation only: a database error's message can hold statement parameters.
+    """
+    logger.error("database unavailable for %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    return JSONResponse(
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        content={"detail": "the audit store's database cannot be reached; try again shortly"},
+        headers={"Retry-After": "5"},
+    )
 
 
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -227,6 +242,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = None
     app.state.hotspots = None
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(OperationalError, database_unavailable_handler)
     app.add_exception_handler(HTTPException, body_parse_error_handler)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.body_limit_bytes)
     app.include_router(router)

@@ -359,3 +359,20 @@ def test_start_up_with_no_registered_model_says_so_on_readyz_in_the_log_and_on_t
     assert len(errors) == 1, [r.getMessage() for r in errors]
     message = errors[0].getMessage()
     assert "no model registered as grievance-triage@champion" in message and "triage train" in message
+
+
+def test_reads_that_need_an_unreachable_database_answer_503_not_500(
+    sqlite_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = sqlite_client.app.state.store
+
+    def unreachable(*args: object, **kwargs: object) -> None:
+        raise OperationalError("SELECT … WHERE case_id = ?", {"case_id": "电话13812345678"}, ConnectionError("down"))
+
+    monkeypatch.setattr(store, "review_queue", unreachable)
+    monkeypatch.setattr(store, "case_detail", unreachable)
+    for path in ("/v1/review-queue", "/v1/cases/C-1"):
+        answer = sqlite_client.get(path)
+        assert answer.status_code == 503, path
+        assert answer.headers["retry-after"] == "5"
+        assert "cannot be reached" in answer.json()["detail"] and "138" not in answer.text
