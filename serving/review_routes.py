@@ -49,6 +49,8 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 review_router = APIRouter(tags=["review"])
+#: Far beyond any queue, and inside a 64-bit SQL integer: a larger offset answered 500 (found by schemathesis).
+MAX_QUEUE_OFFSET = 1_000_000_000
 
 CaseIdPath = Annotated[
     str, Path(min_length=1, max_length=64, description="The ticket system's id of the case."), NulFree
@@ -261,7 +263,9 @@ def review_queue(
     since: SinceQuery = None,
     until: UntilQuery = None,
     limit: Annotated[int, Query(ge=1, le=MAX_QUEUE_LIMIT)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_QUEUE_OFFSET, description="Cases to skip (paging).")
+    ] = 0,
 ) -> ReviewQueueOut:
     """Cases whose latest prediction has no review: red first, then yellow, then low-confidence routes,
     then the rest; oldest first within each. Dates filter on when the case's text was received."""
