@@ -9,7 +9,7 @@ they were stored (every triaged case is in the cases table): the state survives 
 `triage hotspots` can rebuild it from history.
 
 The detector is not thread-safe; one lock serialises `observe` (it takes well under a millisecond
-beside tokenisation).
+beside tokenisation). Snapshots are copied under that lock and written by a thread of their own.
 
 Writes go through `sink`: the store itself, or the app's `serving.spool.DurableWriter`, which spools
 members and alerts while the database is unreachable (so an outage neither fails the request nor loses
@@ -54,6 +54,7 @@ class HotspotService:
         self.snapshot_every = snapshot_every
         self._since_snapshot = 0
         self._lock = threading.Lock()
+        self._saver: threading.Thread | None = None
 
     @classmethod
     def restore(
@@ -101,20 +102,41 @@ class HotspotService:
                 alert = assignment.alert
                 self.sink.add_alert(alert.alert_id, alert.burst_id, alert.level, alert.raised_at, alert.to_dict())
             self._since_snapshot += 1
-            if self._since_snapshot >= self.snapshot_every:
-                self._snapshot()
+            due = self._since_snapshot >= self.snapshot_every and self._saver is None
+            if due:
+                # Taken under the lock (a consistent copy); written by a thread of its own, so the request
+                # that happens to be the 1,000th does not wait for a megabytes-large database write.
+                payload, self._since_snapshot = self.detector.snapshot(), 0
+                self._saver = threading.Thread(target=self._save, args=(payload,), name="hotspot-snapshot")
+                self._saver.start()
         return assignment, level
 
-    def _snapshot(self) -> None:
-        saved = self.sink.save_snapshot(self.detector.snapshot(), detector_version=self.detector.config.version)
-        # A skipped snapshot (database down) is tried again at shutdown or `snapshot_every` cases later.
-        self._since_snapshot = 0 if saved is not False else 1
+    def _save(self, payload: Mapping[str, Any]) -> None:
+        try:
+            saved = self.sink.save_snapshot(payload, detector_version=self.detector.config.version)
+        except Exception:  # a failed snapshot costs a longer replay at the next start, never a request
+            logger.exception("could not save the hot-issue snapshot; it is tried again later")
+            saved = False
+        with self._lock:
+            if saved is False:
+                # Skipped (database down) or failed: try again at shutdown or a few cases later.
+                self._since_snapshot = max(self._since_snapshot, self.snapshot_every - 100)
+            if self._saver is threading.current_thread():
+                self._saver = None
 
     def close(self) -> None:
-        """Save the state so a restart replays nothing."""
+        """Wait for a snapshot being written, then save the state so a restart replays nothing."""
+        saver = self._saver
+        if saver is not None:
+            saver.join()
         with self._lock:
             if self._since_snapshot:
-                self._snapshot()
+                payload, self._since_snapshot = self.detector.snapshot(), 0
+            else:
+                return
+        saved = self.sink.save_snapshot(payload, detector_version=self.detector.config.version)
+        if saved is False:
+            logger.warning("the hot-issue snapshot was not saved at shutdown; the next start replays the cases")
 
 
 def _naive_utc(value: datetime) -> datetime:
