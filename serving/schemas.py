@@ -35,7 +35,6 @@ def reject_nul(value: str | None) -> str | None:
 #: For path and query parameters: `Annotated[str, Path(...), NulFree]`.
 NulFree = AfterValidator(reject_nul)
 
-
 EXAMPLE_TITLE = "关于临江县鑫隆电子厂拖欠工人三个月工资的投诉"
 EXAMPLE_BODY = (
     "我们是临江县鑫隆电子厂的流水线工人，厂里从今年三月起就没有发过工资，共有六十多人被欠薪，"
@@ -276,13 +275,13 @@ class Health(BaseModel):
 
 class Ready(BaseModel):
     status: str = Field(examples=["ready"])
+    model: ModelRef
     store: str | None = Field(
         None,
         description="Absent when the audit store is healthy; `degraded: N records spooled, database unreachable "
         "since ...` while predictions are kept in the local spool until the database returns (still ready).",
         examples=["degraded: 3 records spooled, database unreachable since 2026-11-27T21:00:00+00:00"],
     )
-    model: ModelRef
 
 
 class ErrorResponse(BaseModel):
