@@ -156,16 +156,20 @@ _header = APIKeyHeader(
 )
 
 
-def get_keyring(request: Request) -> KeyRing:
+def keyring_of(request: Request) -> KeyRing:
     ring = getattr(request.app.state, "keyring", None)
     return ring if ring is not None else KeyRing(())
+
+
+async def get_keyring(request: Request) -> KeyRing:
+    return keyring_of(request)
 
 
 def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": API_KEY_HEADER})
 
 
-def current_principal(
+async def current_principal(
     request: Request,
     key: Annotated[str | None, Security(_header)],
     ring: Annotated[KeyRing, Depends(get_keyring)],
@@ -185,7 +189,7 @@ def require_role(*roles: Role) -> Callable[..., Principal]:
     """A dependency that answers 403 unless the caller's role is one of `roles` (admin always is)."""
     allowed = ", ".join(dict.fromkeys(r.value for r in (*roles, Role.admin)))
 
-    def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    async def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
         if not principal.may(*roles):
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,

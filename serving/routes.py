@@ -57,7 +57,7 @@ ANY_ROLE = [Depends(current_principal)]
 router = APIRouter()
 
 
-def get_hotspots(request: Request) -> HotspotService | None:
+async def get_hotspots(request: Request) -> HotspotService | None:
     """The live hot-issue detector (None in apps started without one, e.g. some tests)."""
     return getattr(request.app.state, "hotspots", None)
 

@@ -43,19 +43,19 @@ def model_ref(model: LoadedModel) -> ModelRef:
     return ModelRef(name=model.name or meta.get("model_name"), version=str(version) if version else None)
 
 
-def get_model_state(request: Request) -> ModelState:
+async def get_model_state(request: Request) -> ModelState:
     state = getattr(request.app.state, "model_state", None)
     return state if state is not None else ModelState()
 
 
-def get_model(state: Annotated[ModelState, Depends(get_model_state)]) -> LoadedModel:
+async def get_model(state: Annotated[ModelState, Depends(get_model_state)]) -> LoadedModel:
     """The loaded model; 503 with the reason when there is none."""
     if state.model is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=state.unavailable_reason)
     return state.model
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     """The settings the app was created with."""
     return request.app.state.settings
 

@@ -15,7 +15,7 @@ from serving.store.repository import Store
 NO_STORE = "the audit store is not open: the service is starting, shutting down, or could not reach its database"
 
 
-def get_store(request: Request) -> Store:
+async def get_store(request: Request) -> Store:
     """The app's store; 503 when there is none (before start-up or after shutdown)."""
     store = getattr(request.app.state, "store", None)
     if store is None:

@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from serving.auth import API_KEY_HEADER, KeyRing, Principal, ReviewerDep, Role, get_keyring
+from serving.auth import API_KEY_HEADER, KeyRing, Principal, ReviewerDep, Role, get_keyring, keyring_of
 from serving.review_rules import LEVELS, MAX_NOTE_CHARS, Decision, decide
 from serving.routes import model_info
 from serving.store import CaseDetail, PredictionRecord, Store
@@ -78,7 +78,7 @@ def session_secret_of(request: Request) -> str:
     return request.app.state.session_secret
 
 
-def page_session(request: Request, ring: Annotated[KeyRing, Depends(get_keyring)]) -> None:
+async def page_session(request: Request, ring: Annotated[KeyRing, Depends(get_keyring)]) -> None:
     """Put the session's principal on `request.state` for `require_role`, or send the browser to log in.
 
     A request with an `X-API-Key` header is left to `require_role` (401/403 as on the API).
@@ -132,7 +132,7 @@ def safe_next(value: str | None) -> str:
 async def login_page(request: Request) -> Response:
     if request.method == "GET":
         next_url = safe_next(request.query_params.get("next"))
-        if session_principal(request, get_keyring(request), session_secret_of(request)) is not None:
+        if session_principal(request, keyring_of(request), session_secret_of(request)) is not None:
             return RedirectResponse(next_url, status.HTTP_303_SEE_OTHER)  # already logged in
         return render(request, "login.html", {"next": next_url, "error": None})
     try:
@@ -143,7 +143,7 @@ async def login_page(request: Request) -> Response:
     if not csrf_ok(request, form.get(CSRF_FIELD)):
         expired = {"next": next_url, "error": "页面已过期，请重新输入密钥。"}
         return render(request, "login.html", expired, status.HTTP_403_FORBIDDEN)
-    ring: KeyRing = get_keyring(request)
+    ring: KeyRing = keyring_of(request)
     principal = ring.authenticate(form.get("api_key", "").strip())
     if principal is None:
         logger.info("web login refused: unknown key")
