@@ -78,6 +78,7 @@ from sqlalchemy.pool import NullPool  # noqa: E402
 from models.mlflow_model import LoadedModel, load_model  # noqa: E402
 from models.tracking import configure_tracking, tracking_uri  # noqa: E402
 from serving.app import create_app  # noqa: E402
+from serving.auth import new_key  # noqa: E402
 from serving.schemas import TriageRequest  # noqa: E402
 from serving.settings import DEFAULT_MODEL_URI, Settings  # noqa: E402
 from serving.state import model_ref  # noqa: E402
@@ -92,6 +93,10 @@ DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 RESULTS = ROOT / "experiments" / "results" / "service.json"
 TARGET_P50_MS = 10.0
 SOURCE_TZ = "+08:00"  # the sources' times are China local time without an offset
+#: A run-only intake key: the routes check it as they do in production (hash lookup, role check).
+_BENCH_KEY = new_key()
+BENCH_KEYS = f"bench:intake:{_BENCH_KEY}"
+BENCH_HEADERS = {"X-API-Key": _BENCH_KEY}
 console = Console()
 if not console.is_terminal:  # keep the table's columns readable in logs and pipes
     console = Console(width=150)
@@ -262,8 +267,8 @@ class Databases:
 @contextmanager
 def service(model_uri: str, database_url: str) -> Iterator[tuple[FastAPI, TestClient]]:
     """The app with its lifespan running (store migrated and opened, hot-issue service, model loaded)."""
-    app = create_app(Settings(model_uri=model_uri, database_url=database_url))
-    with TestClient(app) as client:
+    app = create_app(Settings(model_uri=model_uri, database_url=database_url, api_keys=BENCH_KEYS))
+    with TestClient(app, headers=BENCH_HEADERS) as client:
         state = app.state.model_state
         if state.model is None:
             raise SystemExit(f"the service could not load {model_uri}: {state.error}")
@@ -342,7 +347,7 @@ async def asgi_latencies(app: FastAPI, payloads: Sequence[dict[str, Any]], warmu
     """Per-request ms of POST /v1/triage through httpx.ASGITransport, with the app's lifespan running."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench", headers=BENCH_HEADERS) as client:
             for payload in payloads[:warmup]:
                 await client.post("/v1/triage", json=payload)
             gc.collect()
@@ -391,7 +396,7 @@ def run_backend(backend: str, dbs: Databases, model_uri: str, cases: Cases, warm
 
     # The same requests through httpx's ASGI transport on one event loop, as a server would run the app
     # (TestClient adds several thread hand-offs per request that a server does not have).
-    app = create_app(Settings(model_uri=model_uri, database_url=dbs.fresh(backend, "asgi")))
+    app = create_app(Settings(model_uri=model_uri, database_url=dbs.fresh(backend, "asgi"), api_keys=BENCH_KEYS))
     lat = asyncio.run(asgi_latencies(app, cases.payloads, warmup))
     results[f"asgi_{backend}"] = summarise(
         lat, f"POST /v1/triage via httpx ASGITransport on one event loop, {backend} store, hot issues and risk")

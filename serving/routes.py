@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 
 from serving.auth import Role, current_principal, require_role
@@ -122,15 +122,17 @@ def triage(
     store: StoreDep,
     hotspots: HotspotsDep,
     rescore: RescoreQuery = False,
-) -> TriageResponse:
+) -> Response:
     """The most probable department with its calibrated confidence and the top three, whether a person
     should review the routing, the risk level with its reasons, and the hot issue the case joined.
     Every prediction is stored in the audit trail; the same case_id with the same text returns the
     stored prediction unless `rescore=true`."""
     _enforce_limits([case], settings, batch=False)
     (result,) = triage_cases(model, [case], store=store, hotspots=hotspots, rescore=rescore)
-    # Already validated by triage_cases: build the response without validating it a second time.
-    return TriageResponse.model_construct(**dict(result), model=model_ref(model))
+    # Built from validated parts: serialise it here rather than have FastAPI validate it a second time
+    # (in another worker-thread hop). `response_model` still documents the shape.
+    answer = TriageResponse.model_construct(**dict(result), model=model_ref(model))
+    return Response(answer.model_dump_json(), media_type="application/json")
 
 
 @router.post(
