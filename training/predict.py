@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
 
 from models.bundle import TriageBundle
-from models.hotspots import HotspotConfig, HotspotDetector
+from models.hotspots import CaseEvent, HotspotConfig, HotspotDetector
 from models.mlflow_model import routes_frame
 from models.risk import BURST_COLUMNS
 from training.csv_safety import write_csv
@@ -60,13 +60,31 @@ def attach_hot_issues(cases: pd.DataFrame, config: HotspotConfig) -> pd.DataFram
     before it count, no look-ahead) and `hot_issue_id` (the burst, when it holds two cases or more by
     then). Sequential by nature; scoring afterwards can run in parallel.
     """
+    stats, hot = replay_hot_issues(events_from_frame(cases), config)
+    return join_hot_issues(cases, stats, hot)
+
+
+def replay_hot_issues(
+    events: Iterable[CaseEvent], config: HotspotConfig
+) -> tuple[dict[str, dict[str, float]], dict[str, str | None]]:
+    """Burst statistics and hot-issue id per case_id, from events already in time order.
+
+    Shared by `attach_hot_issues` and the Dask engine, which streams the events partition by partition.
+    """
     detector = HotspotDetector(config)
     stats: dict[str, dict[str, float]] = {}
     hot: dict[str, str | None] = {}
-    for event in events_from_frame(cases):
+    for event in events:
         assignment = detector.observe(event)
         stats[event.case_id] = assignment.features()
         hot[event.case_id] = assignment.burst_id if assignment.burst_id and assignment.cases >= 2 else None
+    return stats, hot
+
+
+def join_hot_issues(
+    cases: pd.DataFrame, stats: Mapping[str, Mapping[str, float]], hot: Mapping[str, str | None]
+) -> pd.DataFrame:
+    """`cases` with the `burst_*` columns and `hot_issue_id` of a replay (cases it never saw: no burst)."""
     out = cases.copy()
     ids = out["case_id"].astype(str)
     for column in BURST_COLUMNS:
