@@ -22,12 +22,12 @@ logger = logging.getLogger(__name__)
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("mlflow", "alembic", "urllib3", "git"):
+    for noisy in ("mlflow", "alembic", "urllib3", "git", "distributed"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)  # one line, however long
     return typer.Exit(code=2)
 
 
@@ -100,8 +100,12 @@ def predict(
     model: Annotated[
         str, typer.Option(help="models:/name@alias, models:/name/version, runs:/… or a local path.")
     ] = "models:/grievance-triage@champion",
-    input: Annotated[Path, typer.Option("--input", help="CSV, XLSX or Parquet file of cases.")] = ...,
-    output: Annotated[Path, typer.Option(help="Where to write predictions (.csv or .parquet).")] = ...,
+    input: Annotated[
+        str, typer.Option("--input", help="CSV, XLSX or Parquet file of cases; with --engine dask also a glob or URL.")
+    ] = ...,
+    output: Annotated[
+        str, typer.Option(help="Where to write predictions (.csv or .parquet); with --engine dask a directory.")
+    ] = ...,
     encoding: Annotated[str, typer.Option(help="Text encoding of a CSV input.")] = "utf-8",
     workers: Annotated[
         int | None, typer.Option(min=1, help="Processes that score in parallel (default: cores, at most 4).")
@@ -110,10 +114,24 @@ def predict(
         bool, typer.Option(help="Replay the file in time order to give each case its hot issue (burst).")
     ] = True,
     hotspot_config: Annotated[Path | None, typer.Option(help="Detector settings (YAML).")] = None,
+    engine: Annotated[
+        str, typer.Option(help="pandas: this machine's processes; dask: one partition per file on a Dask cluster.")
+    ] = "pandas",
+    scheduler: Annotated[
+        str | None, typer.Option(help="Dask scheduler address (default: a LocalCluster of --workers processes).")
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Score a file: one output row per case with department, confidence, needs_review and the top 3."""
     _setup_logging(verbose)
+    if engine not in ("pandas", "dask"):
+        raise _fail(f"unknown engine '{engine}'; use pandas or dask")
+    if engine == "dask":
+        _predict_dask(model, input, output, encoding, workers, hot_issues, hotspot_config, scheduler)
+        return
+    if scheduler:
+        raise _fail("--scheduler needs --engine dask")
+    input_path, output_path = Path(input), Path(output)
     from features.text import init_tokenizer
     from models.mlflow_model import load_model
     from models.tracking import configure_tracking
@@ -122,8 +140,8 @@ def predict(
     from training.predict import attach_hot_issues, check_output_path, default_workers, score_frame, write_predictions
 
     try:
-        check_output_path(output)
-        loaded = load_cases([input], training=False, encoding=encoding)
+        check_output_path(output_path)
+        loaded = load_cases([input_path], training=False, encoding=encoding)
         detector_config = load_hotspot_config(hotspot_config) if hot_issues else None
     except (DataError, ConfigError) as exc:
         raise _fail(str(exc)) from None
@@ -140,11 +158,51 @@ def predict(
             task = progress.add_task("scoring", total=len(cases))
             scored = score_frame(model_ref.bundle, cases, lambda n: progress.advance(task, n),
                                  workers=workers or default_workers())
-        write_predictions(scored, output)
+        write_predictions(scored, output_path)
     except (OSError, ValueError, AttributeError, TypeError) as exc:
         raise _fail(f"scoring {input} with '{model}' failed: {type(exc).__name__}: {exc}") from None
     review = int(scored["needs_review"].sum()) if len(scored) else 0
     console.print(f"wrote {len(scored)} predictions to {output} ({review} need review)", highlight=False)
+
+
+def _predict_dask(
+    model: str,
+    input: str,
+    output: str,
+    encoding: str,
+    workers: int | None,
+    hot_issues: bool,
+    hotspot_config: Path | None,
+    scheduler: str | None,
+) -> None:
+    """`predict --engine dask`: Parquet parts in the directory `output`; see training/dask_predict.py."""
+    from models.tracking import configure_tracking
+    from training.config import ConfigError, load_hotspot_config
+    from training.dask_predict import dask_client, expand_inputs, predict_dask
+    from training.loading import DataError
+    from training.predict import default_workers
+
+    try:
+        files = expand_inputs(input)
+        detector_config = load_hotspot_config(hotspot_config) if hot_issues else None
+    except (DataError, ConfigError, OSError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    configure_tracking()
+    try:
+        client_context = dask_client(scheduler, workers or default_workers())
+        client = client_context.__enter__()
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        raise _fail(f"cannot reach the Dask scheduler '{scheduler}': {type(exc).__name__}: {exc}") from None
+    try:
+        result = predict_dask(client, model, files, output, hot_issues=detector_config, encoding=encoding)
+    except DataError as exc:
+        raise _fail(str(exc)) from None
+    except (OSError, ValueError, AttributeError, TypeError, KeyError) as exc:
+        raise _fail(f"scoring {input} with '{model}' on Dask failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        client_context.__exit__(None, None, None)
+    console.print(f"wrote {result.rows} predictions in {result.partitions} Parquet part(s) to {output} "
+                  f"({result.needs_review} need review)", highlight=False)
 
 
 @app.command()

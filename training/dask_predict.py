@@ -263,7 +263,7 @@ def _replay_bursts(client: Client, parts: list[Any], config: HotspotConfig, chun
 
 
 @contextlib.contextmanager
-def dask_client(scheduler: str | None, workers: int, *, timeout: float = 10.0) -> Iterator[Client]:
+def dask_client(scheduler: str | None, workers: int, *, timeout: float = 5.0) -> Iterator[Client]:
     """A client of the given scheduler, or of a LocalCluster started (and closed) here."""
     if scheduler:
         client = Client(scheduler, timeout=timeout, set_as_default=False)
