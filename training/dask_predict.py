@@ -7,9 +7,10 @@ What runs where:
   plugin that loads it by URI at worker start-up (same MLflow tracking URI as the caller), never with
   each partition.
 - Hot issues: the detector is a sequential state machine, so the replay runs in this process, in time
-  order: the (case_id, time, title, body, reporter, votes) columns are sorted on the cluster and streamed
-  here one partition at a time. Each partition then gets its burst columns before it is scored, because
-  the risk model reads them; the output equals the single-process `attach_hot_issues` + `score_frame`.
+  order. Only the sort keys (time, file position: 16 bytes a case) come here whole; the text for the
+  replay (case_id, time, title, body, reporter, votes) is pulled from the workers in time order, one
+  chunk at a time. Each partition then gets its burst columns before it is scored, because the risk model
+  reads them, so the output equals the single-process `attach_hot_issues` + `score_frame`.
 - Writing: each worker writes its own Parquet part (`part-00000.parquet`, ... in input order).
 """
 
