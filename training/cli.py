@@ -178,9 +178,12 @@ def _predict_dask(
     """`predict --engine dask`: Parquet parts in the directory `output`; see training/dask_predict.py."""
     from models.tracking import configure_tracking
     from training.config import ConfigError, load_hotspot_config
-    from training.dask_predict import dask_client, expand_inputs, predict_dask
+    from training.dask_predict import ModelLoadError, dask_client, expand_inputs, predict_dask
     from training.loading import DataError
     from training.predict import default_workers
+
+    if not logging.getLogger().isEnabledFor(logging.INFO):  # distributed sets its own levels on import
+        logging.getLogger("distributed").setLevel(logging.WARNING)
 
     try:
         files = expand_inputs(input)
@@ -195,7 +198,7 @@ def _predict_dask(
         raise _fail(f"cannot reach the Dask scheduler '{scheduler}': {type(exc).__name__}: {exc}") from None
     try:
         result = predict_dask(client, model, files, output, hot_issues=detector_config, encoding=encoding)
-    except DataError as exc:
+    except (DataError, ModelLoadError) as exc:
         raise _fail(str(exc)) from None
     except (OSError, ValueError, AttributeError, TypeError, KeyError) as exc:
         raise _fail(f"scoring {input} with '{model}' on Dask failed: {type(exc).__name__}: {exc}") from None

@@ -108,6 +108,10 @@ def load_partition(url: str, index: int, encoding: str = "utf-8") -> pd.DataFram
 # --------------------------------------------------------------------------------------------------
 
 
+class ModelLoadError(RuntimeError):
+    """A worker could not load the model (wrong URI, or a tracking server the workers cannot reach)."""
+
+
 class ModelPlugin(WorkerPlugin):
     """Loads the model by URI when a worker starts (or joins), so partitions carry no model."""
 
@@ -119,6 +123,7 @@ class ModelPlugin(WorkerPlugin):
         self.bundle: TriageBundle | None = None
         self.loads = 0
         self.partitions = 0
+        self.error: str | None = None
 
     def setup(self, worker: Any) -> None:
         import mlflow
@@ -132,7 +137,11 @@ class ModelPlugin(WorkerPlugin):
         if self.registry_uri:
             mlflow.set_registry_uri(self.registry_uri)
         init_tokenizer()
-        self.bundle = load_model(self.model_uri).bundle
+        try:
+            self.bundle = load_model(self.model_uri).bundle
+        except Exception as exc:  # reported by the first partition, as one line, not a worker traceback
+            self.error = f"could not load model '{self.model_uri}' on worker: {type(exc).__name__}: {exc}"
+            return
         self.loads += 1
         logger.info("worker %s loaded model %s", worker.address, self.model_uri)
 
@@ -142,13 +151,19 @@ class ModelPlugin(WorkerPlugin):
 
 def _worker_plugin(name: str) -> ModelPlugin:
     plugin = get_worker().plugins[name]
-    assert isinstance(plugin, ModelPlugin) and plugin.bundle is not None, "worker started without a model"
+    assert isinstance(plugin, ModelPlugin)
+    if plugin.bundle is None:
+        raise ModelLoadError(plugin.error or "worker started without a model")
     return plugin
 
 
 def _plugin_counts(name: str, dask_worker: Any = None) -> tuple[int, int]:
     plugin = dask_worker.plugins[name]
     return plugin.loads, plugin.partitions
+
+
+def _plugin_error(name: str, dask_worker: Any = None) -> str | None:
+    return dask_worker.plugins[name].error
 
 
 def _as_table(frame: pd.DataFrame) -> pa.Table:
@@ -274,7 +289,8 @@ def dask_client(scheduler: str | None, workers: int, *, timeout: float = 5.0) ->
             client.close()
         return
     with (
-        LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                     silence_logs=logging.WARNING) as cluster,
         Client(cluster, set_as_default=False) as client,
     ):
         yield client
@@ -318,6 +334,9 @@ def _run(
 ) -> tuple[list[tuple[int, int]], dict[str, tuple[int, int]]]:
     import dask.dataframe as dd
 
+    errors = {e for e in client.run(_plugin_error, plugin.name).values() if e}
+    if errors:  # before any partition is read: one clear line instead of a failed task per partition
+        raise ModelLoadError(sorted(errors)[0])
     cases = dd.from_map(load_partition, files, list(range(len(files))), encoding=encoding, enforce_metadata=False)
     parts = client.compute(cases.to_delayed())  # read once: the replay and the scoring both use them
     bursts: list[pd.DataFrame | None] = (

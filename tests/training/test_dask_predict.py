@@ -136,3 +136,11 @@ def test_cli_scores_on_the_scheduler_given(
     assert result.exit_code == 0, result.output
     assert "wrote 780 predictions in 4 Parquet part(s)" in result.stdout
     assert len(_read_parts(tmp_path / "out")) == 780
+
+
+def test_model_the_workers_cannot_load_is_one_error(client: Client, parts_dir: Path, tmp_path: Path) -> None:
+    from training.dask_predict import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match=r"could not load model .* on worker: FileNotFoundError"):
+        predict_dask(client, str(tmp_path / "no-bundle"), str(parts_dir / "*.csv"), tmp_path / "out")
+    assert not list((tmp_path / "out").glob("*.parquet"))
