@@ -5,6 +5,7 @@ The cluster starts once for the module (worker processes cost seconds each).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -144,3 +145,24 @@ def test_model_the_workers_cannot_load_is_one_error(client: Client, parts_dir: P
     with pytest.raises(ModelLoadError, match=r"could not load model .* on worker: FileNotFoundError"):
         predict_dask(client, str(tmp_path / "no-bundle"), str(parts_dir / "*.csv"), tmp_path / "out")
     assert not list((tmp_path / "out").glob("*.parquet"))
+
+
+def test_fsspec_url_partition_reads_like_a_local_file(parts_dir: Path) -> None:
+    """A non-local file is read by the same loader; its rows and its errors name the URL."""
+    import fsspec
+
+    from training.dask_predict import expand_inputs, load_partition
+
+    local = parts_dir / "part-1.csv"
+    with fsspec.open("memory://triage-test/in/part-1.csv", "wb") as fh:
+        fh.write(local.read_bytes())
+    with fsspec.open("memory://triage-test/in/bad.csv", "wb") as fh:
+        fh.write("编号,备注\n1,x\n".encode())
+    bad_url, url = expand_inputs("memory://triage-test/in/*.csv")  # sorted, protocol kept
+    assert bad_url.startswith("memory://") and bad_url.endswith("/in/bad.csv") and url.endswith("/in/part-1.csv")
+    got = load_partition(url, 1)
+    want = load_partition(str(local), 1)
+    assert (got["source_file"] == url).all()
+    pd.testing.assert_frame_equal(got.drop(columns="source_file"), want.drop(columns="source_file"))
+    with pytest.raises(DataError, match=rf"^{re.escape(bad_url)}: no text column"):
+        load_partition(bad_url, 0)
