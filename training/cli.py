@@ -204,8 +204,12 @@ def _predict_dask(
         raise _fail(f"scoring {input} with '{model}' on Dask failed: {type(exc).__name__}: {exc}") from None
     finally:
         client_context.__exit__(None, None, None)
+    for file, row, reason in result.skipped[:20]:
+        err.print(f"  skipped {file}, row {row}: {reason}", highlight=False)
+    if len(result.skipped) > 20:
+        err.print(f"  … and {len(result.skipped) - 20} more skipped rows", highlight=False)
     console.print(f"wrote {result.rows} predictions in {result.partitions} Parquet part(s) to {output} "
-                  f"({result.needs_review} need review)", highlight=False)
+                  f"({result.needs_review} need review, {len(result.skipped)} rows skipped)", highlight=False)
 
 
 @app.command()

@@ -22,7 +22,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,10 @@ _ROW_BITS = 32  # sequence key of a row: partition number << 32 | row within the
 _SEQ, _TIME = "_seq", "_time_key"
 
 
+#: `DataFrame.attrs` key under which a partition carries the rows its loader skipped.
+SKIPPED_ATTR = "triage_skipped_rows"
+
+
 @dataclass(frozen=True)
 class DaskResult:
     rows: int
@@ -54,6 +58,7 @@ class DaskResult:
     files: list[str]
     model_loads: dict[str, int]  # per worker: how often the model was loaded (1 = once per worker)
     scored_by: dict[str, int]  # per worker: partitions it scored
+    skipped: list[tuple[str, int, str]] = field(default_factory=list)  # (file, row, reason) not scored
 
 
 # --------------------------------------------------------------------------------------------------
@@ -85,7 +90,7 @@ def load_partition(url: str, index: int, encoding: str = "utf-8") -> pd.DataFram
     A remote file is copied to a temporary local file first; errors still name the URL.
     """
     if _is_local(url):
-        frame = load_cases([url.removeprefix("file://")], training=False, encoding=encoding).frame
+        loaded = load_cases([url.removeprefix("file://")], training=False, encoding=encoding)
     else:
         with tempfile.TemporaryDirectory(prefix="triage-part-") as tmp:
             local = Path(tmp) / Path(url.rstrip("/")).name
@@ -95,11 +100,14 @@ def load_partition(url: str, index: int, encoding: str = "utf-8") -> pd.DataFram
             except (OSError, ValueError) as exc:
                 raise DataError(url, f"cannot read ({type(exc).__name__})") from None
             try:
-                frame = load_cases([local], training=False, encoding=encoding).frame
+                loaded = load_cases([local], training=False, encoding=encoding)
             except DataError as exc:
                 raise DataError(url, exc.reason, column=exc.column, row=exc.row) from None
-        frame["source_file"] = url
+            loaded.frame["source_file"] = url
+    frame = loaded.frame
     frame[_SEQ] = (np.int64(index) << _ROW_BITS) + np.arange(len(frame), dtype=np.int64)
+    # Rows the loader read but could not use travel with the partition, to be reported, never dropped silently.
+    frame.attrs[SKIPPED_ATTR] = [(url, r.row, r.reason) for r in loaded.report.rejected]
     return frame
 
 
@@ -169,9 +177,9 @@ def _plugin_error(name: str, dask_worker: Any = None) -> str | None:
 def _as_table(frame: pd.DataFrame) -> pa.Table:
     """Columns that are all missing in one part are typed as strings, so every part has one schema."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    for i, field in enumerate(table.schema):
-        if pa.types.is_null(field.type):
-            table = table.set_column(i, pa.field(field.name, pa.string()), table.column(i).cast(pa.string()))
+    for i, column in enumerate(table.schema):
+        if pa.types.is_null(column.type):
+            table = table.set_column(i, pa.field(column.name, pa.string()), table.column(i).cast(pa.string()))
     return table
 
 
@@ -181,10 +189,14 @@ def score_partition(
     plugin_name: str,
     output: str,
     index: int,
-) -> tuple[int, int]:
-    """Score one partition with this worker's model and write it as one Parquet part; (rows, needs review)."""
+) -> tuple[int, int, list[tuple[str, int, str]]]:
+    """Score one partition with this worker's model and write it as one Parquet part.
+
+    Returns (rows, needs review, rows the loader skipped as (file, row, reason)).
+    """
     plugin = _worker_plugin(plugin_name)
     plugin.partitions += 1
+    skipped = list(cases.attrs.get(SKIPPED_ATTR, []))
     cases = cases.drop(columns=[_SEQ]).reset_index(drop=True)
     if bursts is not None:
         stats = {cid: dict(zip(BURST_COLUMNS, values, strict=True))
@@ -195,7 +207,7 @@ def score_partition(
     scored = score_frame(plugin.bundle, cases, workers=1)
     with fsspec.open(f"{output.rstrip('/')}/part-{index:05d}.parquet", "wb") as fh:
         pq.write_table(_as_table(scored), fh)
-    return len(scored), int(scored["needs_review"].sum()) if len(scored) else 0
+    return len(scored), int(scored["needs_review"].sum()) if len(scored) else 0, skipped
 
 
 # --------------------------------------------------------------------------------------------------
@@ -324,14 +336,16 @@ def predict_dask(
             with contextlib.suppress(Exception):
                 client.unregister_worker_plugin(plugin.name)
     rows = sum(c[0] for c in counts)
-    logger.info("dask scoring: %d file(s), %d rows written to %s", len(files), rows, out)
+    skipped = [entry for c in counts for entry in c[2]]
+    logger.info("dask scoring: %d file(s), %d rows written to %s, %d skipped", len(files), rows, out, len(skipped))
     return DaskResult(rows=rows, needs_review=sum(c[1] for c in counts), partitions=len(files), files=files,
-                      model_loads={w: c[0] for w, c in loads.items()}, scored_by={w: c[1] for w, c in loads.items()})
+                      model_loads={w: c[0] for w, c in loads.items()}, scored_by={w: c[1] for w, c in loads.items()},
+                      skipped=skipped)
 
 
 def _run(
     client: Client, plugin: ModelPlugin, files: list[str], out: str, hot_issues: HotspotConfig | None, encoding: str
-) -> tuple[list[tuple[int, int]], dict[str, tuple[int, int]]]:
+) -> tuple[list[tuple[int, int, list[tuple[str, int, str]]]], dict[str, tuple[int, int]]]:
     import dask.dataframe as dd
 
     errors = {e for e in client.run(_plugin_error, plugin.name).values() if e}

@@ -166,3 +166,26 @@ def test_fsspec_url_partition_reads_like_a_local_file(parts_dir: Path) -> None:
     pd.testing.assert_frame_equal(got.drop(columns="source_file"), want.drop(columns="source_file"))
     with pytest.raises(DataError, match=rf"^{re.escape(bad_url)}: no text column"):
         load_partition(bad_url, 0)
+
+
+def test_rows_without_text_are_reported_not_dropped_silently(
+    client: Client, demo_bundle_dir: Path, parts_dir: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    frame = pd.read_csv(parts_dir / "part-0.csv", dtype=str, keep_default_na=False).head(10)
+    frame.loc[3, ["title", "body"]] = ["", "   "]
+    frame.to_csv(source / "a.csv", index=False)
+    result = predict_dask(client, str(demo_bundle_dir), str(source / "*.csv"), tmp_path / "out")
+    assert result.rows == 9
+    assert len(result.skipped) == 1
+    file, row, reason = result.skipped[0]
+    assert file.endswith("a.csv") and row == 5 and reason == "no title and no body"  # row 5 as a spreadsheet has it
+    cli = CliRunner().invoke(app, [
+        "predict", "--model", str(demo_bundle_dir), "--input", str(source / "*.csv"),
+        "--output", str(tmp_path / "out2"), "--engine", "dask", "--scheduler", client.scheduler.address,
+        "--no-hot-issues",
+    ])
+    assert cli.exit_code == 0, cli.output
+    assert "skipped" in cli.stderr and "a.csv, row 5" in cli.stderr
+    assert "1 rows skipped" in cli.stdout
