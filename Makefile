@@ -43,7 +43,7 @@ DEMO_KEYS := var/demo-api-keys.env
 
 run: mlflow.db
 	@if [ -n "$$TRIAGE_API_KEYS" ]; then echo "Using the API keys in TRIAGE_API_KEYS."; \
-	else $(BIN)/python -m serving.demo_keys $(DEMO_KEYS) && set -a && . ./$(DEMO_KEYS) && set +a; fi; \
+	else $(BIN)/python -m serving.demo_keys $(DEMO_KEYS) http://$(HOST):$(PORT) && set -a && . ./$(DEMO_KEYS) && set +a; fi; \
 	$(BIN)/python -m serving.demo_seed && \
 	exec $(BIN)/triage serve --host $(HOST) --port $(PORT)
 

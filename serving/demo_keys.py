@@ -4,7 +4,7 @@ A newcomer needs keys to try the API and the reviewer page; production sets `TRI
 (ideally as `sha256:` digests). The file is an env file (`TRIAGE_API_KEYS=...`) with mode 0600 under
 `var/`, which git ignores; it is never overwritten, so keys stay stable across restarts.
 
-    python -m serving.demo_keys [PATH]    # default var/demo-api-keys.env
+    python -m serving.demo_keys [PATH [BASE_URL]]    # default var/demo-api-keys.env http://127.0.0.1:8000
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def read_demo_keys(path: Path) -> dict[Role, tuple[str, str]]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     path = Path(args[0]) if args else DEFAULT_PATH
+    base_url = args[1].rstrip("/") if len(args) > 1 else "http://127.0.0.1:8000"
     try:
         keys = ensure_demo_keys(path)
     except ValueError as exc:
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Demo API keys (kept in {path}; send one in the X-API-Key header):")
     for role, (name, key) in keys.items():
         print(f"  {role.value:<9} {name:<14} {key}")
-    print("Reviewer page: http://127.0.0.1:8000/review  (log in with the reviewer or admin key)")
+    print(f"Reviewer page: {base_url}/review  (log in with the reviewer or admin key)")
     return 0
 
 
