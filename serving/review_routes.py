@@ -97,8 +97,11 @@ def _review_out(record: ReviewRecord) -> ReviewOut:
     return ReviewOut(**asdict(record))
 
 
-def _known_departments(request: Request, store: Store) -> list[str]:
-    """The serving model's departments; without a model, every department a prediction has named."""
+def known_departments(request: Request, store: Store) -> list[str]:
+    """Departments a review may decide: the serving model's; without a model, every one a prediction named.
+
+    The reviewer page offers and checks the same list, so the page and the API accept the same decisions.
+    """
     state = getattr(request.app.state, "model_state", None)
     model = getattr(state, "model", None)
     if model is not None:
@@ -175,7 +178,7 @@ def create_review(
     review (nothing is overwritten); the reviewer is the API key's name. Without `prediction_id` the
     decision is about the case's latest prediction, which takes the case out of the review queue."""
     prediction = _reviewed_prediction(store, case_id, review.prediction_id)
-    decision = _decision(review, prediction, _known_departments(request, store))
+    decision = _decision(review, prediction, known_departments(request, store))
     try:
         stored = store.add_review(
             case_id, prediction.id, principal.name, decided_department=decision.department,

@@ -21,6 +21,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from serving.auth import API_KEY_HEADER, KeyRing, Principal, ReviewerDep, Role, get_keyring, keyring_of
+from serving.review_routes import known_departments
 from serving.review_rules import LEVELS, MAX_NOTE_CHARS, Decision, decide
 from serving.routes import model_info
 from serving.store import CaseDetail, PredictionRecord, Store
@@ -182,8 +183,8 @@ def _day_start(value: date | None, plus_days: int = 0) -> datetime | None:
     return datetime.combine(value + timedelta(days=plus_days), time.min, tzinfo=DISPLAY_TZ)
 
 
-def _departments(request: Request, store: Store) -> list[str]:
-    """Departments a reviewer may choose: the model's classes, and any that stored predictions name."""
+def _filter_departments(request: Request, store: Store) -> list[str]:
+    """Departments the queue can be filtered by: the model's classes, and any that stored predictions name."""
     state = getattr(request.app.state, "model_state", None)
     model = getattr(state, "model", None)
     known = list(model.bundle.classes) if model is not None else []
@@ -212,7 +213,7 @@ def queue_page(
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> HTMLResponse:
     level = level if level in LEVELS else None
-    departments = _departments(request, store)
+    departments = _filter_departments(request, store)
     department = department if department and "\x00" not in department else None  # NUL: PostgreSQL refuses it
     since_day, until_day = _parse_date(since), _parse_date(until)
     filters: dict[str, Any] = {
@@ -291,7 +292,7 @@ def _case_context(request: Request, store: Store, detail: CaseDetail) -> dict[st
         "alert": detail.alert,
         "burst_case_ids": [c for c in detail.burst_case_ids if c != detail.case_id],
         "audit": list(reversed(audit)),
-        "departments": _departments(request, store),
+        "departments": known_departments(request, store),
         "pending": detail.pending,
         # The latest review of the prediction shown (a review of an older text does not decide this one).
         "decision": next((r for r in reversed(detail.reviews) if r.prediction_id == latest.id), None),
@@ -359,7 +360,7 @@ async def post_review(request: Request, case_id: str, principal: ReviewerDep, st
     if detail is None or detail.latest_prediction is None:
         return _not_found(request, case_id)
     latest = detail.latest_prediction
-    departments = await run_in_threadpool(_departments, request, store)
+    departments = await run_in_threadpool(known_departments, request, store)
     decided = _decision(form, latest, departments)
     errors = [] if isinstance(decided, Decision) else decided
     if str(latest.id) != form.get("prediction_id", ""):
