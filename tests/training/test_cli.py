@@ -13,6 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from models.bundle import TriageBundle
+from tests.mlflow_env import point_mlflow_at, reset_mlflow_uris
 from training.cli import app
 from training.config import TrainConfig
 
@@ -35,14 +36,9 @@ def invoke(args: list[str]):
 
 @pytest.fixture
 def mlflow_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
-    monkeypatch.setenv("TRIAGE_MLFLOW_ARTIFACTS", str(tmp_path / "art"))
-    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-    monkeypatch.chdir(tmp_path)
+    point_mlflow_at(monkeypatch, tmp_path)
     yield tmp_path
-    mlflow.set_tracking_uri(None)
-    mlflow.set_registry_uri(None)
+    reset_mlflow_uris()
 
 
 @pytest.fixture

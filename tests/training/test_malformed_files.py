@@ -12,11 +12,11 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import mlflow
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from tests.mlflow_env import point_mlflow_at, reset_mlflow_uris
 from training.cli import app
 from training.csv_safety import FORMULA_PREFIXES
 from training.loading import DataError, load_cases
@@ -32,13 +32,9 @@ def flat(text: str) -> str:
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A private MLflow store and working directory, as `triage predict` would have in a fresh checkout."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
-    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-    monkeypatch.chdir(tmp_path)
+    point_mlflow_at(monkeypatch, tmp_path)
     yield tmp_path
-    mlflow.set_tracking_uri(None)
-    mlflow.set_registry_uri(None)
+    reset_mlflow_uris()
 
 
 def predict(model: Path, source: Path, out: Path, *extra: str):

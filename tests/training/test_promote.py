@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from models.bundle import TriageBundle
 from models.mlflow_model import CHAMPION, MODEL_NAME, LoadedModel, load_model
-from tests.training.test_train import point_mlflow_at
+from tests.mlflow_env import isolated_mlflow
 from training.cli import app
 from training.config import TrainConfig
 from training.promote import (
@@ -41,14 +41,8 @@ REVIEWED_AT = "2026-10-01T09:00:00+00:00"
 
 @pytest.fixture(scope="module")
 def mlflow_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    home = tmp_path_factory.mktemp("mlflow-promote")
-    with pytest.MonkeyPatch.context() as mp:
-        point_mlflow_at(mp, home)
-        try:
-            yield home
-        finally:
-            mlflow.set_tracking_uri(None)
-            mlflow.set_registry_uri(None)
+    with isolated_mlflow(tmp_path_factory.mktemp("mlflow-promote")) as home:
+        yield home
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,11 @@ import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
-import mlflow
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from tests.mlflow_env import point_mlflow_at, reset_mlflow_uris
 from training.cli import app
 from training.config import TrainConfig
 from training.predict import CHUNK
@@ -50,11 +50,7 @@ class Store:
         self.home = home
 
     def activate(self, mp: pytest.MonkeyPatch) -> None:
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{self.home}/mlflow.db")
-        mp.setenv("TRIAGE_MLFLOW_ARTIFACTS", str(self.home / "art"))
-        mp.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-        mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
-        mp.chdir(self.home)
+        point_mlflow_at(mp, self.home)
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +67,7 @@ def trained_stores(
                 assert (result.model_version, result.alias) == ("1", "champion")
         yield stores
     finally:
-        mlflow.set_tracking_uri(None)
-        mlflow.set_registry_uri(None)
+        reset_mlflow_uris()
 
 
 def predict(store: Store, cases: Path, out: Path, workers: int) -> bytes:

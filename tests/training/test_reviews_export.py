@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from serving.store import CaseInput, PredictionInput, Store, upgrade_database
 from serving.store.reviewed import reviewed_cases
+from tests.mlflow_env import point_mlflow_at, reset_mlflow_uris
 from tests.serving import conftest as serving_databases
-from tests.training.test_train import point_mlflow_at
 from training.cli import app
 from training.config import TrainConfig
 from training.loading import REASON_SUPERSEDED, load_cases
@@ -282,5 +282,4 @@ def test_triage_train_takes_the_export_beside_the_original_data(
         assert run.data.params["data.rows_kept"] == str(len(demo_cases))
         assert "reviews.csv" in run.data.params["data.file_names"]
     finally:
-        mlflow.set_tracking_uri(None)
-        mlflow.set_registry_uri(None)
+        reset_mlflow_uris()

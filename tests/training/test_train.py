@@ -19,6 +19,7 @@ from mlflow.models import get_model_info
 
 from models.bundle import TriageBundle
 from models.mlflow_model import CHALLENGER, CHAMPION, MODEL_NAME, LoadedModel, load_model
+from tests.mlflow_env import isolated_mlflow, point_mlflow_at
 from training import train as train_module
 from training.config import ConfigError, TrainConfig, load_config
 from training.evaluate import evaluate_router
@@ -33,24 +34,10 @@ EVAL_ARTEFACTS = {
 }
 
 
-def point_mlflow_at(mp: pytest.MonkeyPatch, home: Path) -> None:
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home}/mlflow.db")
-    mp.setenv("TRIAGE_MLFLOW_ARTIFACTS", str(home / "art"))
-    mp.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-    mp.delenv("MLFLOW_REGISTRY_URI", raising=False)  # restored (unset) after: mlflow sets it globally
-    mp.chdir(home)
-
-
 @pytest.fixture(scope="module")
 def mlflow_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    home = tmp_path_factory.mktemp("mlflow")
-    with pytest.MonkeyPatch.context() as mp:
-        point_mlflow_at(mp, home)
-        try:
-            yield home
-        finally:
-            mlflow.set_tracking_uri(None)
-            mlflow.set_registry_uri(None)
+    with isolated_mlflow(tmp_path_factory.mktemp("mlflow")) as home:
+        yield home
 
 
 @pytest.fixture(scope="module")
