@@ -53,9 +53,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pandas as pd
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
+from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -64,6 +62,7 @@ from experiments.bench_service import resolve_model  # noqa: E402
 from serving.auth import new_key  # noqa: E402
 from serving.settings import DEFAULT_MODEL_URI  # noqa: E402
 from serving.store.engine import redact  # noqa: E402
+from serving.store.scratch import admin_engine, create_schema, drop_schema, schema_url  # noqa: E402
 from training.loading import COLUMN_ALIASES  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "tipdm2020" / "messages_unlabeled.csv"
@@ -101,12 +100,12 @@ class Schema:
     """A PostgreSQL schema of its own for the run, dropped at close."""
 
     def __init__(self, url: str) -> None:
-        self.admin = create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 5})
-        self.name = f"bench_load_{uuid.uuid4().hex[:12]}"
-        with self.admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{self.name}"'))
-        self.url = make_url(url).update_query_dict({"options": f"-csearch_path={self.name}"}).render_as_string(
-            hide_password=False)
+        admin, reason = admin_engine(url, connect_timeout=5)
+        if admin is None:
+            raise SystemExit(f"PostgreSQL unreachable at {redact(url)}: {reason}")
+        self.admin = admin
+        self.name = create_schema(admin, "bench_load_")
+        self.url = schema_url(url, self.name)
 
     def predictions(self, prefix: str) -> list[str]:
         with self.admin.connect() as connection:
@@ -115,8 +114,7 @@ class Schema:
             ).scalars())
 
     def close(self) -> None:
-        with self.admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "{self.name}" CASCADE'))
+        drop_schema(self.admin, self.name)
         self.admin.dispose()
 
 

@@ -52,7 +52,6 @@ import shlex
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -70,10 +69,6 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-from sqlalchemy.exc import OperationalError  # noqa: E402
-from sqlalchemy.pool import NullPool  # noqa: E402
 
 from models.mlflow_model import LoadedModel, load_model  # noqa: E402
 from models.tracking import configure_tracking, tracking_uri  # noqa: E402
@@ -83,6 +78,7 @@ from serving.schemas import TriageRequest  # noqa: E402
 from serving.settings import DEFAULT_MODEL_URI, Settings  # noqa: E402
 from serving.state import model_ref  # noqa: E402
 from serving.store.engine import redact  # noqa: E402
+from serving.store.scratch import admin_engine, create_schema, drop_schema, schema_url  # noqa: E402
 from serving.triage_service import triage_cases  # noqa: E402
 from training.loading import COLUMN_ALIASES  # noqa: E402
 
@@ -228,16 +224,9 @@ class Databases:
         if postgres_url is None:
             self.postgres_skipped = "--no-postgres"
             return
-        engine = create_engine(postgres_url, poolclass=NullPool, connect_args={"connect_timeout": 3})
-        try:
-            with engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-        except OperationalError as exc:
-            engine.dispose()
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        self._admin, reason = admin_engine(postgres_url)
+        if self._admin is None:
             self.postgres_skipped = f"unreachable at {redact(postgres_url)}: {reason}"
-            return
-        self._admin = engine
 
     @property
     def backends(self) -> list[str]:
@@ -247,19 +236,15 @@ class Databases:
         if backend == "sqlite":
             return f"sqlite:///{self.tmp / f'{label}.db'}"
         assert self._admin is not None and self.postgres_url is not None
-        schema = f"bench_service_{uuid.uuid4().hex[:12]}"
-        with self._admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        schema = create_schema(self._admin, "bench_service_")
         self._schemas.append(schema)
-        url = make_url(self.postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
-        return url.render_as_string(hide_password=False)
+        return schema_url(self.postgres_url, schema)
 
     def close(self) -> None:
         if self._admin is None:
             return
-        with self._admin.begin() as connection:
-            for schema in self._schemas:
-                connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        for schema in self._schemas:
+            drop_schema(self._admin, schema)
         self._schemas.clear()
         self._admin.dispose()
 

@@ -12,7 +12,6 @@ the operation's hypothesis strategy.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,11 +27,10 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from serving.app import create_app
 from serving.settings import Settings
+from serving.store.scratch import create_schema, drop_schema, schema_url
 from tests.keys import ADMIN
 from tests.serving.conftest import POSTGRES_URL, postgres_admin  # noqa: F401 (fixture)
 
@@ -73,14 +71,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         yield f"sqlite:///{tmp_path_factory.mktemp('schemathesis-db') / 'triage.db'}"
         return
     admin = request.getfixturevalue("postgres_admin")
-    schema = f"triage_fuzz_{uuid.uuid4().hex[:8]}"
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    yield make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-        hide_password=False
-    )
-    with admin.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    schema = create_schema(admin, "triage_fuzz_")
+    yield schema_url(POSTGRES_URL, schema)
+    drop_schema(admin, schema)
 
 
 @pytest.fixture(scope="module")

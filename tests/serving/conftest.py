@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.pool import NullPool
+
+from serving.store.scratch import admin_engine, create_schema, drop_schema, schema_url
 
 POSTGRES_URL = os.environ.get("TRIAGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 SCHEMA_PREFIX = f"triage_store_test_{uuid.uuid4().hex[:8]}_"
@@ -25,13 +25,8 @@ SCHEMA_PREFIX = f"triage_store_test_{uuid.uuid4().hex[:8]}_"
 @pytest.fixture(scope="session")
 def postgres_admin() -> Iterator[Any]:
     """An engine on the PostgreSQL `test` database; skips (saying why) if the server is unreachable."""
-    engine = create_engine(POSTGRES_URL, poolclass=NullPool, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except OperationalError as exc:
-        engine.dispose()
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+    engine, reason = admin_engine(POSTGRES_URL)
+    if engine is None:
         pytest.skip(
             f"PostgreSQL server unreachable at {make_url(POSTGRES_URL).render_as_string(hide_password=True)} "
             f"({reason}); the store's PostgreSQL tests need it (start PostgreSQL or set TRIAGE_TEST_POSTGRES_URL)"
@@ -39,24 +34,20 @@ def postgres_admin() -> Iterator[Any]:
     yield engine
     # Leave the `test` database clean even if a test's own teardown did not run.
     with engine.begin() as connection:
-        leftovers = connection.execute(
+        leftovers = list(connection.execute(
             text("SELECT nspname FROM pg_namespace WHERE nspname LIKE :prefix"), {"prefix": SCHEMA_PREFIX + "%"}
-        ).scalars()
-        for schema in list(leftovers):
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        ).scalars())
+    for schema in leftovers:
+        drop_schema(engine, schema)
     engine.dispose()
 
 
 @pytest.fixture
 def postgres_url(postgres_admin: Any) -> Iterator[str]:
     """A URL whose connections work in a fresh, empty schema of their own."""
-    schema = SCHEMA_PREFIX + uuid.uuid4().hex[:8]
-    with postgres_admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    yield url.render_as_string(hide_password=False)
-    with postgres_admin.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    schema = create_schema(postgres_admin, SCHEMA_PREFIX)
+    yield schema_url(POSTGRES_URL, schema)
+    drop_schema(postgres_admin, schema)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
