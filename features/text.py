@@ -129,7 +129,9 @@ def case_tokens(title: str | None, body: str | None) -> list[str]:
     return tokenise(case_text(title, "")) + tokenise(case_text("", body))
 
 
-@lru_cache(maxsize=1024)
+# Holds a batch chunk's titles and bodies (training.predict.CHUNK cases), so the risk model reuses the
+# router's tokens; a few MB.
+@lru_cache(maxsize=4096)
 def _tokenise_cached(text: str) -> tuple[str, ...]:
     stops = stop_words()
     return tuple(t for t in _tokenizer().lcut(text, HMM=False) if t not in stops and _TOKEN_KEEP.search(t))
