@@ -149,6 +149,34 @@ class CaseEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class CaseTerms:
+    """The stateless half of a case's keyword vector: raw term counts (title counted `1 + title_weight`
+    times, place tokens added) and its main place. It depends on the text and the config only, so it can
+    be computed anywhere, in parallel; the idf weighting that follows needs the detector's state."""
+
+    counts: dict[str, float]
+    place: tuple[str, str, str, str] | None  # (name, kind, key, "title"|"body")
+
+
+def case_terms(title: str, body: str, config: HotspotConfig) -> CaseTerms:
+    """Tokens (jieba), joined single-character runs and specific places of one case: see `CaseTerms`."""
+    title_n = case_text(title, "")
+    body_n = case_text("", normalise(body)[: config.body_max_chars])
+    counts: Counter[str] = Counter(_terms(body_n))
+    for term, n in Counter(_terms(title_n)).items():
+        counts[term] += n * (1.0 + config.title_weight)
+    title_places = [p for p in extract_places(title_n) if is_specific(p)]
+    body_places = [p for p in extract_places(body_n) if is_specific(p)]
+    for p in title_places + body_places:
+        counts[_PLACE_PREFIX + place_key(p)] += 1
+    first = title_places[0] if title_places else (body_places[0] if body_places else None)
+    place = None
+    if first is not None:
+        place = (first.name, first.kind, place_key(first), "title" if title_places else "body")
+    return CaseTerms(dict(counts), place)
+
+
+@dataclass(frozen=True, slots=True)
 class Alert:
     alert_id: str
     burst_id: str
@@ -327,8 +355,12 @@ class HotspotDetector:
         burst = self._bursts.get(burst_id)
         return [(m.case_id, m.time, m.reporter) for m in burst.members.values()] if burst else []
 
-    def observe(self, case: CaseEvent) -> Assignment:
-        """Assign one case to a burst, update the window and return the burst's state at intake."""
+    def observe(self, case: CaseEvent, terms: CaseTerms | None = None) -> Assignment:
+        """Assign one case to a burst, update the window and return the burst's state at intake.
+
+        `terms`: the case's `case_terms`, when computed elsewhere (a Dask worker tokenises in parallel,
+        this detector then only does the stateful part); None: computed here from the case's text.
+        """
         time = self._case_time(case.created_at)
         self._now = time if self._now is None or time > self._now else self._now
         self._expire()
@@ -337,7 +369,9 @@ class HotspotDetector:
         if existing is not None:  # the same case again (e.g. a replay overlapping live intake)
             return self._assignment(case.case_id, self._bursts[existing], True, None, None)
 
-        weights, place = self._vectorise(case.title, case.body)
+        if terms is None:
+            terms = case_terms(case.title, case.body, self.config)
+        weights, place = self._weigh(terms.counts), terms.place
         self._seq += 1
         if not weights:
             return Assignment(case.case_id, None, False, None, 0, 0, 0, 0.0, int(case.votes or 0), 0.0)
@@ -451,23 +485,11 @@ class HotspotDetector:
             if not burst.members:
                 del self._bursts[burst_id]
 
-    def _vectorise(self, title: str, body: str) -> tuple[dict[str, float], tuple[str, str, str, str] | None]:
-        cfg = self.config
-        title_n = case_text(title, "")
-        body_n = case_text("", normalise(body)[: cfg.body_max_chars])
-        counts: Counter[str] = Counter(_terms(body_n))
-        for term, n in Counter(_terms(title_n)).items():
-            counts[term] += n * (1.0 + cfg.title_weight)
-        title_places = [p for p in extract_places(title_n) if is_specific(p)]
-        body_places = [p for p in extract_places(body_n) if is_specific(p)]
-        for p in title_places + body_places:
-            counts[_PLACE_PREFIX + place_key(p)] += 1
-        first = title_places[0] if title_places else (body_places[0] if body_places else None)
-        place = None
-        if first is not None:
-            place = (first.name, first.kind, place_key(first), "title" if title_places else "body")
+    def _weigh(self, counts: Mapping[str, float]) -> dict[str, float]:
+        """The stateful half of the keyword vector: update the document frequencies with this case, then
+        sublinear tf x incremental idf, cut to `max_terms`, L2-normalised (see the module docstring)."""
         if not counts:
-            return {}, place
+            return {}
         self._n_docs += 1
         self._df.update(counts.keys())
         n = self._n_docs
@@ -475,10 +497,9 @@ class HotspotDetector:
             term: (1.0 + math.log(tf)) * (math.log((1 + n) / (1 + self._df[term])) + 1.0)
             for term, tf in counts.items()
         }
-        top = sorted(raw.items(), key=lambda kv: (-kv[1], kv[0]))[: cfg.max_terms]
+        top = sorted(raw.items(), key=lambda kv: (-kv[1], kv[0]))[: self.config.max_terms]
         norm = math.sqrt(math.fsum(w * w for _, w in top))
-        weights = {term: round(w / norm, _WEIGHT_DIGITS) for term, w in top}
-        return weights, place
+        return {term: round(w / norm, _WEIGHT_DIGITS) for term, w in top}
 
     def _best_burst(
         self, weights: dict[str, float], place: tuple[str, str, str, str] | None
@@ -682,7 +703,9 @@ __all__ = [
     "Alert",
     "Assignment",
     "CaseEvent",
+    "CaseTerms",
     "HotspotConfig",
     "HotspotDetector",
+    "case_terms",
     "replay",
 ]

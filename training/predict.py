@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from models.bundle import TriageBundle
-from models.hotspots import CaseEvent, HotspotConfig, HotspotDetector
+from models.hotspots import Assignment, CaseEvent, HotspotConfig, HotspotDetector
 from models.mlflow_model import routes_frame
 from models.risk import BURST_COLUMNS
 from training.csv_safety import write_csv
@@ -75,10 +75,17 @@ def replay_hot_issues(
     stats: dict[str, dict[str, float]] = {}
     hot: dict[str, str | None] = {}
     for event in events:
-        assignment = detector.observe(event)
-        stats[event.case_id] = assignment.features()
-        hot[event.case_id] = assignment.burst_id if assignment.burst_id and assignment.cases >= 2 else None
+        stats[event.case_id], hot[event.case_id] = hot_issue_of(detector.observe(event))
     return stats, hot
+
+
+def hot_issue_of(assignment: Assignment) -> tuple[dict[str, float], str | None]:
+    """A case's burst statistics and its hot-issue id (its burst once it holds two cases or more).
+
+    One rule for every engine, so the Dask replay (which feeds pre-tokenised cases) cannot drift.
+    """
+    hot = assignment.burst_id if assignment.burst_id and assignment.cases >= 2 else None
+    return assignment.features(), hot
 
 
 def join_hot_issues(
