@@ -17,9 +17,12 @@ What runs where:
 from __future__ import annotations
 
 import contextlib
+import heapq
 import logging
 import os
+import pickle
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,11 +37,11 @@ import pyarrow.parquet as pq
 from distributed import Client, LocalCluster, WorkerPlugin, get_worker
 
 from models.bundle import TriageBundle
-from models.hotspots import CaseEvent, HotspotConfig
+from models.hotspots import CaseEvent, CaseTerms, HotspotConfig, HotspotDetector, case_terms
 from models.risk import BURST_COLUMNS
 from training.hotspots_cli import VOTE_COLUMNS, _missing, _text
 from training.loading import DataError, load_cases
-from training.predict import join_hot_issues, replay_hot_issues, score_frame
+from training.predict import hot_issue_of, join_hot_issues, score_frame
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +62,7 @@ class DaskResult:
     model_loads: dict[str, int]  # per worker: how often the model was loaded (1 = once per worker)
     scored_by: dict[str, int]  # per worker: partitions it scored
     skipped: list[tuple[str, int, str]] = field(default_factory=list)  # (file, row, reason) not scored
+    phases: dict[str, float] = field(default_factory=dict)  # wall s: prepare, replay (+ scoring), score
 
 
 # --------------------------------------------------------------------------------------------------
@@ -184,18 +188,22 @@ def _as_table(frame: pd.DataFrame) -> pa.Table:
 
 
 def score_partition(
-    cases: pd.DataFrame,
+    url: str,
+    index: int,
+    encoding: str,
     bursts: pd.DataFrame | None,
     plugin_name: str,
     output: str,
-    index: int,
 ) -> tuple[int, int, list[tuple[str, int, str]]]:
-    """Score one partition with this worker's model and write it as one Parquet part.
+    """Read one partition, score it with this worker's model and write it as one Parquet part.
 
+    The partition is read here rather than passed in, so a worker holds one partition at a time and
+    nothing stays in cluster memory between the replay and the scoring (memory bounded by partition size).
     Returns (rows, needs review, rows the loader skipped as (file, row, reason)).
     """
     plugin = _worker_plugin(plugin_name)
     plugin.partitions += 1
+    cases = load_partition(url, index, encoding)
     skipped = list(cases.attrs.get(SKIPPED_ATTR, []))
     cases = cases.drop(columns=[_SEQ]).reset_index(drop=True)
     if bursts is not None:
@@ -205,84 +213,132 @@ def score_partition(
         cases = join_hot_issues(cases, stats, hot)
     assert plugin.bundle is not None
     scored = score_frame(plugin.bundle, cases, workers=1)
+    del cases
     with fsspec.open(f"{output.rstrip('/')}/part-{index:05d}.parquet", "wb") as fh:
         pq.write_table(_as_table(scored), fh)
     return len(scored), int(scored["needs_review"].sum()) if len(scored) else 0, skipped
 
 
 # --------------------------------------------------------------------------------------------------
-# Hot issues: parallel sort, sequential replay
+# Hot issues: parallel tokenisation and sort, sequential replay (an external merge sort)
 # --------------------------------------------------------------------------------------------------
 
-
-def _replay_keys(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(time as int64 with NaT as the smallest int64, row sequence key) of one partition: 16 bytes a row."""
-    times = frame["created_at"].astype("datetime64[ns]").to_numpy().view("int64")
-    return times, frame[_SEQ].to_numpy(dtype=np.int64)
+_NAT = np.iinfo(np.int64).min
+_SPILL_CHUNK = 256  # records a spill chunk holds; the driver keeps one chunk per run in memory
 
 
-def _take_rows(frame: pd.DataFrame, positions: np.ndarray, columns: list[str]) -> pd.DataFrame:
-    return frame[columns].iloc[positions]
+@dataclass(frozen=True)
+class Prepared:
+    """What the driver learns of one partition in the prepare pass: counts and two times, no text."""
+
+    index: int
+    rows: int
+    lead_undated: int  # undated rows before the first dated row: they take the time of earlier files
+    last_dated: int  # time (ns) of the last dated row, `_NAT` if none
+    head: str  # spill file of the leading undated rows (file order)
+    body: str  # spill file of the other rows, sorted by (filled time, row)
 
 
-def _events(frame: pd.DataFrame, vote_column: str | None) -> Iterator[CaseEvent]:
-    """Rows already in replay order as detector events (the fields `events_from_frame` gives)."""
-    votes = pd.to_numeric(frame[vote_column], errors="coerce") if vote_column else None
-    for i, row in enumerate(frame.itertuples(index=False)):
-        created = row.created_at
-        vote = votes.iloc[i] if votes is not None else None
-        yield CaseEvent(
-            case_id=str(row.case_id),
-            created_at=None if pd.isna(created) else pd.Timestamp(created).to_pydatetime(),
-            title=_text(row.title),
-            body=_text(row.body),
-            reporter_id=None if _missing(row.reporter_id) else str(row.reporter_id),
-            votes=None if vote is None or _missing(vote) else int(vote),
-        )
+# One replay record: (time key or None for a head row, row in partition, event without text, its terms)
+_Record = tuple[int | None, int, CaseEvent, CaseTerms]
 
 
-def _replay_bursts(client: Client, parts: list[Any], config: HotspotConfig, chunk: int = 50_000) -> list[pd.DataFrame]:
-    """Burst columns and hot_issue_id for each input partition, from one in-order replay in this process.
+def _write_run(url: str, records: Iterator[_Record]) -> None:
+    """Records as a stream of pickled chunks, so the reader can hold one chunk, not the run."""
+    with fsspec.open(url, "wb") as fh:
+        chunk: list[_Record] = []
+        for record in records:
+            chunk.append(record)
+            if len(chunk) == _SPILL_CHUNK:
+                pickle.dump(chunk, fh, protocol=pickle.HIGHEST_PROTOCOL)
+                chunk = []
+        if chunk:
+            pickle.dump(chunk, fh, protocol=pickle.HIGHEST_PROTOCOL)
 
-    Only the sort keys (time, file order) come here whole; the text comes in time order, `chunk` rows at a
-    time, each chunk gathered from the partitions that hold its rows.
+
+def _read_run(url: str) -> Iterator[_Record]:
+    """A spill run chunk by chunk; the file is reopened per chunk, so hundreds of runs hold no handles."""
+    offset = 0
+    while True:
+        with fsspec.open(url, "rb") as fh:
+            fh.seek(offset)
+            try:
+                chunk: list[_Record] = pickle.load(fh)  # our own spill file, from this run
+            except EOFError:
+                return
+            offset = fh.tell()
+        yield from chunk
+
+
+def prepare_partition(url: str, index: int, encoding: str, config: HotspotConfig, scratch: str) -> Prepared:
+    """The stateless half of the replay, on a worker: read one partition, tokenise each case for the
+    detector (`case_terms`, the jieba work), sort by time and spill the events (no text) to `scratch`.
+
+    Undated rows take the time of the dated row before them in file order (as `events_from_frame` does);
+    the leading undated rows of a file depend on earlier files, so they form their own run, keyed later.
     """
-    first = client.submit(lambda f: list(f.columns), parts[0]).result()
-    vote_column = next((c for c in VOTE_COLUMNS if c in first), None)
-    columns = ["case_id", "created_at", "title", "body", "reporter_id"] + ([vote_column] if vote_column else [])
-    keys = client.gather(client.map(_replay_keys, parts))
-    times = np.concatenate([k[0] for k in keys]) if keys else np.zeros(0, np.int64)
-    seqs = np.concatenate([k[1] for k in keys]) if keys else np.zeros(0, np.int64)
-    # An undated case takes the time of the case before it in file order (as `events_from_frame` does).
-    nat = np.iinfo(np.int64).min
-    last_dated = np.maximum.accumulate(np.where(times != nat, np.arange(len(times)), -1)) if len(times) else times
-    filled = np.where(last_dated >= 0, times[np.maximum(last_dated, 0)], nat)
-    order = np.lexsort((seqs, filled))  # by time, then file order; undated cases before any date come first
-    part_of, row_of = seqs >> _ROW_BITS, seqs & ((1 << _ROW_BITS) - 1)
-    ids_by_part: list[list[str]] = [[] for _ in parts]
+    frame = load_partition(url, index, encoding)
+    times = frame["created_at"].astype("datetime64[ns]").to_numpy().view("int64")
+    dated = np.flatnonzero(times != _NAT)
+    lead = int(dated[0]) if len(dated) else len(frame)
+    last_dated = int(times[dated[-1]]) if len(dated) else _NAT
+    filled = np.maximum.accumulate(np.where(times != _NAT, np.arange(len(times)), -1)) if len(times) else times
+    keys = times[np.maximum(filled, 0)]
+    body_rows = lead + np.lexsort((np.arange(lead, len(frame)), keys[lead:]))
+    vote_column = next((c for c in VOTE_COLUMNS if c in frame.columns), None)
+    votes = pd.to_numeric(frame[vote_column], errors="coerce") if vote_column else None
+    created = frame["created_at"]
 
-    def stream() -> Iterator[CaseEvent]:
-        for start in range(0, len(order), chunk):
-            take = order[start : start + chunk]
-            wanted = [(take[part_of[take] == p]) for p in np.unique(part_of[take])]
-            futures = [client.submit(_take_rows, parts[int(part_of[m[0]])], row_of[m], columns, pure=False)
-                       for m in wanted]
-            frames = [f.set_axis(m) for f, m in zip(client.gather(futures), wanted, strict=True)]
-            block = pd.concat(frames).loc[take]
-            for cid, p in zip(block["case_id"], part_of[take], strict=True):
-                ids_by_part[int(p)].append(str(cid))
-            yield from _events(block, vote_column)
+    def records(rows: np.ndarray, keyed: bool) -> Iterator[_Record]:
+        for row in rows.tolist():
+            vote = votes.iat[row] if votes is not None else None
+            when = created.iat[row]
+            title, body = _text(frame["title"].iat[row]), _text(frame["body"].iat[row])
+            reporter = frame["reporter_id"].iat[row]
+            event = CaseEvent(
+                case_id=str(frame["case_id"].iat[row]),
+                created_at=None if pd.isna(when) else pd.Timestamp(when).to_pydatetime(),
+                reporter_id=None if _missing(reporter) else str(reporter),
+                votes=None if vote is None or _missing(vote) else int(vote),
+            )
+            yield (int(keys[row]) if keyed else None), row, event, case_terms(title, body, config)
 
-    stats, hot = replay_hot_issues(stream(), config)
-    out: list[pd.DataFrame] = []
-    for ids in ids_by_part:
-        unique = list(dict.fromkeys(ids))
-        frame = pd.DataFrame({"case_id": pd.Series(unique, dtype=object)})
-        for column in BURST_COLUMNS:
-            frame[column] = [stats[i].get(column, 0.0) for i in unique]
-        frame["hot_issue_id"] = pd.Series([hot[i] for i in unique], dtype=object)
-        out.append(frame)
-    return out
+    stem = f"{scratch.rstrip('/')}/run-{index:05d}"
+    _write_run(f"{stem}-head.pkl", records(np.arange(lead), keyed=False))
+    _write_run(f"{stem}-body.pkl", records(body_rows, keyed=True))
+    return Prepared(index, len(frame), lead, last_dated, f"{stem}-head.pkl", f"{stem}-body.pkl")
+
+
+def _merged(prepared: list[Prepared]) -> Iterator[tuple[int, int, CaseEvent, CaseTerms]]:
+    """(partition, row, event, terms) of every case in replay order: time, then file order.
+
+    A k-way merge of the sorted spill runs: the driver holds one chunk per run, never the dataset.
+    """
+    runs: list[Iterator[tuple[int, int, int, CaseEvent, CaseTerms]]] = []
+    carry = _NAT  # time of the last dated row in the files before this one
+    for part in sorted(prepared, key=lambda p: p.index):
+        def keyed(url: str, p: int, head_key: int) -> Iterator[tuple[int, int, int, CaseEvent, CaseTerms]]:
+            for key, row, event, terms in _read_run(url):
+                yield (head_key if key is None else key), p, row, event, terms
+
+        runs.append(keyed(part.head, part.index, carry))
+        runs.append(keyed(part.body, part.index, carry))
+        if part.last_dated != _NAT:
+            carry = part.last_dated
+    for _, p, row, event, terms in heapq.merge(*runs, key=lambda r: (r[0], r[1], r[2])):
+        yield p, row, event, terms
+
+
+def _bursts_frame(ids: list[str], stats: list[dict[str, float]], hot: list[str | None]) -> pd.DataFrame:
+    """One partition's burst columns by case_id (a case_id seen twice keeps its last replay result,
+    as `join_hot_issues` does in one process)."""
+    last = {cid: i for i, cid in enumerate(ids)}
+    keep = list(last.values())
+    frame = pd.DataFrame({"case_id": pd.Series([ids[i] for i in keep], dtype=object)})
+    for column in BURST_COLUMNS:
+        frame[column] = [stats[i].get(column, 0.0) for i in keep]
+    frame["hot_issue_id"] = pd.Series([hot[i] for i in keep], dtype=object)
+    return frame
 
 
 # --------------------------------------------------------------------------------------------------
@@ -331,34 +387,76 @@ def predict_dask(
     # Partitions stay the loader's plain pandas objects (no pyarrow strings): the same values as one process.
     with client.as_current(), dask.config.set({"dataframe.convert-string": False}):
         try:
-            counts, loads = _run(client, plugin, files, out, hot_issues, encoding)
+            counts, loads, phases = _run(client, plugin, files, out, hot_issues, encoding)
         finally:
             with contextlib.suppress(Exception):
                 client.unregister_worker_plugin(plugin.name)
     rows = sum(c[0] for c in counts)
     skipped = [entry for c in counts for entry in c[2]]
     logger.info("dask scoring: %d file(s), %d rows written to %s, %d skipped", len(files), rows, out, len(skipped))
+    logger.info("dask phases (s): %s", ", ".join(f"{k} {v:.1f}" for k, v in phases.items()))
     return DaskResult(rows=rows, needs_review=sum(c[1] for c in counts), partitions=len(files), files=files,
                       model_loads={w: c[0] for w, c in loads.items()}, scored_by={w: c[1] for w, c in loads.items()},
-                      skipped=skipped)
+                      skipped=skipped, phases=phases)
 
 
 def _run(
     client: Client, plugin: ModelPlugin, files: list[str], out: str, hot_issues: HotspotConfig | None, encoding: str
-) -> tuple[list[tuple[int, int, list[tuple[str, int, str]]]], dict[str, tuple[int, int]]]:
-    import dask.dataframe as dd
+) -> tuple[list[tuple[int, int, list[tuple[str, int, str]]]], dict[str, tuple[int, int]], dict[str, float]]:
+    from distributed import as_completed
 
     errors = {e for e in client.run(_plugin_error, plugin.name).values() if e}
     if errors:  # before any partition is read: one clear line instead of a failed task per partition
         raise ModelLoadError(sorted(errors)[0])
-    cases = dd.from_map(load_partition, files, list(range(len(files))), encoding=encoding, enforce_metadata=False)
-    parts = client.compute(cases.to_delayed())  # read once: the replay and the scoring both use them
-    bursts: list[pd.DataFrame | None] = (
-        list(_replay_bursts(client, parts, hot_issues)) if hot_issues is not None else [None] * len(files)
-    )
-    burst_futures = [client.scatter(b) if b is not None else None for b in bursts]
     n = len(files)
-    done = client.map(score_partition, parts, burst_futures, [plugin.name] * n, [out] * n, range(n), pure=False)
-    del parts, burst_futures, cases
-    counts = client.gather(done)
-    return counts, client.run(_plugin_counts, plugin.name)
+    phases: dict[str, float] = {}
+    started = time.perf_counter()
+    if hot_issues is None:
+        done = client.map(score_partition, files, range(n), [encoding] * n, [None] * n, [plugin.name] * n,
+                          [out] * n, pure=False)
+        counts = client.gather(done)
+        phases["score"] = time.perf_counter() - started
+        return counts, client.run(_plugin_counts, plugin.name), phases
+
+    scratch = f"{out.rstrip('/')}/_replay-{uuid.uuid4().hex[:8]}"
+    fs, _, (scratch_root,) = fsspec.core.get_fs_token_paths(scratch)
+    fs.makedirs(scratch_root, exist_ok=True)
+    try:
+        futures = client.map(prepare_partition, files, range(n), [encoding] * n, [hot_issues] * n,
+                             [scratch] * n, pure=False)
+        prepared: list[Prepared] = []
+        for future in as_completed(futures):
+            prepared.append(future.result())
+            future.release()
+        del futures
+        phases["prepare"] = time.perf_counter() - started
+        # Replay in the driver; a partition is scored as soon as the replay has passed all its rows.
+        remaining = {p.index: p.rows for p in prepared}
+        collected: dict[int, tuple[list[str], list[dict[str, float]], list[str | None]]] = {}
+        done = []
+
+        def submit(p: int) -> None:
+            ids, stats, hot = collected.pop(p, ([], [], []))
+            bursts = client.scatter(_bursts_frame(ids, stats, hot))
+            done.append(client.submit(score_partition, files[p], p, encoding, bursts, plugin.name, out, pure=False))
+
+        for p in sorted(p for p, rows in remaining.items() if rows == 0):
+            submit(p)
+        detector = HotspotDetector(hot_issues)
+        for p, _, event, terms in _merged(prepared):
+            stats, hot = hot_issue_of(detector.observe(event, terms))
+            ids, all_stats, all_hot = collected.setdefault(p, ([], [], []))
+            ids.append(event.case_id)
+            all_stats.append(stats)
+            all_hot.append(hot)
+            remaining[p] -= 1
+            if remaining[p] == 0:
+                submit(p)
+        phases["replay"] = time.perf_counter() - started - phases["prepare"]
+        del detector
+        counts = client.gather(done)
+    finally:
+        with contextlib.suppress(OSError):
+            fs.rm(scratch_root, recursive=True)
+    phases["score"] = time.perf_counter() - started - phases["prepare"] - phases["replay"]
+    return counts, client.run(_plugin_counts, plugin.name), phases
