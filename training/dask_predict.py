@@ -1,17 +1,30 @@
 """`triage predict --engine dask`: score many files (or one big one split into parts) on a Dask cluster.
 
-What runs where:
-- Reading: one partition per input file, read on the workers by the same loader as the single-process
-  path (`load_cases`), so every error still names the file and the row.
-- Scoring: in parallel, one task per partition; the model reaches each worker once, through a worker
-  plugin that loads it by URI at worker start-up (same MLflow tracking URI as the caller), never with
-  each partition.
-- Hot issues: the detector is a sequential state machine, so the replay runs in this process, in time
-  order. Only the sort keys (time, file position: 16 bytes a case) come here whole; the text for the
-  replay (case_id, time, title, body, reporter, votes) is pulled from the workers in time order, one
-  chunk at a time. Each partition then gets its burst columns before it is scored, because the risk model
-  reads them, so the output equals the single-process `attach_hot_issues` + `score_frame`.
+What runs where (one partition = one input file):
+- Reading: on the workers, by the same loader as the single-process path (`load_partition` ->
+  `load_cases`), so every error still names the file and the row. A partition is read where it is used
+  and dropped after: memory is bounded by the partition size, not the dataset. With hot issues the
+  prepare pass spills the loaded partition (pickle, exact) to a scratch directory next to the output
+  and the scoring pass reads it back and deletes it: the loader (normalising, masking, keys) costs about
+  as much as the detector's tokenisation, so it runs once; holding every partition in the cluster
+  between the two passes (as before) made memory grow with the dataset.
+- The model reaches each worker once, through a worker plugin that loads it by URI at worker start-up
+  (same MLflow tracking URI as the caller), never with each partition.
+- Hot issues (the detector is a sequential state machine, time order matters):
+  1. prepare, parallel: each worker tokenises its partition for the detector (`case_terms`: jieba,
+     places; the stateless half), sorts it by time and spills the events, without text, to a scratch
+     directory next to the output, in chunks;
+  2. replay, sequential, in this process: a k-way merge of the sorted runs (one chunk per run in
+     memory) feeds the detector in time order (then file order) with the terms already computed, so
+     only idf, the burst search and the statistics run here;
+  3. scoring overlaps the replay: a partition is submitted for scoring as soon as the replay has passed
+     all its rows (files in time order are scored while the replay continues), with its burst columns,
+     because the risk model reads them. The output equals `attach_hot_issues` + `score_frame` in one
+     process, row for row (tests/training/test_dask_predict.py).
 - Writing: each worker writes its own Parquet part (`part-00000.parquet`, ... in input order).
+
+Case ids are expected to be unique across files: a case_id repeated in another file gets its own
+file's replay result (one process keeps the last one for both).
 """
 
 from __future__ import annotations
@@ -194,16 +207,25 @@ def score_partition(
     bursts: pd.DataFrame | None,
     plugin_name: str,
     output: str,
+    spilled: str | None = None,
 ) -> tuple[int, int, list[tuple[str, int, str]]]:
     """Read one partition, score it with this worker's model and write it as one Parquet part.
 
     The partition is read here rather than passed in, so a worker holds one partition at a time and
     nothing stays in cluster memory between the replay and the scoring (memory bounded by partition size).
-    Returns (rows, needs review, rows the loader skipped as (file, row, reason)).
+    `spilled`: the loaded partition as the prepare pass left it (read instead of the input file, which
+    saves running the loader twice; deleted once read). Returns (rows, needs review, rows the loader
+    skipped as (file, row, reason)).
     """
     plugin = _worker_plugin(plugin_name)
     plugin.partitions += 1
-    cases = load_partition(url, index, encoding)
+    if spilled is None:
+        cases = load_partition(url, index, encoding)
+    else:
+        with fsspec.open(spilled, "rb") as fh:
+            cases = pickle.load(fh)  # our own spill file, from this run
+        fs, _, (path,) = fsspec.core.get_fs_token_paths(spilled)
+        fs.rm(path)
     skipped = list(cases.attrs.get(SKIPPED_ATTR, []))
     cases = cases.drop(columns=[_SEQ]).reset_index(drop=True)
     if bursts is not None:
@@ -237,6 +259,7 @@ class Prepared:
     last_dated: int  # time (ns) of the last dated row, `_NAT` if none
     head: str  # spill file of the leading undated rows (file order)
     body: str  # spill file of the other rows, sorted by (filled time, row)
+    cases: str  # the loaded partition, pickled, for the scoring pass
 
 
 # One replay record: (time key or None for a head row, row in partition, event without text, its terms)
@@ -306,7 +329,10 @@ def prepare_partition(url: str, index: int, encoding: str, config: HotspotConfig
     stem = f"{scratch.rstrip('/')}/run-{index:05d}"
     _write_run(f"{stem}-head.pkl", records(np.arange(lead), keyed=False))
     _write_run(f"{stem}-body.pkl", records(body_rows, keyed=True))
-    return Prepared(index, len(frame), lead, last_dated, f"{stem}-head.pkl", f"{stem}-body.pkl")
+    # The loader costs about as much as the detector's tokenisation: keep its result rather than run it twice.
+    with fsspec.open(f"{stem}-cases.pkl", "wb") as fh:
+        pickle.dump(frame, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    return Prepared(index, len(frame), lead, last_dated, f"{stem}-head.pkl", f"{stem}-body.pkl", f"{stem}-cases.pkl")
 
 
 def _merged(prepared: list[Prepared]) -> Iterator[tuple[int, int, CaseEvent, CaseTerms]]:
@@ -432,13 +458,15 @@ def _run(
         phases["prepare"] = time.perf_counter() - started
         # Replay in the driver; a partition is scored as soon as the replay has passed all its rows.
         remaining = {p.index: p.rows for p in prepared}
+        by_index = {p.index: p for p in prepared}
         collected: dict[int, tuple[list[str], list[dict[str, float]], list[str | None]]] = {}
         done = []
 
         def submit(p: int) -> None:
             ids, stats, hot = collected.pop(p, ([], [], []))
             bursts = client.scatter(_bursts_frame(ids, stats, hot))
-            done.append(client.submit(score_partition, files[p], p, encoding, bursts, plugin.name, out, pure=False))
+            done.append(client.submit(score_partition, files[p], p, encoding, bursts, plugin.name, out,
+                                      by_index[p].cases, pure=False))
 
         for p in sorted(p for p, rows in remaining.items() if rows == 0):
             submit(p)
