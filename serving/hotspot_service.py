@@ -1,19 +1,23 @@
-"""The live hot-issue detector of a serving process, kept in step with the store.
+"""The live hot-issue detector of a serving process, kept in step with the store and with other replicas.
 
-Members of bursts (from their second case on) and every alert are stored (both idempotent),
-and the detector's snapshot is saved every `snapshot_every` cases and at shutdown (a snapshot holds the
-idf counts too, about 0.6 MB after 2,000 cases, so not after every case; a restart replays at most
-`snapshot_every` cases, about 1.5 ms each). On start-up the
-detector is restored from the latest snapshot and the cases stored after it are replayed in the order
-they were stored (every triaged case is in the cases table): the state survives a restart, and
-`triage hotspots` can rebuild it from history.
+Every case a replica observes is appended to the hot-issue feed (`serving.store.hotspot_feed`), and each
+replica replays the feed in order before observing a case of its own, all under one database lock: so
+any number of replicas behind a load balancer hold one detector state between them, raise each alert
+once under one id, and answer a case with the same hot issue whichever replica took it. The members
+and alerts of a replica's own cases commit in the same transaction as its feed rows; cases another
+replica appended are only replayed here (their writes are that replica's). Replay outside the lock
+catches up first, so the locked part covers only the few cases appended meanwhile.
 
-The detector is not thread-safe; one lock serialises `observe` (it takes well under a millisecond
-beside tokenisation). Snapshots are copied under that lock and written by a thread of their own.
+The detector's snapshot (with the feed position it includes) is saved every `snapshot_every` cases of
+this replica and at shutdown (about 0.6 MB after 2,000 cases). On start-up the detector is restored
+from the latest snapshot and the feed after it; a store from before the feed existed replays its cases
+table instead, once. Snapshots are copied under the process lock and written by a thread of their own.
 
-Writes go through `sink`: the store itself, or the app's `serving.spool.DurableWriter`, which spools
-members and alerts while the database is unreachable (so an outage neither fails the request nor loses
-an alert) and skips the snapshot then (a restart replays the cases table instead).
+While the database is unreachable (the app's `serving.spool.DurableWriter` says so), a replica observes
+on its own: members, alerts and snapshots go through `sink`, which spools them, and the cases are kept
+in memory. With the database back, they are appended to the feed and the replica rebuilds its state from
+the latest snapshot and the feed, rejoining the others. Alerts raised alone during the outage keep their
+ids; the shared state may raise the same burst's alert again under another id (see README, Deployment).
 """
 
 from __future__ import annotations
@@ -25,9 +29,14 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from models.hotspots import Assignment, CaseEvent, HotspotConfig, HotspotDetector
-from serving.store import Store
+from serving.spool import OUTAGE_ERRORS
+from serving.store import CaseInput, SnapshotRecord, Store
+from serving.store.hotspot_feed import FEED_SEQ_KEY, DetectorWrites, FeedEntry, FeedIntake, snapshot_seq
 
 logger = logging.getLogger(__name__)
+
+#: Feed rows read per query while catching up (bounds memory after a long absence).
+CATCH_UP_PAGE = 2000
 
 
 class HotspotSink(Protocol):
@@ -46,15 +55,24 @@ class HotspotSink(Protocol):
 
 class HotspotService:
     def __init__(
-        self, store: Store, detector: HotspotDetector, *, snapshot_every: int = 1000, sink: HotspotSink | None = None
+        self,
+        store: Store,
+        detector: HotspotDetector,
+        *,
+        snapshot_every: int = 1000,
+        sink: HotspotSink | None = None,
+        feed_seq: int = 0,
     ) -> None:
         self.store = store
         self.sink: HotspotSink = sink if sink is not None else store
         self.detector = detector
         self.snapshot_every = snapshot_every
+        self.feed_seq = feed_seq  # the last feed row this detector has observed
         self._since_snapshot = 0
         self._lock = threading.Lock()
         self._saver: threading.Thread | None = None
+        self._pending: list[FeedIntake] = []  # observed alone while the database was unreachable
+        self._diverged = False  # state no longer equals "snapshot + feed": rebuild at the next intake
 
     @classmethod
     def restore(
@@ -62,16 +80,22 @@ class HotspotService:
     ) -> HotspotService:
         snap = store.latest_snapshot(config.version)
         detector = HotspotDetector.from_snapshot(snap.payload) if snap else HotspotDetector(config)
+        service = cls(store, detector, snapshot_every=snapshot_every, sink=sink, feed_seq=snapshot_seq(snap))
         replayed = 0
-        for case in store.cases_received_since(snap.created_at if snap else None):
-            observed = _naive_utc(case.created_at or case.received_at)
-            detector.observe(CaseEvent(case.case_id, observed, case.title, case.body, case.reporter_id, None))
-            replayed += 1
+        if service.feed_seq == 0 and store.hotspot_feed_last_seq() == 0:
+            # A store from before the feed: its intake stream is the cases table.
+            for case in store.cases_received_since(snap.created_at if snap else None):
+                observed = _naive_utc(case.created_at or case.received_at)
+                detector.observe(CaseEvent(case.case_id, observed, case.title, case.body, case.reporter_id, None))
+                replayed += 1
+        else:
+            with service._lock:
+                replayed = service._catch_up()
         logger.info(
-            "hot-issue detector restored from %s plus %d replayed cases (%d live bursts)",
-            f"snapshot {snap.id}" if snap else "an empty state", replayed, detector.burst_count,
+            "hot-issue detector restored from %s plus %d replayed cases (%d live bursts, feed at %d)",
+            f"snapshot {snap.id}" if snap else "an empty state", replayed, detector.burst_count, service.feed_seq,
         )
-        return cls(store, detector, snapshot_every=snapshot_every, sink=sink)
+        return service
 
     def observe(
         self,
@@ -81,35 +105,138 @@ class HotspotService:
         body: str,
         reporter_id: str | None,
         votes: int | None = None,
+        *,
+        channel: str | None = None,
     ) -> tuple[Assignment, str | None]:
         """Assign a case to a burst; returns the assignment and the burst's alert level after it."""
         observed = _naive_utc(created_at) if created_at else datetime.now(UTC).replace(tzinfo=None)
+        intake = FeedIntake(
+            CaseInput(case_id, title, body, created_at, reporter_id, channel), observed.replace(tzinfo=UTC), votes
+        )
         with self._lock:
-            assignment = self.detector.observe(CaseEvent(case_id, observed, title, body, reporter_id, votes))
-            level = self.detector.burst_level(assignment.burst_id)
-            if assignment.burst_id and assignment.cases >= 2:
-                # A burst becomes a hot issue with its second case: record its members then (the first
-                # one too), and each later one as it joins. Lone cases need no row: a restart replays the
-                # cases table, not this one.
-                joined = (
-                    self.detector.burst_member_details(assignment.burst_id)
-                    if assignment.cases == 2
-                    else [(case_id, observed, reporter_id)]
-                )
-                for member_id, member_time, member_reporter in joined:
-                    self.sink.add_hotspot_member(assignment.burst_id, member_id, member_time, member_reporter)
-            if assignment.alert is not None:
-                alert = assignment.alert
-                self.sink.add_alert(alert.alert_id, alert.burst_id, alert.level, alert.raised_at, alert.to_dict())
-            self._since_snapshot += 1
-            due = self._since_snapshot >= self.snapshot_every and self._saver is None
-            if due:
-                # Taken under the lock (a consistent copy); written by a thread of its own, so the request
-                # that happens to be the 1,000th does not wait for a megabytes-large database write.
-                payload, self._since_snapshot = self.detector.snapshot(), 0
-                self._saver = threading.Thread(target=self._save, args=(payload,), name="hotspot-snapshot")
-                self._saver.start()
-        return assignment, level
+            if not self._shared_unavailable():
+                try:
+                    result = self._observe_shared(intake)
+                except OUTAGE_ERRORS as exc:
+                    self._diverged = True
+                    mark_down = getattr(self.sink, "mark_down", None)
+                    if mark_down is None:
+                        raise  # no spool to fall back on: the route answers 503
+                    mark_down(exc)
+                else:
+                    self._count_for_snapshot()
+                    return result
+            result = self._observe_alone(intake)
+            self._count_for_snapshot()
+            return result
+
+    def sync(self) -> int:
+        """Replay what other replicas appended since this one last observed; returns how many cases."""
+        with self._lock:
+            return 0 if self._diverged else self._catch_up()
+
+    # -- shared state (the feed) ------------------------------------------------------------------
+    def _shared_unavailable(self) -> bool:
+        return bool(getattr(self.sink, "degraded", False))
+
+    def _catch_up(self) -> int:
+        """Replay feed rows appended by others since `feed_seq` (no database lock needed; see the feed)."""
+        replayed = 0
+        while page := self.store.hotspot_feed_after(self.feed_seq, CATCH_UP_PAGE):
+            for entry in page:
+                self.detector.observe(_event(entry))
+                self.feed_seq = entry.seq
+            replayed += len(page)
+        return replayed
+
+    def _observe_shared(self, intake: FeedIntake) -> tuple[Assignment, str | None]:
+        if not self._diverged:
+            self._catch_up()
+        intakes = [*self._pending, intake]
+        outcome: dict[int, tuple[Assignment, str | None]] = {}
+
+        def apply(snapshot: SnapshotRecord | None, entries: list[FeedEntry], own: set[int]) -> DetectorWrites:
+            if rebuild:
+                config = self.detector.config
+                self.detector = HotspotDetector.from_snapshot(snapshot.payload) if snapshot else HotspotDetector(config)
+            writes = DetectorWrites()
+            for entry in entries:
+                assignment = self.detector.observe(_event(entry))
+                self.feed_seq = entry.seq
+                if entry.seq in own:
+                    outcome[entry.seq] = (assignment, self._record(assignment, entry, writes))
+            return writes
+
+        rebuild = self._diverged
+        try:
+            seqs = self.store.hotspot_intake(
+                intakes, after_seq=None if rebuild else self.feed_seq, apply=apply,
+                detector_version=self.detector.config.version,
+            )
+        except BaseException:
+            # The detector may have observed rows that were not committed: rebuild before trusting it.
+            self._diverged = True
+            raise
+        if rebuild or self._pending:
+            logger.info("hot-issue detector rebuilt from the shared feed (%d cases observed alone meanwhile)",
+                        len(self._pending))
+        self._pending.clear()
+        self._diverged = False
+        return outcome[seqs[-1]]
+
+    def _record(self, assignment: Assignment, entry: FeedEntry, writes: DetectorWrites) -> str | None:
+        """Members and alert of an own case into `writes`; returns the burst's level after it."""
+        if assignment.burst_id and assignment.cases >= 2:
+            # A burst becomes a hot issue with its second case: its members are recorded then (the first
+            # one too), and each later one as it joins. Lone cases need no row: the feed has them.
+            joined = (
+                self.detector.burst_member_details(assignment.burst_id)
+                if assignment.cases == 2
+                else [(entry.case_id, _naive_utc(entry.observed_at), entry.reporter_id)]
+            )
+            writes.members.extend((assignment.burst_id, c, t, r) for c, t, r in joined)
+        if assignment.alert is not None:
+            alert = assignment.alert
+            writes.alerts.append((alert.alert_id, alert.burst_id, alert.level, alert.raised_at, alert.to_dict()))
+            logger.info("hot-issue alert %s (%s) for burst %s", alert.alert_id, alert.level, alert.burst_id)
+        return self.detector.burst_level(assignment.burst_id)
+
+    # -- alone (database unreachable) -------------------------------------------------------------
+    def _observe_alone(self, intake: FeedIntake) -> tuple[Assignment, str | None]:
+        case = intake.case
+        observed = _naive_utc(intake.observed_at)
+        assignment = self.detector.observe(
+            CaseEvent(case.case_id, observed, case.title, case.body, case.reporter_id, intake.votes)
+        )
+        self._pending.append(intake)
+        self._diverged = True
+        if assignment.burst_id and assignment.cases >= 2:
+            joined = (
+                self.detector.burst_member_details(assignment.burst_id)
+                if assignment.cases == 2
+                else [(case.case_id, observed, case.reporter_id)]
+            )
+            for member_id, member_time, member_reporter in joined:
+                self.sink.add_hotspot_member(assignment.burst_id, member_id, member_time, member_reporter)
+        if assignment.alert is not None:
+            alert = assignment.alert
+            self.sink.add_alert(alert.alert_id, alert.burst_id, alert.level, alert.raised_at, alert.to_dict())
+        return assignment, self.detector.burst_level(assignment.burst_id)
+
+    # -- snapshots --------------------------------------------------------------------------------
+    def _payload(self) -> dict[str, Any]:
+        return {**self.detector.snapshot(), FEED_SEQ_KEY: self.feed_seq}
+
+    def _count_for_snapshot(self) -> None:
+        """Called under the lock after each own case; starts a snapshot write when one is due."""
+        self._since_snapshot += 1
+        # A state of its own (an outage) is no snapshot for the other replicas to start from.
+        if self._since_snapshot >= self.snapshot_every and self._saver is None and not self._diverged:
+            # Copied under the lock (consistent); written by a thread of its own, so the request that
+            # happens to be the 1,000th does not wait for a megabytes-large database write.
+            payload, self._since_snapshot = self._payload(), 0
+            self._saver = threading.Thread(target=self._save, args=(payload,), name="hotspot-snapshot")
+            self._saver.start()
 
     def _save(self, payload: Mapping[str, Any]) -> None:
         try:
@@ -130,13 +257,19 @@ class HotspotService:
         if saver is not None:
             saver.join()
         with self._lock:
-            if self._since_snapshot:
-                payload, self._since_snapshot = self.detector.snapshot(), 0
+            if self._since_snapshot and not self._diverged:
+                payload, self._since_snapshot = self._payload(), 0
             else:
                 return
         saved = self.sink.save_snapshot(payload, detector_version=self.detector.config.version)
         if saved is False:
-            logger.warning("the hot-issue snapshot was not saved at shutdown; the next start replays the cases")
+            logger.warning("the hot-issue snapshot was not saved at shutdown; the next start replays the feed")
+
+
+def _event(entry: FeedEntry) -> CaseEvent:
+    return CaseEvent(
+        entry.case_id, _naive_utc(entry.observed_at), entry.title, entry.body, entry.reporter_id, entry.votes
+    )
 
 
 def _naive_utc(value: datetime) -> datetime:

@@ -327,6 +327,10 @@ class DurableWriter:
         why = f" ({self._last_error})" if self._last_error else ""
         return True, f"degraded: {self.spool.pending()} records spooled, database unreachable{since}{why}"
 
+    def mark_down(self, exc: BaseException) -> None:
+        """Another writer (the hot-issue feed) found the database unreachable: spool from now on."""
+        self._mark_down(exc)
+
     def _mark_down(self, exc: BaseException) -> None:
         self._last_error = type(exc).__name__
         if self._down_since is None:

@@ -77,7 +77,7 @@ def _score(
         burst_features: dict[str, float] | None = None
         if hotspots is not None:
             assignment, level = hotspots.observe(
-                case.case_id, case.created_at, case.title, case.body, case.reporter_id
+                case.case_id, case.created_at, case.title, case.body, case.reporter_id, channel=case.channel
             )
             burst_features = assignment.features()
             if assignment.burst_id and assignment.cases >= 2:

@@ -28,8 +28,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
-from serving.store import review_queries
+from serving.store import hotspot_feed, review_queries
 from serving.store.engine import make_engine, redact, writer
+from serving.store.jsonable import to_json
 from serving.store.records import (
     AlertRecord,
     CaseInput,
@@ -215,10 +216,10 @@ class Store:
                     "department": prediction.department,
                     "department_confidence": float(prediction.department_confidence),
                     "needs_review": bool(prediction.needs_review),
-                    "top": _json(prediction.top),
+                    "top": to_json(prediction.top),
                     "risk_level": prediction.risk_level,
-                    "risk_probabilities": _json(prediction.risk_probabilities),
-                    "reasons": _json(prediction.reasons),
+                    "risk_probabilities": to_json(prediction.risk_probabilities),
+                    "reasons": to_json(prediction.reasons),
                     "hot_issue_id": prediction.hot_issue_id,
                     "latency_ms": prediction.latency_ms,
                     "created_at": utcnow() if made_at is None else as_utc(made_at),
@@ -382,7 +383,7 @@ class Store:
                     case_id=case_id,
                     observed_at=observed_at,
                     reporter_id=reporter_id,
-                    payload=_json(payload or {}),
+                    payload=to_json(payload or {}),
                     inserted_at=utcnow(),
                 )
                 .on_conflict_do_nothing(index_elements=["burst_id", "case_id"])
@@ -431,7 +432,7 @@ class Store:
                     burst_id=burst_id,
                     level=level,
                     raised_at=raised_at,
-                    payload=_json(payload),
+                    payload=to_json(payload),
                     inserted_at=utcnow(),
                 )
                 .on_conflict_do_nothing(index_elements=["alert_id"])
@@ -488,11 +489,40 @@ class Store:
         with self._reads() as session:
             return [AlertRecord.of(row) for row in session.scalars(query).all()]
 
+    def hotspot_feed_after(self, after_seq: int, limit: int | None = None) -> list[hotspot_feed.FeedEntry]:
+        """Feed rows after `after_seq`, in order; safe without the feed lock (see serving.store.hotspot_feed)."""
+        with self._reads() as session:
+            return hotspot_feed.entries_after(session, after_seq, limit)
+
+    def hotspot_feed_last_seq(self) -> int:
+        with self._reads() as session:
+            return hotspot_feed.last_seq(session)
+
+    def hotspot_intake(
+        self,
+        intakes: Sequence[hotspot_feed.FeedIntake],
+        *,
+        after_seq: int | None,
+        apply: hotspot_feed.Apply,
+        detector_version: str,
+    ) -> list[int]:
+        """Append cases to the hot-issue feed and observe everything after `after_seq` in one locked
+        transaction; see `serving.store.hotspot_feed.intake`."""
+        with self._writes.begin() as session:
+            return hotspot_feed.intake(
+                session,
+                lambda s, case: self._case_row_id(s, case, text_hash(case.title, case.body)),
+                intakes,
+                after_seq,
+                apply,
+                detector_version,
+            )
+
     def save_snapshot(self, payload: Mapping[str, Any], *, detector_version: str | None = None) -> SnapshotRecord:
         """Append the detector's `snapshot()`; `detector_version` defaults to the payload's "version"."""
         version = detector_version or str(payload.get("version") or UNVERSIONED)
         with self._writes.begin() as session:
-            row = HotspotSnapshot(created_at=utcnow(), detector_version=version, payload=_json(payload))
+            row = HotspotSnapshot(created_at=utcnow(), detector_version=version, payload=to_json(payload))
             session.add(row)
             session.flush()
             return SnapshotRecord.of(row)
@@ -505,23 +535,3 @@ class Store:
         with self._reads() as session:
             row = session.scalars(query).first()
             return None if row is None else SnapshotRecord.of(row)
-
-
-def _json(value: Any) -> Any:
-    """A JSON-ready copy: tuples become lists, numpy scalars become numbers; errors name the problem."""
-    if value is None:
-        return None
-    try:
-        return json.loads(json.dumps(value, ensure_ascii=False, default=_to_builtin, allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"cannot store as JSON: {exc}") from exc
-
-
-def _to_builtin(value: Any) -> Any:
-    if hasattr(value, "tolist"):  # numpy arrays and scalars
-        return value.tolist()
-    if isinstance(value, datetime):
-        return as_utc(value).isoformat()
-    if isinstance(value, Sequence | set | frozenset) and not isinstance(value, str | bytes):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

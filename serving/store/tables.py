@@ -186,6 +186,22 @@ class HotspotAlert(Base):
     inserted_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class HotspotFeed(Base):
+    """One case as the hot-issue detector observed it; every replica replays these in `seq` order.
+
+    Rows are appended under one lock (`serving.store.hotspot_feed`), so `seq` order is intake order and
+    replicas that replay the feed hold the same detector state and raise the same alert ids.
+    """
+
+    __tablename__ = "hotspot_feed"
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_row_id: Mapped[int] = mapped_column(BigId, ForeignKey("cases.id"))
+    observed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    votes: Mapped[int | None] = mapped_column(Integer)
+    inserted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class HotspotSnapshot(Base):
     """The detector's `snapshot()` at one moment; restore = latest snapshot + members inserted after."""
 

@@ -17,6 +17,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from serving.store.scratch import admin_engine, create_schema, drop_schema, schema_url
+from tests.keys import API_KEYS
+from tests.serving.uvicorn_servers import Server
 
 POSTGRES_URL = os.environ.get("TRIAGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 SCHEMA_PREFIX = f"triage_store_test_{uuid.uuid4().hex[:8]}_"
@@ -58,3 +60,21 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return request.getfixturevalue("postgres_url")
 
 
+@pytest.fixture
+def server_env(db_url: str, demo_bundle_dir: Path, tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "TRIAGE_MODEL_URI": str(demo_bundle_dir),
+        "TRIAGE_DATABASE_URL": db_url,
+        "TRIAGE_SPOOL_DIR": str(tmp_path / "spool"),
+        "TRIAGE_API_KEYS": API_KEYS,
+        "TRIAGE_LOG_LEVEL": "WARNING",
+    }
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[list[Server]]:
+    started: list[Server] = []
+    yield started
+    for server in started:
+        server.stop()

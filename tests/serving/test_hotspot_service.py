@@ -62,3 +62,53 @@ def test_a_slow_snapshot_write_does_not_block_observing(tmp_path: Path) -> None:
         assert sink.snapshots == 2
         snapshot = store.latest_snapshot()
         assert snapshot is not None and snapshot.payload["n_docs"] == 12
+
+
+class OutageSink:
+    """Like the app's DurableWriter: `degraded` while the database is 'down'; writes then are spooled."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.degraded = False
+        self.spooled: list[tuple[str, tuple[Any, ...]]] = []
+
+    def mark_down(self, exc: BaseException) -> None:
+        self.degraded = True
+
+    def add_hotspot_member(self, *args: Any, **kwargs: Any) -> Any:
+        self.spooled.append(("member", args))
+
+    def add_alert(self, *args: Any, **kwargs: Any) -> Any:
+        self.spooled.append(("alert", args))
+
+    def save_snapshot(self, payload: Mapping[str, Any], *, detector_version: str | None = None) -> Any:
+        return False if self.degraded else self.store.save_snapshot(payload, detector_version=detector_version)
+
+
+def test_cases_observed_during_an_outage_join_the_shared_feed_when_the_database_returns(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'hs.db'}"
+    upgrade_database(url)
+    config = load_hotspot_config(None)
+    cases = [(f"C{i}", START + timedelta(hours=i), f"幸福小区{i % 3 + 1}号楼电梯又坏了", "老人上下楼很困难", f"U{i}")
+             for i in range(30)]
+    with Store.from_url(url) as store:
+        sink = OutageSink(store)
+        service = HotspotService.restore(store, config, sink=sink)
+        other = HotspotService.restore(store, config)  # another replica, unaffected
+        for case in cases[:10]:
+            service.observe(*case)
+        sink.degraded = True
+        for case in cases[10:20]:
+            assignment, _ = service.observe(*case)
+            assert assignment.burst_id is not None  # still answered, from this replica's own state
+        assert [e.case_id for e in store.hotspot_feed_after(0)] == [c[0] for c in cases[:10]]
+        assert sink.spooled, "members and alerts of the outage went to the spool"
+        sink.degraded = False
+        for case in cases[20:]:
+            service.observe(*case)
+        # The outage's cases were appended when the database returned, before the next case, once each.
+        assert [e.case_id for e in store.hotspot_feed_after(0)] == [c[0] for c in cases]
+        other.sync()
+        rebuilt = HotspotService.restore(store, config)
+        assert service.detector.snapshot() == other.detector.snapshot() == rebuilt.detector.snapshot()
+        assert store.alerts_for_burst(service.detector.snapshot()["bursts"][0]["burst_id"])

@@ -46,7 +46,9 @@ from serving.store.migrate import downgrade_database
 from serving.store.tables import Base, HotspotAlert, Prediction
 from tests.keys import ADMIN
 
-STORE_TABLES = {"cases", "predictions", "reviews", "hotspot_members", "hotspot_alerts", "hotspot_snapshots"}
+STORE_TABLES = {
+    "cases", "predictions", "reviews", "hotspot_members", "hotspot_alerts", "hotspot_snapshots", "hotspot_feed"
+}
 
 WAGES_TITLE = "临江县鑫隆电子厂拖欠六十多名工人三个月工资"
 WAGES_BODY = "厂里从三月起没有发工资，老板联系不上，请劳动监察部门介入。"

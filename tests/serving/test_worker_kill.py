@@ -11,26 +11,18 @@ a 200 means stored.
 from __future__ import annotations
 
 import itertools
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from tests.keys import API_KEYS, INTAKE
+from tests.keys import INTAKE
+from tests.serving.uvicorn_servers import Server
 
-ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT = 180
 THREADS = 6
 KILL_AFTER = 40  # successful answers before the kill
 CUT_OFF = -1  # status recorded for a request the kill cut off
@@ -40,72 +32,6 @@ TEXTS = [
     ("青林路夜间施工噪音扰民", "青林路地铁站工地每天夜里十二点后还在打桩，附近居民无法入睡。"),
     ("孩子上小学报名需要准备哪些材料", "请问今年秋季一年级新生报名需要户口本和房产证明吗？"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """`uvicorn serving.app:create_app --factory` on a free port, with its output in a file."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        with log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "serving.app:create_app", "--factory", "--host", "127.0.0.1",
-                 "--port", str(self.port), "--log-level", "warning"],
-                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-            )
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"the server exited:\n{self.log.read_text()[-3000:]}"
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"not ready after {START_TIMEOUT}s:\n{self.log.read_text()[-3000:]}")
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(30)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-@pytest.fixture
-def server_env(db_url: str, demo_bundle_dir: Path, tmp_path: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "TRIAGE_MODEL_URI": str(demo_bundle_dir),
-        "TRIAGE_DATABASE_URL": db_url,
-        "TRIAGE_SPOOL_DIR": str(tmp_path / "spool"),
-        "TRIAGE_API_KEYS": API_KEYS,
-        "TRIAGE_LOG_LEVEL": "WARNING",
-    }
-
-
-@pytest.fixture
-def servers(tmp_path: Path) -> Iterator[list[Server]]:
-    started: list[Server] = []
-    yield started
-    for server in started:
-        server.stop()
 
 
 def keep_triaging(url: str, worker: int, stop: threading.Event, answers: list[tuple[str, int, Any]]) -> None:

@@ -1,0 +1,151 @@
+"""The hot-issue feed: the one order in which every API replica's detector observes cases.
+
+Each replica keeps the detector in memory (it is a sequential state machine, and observing a case takes
+well under a millisecond), so with several replicas behind a load balancer each would see only its own
+share of the cases: a burst spread over two replicas would be two half bursts, and its alert late or
+lost. Instead every case a replica observes is appended here, and every replica replays the feed in
+`seq` order before it observes a case of its own. Replicas that have replayed the same prefix hold the
+same state and derive the same burst and alert ids, so alerts are stored once (`ON CONFLICT DO NOTHING`
+on the alert id) and none is lost.
+
+Why the order is safe to read without a lock: rows are appended only inside `intake`, which holds one
+global lock (PostgreSQL: a transaction-scoped advisory lock; SQLite: `BEGIN IMMEDIATE`) until it
+commits. So a row becomes visible only after every row with a smaller `seq` has (a rolled-back append
+leaves a gap, never a late row), and `entries_after` can catch up on a prefix outside the lock; only
+the few rows appended since are read under it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from serving.store.jsonable import to_json
+from serving.store.records import CaseInput, SnapshotRecord
+from serving.store.tables import Case, HotspotAlert, HotspotFeed, HotspotMember, HotspotSnapshot, as_utc, utcnow
+
+#: pg_advisory_xact_lock key of the feed (any fixed 64-bit number no other lock of ours uses).
+FEED_LOCK_KEY = 0x7472_6961_6765_6866  # "triagehf"
+#: Key under which a snapshot's payload records the last feed row it includes.
+FEED_SEQ_KEY = "feed_seq"
+
+
+@dataclass(frozen=True)
+class FeedEntry:
+    """One observed case, as the detector needs it."""
+
+    seq: int
+    case_id: str
+    observed_at: datetime  # aware UTC
+    title: str
+    body: str
+    reporter_id: str | None
+    votes: int | None
+
+
+@dataclass(frozen=True)
+class FeedIntake:
+    """A case a replica is about to observe (its own request's, or one it observed during an outage)."""
+
+    case: CaseInput
+    observed_at: datetime
+    votes: int | None = None
+
+
+@dataclass
+class DetectorWrites:
+    """Members and alerts the detector produced for the replica's own intakes, stored in the same commit."""
+
+    #: (burst_id, case_id, case time, reporter_id)
+    members: list[tuple[str, str, datetime, str | None]] = field(default_factory=list)
+    #: (alert_id, burst_id, level, raised_at, payload)
+    alerts: list[tuple[str, str, str, datetime, dict[str, Any]]] = field(default_factory=list)
+
+
+#: apply(snapshot to start from or None, entries in seq order, seqs of this call's own intakes)
+Apply = Callable[[SnapshotRecord | None, list[FeedEntry], set[int]], DetectorWrites]
+
+_ENTRIES = (
+    select(
+        HotspotFeed.seq, Case.case_id, HotspotFeed.observed_at, Case.title, Case.body, Case.reporter_id,
+        HotspotFeed.votes,
+    )
+    .join(Case, Case.id == HotspotFeed.case_row_id)
+    .order_by(HotspotFeed.seq)
+)
+_APPEND = insert(HotspotFeed.__table__).returning(HotspotFeed.__table__.c.seq)
+
+
+def entries_after(session: Session, after_seq: int, limit: int | None = None) -> list[FeedEntry]:
+    query = _ENTRIES.where(HotspotFeed.seq > after_seq)
+    if limit is not None:
+        query = query.limit(limit)
+    return [FeedEntry(*row) for row in session.execute(query).all()]
+
+
+def last_seq(session: Session) -> int:
+    return int(session.execute(select(func.coalesce(func.max(HotspotFeed.seq), 0))).scalar_one())
+
+
+def intake(
+    session: Session,
+    case_row_id: Callable[[Session, CaseInput], int],
+    intakes: Sequence[FeedIntake],
+    after_seq: int | None,
+    apply: Apply,
+    detector_version: str,
+) -> list[int]:
+    """Append `intakes` to the feed under the feed lock, let `apply` observe everything after `after_seq`
+    (None: rebuild from the latest snapshot) and store the members and alerts it returns; all in the
+    caller's transaction, so they commit together or not at all. Returns the new rows' seqs."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(FEED_LOCK_KEY)))
+    own = []
+    for item in intakes:
+        row_id = case_row_id(session, item.case)
+        own.append(
+            session.execute(
+                _APPEND,
+                {"case_row_id": row_id, "observed_at": as_utc(item.observed_at), "votes": item.votes,
+                 "inserted_at": utcnow()},
+            ).scalar_one()
+        )
+    snapshot = None
+    if after_seq is None:
+        row = session.scalars(
+            select(HotspotSnapshot)
+            .where(HotspotSnapshot.detector_version == detector_version)
+            .order_by(HotspotSnapshot.id.desc())
+            .limit(1)
+        ).first()
+        snapshot = None if row is None else SnapshotRecord.of(row)
+        after_seq = snapshot_seq(snapshot)
+    writes = apply(snapshot, entries_after(session, after_seq), set(own))
+    upsert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    now = utcnow()
+    if writes.members:
+        session.execute(
+            upsert(HotspotMember.__table__).on_conflict_do_nothing(index_elements=["burst_id", "case_id"]),
+            [{"burst_id": b, "case_id": c, "observed_at": as_utc(t), "reporter_id": r, "payload": {},
+              "inserted_at": now} for b, c, t, r in writes.members],
+        )
+    if writes.alerts:
+        session.execute(
+            upsert(HotspotAlert.__table__).on_conflict_do_nothing(index_elements=["alert_id"]),
+            [{"alert_id": a, "burst_id": b, "level": level, "raised_at": as_utc(t), "payload": to_json(p),
+              "inserted_at": now} for a, b, level, t, p in writes.alerts],
+        )
+    return own
+
+
+def snapshot_seq(snapshot: SnapshotRecord | None) -> int:
+    """The last feed row a snapshot includes (0: none, or a snapshot from before the feed existed)."""
+    if snapshot is None or not isinstance(snapshot.payload, dict):
+        return 0
+    return int(snapshot.payload.get(FEED_SEQ_KEY) or 0)
