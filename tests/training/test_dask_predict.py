@@ -190,3 +190,25 @@ def test_rows_without_text_are_reported_not_dropped_silently(
     stderr = " ".join(cli.stderr.split())  # the console wraps long temporary paths
     assert "skipped" in stderr and "a.csv, row 5" in stderr
     assert "1 rows skipped" in cli.stdout
+
+
+def test_undated_rows_take_the_time_of_the_file_before(
+    client: Client, demo_bundle_dir: Path, demo_csv: Path, tmp_path: Path
+) -> None:
+    """Undated rows at the start of a file take the last time of the files before it (as one process
+    reading the files in order does), wherever that time falls; the replay's scratch files are removed."""
+    frame = pd.read_csv(demo_csv, dtype=str, keep_default_na=False)
+    frame = frame.iloc[np.argsort(pd.to_datetime(frame["created_at"]).to_numpy(), kind="stable")]
+    files = [frame.iloc[500:], frame.iloc[:250].copy(), frame.iloc[250:500].copy()]  # latest cases first
+    files[1].iloc[:30, files[1].columns.get_loc("created_at")] = ""  # lead: takes file 0's last time
+    files[1].iloc[100:110, files[1].columns.get_loc("created_at")] = ""  # inside: the row before
+    files[2].iloc[-5:, files[2].columns.get_loc("created_at")] = ""  # trail
+    paths = []
+    for i, part in enumerate(files):
+        paths.append(tmp_path / f"p{i}.csv")
+        part.to_csv(paths[-1], index=False)
+    out = tmp_path / "out"
+    predict_dask(client, str(demo_bundle_dir), str(tmp_path / "p*.csv"), out, hot_issues=load_hotspot_config(None))
+    got, want = _read_parts(out), _single_process(demo_bundle_dir, paths, hot=True)
+    pd.testing.assert_frame_equal(_by_case(got), _by_case(want), check_exact=True)
+    assert sorted(p.name for p in out.iterdir()) == [f"part-{i:05d}.parquet" for i in range(3)]
