@@ -432,6 +432,18 @@ def main() -> None:
     source, source_name = source_cases()
     logger.info("source: %s, %d distinct cases", source_name, len(source))
     result: dict[str, Any] = dict(previous)
+
+    def save() -> None:
+        result.update({
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+                        "note": "2 cores shared with other agents working at the same time: load_avg_* "
+                                "is the 1-minute load during each run; timings are noisy"},
+            "source": source_name, "per_day": args.per_day, "hot_issues": not args.no_hot_issues,
+            "inputs": inputs_info, "runs": runs,
+        })
+        write_results(result, args.results)
+
     try:
         for n in sorted(args.sizes):
             inputs = build_input(source, n, workdir / f"in-{n}", rows_per_part=args.rows_per_part,
@@ -446,21 +458,14 @@ def main() -> None:
                     runs.append(asdict(run))
                     logger.info("%s %d: %.1f s, driver %.0f MB, workers %s, load %.2f", engine, n, run.wall_s,
                                 run.driver_peak_rss_mb, run.worker_peak_rss_mb, run.load_avg_mean)
+                    save()  # after every run: a long run cut short still leaves the ones before it
                 if set(args.engines) == {"pandas", "dask"} and n <= 100_000:
                     result.setdefault("equal_outputs", {})[f"{n}-{repeat}"] = outputs_equal(workdir, n, repeat)
+            save()
             if not args.keep:
                 shutil.rmtree(workdir / f"in-{n}", ignore_errors=True)
                 for out in workdir.glob(f"out-*-{n}-*"):
                     shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink()
-            result.update({
-                "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-                            "note": "2 cores shared with other agents working at the same time: load_avg_* "
-                                    "is the 1-minute load during each run; timings are noisy"},
-                "source": source_name, "per_day": args.per_day, "hot_issues": not args.no_hot_issues,
-                "inputs": inputs_info, "runs": runs,
-            })
-            write_results(result, args.results)
     finally:
         if args.workdir is None and not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
