@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from models.hotspots import Assignment, CaseEvent, HotspotConfig, HotspotDetector
+from models.hotspots import Assignment, CaseEvent, CaseTerms, HotspotConfig, HotspotDetector, case_terms
 from serving.spool import OUTAGE_ERRORS
 from serving.store import CaseInput, SnapshotRecord, Store
 from serving.store.hotspot_feed import FEED_SEQ_KEY, DetectorWrites, FeedEntry, FeedIntake, snapshot_seq
@@ -113,10 +113,12 @@ class HotspotService:
         intake = FeedIntake(
             CaseInput(case_id, title, body, created_at, reporter_id, channel), observed.replace(tzinfo=UTC), votes
         )
+        # jieba before any lock: under the database lock observing a case is arithmetic only.
+        terms = case_terms(title, body, self.detector.config)
         with self._lock:
             if not self._shared_unavailable():
                 try:
-                    result = self._observe_shared(intake)
+                    result = self._observe_shared(intake, terms)
                 except OUTAGE_ERRORS as exc:
                     self._diverged = True
                     mark_down = getattr(self.sink, "mark_down", None)
@@ -126,7 +128,7 @@ class HotspotService:
                 else:
                     self._count_for_snapshot()
                     return result
-            result = self._observe_alone(intake)
+            result = self._observe_alone(intake, terms)
             self._count_for_snapshot()
             return result
 
@@ -149,10 +151,11 @@ class HotspotService:
             replayed += len(page)
         return replayed
 
-    def _observe_shared(self, intake: FeedIntake) -> tuple[Assignment, str | None]:
+    def _observe_shared(self, intake: FeedIntake, terms: CaseTerms) -> tuple[Assignment, str | None]:
         if not self._diverged:
             self._catch_up()
         intakes = [*self._pending, intake]
+        own_case = (intake.case.case_id, intake.case.title, intake.case.body)
         outcome: dict[int, tuple[Assignment, str | None]] = {}
 
         def apply(snapshot: SnapshotRecord | None, entries: list[FeedEntry], own: set[int]) -> DetectorWrites:
@@ -161,7 +164,8 @@ class HotspotService:
                 self.detector = HotspotDetector.from_snapshot(snapshot.payload) if snapshot else HotspotDetector(config)
             writes = DetectorWrites()
             for entry in entries:
-                assignment = self.detector.observe(_event(entry))
+                mine = entry.seq in own and (entry.case_id, entry.title, entry.body) == own_case
+                assignment = self.detector.observe(_event(entry), terms if mine else None)
                 self.feed_seq = entry.seq
                 if entry.seq in own:
                     outcome[entry.seq] = (assignment, self._record(assignment, entry, writes))
@@ -202,11 +206,11 @@ class HotspotService:
         return self.detector.burst_level(assignment.burst_id)
 
     # -- alone (database unreachable) -------------------------------------------------------------
-    def _observe_alone(self, intake: FeedIntake) -> tuple[Assignment, str | None]:
+    def _observe_alone(self, intake: FeedIntake, terms: CaseTerms) -> tuple[Assignment, str | None]:
         case = intake.case
         observed = _naive_utc(intake.observed_at)
         assignment = self.detector.observe(
-            CaseEvent(case.case_id, observed, case.title, case.body, case.reporter_id, intake.votes)
+            CaseEvent(case.case_id, observed, case.title, case.body, case.reporter_id, intake.votes), terms
         )
         self._pending.append(intake)
         self._diverged = True
