@@ -11,7 +11,9 @@ Concurrency (several threads or processes writing to one database):
 * predictions: a case's predictions form one chain (`supersedes_id` is unique). Writers of the same
   case are serialised: on PostgreSQL by a transaction-scoped advisory lock on the case id, on SQLite by
   `BEGIN IMMEDIATE` (one writer at a time; readers are never blocked in WAL mode). The read of the
-  latest prediction and the insert happen under that lock, so there is no read-modify-write race.
+  latest prediction and the insert happen under that lock, so there is no read-modify-write race;
+* the hot-issue feed: appended under one lock for the whole feed, so every replica replays the same
+  order (`serving.store.hotspot_feed`).
 """
 
 from __future__ import annotations
