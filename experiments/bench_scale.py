@@ -77,7 +77,7 @@ def source_cases() -> tuple[pd.DataFrame, str]:
 
 
 def build_input(source: pd.DataFrame, n: int, directory: Path, *, rows_per_part: int, per_day: float,
-                single_file: bool, seed: int = 0) -> dict[str, Any]:
+                single_file: bool, min_parts: int = 4, seed: int = 0) -> dict[str, Any]:
     """n resampled cases as time-ordered Parquet parts (and one file); fresh ids, times spread at `per_day`."""
     rng = np.random.default_rng(seed + n)
     picks = rng.integers(0, len(source), size=n)
@@ -89,7 +89,7 @@ def build_input(source: pd.DataFrame, n: int, directory: Path, *, rows_per_part:
     frame["created_at"] = frame["created_at"].dt.strftime("%Y-%m-%d %H:%M:%S")
     parts = directory / "parts"
     parts.mkdir(parents=True, exist_ok=True)
-    n_parts = max(1, -(-n // rows_per_part))
+    n_parts = max(min_parts, -(-n // rows_per_part))  # at least one partition per worker and then some
     bounds = np.linspace(0, n, n_parts + 1).astype(int)
     for i in range(n_parts):
         frame.iloc[bounds[i] : bounds[i + 1]].to_parquet(parts / f"part-{i:05d}.parquet", index=False)
@@ -405,6 +405,7 @@ def main() -> None:
                         help="none: only the stage breakdown")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--rows-per-part", type=int, default=20_000)
+    parser.add_argument("--min-parts", type=int, default=4, help="partitions at least (10k: 4 parts of 2,500)")
     parser.add_argument("--per-day", type=float, default=100.0, help="case density of the resampled times")
     parser.add_argument("--model", default="models:/grievance-triage@champion")
     parser.add_argument("--no-hot-issues", action="store_true")
@@ -447,6 +448,7 @@ def main() -> None:
     try:
         for n in sorted(args.sizes):
             inputs = build_input(source, n, workdir / f"in-{n}", rows_per_part=args.rows_per_part,
+                                 min_parts=args.min_parts,
                                  per_day=args.per_day, single_file="pandas" in args.engines)
             inputs_info[str(n)] = {k: v for k, v in inputs.items() if k not in ("parts_glob", "single")}
             if args.breakdown_sample and "breakdown" not in result:
