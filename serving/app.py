@@ -99,6 +99,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.durable_writer = writer
     attach(writer)
     app.state.hotspots = HotspotService.restore(store, load_hotspot_config(settings.hotspot_config), sink=writer)
+    app.state.hotspots.follow(settings.hotspot_follow_seconds)
     writer.start()
     state.model, state.error = _load(settings.model_uri)
     try:

@@ -73,6 +73,8 @@ class HotspotService:
         self._saver: threading.Thread | None = None
         self._pending: list[FeedIntake] = []  # observed alone while the database was unreachable
         self._diverged = False  # state no longer equals "snapshot + feed": rebuild at the next intake
+        self._stop = threading.Event()
+        self._follower: threading.Thread | None = None
 
     @classmethod
     def restore(
@@ -137,6 +139,22 @@ class HotspotService:
         with self._lock:
             return 0 if self._diverged else self._catch_up()
 
+    def follow(self, every: float = 0.5) -> None:
+        """Catch up on other replicas' cases in the background, every `every` seconds: a request then
+        reads nothing before its locked intake, which replays only what arrived since the last round."""
+        if self._follower is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(every):
+                try:
+                    self.sync()
+                except Exception as exc:  # the next intake catches up instead; its error is the one to see
+                    logger.warning("hot-issue feed catch-up failed (%s); retried in %.1f s", type(exc).__name__, every)
+
+        self._follower = threading.Thread(target=loop, name="hotspot-feed-follower", daemon=True)
+        self._follower.start()
+
     # -- shared state (the feed) ------------------------------------------------------------------
     def _shared_unavailable(self) -> bool:
         return bool(getattr(self.sink, "degraded", False))
@@ -152,8 +170,8 @@ class HotspotService:
         return replayed
 
     def _observe_shared(self, intake: FeedIntake, terms: CaseTerms) -> tuple[Assignment, str | None]:
-        if not self._diverged:
-            self._catch_up()
+        if not self._diverged and self._follower is None:
+            self._catch_up()  # keeps the locked part short; a follower thread does this in the background
         intakes = [*self._pending, intake]
         own_case = (intake.case.case_id, intake.case.title, intake.case.body)
         outcome: dict[int, tuple[Assignment, str | None]] = {}
@@ -256,7 +274,12 @@ class HotspotService:
                 self._saver = None
 
     def close(self) -> None:
-        """Wait for a snapshot being written, then save the state so a restart replays nothing."""
+        """Stop following, wait for a snapshot being written, then save the state so a restart replays
+        nothing."""
+        self._stop.set()
+        if self._follower is not None:
+            self._follower.join()
+            self._follower = None
         saver = self._saver
         if saver is not None:
             saver.join()

@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     hotspot_config: str | None = Field(
         None, description="Hot-issue detector settings (YAML); default experiments/hotspots.yaml."
     )
+    hotspot_follow_seconds: float = Field(
+        0.5, gt=0, le=60,
+        description="How often a replica replays the hot-issue feed other replicas appended to, in the background.",
+    )
     log_level: str = "INFO"
     api_keys: SecretStr | None = Field(
         None,

@@ -71,22 +71,21 @@ class DetectorWrites:
 #: apply(snapshot to start from or None, entries in seq order, seqs of this call's own intakes)
 Apply = Callable[[SnapshotRecord | None, list[FeedEntry], set[int]], DetectorWrites]
 
+_FEED, _CASES = HotspotFeed.__table__.c, Case.__table__.c
+# Core (table columns, run on the session's connection): no ORM bookkeeping on the per-request path.
 _ENTRIES = (
-    select(
-        HotspotFeed.seq, Case.case_id, HotspotFeed.observed_at, Case.title, Case.body, Case.reporter_id,
-        HotspotFeed.votes,
-    )
-    .join(Case, Case.id == HotspotFeed.case_row_id)
-    .order_by(HotspotFeed.seq)
+    select(_FEED.seq, _CASES.case_id, _FEED.observed_at, _CASES.title, _CASES.body, _CASES.reporter_id, _FEED.votes)
+    .select_from(HotspotFeed.__table__.join(Case.__table__, _CASES.id == _FEED.case_row_id))
+    .order_by(_FEED.seq)
 )
 _APPEND = insert(HotspotFeed.__table__).returning(HotspotFeed.__table__.c.seq)
 
 
 def entries_after(session: Session, after_seq: int, limit: int | None = None) -> list[FeedEntry]:
-    query = _ENTRIES.where(HotspotFeed.seq > after_seq)
+    query = _ENTRIES.where(_FEED.seq > after_seq)
     if limit is not None:
         query = query.limit(limit)
-    return [FeedEntry(*row) for row in session.execute(query).all()]
+    return [FeedEntry(*row) for row in session.connection().execute(query).all()]
 
 
 def last_seq(session: Session) -> int:
@@ -110,7 +109,7 @@ def intake(
     for item in intakes:
         row_id = case_row_id(session, item.case)
         own.append(
-            session.execute(
+            session.connection().execute(
                 _APPEND,
                 {"case_row_id": row_id, "observed_at": as_utc(item.observed_at), "votes": item.votes,
                  "inserted_at": utcnow()},
