@@ -44,7 +44,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from typing import Any, Literal
@@ -69,6 +69,7 @@ __all__ = [
     "LEVELS",
     "LEVEL_ORDER",
     "TEXT_SCORE_FEATURES",
+    "BoosterFitter",
     "Reason",
     "RiskModel",
     "RiskParams",
@@ -76,6 +77,7 @@ __all__ = [
     "TextScorer",
     "choose_bands",
     "feature_text",
+    "fit_booster_locally",
     "levels_from_proba",
     "risk_features",
     "weak_labels",
@@ -767,6 +769,19 @@ def _label_codes(labels: Sequence[str] | np.ndarray) -> np.ndarray:
     return codes
 
 
+#: Fits one LightGBM classifier: ``(LightGBM params, X, label codes, sample weights) -> fitted LGBMClassifier``.
+#: `fit_booster_locally` (the default) fits in this process; `training.dask_train` gives one that fits on a Dask
+#: cluster and returns its ``to_local()`` copy, so the stored model is the same kind of object either way.
+#: Passed to `RiskModel.fit` for one training, never stored with the model.
+BoosterFitter = Callable[[dict[str, Any], np.ndarray, np.ndarray, np.ndarray], lightgbm.LGBMClassifier]
+
+
+def fit_booster_locally(
+    params: dict[str, Any], X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray
+) -> lightgbm.LGBMClassifier:
+    return lightgbm.LGBMClassifier(**params).fit(X, y, sample_weight=sample_weight)
+
+
 def _softmax(raw: np.ndarray) -> np.ndarray:
     z = raw - raw.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -797,13 +812,15 @@ class RiskModel:
         *,
         is_weak: np.ndarray | None = None,
         bands: Mapping[str, float] | None = None,
+        fitter: BoosterFitter | None = None,
     ) -> RiskModel:
         """Train on ``cases`` (title, body, optional burst columns).
 
         ``labels`` None: `weak_labels(cases)` (``risk_level`` where set, else the cue rules, flagged weak).
         ``sample_weight`` None: 1.0 for real labels, ``params.weak_label_weight`` for weak ones. ``bands``
         None: chosen on out-of-fold predictions (see `fit_features`). Same data + params + seed gives the
-        same model.
+        same model. ``fitter`` fits each LightGBM classifier (band folds and the final one; default: in this
+        process, `fit_booster_locally`).
         """
         if labels is None:
             labels, weak = weak_labels(cases)
@@ -811,7 +828,8 @@ class RiskModel:
         X, names, texts, _ = _features_with_matches(cases, router_proba, router_classes)
         groups = cases["group_key"].to_numpy(dtype=object) if "group_key" in cases.columns else None
         return self.fit_features(
-            X, names, labels, sample_weight, seed=seed, is_weak=is_weak, bands=bands, groups=groups, texts=texts
+            X, names, labels, sample_weight, seed=seed, is_weak=is_weak, bands=bands, groups=groups, texts=texts,
+            fitter=fitter,
         )
 
     def fit_features(
@@ -826,6 +844,7 @@ class RiskModel:
         bands: Mapping[str, float] | None = None,
         groups: np.ndarray | None = None,
         texts: Sequence[str] | None = None,
+        fitter: BoosterFitter | None = None,
     ) -> RiskModel:
         """`fit` on a matrix that `risk_features` built (the benchmark reuses one matrix across folds).
 
@@ -879,12 +898,13 @@ class RiskModel:
         self.seed_ = seed
         self.medians_ = {n: float(v) for n, v in zip(names, np.median(X, axis=0), strict=True)}
         self.band_oof_ = None
+        fitter = fitter or fit_booster_locally
         if bands is None:
-            self.bands_, self.band_report_ = self._oof_bands(X, y, w, weak, seed, groups)
+            self.bands_, self.band_report_ = self._oof_bands(X, y, w, weak, seed, groups, fitter)
         else:
             self.bands_ = {"red": float(bands["red"]), "yellow": float(bands["yellow"])}
             self.band_report_ = {"source": "given"}
-        self.classifier_ = self._new_classifier(seed).fit(X, y, sample_weight=w)
+        self.classifier_ = fitter(self.params.lgbm_params(seed), X, y, w)
         self.training_summary_ = {
             "n_rows": len(y),
             "n_weak": int(weak.sum()),
@@ -895,11 +915,15 @@ class RiskModel:
         self.__dict__.pop("_booster_cache", None)
         return self
 
-    def _new_classifier(self, seed: int) -> lightgbm.LGBMClassifier:
-        return lightgbm.LGBMClassifier(**self.params.lgbm_params(seed))
-
     def _oof_bands(
-        self, X: np.ndarray, y: np.ndarray, w: np.ndarray, weak: np.ndarray, seed: int, groups: np.ndarray | None
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        w: np.ndarray,
+        weak: np.ndarray,
+        seed: int,
+        groups: np.ndarray | None,
+        fitter: BoosterFitter,
     ) -> tuple[dict[str, float], dict[str, Any]]:
         p = self.params
         real = ~weak
@@ -928,7 +952,7 @@ class RiskModel:
             train_idx = np.concatenate([background, eval_idx[fit_pos]])
             if len(np.unique(y[train_idx])) < len(LEVELS):
                 raise ValueError("a band fold lacks a risk level; add labelled cases")
-            clf = self._new_classifier(seed).fit(X[train_idx], y[train_idx], sample_weight=w[train_idx])
+            clf = fitter(p.lgbm_params(seed), X[train_idx], y[train_idx], w[train_idx])
             oof[held_pos] = clf.predict_proba(X[eval_idx[held_pos]])
         labels = np.asarray(LEVELS, dtype=object)[y_eval]
         self.band_oof_ = (labels, oof)
