@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -56,10 +57,25 @@ def train(
     ],
     config: Annotated[Path | None, typer.Option(help="Run configuration (YAML).")] = None,
     encoding: Annotated[str, typer.Option(help="Text encoding of CSV files, e.g. gb18030.")] = "utf-8",
+    engine: Annotated[
+        str, typer.Option(help="local: the risk model's LightGBM fits in this process; dask: on a Dask cluster.")
+    ] = "local",
+    scheduler: Annotated[
+        str | None, typer.Option(help="Dask scheduler address (default: a LocalCluster of --workers processes).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="LocalCluster workers for --engine dask (default: cores, at most 4).")
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Train the department router, evaluate it on held-out cases, log the run to MLflow and register it."""
     _setup_logging(verbose)
+    if engine not in ("local", "dask"):
+        raise _fail(f"unknown engine '{engine}'; use local or dask")
+    if engine == "local" and (scheduler or workers):
+        raise _fail("--scheduler and --workers need --engine dask")
+    if engine == "dask" and scheduler and workers:
+        raise _fail("--workers sizes a LocalCluster; with --scheduler the cluster has its own workers")
     from training.config import ConfigError, load_config, load_hotspot_config
     from training.loading import DataError, load_cases
     from training.train import TrainingError
@@ -67,12 +83,21 @@ def train(
 
     try:
         cfg = load_config(config)
-        loaded = load_cases(data, require_department=True, training=True, encoding=encoding)
-        _print_load_report(loaded.report)
-        result = run_training(data, cfg, encoding=encoding, progress=_progress(), loaded=loaded,
-                              hotspot_config=load_hotspot_config())
-    except (ConfigError, DataError, TrainingError) as exc:
+        hotspot_cfg = load_hotspot_config()
+    except ConfigError as exc:
         raise _fail(str(exc)) from None
+    with contextlib.ExitStack() as stack:
+        fitter, engine_params = None, {}
+        if engine == "dask":  # before reading the data: an unreachable cluster should not cost a load
+            fitter, engine_params = _dask_fitter(stack, scheduler, workers)
+        try:
+            loaded = load_cases(data, require_department=True, training=True, encoding=encoding)
+            _print_load_report(loaded.report)
+            result = run_training(data, cfg, encoding=encoding, progress=_progress(), loaded=loaded,
+                                  hotspot_config=hotspot_cfg, engine=engine, risk_fitter=fitter,
+                                  engine_params=engine_params)
+        except (ConfigError, DataError, TrainingError) as exc:  # DaskTrainingError is a TrainingError
+            raise _fail(str(exc)) from None
 
     m = result.evaluation.metrics
     table = Table(title=f"{result.model_name} v{result.model_version} → alias '{result.alias}'")
@@ -93,6 +118,25 @@ def train(
         dept.add_row(str(name), f"{row.precision:.3f}", f"{row.recall:.3f}", f"{row.f1:.3f}", str(int(row.support)))
     console.print(dept)
     console.print(f"MLflow run: {result.link}", highlight=False, soft_wrap=True)
+
+
+def _dask_fitter(stack: contextlib.ExitStack, scheduler: str | None, workers: int | None):
+    """The risk model's fitter on the given scheduler (or a LocalCluster closed with `stack`), and the
+    params that describe it; an unreachable scheduler is one error line."""
+    if not logging.getLogger().isEnabledFor(logging.INFO):  # distributed sets its own levels on import
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+    from training.dask_predict import dask_client
+    from training.dask_train import dask_booster_fitter
+    from training.predict import default_workers
+
+    try:
+        client = stack.enter_context(dask_client(scheduler, workers or default_workers()))
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        raise _fail(f"cannot reach the Dask scheduler '{scheduler}': {type(exc).__name__}: {exc}") from None
+    n_workers = len(client.scheduler_info()["workers"])
+    if n_workers == 0:
+        raise _fail(f"the Dask scheduler '{scheduler}' has no workers")
+    return dask_booster_fitter(client), {"dask_workers": n_workers, "dask_scheduler": scheduler or "LocalCluster"}
 
 
 @app.command()

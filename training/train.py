@@ -25,7 +25,7 @@ from features.text import TEXT_PIPELINE_VERSION
 from models.bundle import TriageBundle
 from models.hotspots import HotspotConfig
 from models.mlflow_model import CHALLENGER, CHAMPION, TriagePyfunc, load_model, routes_frame
-from models.risk import RiskModel, levels_from_proba
+from models.risk import BoosterFitter, RiskModel, levels_from_proba
 from models.router import build_router
 from models.thresholds import choose_thresholds
 from models.tracking import configure_tracking, ensure_experiment, run_link
@@ -165,7 +165,18 @@ def train(
     progress: Progress | None = None,
     loaded: LoadedCases | None = None,
     hotspot_config: HotspotConfig | None = None,
+    engine: str = "local",
+    risk_fitter: BoosterFitter | None = None,
+    engine_params: dict[str, object] | None = None,
 ) -> TrainResult:
+    """Fit, evaluate, log and register one model.
+
+    ``engine`` names where the risk model's LightGBM fits run ("local": this process; "dask": through
+    ``risk_fitter``, see `training.dask_train`); it and ``engine_params`` (e.g. the worker count) are logged
+    as MLflow params, so a run says how it was trained.
+    """
+    if (engine == "local") != (risk_fitter is None):
+        raise ValueError(f"engine {engine!r} and risk_fitter disagree: only a non-local engine takes a fitter")
     started = time.perf_counter()
     progress = progress or Progress(disable=True)
     loaded = loaded or load_cases(data, require_department=True, training=True, encoding=encoding)
@@ -189,7 +200,8 @@ def train(
         task = progress.add_task("fitting the risk model", total=1)
         try:
             # Out-of-fold router probabilities, as serving will feed it probabilities on unseen cases.
-            risk = RiskModel(config.risk).fit(train_df, router_proba=oof, router_classes=classes, seed=config.seed)
+            risk = RiskModel(config.risk).fit(train_df, router_proba=oof, router_classes=classes, seed=config.seed,
+                                              fitter=risk_fitter)
         except ValueError as exc:
             raise TrainingError(f"cannot train the risk model: {exc}") from None
         progress.advance(task)
@@ -221,6 +233,7 @@ def train(
         "git_commit": commit,
         "text_pipeline_version": TEXT_PIPELINE_VERSION,
         "n_train": len(train_df),
+        "train_engine": engine,
         "config": config.model_dump(mode="json"),
     }
 
@@ -237,6 +250,7 @@ def train(
         mlflow.log_params({f"data.{k}": v for k, v in loaded.report.summary().items()})
         mlflow.log_params({"data.n_train": len(train_df), "data.n_test": len(test_df),
                            "data.file_names": ", ".join(Path(p).name for p in data)[:500]})
+        mlflow.log_params({"train.engine": engine, **{f"train.{k}": v for k, v in (engine_params or {}).items()}})
         dataset = mlflow.data.from_pandas(
             frame[["case_id", "title", "body", "department"]].astype(str),
             name="training-cases", targets="department", source=", ".join(str(p) for p in data)[:500] or "in-memory",
