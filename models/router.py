@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
@@ -33,12 +33,30 @@ class FeatureParams(BaseModel):
     sublinear_tf: bool = True
 
 
+class HashedParams(BaseModel):
+    """Settings of ``kind: hashed_sgd`` (`models.hashed_router`): hashed features, SGD over chunks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Hashed columns per feature block (words, title words, characters); collisions fall as it grows.
+    n_features: int = Field(2**18, ge=2**10, le=2**24)
+    #: Cases per chunk: what one process holds of the text at a time while learning.
+    chunk_size: int = Field(2000, ge=1)
+    #: Passes of SGD over the (spilled, hashed) chunks.
+    epochs: int = Field(5, ge=1, le=100)
+    #: L2 regularisation of SGD (plays the part of 1 / (C x cases) for LinearSVC).
+    alpha: float = Field(1e-5, gt=0)
+    loss: Literal["modified_huber", "hinge", "log_loss"] = "modified_huber"
+
+
 class ClassifierParams(BaseModel):
     """The linear model and how its scores become calibrated probabilities."""
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["linear_svc", "logistic_regression"] = "linear_svc"
+    #: linear_svc / logistic_regression: TF-IDF vocabulary + one fit on all cases in memory (the default).
+    #: hashed_sgd: hashed features + SGD streamed over chunks (`models.hashed_router`), see ``hashed``.
+    kind: Literal["linear_svc", "logistic_regression", "hashed_sgd"] = "linear_svc"
     C: float = Field(1.0, gt=0)
     class_weight: Literal["balanced"] | None = "balanced"
     calibration: Literal["sigmoid", "isotonic"] = "sigmoid"
@@ -46,10 +64,30 @@ class ClassifierParams(BaseModel):
     # False: one model on all training data, calibrated on cross-validated scores. Tuning found it as
     # good as averaging per-fold models (ensemble=True) at a fifth of the prediction cost.
     calibration_ensemble: bool = False
+    #: Only with kind hashed_sgd (defaults filled in then). C is not used by it: see ``hashed.alpha``.
+    hashed: HashedParams | None = None
+
+    @model_validator(mode="after")
+    def _hashed_settings(self) -> ClassifierParams:
+        if self.kind != "hashed_sgd":
+            if self.hashed is not None:
+                raise ValueError(f"hashed: settings only apply to kind hashed_sgd, not {self.kind}")
+            return self
+        if self.calibration != "sigmoid":
+            raise ValueError("kind hashed_sgd calibrates with sigmoid only (isotonic needs every score at once)")
+        if self.calibration_ensemble:
+            raise ValueError("kind hashed_sgd keeps one model (calibration_ensemble must be false)")
+        if self.hashed is None:
+            self.hashed = HashedParams()
+        return self
 
 
 def build_router(features: FeatureParams, classifier: ClassifierParams, seed: int) -> Pipeline:
     """An unfitted router pipeline: (title, body) cases → probabilities over departments."""
+    if classifier.kind == "hashed_sgd":
+        from models.hashed_router import build_hashed_router
+
+        return build_hashed_router(features, classifier, seed)
     if classifier.kind == "linear_svc":
         base = LinearSVC(C=classifier.C, class_weight=classifier.class_weight, random_state=seed)
     else:

@@ -15,6 +15,10 @@ from models.router import ClassifierParams, FeatureParams
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "experiments" / "router.yaml"
 
 
+#: Sections that are None unless their option is chosen; left out of the MLflow params when None.
+OPTIONAL_SECTIONS = frozenset({"classifier.hashed"})
+
+
 class ConfigError(ValueError):
     """A configuration file that cannot be used; the message names the file and the field."""
 
@@ -46,6 +50,8 @@ class TrainConfig(BaseModel):
         flat: dict[str, object] = {}
 
         def walk(prefix: str, value: object) -> None:
+            if value is None and prefix in OPTIONAL_SECTIONS:
+                return  # an unused section (e.g. classifier.hashed of the default router) is not a param
             if isinstance(value, dict):
                 for k, v in value.items():
                     walk(f"{prefix}.{k}" if prefix else k, v)
