@@ -91,7 +91,7 @@ def test_learning_sees_bounded_chunks(monkeypatch: pytest.MonkeyPatch, demo_case
 
 def test_fit_stream_reads_a_file_chunk_by_chunk(demo_csv: Path, demo_split) -> None:
     """A source read once (a CSV reader) is enough: the router spills what it needs."""
-    config = _config(chunk_size=CHUNK)
+    config = _config(chunk_size=CHUNK, epochs=3)  # small chunks mean many partial_fit calls: fewer epochs
     router = build_router(config.features, config.classifier, config.seed)
     reader = pd.read_csv(demo_csv, chunksize=CHUNK, dtype=str, keep_default_na=False)
     router.fit_stream((chunk[["title", "body"]], chunk["department"]) for chunk in reader)
