@@ -36,6 +36,7 @@ from training.train import TrainResult, out_of_fold_proba
 NAME = "grievance-triage-dask-test"
 FAST = {
     "threshold_folds": 2,
+    "features": {"char_weight": 0.0},  # a cheaper router: the router is not what goes to Dask
     "classifier": {"calibration_folds": 2},
     "risk": {"band_folds": 3, "text_folds": 2},
     "registry": {"model_name": NAME, "experiment_name": "dask-train-test"},
@@ -120,11 +121,11 @@ def test_dask_risk_predictions_agree_with_the_local_engine(
 
     Distributed LightGBM finds each feature's bin edges on one worker's half of the rows, so the trees
     differ slightly. Measured on the 157 hold-out cases with this module's config: mean |ΔP| 0.015, the
-    most likely level agrees on 98%. Levels agree less (93%) because each engine re-chooses its bands on
-    its own out-of-fold predictions (3 folds here: yellow band 0.52 locally, 0.31 on Dask); with the
-    default 5 folds 98% agreed. Accuracy against the annotations: 0.879 locally, 0.866 on Dask. The bounds
-    below allow about twice the measured drift; a broken fit (one worker's rows, weights or class weights
-    lost) moves the probabilities far more.
+    most likely level agrees on 96.2%, the level on 96.8%: each engine re-chooses its bands on its own
+    out-of-fold predictions (yellow band 0.45 locally, 0.35 on Dask; with the local bands on both, 98.1%
+    agree). Accuracy against the annotations: 0.879 locally, 0.885 on Dask. The bounds allow about twice
+    the measured disagreement; a broken fit (one worker's rows, weights or class weights lost) moves the
+    probabilities far more.
     """
     cfg = load_config(config_file)
     train_df = split[0]
@@ -141,8 +142,8 @@ def test_dask_risk_predictions_agree_with_the_local_engine(
     same_argmax = float(np.mean(p_dask.argmax(axis=1) == p_local.argmax(axis=1)))
     same_level = float(np.mean(levels_dask == levels_local))
     assert mean_gap <= 0.03, f"mean |P(dask) - P(local)| = {mean_gap:.4f}"
-    assert same_argmax >= 0.95, f"the most likely level agrees on {same_argmax:.1%}"
-    assert same_level >= 0.88, f"levels (after each engine's bands) agree on {same_level:.1%}"
+    assert same_argmax >= 0.92, f"the most likely level agrees on {same_argmax:.1%}"
+    assert same_level >= 0.93, f"levels (after each engine's bands) agree on {same_level:.1%}"
     truth = holdout["risk_level"].to_numpy()
     assert abs(np.mean(levels_dask == truth) - np.mean(levels_local == truth)) <= 0.04
 
