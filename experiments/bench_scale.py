@@ -390,9 +390,9 @@ def combine(paths: list[Path], results: Path) -> None:
         merged["runs"] += part.get("runs", [])
         merged["inputs"].update(part.get("inputs", {}))
         merged["equal_outputs"].update(part.get("equal_outputs", {}))
-        for key in ("machine", "source", "per_day", "hot_issues", "breakdown"):
-            if key in part:
-                merged[key] = part[key]
+        for key, value in part.items():  # machine, source, breakdown, notes...: the last file given wins
+            if key not in ("runs", "inputs", "equal_outputs", "summary", "growth_exponent"):
+                merged[key] = value
     write_results(merged, results)
     print(table(merged["summary"]))
     print("growth exponent (1 = linear):", merged["growth_exponent"])
