@@ -28,12 +28,13 @@ BODY = "我们在东港区恒发鞋厂做计件工，四个月没有发工资，
 
 @pytest.fixture(scope="module")
 def registered(tmp_path_factory: pytest.TempPathFactory, demo_csv: Path) -> Iterator[LoadedModel]:
-    """The shipped hashed config with fewer folds (speed), trained through the CLI into a private store."""
+    """The shipped hashed config with fewer folds and epochs (speed), trained through the CLI."""
     with isolated_mlflow(tmp_path_factory.mktemp("mlflow")) as home:
         raw = yaml.safe_load((ROOT / "experiments" / "router-hashed.yaml").read_text(encoding="utf-8"))
         raw.update(threshold_folds=2, registry={"model_name": NAME, "experiment_name": "hashed-test"})
         raw["classifier"]["calibration_folds"] = 2
-        raw["risk"].update(band_folds=3, text_folds=2)
+        raw["classifier"]["hashed"]["epochs"] = 5
+        raw["risk"].update(band_folds=3, text_score=False)  # the risk model is not under test here
         config = home / "hashed.yaml"
         config.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
         result = CliRunner().invoke(app, ["train", "--data", str(demo_csv), "--config", str(config)])
@@ -49,7 +50,7 @@ def test_hashed_router_trains_and_registers(registered: LoadedModel) -> None:
     # Held-out demo cases; the default router reaches 0.85 here (see test_hashed_router for the split).
     assert metrics["macro_f1"] >= 0.75
     assert set(registered.bundle.thresholds) == set(registered.bundle.classes)
-    assert registered.bundle.risk is not None and "risk_macro_f1" in metrics
+    assert registered.bundle.risk is not None and "risk_macro_f1" in metrics  # fed by the hashed router
 
 
 def test_triage_predict_scores_with_it(registered: LoadedModel, demo_csv: Path, tmp_path: Path) -> None:
