@@ -123,11 +123,12 @@ def train(
 def _dask_fitter(stack: contextlib.ExitStack, scheduler: str | None, workers: int | None):
     """The risk model's fitter on the given scheduler (or a LocalCluster closed with `stack`), and the
     params that describe it; an unreachable scheduler is one error line."""
-    if not logging.getLogger().isEnabledFor(logging.INFO):  # distributed sets its own levels on import
-        logging.getLogger("distributed").setLevel(logging.WARNING)
     from training.dask_predict import dask_client
     from training.dask_train import dask_booster_fitter
     from training.predict import default_workers
+
+    if not logging.getLogger().isEnabledFor(logging.INFO):  # after the import: distributed sets its own levels
+        logging.getLogger("distributed").setLevel(logging.WARNING)
 
     try:
         client = stack.enter_context(dask_client(scheduler, workers or default_workers()))

@@ -15,6 +15,7 @@ its own labels; it is folded into the sample weights here, from all rows, so it 
 from __future__ import annotations
 
 import logging
+import warnings
 from itertools import pairwise
 from typing import Any
 
@@ -91,7 +92,9 @@ def dask_booster_fitter(client: Client) -> BoosterFitter:
             weights = weights * compute_sample_weight(class_weight, y)
         dX, dy, dw = _worker_blocks(client, [np.asarray(X, dtype=np.float32), np.asarray(y), weights])
         try:
-            with client.as_current():
+            with client.as_current(), warnings.catch_warnings():
+                # lightgbm.dask warns that n_jobs (always among the estimator's params) is ignored: it is.
+                warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored", category=UserWarning)
                 estimator = DaskLGBMClassifier(client=_RankedClient(client), class_weight=None, **params)
                 model = estimator.fit(dX, dy, sample_weight=dw)
         except Exception as exc:  # a worker died, ports refused...: one line naming the step
