@@ -29,7 +29,7 @@ from models.mlflow_model import LoadedModel
 from models.tracking import configure_tracking
 from serving.admin_routes import admin_router
 from serving.auth import KeyRing
-from serving.hotspot_service import HotspotService
+from serving.hotspot_service import HotspotService, shares_state
 from serving.model_reload import load_and_warm
 from serving.review_routes import review_router
 from serving.routes import router
@@ -98,7 +98,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     writer.drain_at_start()  # what an earlier run spooled goes in first (and before the detector replays cases)
     app.state.durable_writer = writer
     attach(writer)
-    app.state.hotspots = HotspotService.restore(store, load_hotspot_config(settings.hotspot_config), sink=writer)
+    app.state.hotspots = HotspotService.restore(
+        store, load_hotspot_config(settings.hotspot_config), sink=writer,
+        shared=shares_state(settings.hotspot_sharing, store),
+    )
     app.state.hotspots.follow(settings.hotspot_follow_seconds)
     writer.start()
     state.model, state.error = _load(settings.model_uri)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from features.text import init_tokenizer
 from models.tracking import configure_tracking
-from serving.hotspot_service import HotspotService
+from serving.hotspot_service import HotspotService, shares_state
 from serving.model_reload import load_and_warm
 from serving.schemas import TriageRequest
 from serving.settings import Settings
@@ -68,7 +68,9 @@ def seed(settings: Settings, requests: list[TriageRequest]) -> int:
         if model is None:
             raise RuntimeError(f"cannot seed the demo cases: {error}")
         init_tokenizer()
-        hotspots = HotspotService.restore(store, load_hotspot_config(settings.hotspot_config))
+        hotspots = HotspotService.restore(
+            store, load_hotspot_config(settings.hotspot_config), shared=shares_state(settings.hotspot_sharing, store)
+        )
         try:
             for start in range(0, len(requests), BATCH):
                 triage_cases(model, requests[start : start + BATCH], store=store, hotspots=hotspots)

@@ -62,8 +62,10 @@ class HotspotService:
         snapshot_every: int = 1000,
         sink: HotspotSink | None = None,
         feed_seq: int = 0,
+        shared: bool = True,
     ) -> None:
         self.store = store
+        self.shared = shared  # False: one process owns the state (no feed; see the module docstring)
         self.sink: HotspotSink = sink if sink is not None else store
         self.detector = detector
         self.snapshot_every = snapshot_every
@@ -78,26 +80,48 @@ class HotspotService:
 
     @classmethod
     def restore(
-        cls, store: Store, config: HotspotConfig, *, snapshot_every: int = 1000, sink: HotspotSink | None = None
+        cls,
+        store: Store,
+        config: HotspotConfig,
+        *,
+        snapshot_every: int = 1000,
+        sink: HotspotSink | None = None,
+        shared: bool = True,
     ) -> HotspotService:
+        """The latest snapshot plus what came after it: the feed's rows after the snapshot's position, or
+        (a snapshot from local mode or from before the feed) the cases stored after it."""
         snap = store.latest_snapshot(config.version)
         detector = HotspotDetector.from_snapshot(snap.payload) if snap else HotspotDetector(config)
-        service = cls(store, detector, snapshot_every=snapshot_every, sink=sink, feed_seq=snapshot_seq(snap))
+        service = cls(store, detector, snapshot_every=snapshot_every, sink=sink, shared=shared)
         replayed = 0
-        if service.feed_seq == 0 and store.hotspot_feed_last_seq() == 0:
-            # A store from before the feed: its intake stream is the cases table.
-            for case in store.cases_received_since(snap.created_at if snap else None):
-                observed = _naive_utc(case.created_at or case.received_at)
-                detector.observe(CaseEvent(case.case_id, observed, case.title, case.body, case.reporter_id, None))
-                replayed += 1
+        if shared and snap is not None and FEED_SEQ_KEY in snap.payload:
+            service.feed_seq = snapshot_seq(snap)
+        elif shared and snap is None:
+            # A new store, or none saved yet: the cases from before the feed existed (an upgraded store),
+            # then the whole feed.
+            replayed = service._replay_cases(None, before_row=store.hotspot_feed_first_case_row())
         else:
+            replayed = service._replay_cases(snap.created_at if snap else None)
+            # Local mode keeps no feed position; switching to shared mode starts after the feed's current
+            # end (its rows were observed before that snapshot, which a clean shutdown writes).
+            service.feed_seq = store.hotspot_feed_last_seq() if shared else 0
+        if shared:
             with service._lock:
-                replayed = service._catch_up()
+                replayed += service._catch_up()
         logger.info(
-            "hot-issue detector restored from %s plus %d replayed cases (%d live bursts, feed at %d)",
-            f"snapshot {snap.id}" if snap else "an empty state", replayed, detector.burst_count, service.feed_seq,
+            "hot-issue detector (%s) restored from %s plus %d replayed cases (%d live bursts, feed at %d)",
+            "shared feed" if shared else "local", f"snapshot {snap.id}" if snap else "an empty state", replayed,
+            detector.burst_count, service.feed_seq,
         )
         return service
+
+    def _replay_cases(self, since: datetime | None, before_row: int | None = None) -> int:
+        """Observe stored cases in the order they were stored (the intake stream before the feed)."""
+        cases = self.store.cases_received_since(since, before_row=before_row)
+        for case in cases:
+            observed = _naive_utc(case.created_at or case.received_at)
+            self.detector.observe(CaseEvent(case.case_id, observed, case.title, case.body, case.reporter_id, None))
+        return len(cases)
 
     def observe(
         self,
@@ -118,6 +142,10 @@ class HotspotService:
         # jieba before any lock: under the database lock observing a case is arithmetic only.
         terms = case_terms(title, body, self.detector.config)
         with self._lock:
+            if not self.shared:
+                result = self._observe_alone(intake, terms, remember=False)
+                self._count_for_snapshot()
+                return result
             if not self._shared_unavailable():
                 try:
                     result = self._observe_shared(intake, terms)
@@ -142,7 +170,7 @@ class HotspotService:
     def follow(self, every: float = 0.5) -> None:
         """Catch up on other replicas' cases in the background, every `every` seconds: a request then
         reads nothing before its locked intake, which replays only what arrived since the last round."""
-        if self._follower is not None:
+        if self._follower is not None or not self.shared:
             return
 
         def loop() -> None:
@@ -224,14 +252,19 @@ class HotspotService:
         return self.detector.burst_level(assignment.burst_id)
 
     # -- alone (database unreachable) -------------------------------------------------------------
-    def _observe_alone(self, intake: FeedIntake, terms: CaseTerms) -> tuple[Assignment, str | None]:
+    def _observe_alone(
+        self, intake: FeedIntake, terms: CaseTerms, *, remember: bool = True
+    ) -> tuple[Assignment, str | None]:
+        """Observe without the feed; members and alerts go through the sink. `remember`: keep the case
+        to append to the feed when the database is back (shared mode in an outage)."""
         case = intake.case
         observed = _naive_utc(intake.observed_at)
         assignment = self.detector.observe(
             CaseEvent(case.case_id, observed, case.title, case.body, case.reporter_id, intake.votes), terms
         )
-        self._pending.append(intake)
-        self._diverged = True
+        if remember:
+            self._pending.append(intake)
+            self._diverged = True
         if assignment.burst_id and assignment.cases >= 2:
             joined = (
                 self.detector.burst_member_details(assignment.burst_id)
@@ -247,7 +280,8 @@ class HotspotService:
 
     # -- snapshots --------------------------------------------------------------------------------
     def _payload(self) -> dict[str, Any]:
-        return {**self.detector.snapshot(), FEED_SEQ_KEY: self.feed_seq}
+        payload = self.detector.snapshot()
+        return {**payload, FEED_SEQ_KEY: self.feed_seq} if self.shared else payload
 
     def _count_for_snapshot(self) -> None:
         """Called under the lock after each own case; starts a snapshot write when one is due."""
@@ -291,6 +325,13 @@ class HotspotService:
         saved = self.sink.save_snapshot(payload, detector_version=self.detector.config.version)
         if saved is False:
             logger.warning("the hot-issue snapshot was not saved at shutdown; the next start replays the feed")
+
+
+def shares_state(sharing: str, store: Store) -> bool:
+    """Whether the detector goes through the feed: `TRIAGE_HOTSPOT_SHARING`, where "auto" means the feed
+    on PostgreSQL (replicas) and local on SQLite (one process: the feed's extra transaction per case would
+    buy nothing there)."""
+    return sharing == "feed" or (sharing == "auto" and store.dialect == "postgresql")
 
 
 def _event(entry: FeedEntry) -> CaseEvent:

@@ -10,7 +10,7 @@ import logging
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     spool_retry_max_seconds: float = Field(30.0, gt=0, description="Longest wait between probes (doubling backoff).")
     hotspot_config: str | None = Field(
         None, description="Hot-issue detector settings (YAML); default experiments/hotspots.yaml."
+    )
+    hotspot_sharing: Literal["auto", "feed", "local"] = Field(
+        "auto",
+        description="Hot-issue state across processes: 'feed' (replicas share it through the database; needed "
+        "with several processes), 'local' (one process owns it; cheaper per case), 'auto' (feed on "
+        "PostgreSQL, local on SQLite).",
     )
     hotspot_follow_seconds: float = Field(
         0.5, gt=0, le=60,

@@ -92,6 +92,12 @@ def last_seq(session: Session) -> int:
     return int(session.execute(select(func.coalesce(func.max(HotspotFeed.seq), 0))).scalar_one())
 
 
+def first_case_row(session: Session) -> int | None:
+    return session.connection().execute(
+        select(_FEED.case_row_id).order_by(_FEED.seq).limit(1)
+    ).scalar_one_or_none()
+
+
 def intake(
     session: Session,
     case_row_id: Callable[[Session, CaseInput], int],

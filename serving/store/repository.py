@@ -264,15 +264,18 @@ class Store:
             rows = session.scalars(select(Case).where(Case.case_id == case_id).order_by(Case.id)).all()
             return [CaseRecord.of(row) for row in rows]
 
-    def cases_received_since(self, since: datetime | None) -> list[CaseRecord]:
-        """Case versions stored after `since` (all if None), in the order they were stored.
+    def cases_received_since(self, since: datetime | None, *, before_row: int | None = None) -> list[CaseRecord]:
+        """Case versions stored after `since` (all if None), in the order they were stored; with
+        `before_row`, only rows with a smaller id.
 
-        The service's intake stream: the hot-issue detector is restored from its latest snapshot plus
-        these.
+        The intake stream of a detector without the hot-issue feed: restored from its latest snapshot
+        plus these.
         """
         query = select(Case).order_by(Case.id)
         if since is not None:
             query = query.where(Case.received_at > as_utc(since))
+        if before_row is not None:
+            query = query.where(Case.id < before_row)
         with self._reads() as session:
             return [CaseRecord.of(row) for row in session.scalars(query).all()]
 
@@ -499,6 +502,11 @@ class Store:
     def hotspot_feed_last_seq(self) -> int:
         with self._reads() as session:
             return hotspot_feed.last_seq(session)
+
+    def hotspot_feed_first_case_row(self) -> int | None:
+        """The case row of the feed's first entry (cases stored before it predate the feed), or None."""
+        with self._reads() as session:
+            return hotspot_feed.first_case_row(session)
 
     def hotspot_intake(
         self,

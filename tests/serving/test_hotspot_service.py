@@ -112,3 +112,31 @@ def test_cases_observed_during_an_outage_join_the_shared_feed_when_the_database_
         rebuilt = HotspotService.restore(store, config)
         assert service.detector.snapshot() == other.detector.snapshot() == rebuilt.detector.snapshot()
         assert store.alerts_for_burst(service.detector.snapshot()["bursts"][0]["burst_id"])
+
+
+def test_local_mode_keeps_no_feed_and_restores_from_the_cases_as_the_shared_mode_would(tmp_path: Path) -> None:
+    config = load_hotspot_config(None)
+    cases = [(f"L{i}", START + timedelta(hours=i), f"幸福小区{i % 2 + 1}号楼电梯又坏了", "老人上下楼很困难", f"U{i}")
+             for i in range(12)]
+    states = {}
+    for shared in (False, True):
+        url = f"sqlite:///{tmp_path / f'{shared}.db'}"
+        upgrade_database(url)
+        with Store.from_url(url) as store:
+            service = HotspotService.restore(store, config, shared=shared, snapshot_every=5)
+            for case_id, when, title, body, reporter in cases:
+                service.observe(case_id, when, title, body, reporter)
+                if not shared:  # local mode stores no case rows itself: the triage transaction does
+                    from serving.store import CaseInput, PredictionInput
+
+                    store.record_case_and_prediction(
+                        CaseInput(case_id, title, body, when, reporter),
+                        PredictionInput("m", "1", "城乡建设", 0.9, False, []),
+                    )
+            assert (store.hotspot_feed_last_seq() > 0) is shared
+            assert store.alerts_for_burst(service.detector.snapshot()["bursts"][0]["burst_id"])
+            states[shared] = service.detector.snapshot()
+            # Crash-like restart (no close): the latest periodic snapshot plus what came after it.
+            restored = HotspotService.restore(store, config, shared=shared)
+            assert restored.detector.snapshot()["bursts"] == states[shared]["bursts"]
+    assert states[False]["bursts"] == states[True]["bursts"]

@@ -111,7 +111,8 @@ def test_two_replicas_raise_each_alert_once_as_one_detector_would(
 ) -> None:
     replicas = []
     for name in ("a", "b"):
-        server = Server({**server_env, "TRIAGE_SPOOL_DIR": str(tmp_path / f"spool-{name}")}, tmp_path / f"{name}.log")
+        env = {**server_env, "TRIAGE_SPOOL_DIR": str(tmp_path / f"spool-{name}"), "TRIAGE_HOTSPOT_SHARING": "feed"}
+        server = Server(env, tmp_path / f"{name}.log")
         servers.append(server)
         replicas.append(server)
     for server in replicas:
