@@ -7,7 +7,9 @@ Cases: the newest `--n` messages of ../shared/data/tipdm2020/messages_unlabeled.
 demo data where the shared data is absent. Configurations, each on a fresh database:
 
 - ``detector``: `HotspotDetector.observe` alone (tokenisation included): the baseline;
-- ``service_<db>``: `HotspotService.observe` of one replica as the app runs it (a follower thread catches
+- ``local_<db>``: `HotspotService.observe` in local mode (`TRIAGE_HOTSPOT_SHARING=local`): the detector,
+  plus member and alert inserts of burst cases;
+- ``service_<db>``: `HotspotService.observe` of one replica in feed mode as the app runs it (a follower thread catches
   up in the background): the feed append (with the case row), catch-up read and member/alert inserts in
   one locked transaction;
 - ``replicas2_<db>``: two `HotspotService`s (two replicas' worth of state, one store each) in two threads,
@@ -40,7 +42,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from models.hotspots import CaseEvent, HotspotDetector  # noqa: E402
+from models.hotspots import CaseEvent, HotspotDetector, case_terms  # noqa: E402
 from serving.hotspot_service import HotspotService  # noqa: E402
 from serving.store import Store, upgrade_database  # noqa: E402
 from serving.store.scratch import admin_engine, create_schema, drop_schema, schema_url  # noqa: E402
@@ -122,11 +124,17 @@ def summary(times: list[float]) -> dict[str, float]:
 def run(n: int, postgres_url: str | None) -> dict[str, Any]:
     config = load_hotspot_config(None)
     cases, source = load_cases(n)
+    for case in cases:  # warm jieba's cache for every configuration alike (serving's router warms most of it)
+        case_terms(case[2], case[3], config)
     results: dict[str, Any] = {}
     detector = HotspotDetector(config)
     results["detector"] = summary(per_case_ms(lambda c: detector.observe(CaseEvent(*c, None)), cases))
     with databases(postgres_url) as (kinds, fresh):
         for kind in kinds:
+            with Store.from_url(fresh(kind)) as store:
+                local = HotspotService.restore(store, config, shared=False)
+                results[f"local_{kind}"] = summary(per_case_ms(lambda c, s=local: s.observe(*c), cases))
+                local.close()
             with Store.from_url(fresh(kind)) as store:
                 service = HotspotService.restore(store, config)
                 service.follow(0.5)  # as the app runs it
