@@ -346,6 +346,10 @@ def plot(summary: list[dict[str, Any]], path: Path) -> None:
         pts = [(s["rows"], s["wall_s_median"]) for s in summary if s["engine"] == engine]
         if pts:
             ax.plot(*zip(*pts, strict=True), marker=marker, label=labels[engine])
+        for s in summary:  # the machine is shared: each point says how loaded it was
+            if s["engine"] == engine:
+                ax.annotate(f"load {s['load_avg_mean']:.1f}", (s["rows"], s["wall_s_median"]), fontsize=7,
+                            textcoords="offset points", xytext=(6, 4 if engine == "pandas" else -12))
     if summary:
         x0, y0 = summary[0]["rows"], summary[0]["wall_s_median"]
         xs = np.array([x0, max(s["rows"] for s in summary)])
@@ -354,7 +358,7 @@ def plot(summary: list[dict[str, Any]], path: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("cases")
     ax.set_ylabel("wall time (s), median")
-    ax.set_title("Batch scoring time against size (2 shared cores)")
+    ax.set_title("Batch scoring time against size (2 cores shared with other jobs)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -363,11 +367,11 @@ def plot(summary: list[dict[str, Any]], path: Path) -> None:
 
 
 def table(summary: list[dict[str, Any]]) -> str:
-    head = (f"{'engine':<7} {'cases':>9} {'n':>2} {'wall s':>8} {'ms/case':>8} {'driver MB':>10} "
+    head = (f"{'engine':<10} {'cases':>6} {'n':>2} {'wall s':>8} {'ms/case':>8} {'driver MB':>10} "
             f"{'worker MB':>10} {'load':>5}")
     lines = [head, "-" * len(head)]
     for s in summary:
-        lines.append(f"{s['engine']:<7} {s['rows']:>9} {s['repeats']:>2} {s['wall_s_median']:>8.1f} "
+        lines.append(f"{s['engine']:<10} {s['rows']:>6} {s['repeats']:>2} {s['wall_s_median']:>8.1f} "
                      f"{s['ms_per_case']:>8.2f} {s['driver_peak_rss_mb']:>10.0f} {s['worker_peak_rss_mb']:>10.0f} "
                      f"{s['load_avg_mean']:>5.2f}")
     return "\n".join(lines)
