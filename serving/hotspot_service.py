@@ -214,7 +214,12 @@ class HotspotService:
                 assignment = self.detector.observe(_event(entry), terms if mine else None)
                 self.feed_seq = entry.seq
                 if entry.seq in own:
-                    outcome[entry.seq] = (assignment, self._record(assignment, entry, writes))
+                    case_writes, level = self._record(
+                        assignment, entry.case_id, _naive_utc(entry.observed_at), entry.reporter_id
+                    )
+                    writes.members += case_writes.members
+                    writes.alerts += case_writes.alerts
+                    outcome[entry.seq] = (assignment, level)
             return writes
 
         rebuild = self._diverged
@@ -234,22 +239,25 @@ class HotspotService:
         self._diverged = False
         return outcome[seqs[-1]]
 
-    def _record(self, assignment: Assignment, entry: FeedEntry, writes: DetectorWrites) -> str | None:
-        """Members and alert of an own case into `writes`; returns the burst's level after it."""
+    def _record(
+        self, assignment: Assignment, case_id: str, observed: datetime, reporter_id: str | None
+    ) -> tuple[DetectorWrites, str | None]:
+        """The members and alert one case of this replica adds, and the burst's level after it."""
+        writes = DetectorWrites()
         if assignment.burst_id and assignment.cases >= 2:
             # A burst becomes a hot issue with its second case: its members are recorded then (the first
-            # one too), and each later one as it joins. Lone cases need no row: the feed has them.
+            # one too), and each later one as it joins. Lone cases need no row: the feed (or, in local
+            # mode, the cases table) has them.
             joined = (
                 self.detector.burst_member_details(assignment.burst_id)
                 if assignment.cases == 2
-                else [(entry.case_id, _naive_utc(entry.observed_at), entry.reporter_id)]
+                else [(case_id, observed, reporter_id)]
             )
             writes.members.extend((assignment.burst_id, c, t, r) for c, t, r in joined)
         if assignment.alert is not None:
             alert = assignment.alert
             writes.alerts.append((alert.alert_id, alert.burst_id, alert.level, alert.raised_at, alert.to_dict()))
-            logger.info("hot-issue alert %s (%s) for burst %s", alert.alert_id, alert.level, alert.burst_id)
-        return self.detector.burst_level(assignment.burst_id)
+        return writes, self.detector.burst_level(assignment.burst_id)
 
     # -- alone (database unreachable) -------------------------------------------------------------
     def _observe_alone(
@@ -265,18 +273,12 @@ class HotspotService:
         if remember:
             self._pending.append(intake)
             self._diverged = True
-        if assignment.burst_id and assignment.cases >= 2:
-            joined = (
-                self.detector.burst_member_details(assignment.burst_id)
-                if assignment.cases == 2
-                else [(case.case_id, observed, case.reporter_id)]
-            )
-            for member_id, member_time, member_reporter in joined:
-                self.sink.add_hotspot_member(assignment.burst_id, member_id, member_time, member_reporter)
-        if assignment.alert is not None:
-            alert = assignment.alert
-            self.sink.add_alert(alert.alert_id, alert.burst_id, alert.level, alert.raised_at, alert.to_dict())
-        return assignment, self.detector.burst_level(assignment.burst_id)
+        writes, level = self._record(assignment, case.case_id, observed, case.reporter_id)
+        for member in writes.members:
+            self.sink.add_hotspot_member(*member)
+        for alert in writes.alerts:
+            self.sink.add_alert(*alert)
+        return assignment, level
 
     # -- snapshots --------------------------------------------------------------------------------
     def _payload(self) -> dict[str, Any]:
