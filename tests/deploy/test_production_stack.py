@@ -21,7 +21,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import create_engine, inspect
+from sqlalchemy.pool import NullPool
 
 from serving.store.scratch import admin_engine, create_schema, drop_schema, schema_url
 from tests.keys import API_KEYS, INTAKE
@@ -108,9 +109,6 @@ def mlflow_server(schemas: tuple[str, str], tmp_path: Path) -> Iterator[str]:
 def test_replicas_load_the_champion_from_an_mlflow_server_on_postgresql(
     schemas: tuple[str, str], mlflow_server: str, tmp_path: Path
 ) -> None:
-    from sqlalchemy import create_engine
-    from sqlalchemy.pool import NullPool
-
     training_env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": mlflow_server,
