@@ -346,7 +346,7 @@ def plot(summary: list[dict[str, Any]], path: Path) -> None:
         pts = [(s["rows"], s["wall_s_median"]) for s in summary if s["engine"] == engine]
         if pts:
             ax.plot(*zip(*pts, strict=True), marker=marker, label=labels[engine])
-        for s in summary:  # the machine is shared: each point says how loaded it was
+        for s in summary:  # each point says how loaded the machine was
             if s["engine"] == engine:
                 ax.annotate(f"load {s['load_avg_mean']:.1f}", (s["rows"], s["wall_s_median"]), fontsize=7,
                             textcoords="offset points", xytext=(6, 4 if engine == "pandas" else -12))

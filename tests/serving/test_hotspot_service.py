@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.hotspot_service import HotspotService
-from serving.store import Store, upgrade_database
+from serving.store import CaseInput, PredictionInput, Store, upgrade_database
 from training.config import load_hotspot_config
 
 START = datetime(2026, 9, 1, 8, 0)
@@ -127,8 +127,6 @@ def test_local_mode_keeps_no_feed_and_restores_from_the_cases_as_the_shared_mode
             for case_id, when, title, body, reporter in cases:
                 service.observe(case_id, when, title, body, reporter)
                 if not shared:  # local mode stores no case rows itself: the triage transaction does
-                    from serving.store import CaseInput, PredictionInput
-
                     store.record_case_and_prediction(
                         CaseInput(case_id, title, body, when, reporter),
                         PredictionInput("m", "1", "城乡建设", 0.9, False, []),
