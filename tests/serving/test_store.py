@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -126,6 +127,27 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys_and_a_busy_timeout(tmp_path: 
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+
+
+def test_a_second_process_waits_for_wal_mode_while_another_writes_a_new_file(tmp_path: Path) -> None:
+    # Two replicas starting on one new SQLite file: while the first writes (migrating), SQLite refuses the
+    # second's switch to WAL at once instead of waiting; the store must wait, not fail to start.
+    path = tmp_path / "triage.db"
+    first = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    first.execute("CREATE TABLE started (at TEXT)")
+    first.execute("BEGIN IMMEDIATE")
+    first.execute("INSERT INTO started VALUES ('now')")
+    released = threading.Timer(0.3, lambda: first.execute("COMMIT"))
+    released.start()
+    engine = make_engine(f"sqlite:///{path}", poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("SELECT at FROM started").scalar() == "now"
+    finally:
+        released.join()
+        engine.dispose()
+        first.close()
 
 
 def test_foreign_keys_are_enforced(store: Store) -> None:
