@@ -93,7 +93,9 @@ def _source_alias(source: str) -> str:
     return "tipdm2020 messages_with_votes" if "votes" in source else source
 
 
-def draw(data_dir: Path, n_blind: int, n_train: int, cue_share: float, slice_size: int) -> pd.DataFrame:
+def draw(
+    data_dir: Path, n_blind: int, n_train: int, cue_share: float, slice_size: int, blind_top_up: int = 0
+) -> pd.DataFrame:
     pool = load_pool(data_dir)
     dev_ids, dev_keys, dev_prefixes = dev_exclusions(data_dir)
     is_dev = pd.Series(
@@ -127,6 +129,14 @@ def draw(data_dir: Path, n_blind: int, n_train: int, cue_share: float, slice_siz
     for split in ("blind", "train"):
         rows = drawn.index[drawn["split"] == split]
         drawn.loc[rows, "slice"] = [f"{split}-{i // slice_size + 1:02d}" for i in range(len(rows))]
+    if blind_top_up:
+        # The first draw let in a message with neither title nor body (its label is dropped); a later,
+        # separate draw adds blind cases with text without changing the first one.
+        has_text = (pool["title"].str.strip() + pool["body"].str.strip()) != ""
+        rest = pool.index[has_text & ~pool.index.isin(drawn.index)].to_numpy()
+        extra = pool.loc[np.random.default_rng(SEED + 1).choice(rest, size=blind_top_up, replace=False)].copy()
+        extra["stratum"], extra["split"], extra["slice"] = "random", "blind", "blind-topup"
+        drawn = pd.concat([drawn, extra])
     return drawn
 
 
@@ -148,12 +158,13 @@ def main() -> int:
     parser.add_argument("--train", type=int, default=1600)
     parser.add_argument("--cue-share", type=float, default=0.6)
     parser.add_argument("--slice-size", type=int, default=200)
+    parser.add_argument("--blind-top-up", type=int, default=5, help="blind cases drawn after the first draw")
     parser.add_argument("--sheets", type=Path, help="write annotators' sheets (with text) here, outside the repo")
     args = parser.parse_args()
     if not (args.data_dir / "tipdm2020").is_dir():
         print(f"skipped: no shared data at {args.data_dir}")
         return 0
-    drawn = draw(args.data_dir, args.blind, args.train, args.cue_share, args.slice_size)
+    drawn = draw(args.data_dir, args.blind, args.train, args.cue_share, args.slice_size, args.blind_top_up)
     out = drawn[["source", "case_id", "split", "stratum", "slice"]].sort_values(["split", "slice", "source", "case_id"])
     out.to_csv(HERE / "assignment.csv", index=False)
     if args.sheets:
