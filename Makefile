@@ -30,7 +30,7 @@ install: $(VENV)/.installed
 
 # The demo model: trained on the shipped demo cases and registered as grievance-triage@champion in the
 # local MLflow store (mlflow.db + mlartifacts/). Retrained when the data or the config changes.
-mlflow.db: $(DEMO_DATA) $(CONFIG) | $(VENV)/.installed
+mlflow.db: $(DEMO_DATA) $(CONFIG) features/data/risk_lexicon.yaml | $(VENV)/.installed
 	$(BIN)/triage train --data $(DEMO_DATA) --config $(CONFIG)
 	touch $@
 

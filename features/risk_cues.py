@@ -55,6 +55,17 @@ CRITERIA: tuple[str, ...] = (
     "red-1", "red-2", "red-3", "red-4", "yellow-1", "yellow-2", "yellow-3", "yellow-4",
 )
 #: Levels from most to least urgent.
+#: The rubric's criteria as a reviewer names them (shared/risk-rubric.md).
+CRITERION_NAMES: dict[str, str] = {
+    "red-1": "危及生命或人身安全",
+    "red-2": "急性公共卫生危害",
+    "red-3": "多人面临紧急损失",
+    "red-4": "群体性冲突正在升级",
+    "yellow-1": "健康、财产或生计持续受损",
+    "yellow-2": "影响人数较多",
+    "yellow-3": "反复反映未解决",
+    "yellow-4": "涉及弱势群体",
+}
 LEVELS: tuple[str, ...] = ("red", "yellow", "green")
 #: A text that names at least this many people or households affects "many people".
 MANY_PEOPLE_THRESHOLD = 10

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from features.risk_cues import CRITERION_NAMES
 from features.text import case_text, mask_personal_data, normalise
 
 try:
@@ -26,17 +27,6 @@ except Exception:  # no tz database on the machine: China has no daylight saving
 
 LEVEL_NAMES = {"red": "红", "yellow": "黄", "green": "绿"}
 PRIORITY_NAMES = {"red": "红色风险", "yellow": "黄色风险", "review": "路由待复核", "other": "其他"}
-#: The risk rubric's criteria (shared/risk-rubric.md), as a reviewer would name them.
-CRITERION_NAMES = {
-    "red-1": "危及生命或人身安全",
-    "red-2": "急性公共卫生危害",
-    "red-3": "多人面临紧急损失",
-    "red-4": "群体性冲突正在升级",
-    "yellow-1": "健康、财产或生计持续受损",
-    "yellow-2": "影响人数较多",
-    "yellow-3": "反复反映未解决",
-    "yellow-4": "涉及弱势群体",
-}
 
 
 @dataclass(frozen=True)
