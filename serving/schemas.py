@@ -160,15 +160,18 @@ class ModelRef(BaseModel):
 class RiskReason(BaseModel):
     """Why the case got its level: a model feature (in words) or a cue phrase found in the text."""
 
-    kind: Literal["model", "cue", "rule"] = Field(
-        description="model: a feature the risk model weighed; cue: a phrase; rule: the safety floor lifted the level."
+    kind: Literal["criterion", "model", "cue", "rule"] = Field(
+        description="criterion: the rubric criterion the case meets, with its phrases (first for red and yellow); "
+        "model: a feature the risk model weighed; cue: a phrase of the text; rule: the safety floor lifted the level."
     )
     text: str = Field(description="For a reviewer: the feature in words, or the phrase as written.")
     feature: str | None = Field(None, description="Model feature name (kind model).")
     value: float | None = Field(None, description="The feature's value for this case (kind model).")
     weight: float | None = Field(None, description="Contribution toward the level, in log-odds (kind model).")
     criterion: str | None = Field(None, description="Rubric criterion of a cue, e.g. red-1.", examples=["red-3"])
-    category: str | None = Field(None, description="Lexicon category of a cue, e.g. gas_leak (kind cue).")
+    category: str | None = Field(
+        None, description="Lexicon category of a cue, e.g. gas_leak, or learned: a phrase the text model weighed."
+    )
     start: int | None = Field(None, description="Offset of the phrase in the normalised title。body text.")
     end: int | None = None
 
@@ -178,7 +181,10 @@ class Risk(BaseModel):
 
     level: Literal["red", "yellow", "green"]
     probabilities: dict[str, Probability] = Field(description="Probability of each level.")
-    reasons: list[RiskReason] = Field(description="Model reasons first (strongest first), then cue phrases.")
+    reasons: list[RiskReason] = Field(
+        description="For red and yellow: the rubric criterion and its phrases first, then the other phrases, then "
+        "model features (strongest first)."
+    )
 
 
 class HotIssue(BaseModel):

@@ -1,0 +1,271 @@
+"""The risk model's text model: what a case's words and characters say about its level and rubric criterion.
+
+The cue lexicon knows phrases; annotated cases show situations the lexicon never listed ("开发商卷走首付",
+"水里有虫", "扬言报复"). `TextScorer` learns them from real risk labels: TF-IDF over jieba word 1-2 grams
+and character 2-3 grams of the normalised text (characters catch words jieba splits differently and
+variants the user dictionary lacks), with two multinomial logistic-regression heads:
+
+- **level** (red / yellow / green): stacked into the LightGBM risk model as the ``text_p:*`` features;
+- **criterion** (red-1 ... yellow-4, green), trained on the rows whose annotation names one: says which
+  rubric criterion a red or yellow case meets, and which of its own phrases show it (`criterion_evidence`),
+  so a reviewer's first reason is a rubric criterion with words from the case, not a feature name.
+
+Fitting uses scikit-learn; scoring is a sparse dot product over the fitted vocabulary, IDF and coefficients
+(the same arithmetic, without sklearn's per-call overhead on the single-case path). Holds only dicts and
+arrays, so it pickles; lbfgs is deterministic, so the same data and C give the same scorer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+from features.risk_cues import CRITERIA, LEVELS
+from features.vectorizer import split_tokens
+
+__all__ = ["CriterionEvidence", "TextScorer", "text_doc", "text_grams", "text_oof"]
+
+#: Separates the space-joined words of a document from its characters (never in normalised text).
+DOC_SEPARATOR = "\x1f"
+#: Marks a character n-gram, so "安全" the word and "安全" the two characters are different terms.
+CHAR_MARK = "\x1e"
+CHAR_NGRAMS: tuple[int, ...] = (2, 3)
+#: Runs of letters, digits and CJK characters: character n-grams never span punctuation or spaces.
+_CHAR_RUN = re.compile(r"[^\W_]+")
+#: Longest run read for character n-grams: a 20,000-digit "word" says nothing more after its start.
+_MAX_RUN = 200
+CRITERION_LABELS: tuple[str, ...] = (*CRITERIA, "green")
+
+
+def text_doc(tokens: Sequence[str], text: str) -> str:
+    """One document for the text model: the case's jieba words and its normalised text."""
+    return " ".join(tokens) + DOC_SEPARATOR + text
+
+
+def text_grams(doc: str) -> list[str]:
+    """The terms of a `text_doc`: word 1-2 grams, then character 2-3 grams of each run of the text.
+
+    Module level so a fitted TfidfVectorizer with ``analyzer=text_grams`` pickles; linear in the text.
+    """
+    words, _, text = doc.partition(DOC_SEPARATOR)
+    tokens = split_tokens(words)
+    grams = tokens + [f"{a} {b}" for a, b in pairwise(tokens)]
+    for match in _CHAR_RUN.finditer(text):
+        run = match.group()[:_MAX_RUN]
+        for n in CHAR_NGRAMS:
+            grams.extend(CHAR_MARK + run[i:i + n] for i in range(len(run) - n + 1))
+    return grams
+
+
+def phrase_of(term: str) -> str:
+    """A term as the words a reviewer sees: ``"燃气 泄漏"`` -> ``"燃气泄漏"``, a character n-gram unmarked."""
+    return term.removeprefix(CHAR_MARK).replace(" ", "")
+
+
+@dataclass(frozen=True)
+class CriterionEvidence:
+    """The rubric criterion a text most resembles among one level's criteria, and the terms that show it."""
+
+    criterion: str
+    probability: float
+    #: Phrases of the case that pushed toward the criterion, strongest first (as written in the text).
+    phrases: tuple[str, ...]
+
+
+def _softmax(raw: np.ndarray) -> np.ndarray:
+    z = raw - raw.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class TextScorer:
+    """TF-IDF (`text_grams`, min_df 2, sublinear tf, l2) with a level head and an optional criterion head,
+    each a balanced multinomial logistic regression. See the module docstring."""
+
+    def __init__(self, C: float = 4.0, criterion_C: float | None = None) -> None:
+        self.C = C
+        self.criterion_C = criterion_C
+
+    def fit(
+        self,
+        docs: Sequence[str],
+        y: np.ndarray,
+        sample_weight: np.ndarray | None = None,
+        criteria: Sequence[str | None] | None = None,
+    ) -> TextScorer:
+        """``y``: level codes (index into `LEVELS`); ``criteria``: each row's rubric criterion or None."""
+        y = np.asarray(y, dtype=np.int64)
+        vectorizer = TfidfVectorizer(analyzer=text_grams, lowercase=False, min_df=2, sublinear_tf=True,
+                                     dtype=np.float64)
+        try:
+            Xt = vectorizer.fit_transform(docs)
+        except ValueError:  # no term in two documents (a tiny training set)
+            vectorizer.set_params(min_df=1)
+            Xt = vectorizer.fit_transform(docs)
+        clf = LogisticRegression(C=self.C, class_weight="balanced", max_iter=3000)
+        clf.fit(Xt, y, sample_weight=sample_weight)
+        if list(clf.classes_) != list(range(len(LEVELS))):
+            raise ValueError("the text score needs training examples of every level")
+        self.vocabulary_: dict[str, int] = {str(k): int(v) for k, v in vectorizer.vocabulary_.items()}
+        self.terms_ = np.empty(len(self.vocabulary_), dtype=object)
+        for term, j in self.vocabulary_.items():
+            self.terms_[j] = term
+        self.idf_ = np.asarray(vectorizer.idf_, dtype=np.float64)
+        self.coef_ = np.ascontiguousarray(clf.coef_.T, dtype=np.float64)  # (n_terms, 3)
+        self.intercept_ = np.asarray(clf.intercept_, dtype=np.float64)
+        self._fit_criteria(Xt, criteria, sample_weight)
+        return self
+
+    def _fit_criteria(self, Xt: Any, criteria: Sequence[str | None] | None, w: np.ndarray | None) -> None:
+        self.criterion_classes_: list[str] = []
+        self.criterion_coef_: np.ndarray | None = None
+        self.criterion_intercept_: np.ndarray | None = None
+        if criteria is None:
+            return
+        known = np.array([c in CRITERION_LABELS for c in criteria], dtype=bool)
+        present = sorted({c for c, k in zip(criteria, known, strict=True) if k}, key=CRITERION_LABELS.index)
+        if len(present) < 2:
+            return
+        rows = np.flatnonzero(known)
+        labels = np.array([present.index(criteria[i]) for i in rows])
+        clf = LogisticRegression(C=self.criterion_C or self.C, class_weight="balanced", max_iter=3000)
+        clf.fit(Xt[rows], labels, sample_weight=None if w is None else np.asarray(w)[rows])
+        coef = clf.coef_ if len(present) > 2 else np.vstack([-clf.coef_, clf.coef_])
+        intercept = clf.intercept_ if len(present) > 2 else np.array([-clf.intercept_[0], clf.intercept_[0]])
+        self.criterion_classes_ = present
+        self.criterion_coef_ = np.ascontiguousarray(coef.T, dtype=np.float64)  # (n_terms, n_criteria)
+        self.criterion_intercept_ = np.asarray(intercept, dtype=np.float64)
+
+    def _weights(self, doc: str) -> tuple[np.ndarray, np.ndarray]:
+        """(term indices, l2-normalised sublinear TF-IDF weights) of one document, as TfidfVectorizer does."""
+        counts: dict[int, int] = {}
+        vocabulary = self.vocabulary_
+        for gram in text_grams(doc):
+            j = vocabulary.get(gram)
+            if j is not None:
+                counts[j] = counts.get(j, 0) + 1
+        if not counts:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+        idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        weights = (np.log(tf) + 1.0) * self.idf_[idx]
+        return idx, weights / np.sqrt(weights @ weights)
+
+    def predict_proba_docs(self, docs: Sequence[str]) -> np.ndarray:
+        """P(red), P(yellow), P(green) per document."""
+        out = np.empty((len(docs), len(LEVELS)), dtype=np.float64)
+        for i, doc in enumerate(docs):
+            idx, weights = self._weights(doc)
+            out[i] = self.intercept_ + (weights @ self.coef_[idx] if len(idx) else 0.0)
+        return _softmax(out)
+
+    def criterion_proba_docs(self, docs: Sequence[str], criteria: Sequence[str]) -> np.ndarray:
+        """P(criterion) per document for each of ``criteria`` (zeros for one the head never saw)."""
+        out = np.zeros((len(docs), len(criteria)), dtype=np.float64)
+        if self.criterion_coef_ is None:
+            return out
+        cols = [(j, self.criterion_classes_.index(c)) for j, c in enumerate(criteria) if c in self.criterion_classes_]
+        for i, doc in enumerate(docs):
+            idx, weights = self._weights(doc)
+            raw = self.criterion_intercept_ + (weights @ self.criterion_coef_[idx] if len(idx) else 0.0)
+            proba = _softmax(raw[None, :])[0]
+            for j, k in cols:
+                out[i, j] = proba[k]
+        return out
+
+    def criterion_evidence(self, doc: str, level: str, max_phrases: int = 3) -> CriterionEvidence | None:
+        """The most likely criterion of ``level`` for this document and the phrases that weigh most for it;
+        None for green, or when the scorer has no criterion head or no criterion of that level."""
+        if self.criterion_coef_ is None or level == "green":
+            return None
+        candidates = [k for k, c in enumerate(self.criterion_classes_) if c.startswith(f"{level}-")]
+        if not candidates:
+            return None
+        idx, weights = self._weights(doc)
+        raw = self.criterion_intercept_ + (weights @ self.criterion_coef_[idx] if len(idx) else 0.0)
+        proba = _softmax(raw[None, :])[0]
+        best = max(candidates, key=lambda k: proba[k])
+        phrases: list[str] = []
+        if len(idx):
+            # A term's share of the criterion's score against the mean of the others: what moves it up.
+            others = [k for k in range(len(self.criterion_classes_)) if k != best]
+            push = weights * (self.criterion_coef_[idx, best] - self.criterion_coef_[np.ix_(idx, others)].mean(axis=1))
+            for j in np.argsort(-push, kind="stable"):
+                if push[j] <= 0 or len(phrases) >= max_phrases:
+                    break
+                phrase = phrase_of(str(self.terms_[idx[j]]))
+                if len(phrase) >= 2 and not any(phrase in p or p in phrase for p in phrases):
+                    phrases.append(phrase)
+        return CriterionEvidence(self.criterion_classes_[best], float(proba[best]), tuple(phrases))
+
+
+def text_oof(
+    docs: Sequence[str],
+    y: np.ndarray,
+    w: np.ndarray,
+    groups: np.ndarray | None,
+    seed: int,
+    *,
+    C: float,
+    folds: int,
+    train_mask: np.ndarray | None = None,
+    criteria: Sequence[str | None] | None = None,
+    criterion_features: Sequence[str] = (),
+) -> tuple[np.ndarray, np.ndarray, TextScorer]:
+    """Text-score probabilities for every row from a scorer that never trained on it (levels, and the
+    criteria named in ``criterion_features``), and the scorer fitted on all training rows.
+
+    ``train_mask`` (default: all rows) says which rows the scorer learns from (the risk model passes its real
+    labels: weak labels are the cue rules' guesses, and a text model fitted to them learns the lexicon
+    back). Training rows get out-of-fold scores (stratified folds, grouped by ``groups`` when given); the
+    other rows get the full scorer's, except a row sharing a group with a training row, which is scored by
+    the fold model that held that group out, so no copy of a text leaks into its own score.
+    """
+    docs = list(docs)
+    y = np.asarray(y, dtype=np.int64)
+    fit_rows = np.arange(len(y)) if train_mask is None else np.flatnonzero(train_mask)
+    y_fit = y[fit_rows]
+    n_splits = min(folds, int(np.bincount(y_fit, minlength=len(LEVELS)).min()))
+    if n_splits < 2:
+        raise ValueError("too few cases per level for the out-of-fold text score; set text_score=False")
+    group_arr = None if groups is None else np.asarray(groups, dtype=object)
+    if group_arr is not None:
+        cv: Any = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
+        splits = list(cv.split(np.zeros(len(fit_rows)), y_fit, group_arr[fit_rows]))
+    else:
+        cv = StratifiedKFold(n_splits, shuffle=True, random_state=seed)
+        splits = list(cv.split(np.zeros(len(fit_rows)), y_fit))
+    crit = None if criteria is None else list(criteria)
+
+    def fit(rows: np.ndarray, with_criteria: bool = False) -> TextScorer:
+        # Fold scorers name criteria only when those are features; the final one always does (for reasons).
+        named = [crit[i] for i in rows] if (with_criteria or criterion_features) and crit is not None else None
+        return TextScorer(C).fit([docs[i] for i in rows], y[rows], w[rows], named)
+
+    def score(scorer: TextScorer, rows: np.ndarray) -> np.ndarray:
+        chosen = [docs[i] for i in rows]
+        return np.hstack([scorer.predict_proba_docs(chosen), scorer.criterion_proba_docs(chosen, criterion_features)])
+
+    full = fit(fit_rows, with_criteria=True)
+    others = np.setdiff1d(np.arange(len(y)), fit_rows)
+    oof = np.zeros((len(y), len(LEVELS) + len(criterion_features)))
+    if len(others):
+        oof[others] = score(full, others)
+    for fit_pos, held_pos in splits:
+        if len(np.unique(y_fit[fit_pos])) < len(LEVELS):
+            raise ValueError("a text-score fold lacks a risk level; add labelled cases")
+        scorer = fit(fit_rows[fit_pos])
+        held = fit_rows[held_pos]
+        if group_arr is not None and len(others):
+            held_groups = set(group_arr[held])
+            held = np.concatenate([held, others[[g in held_groups for g in group_arr[others]]]])
+        oof[held] = score(scorer, held)
+    return oof[:, :len(LEVELS)], oof[:, len(LEVELS):], full

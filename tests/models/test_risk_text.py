@@ -1,0 +1,80 @@
+"""`models.risk_text`: the text model's terms, its criterion head and the evidence phrases it quotes.
+Every text here is made up or comes from the shipped demo data."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.risk_cues import LEVELS
+from features.text import case_text
+from models.risk import _doc, criterion_column
+from models.risk_text import CHAR_MARK, TextScorer, phrase_of, text_doc, text_grams, text_oof
+
+
+def test_terms_are_word_ngrams_then_character_ngrams_within_runs() -> None:
+    grams = text_grams(text_doc(["燃气", "泄漏"], "燃气泄漏,快来"))
+    assert grams[:3] == ["燃气", "泄漏", "燃气 泄漏"]
+    chars = [g for g in grams if g.startswith(CHAR_MARK)]
+    assert f"{CHAR_MARK}燃气" in chars and f"{CHAR_MARK}气泄漏" in chars and f"{CHAR_MARK}快来" in chars
+    assert not any("," in g for g in chars)  # never across punctuation
+    assert phrase_of("燃气 泄漏") == "燃气泄漏" and phrase_of(f"{CHAR_MARK}气泄") == "气泄"
+
+
+def test_a_long_run_of_one_character_costs_a_bounded_number_of_terms() -> None:
+    started = time.perf_counter()
+    grams = text_grams(text_doc([], "1" * 200_000 + "," + "路" * 100_000))
+    assert len(grams) <= 2 * (2 * 200)  # each run read up to its first 200 characters, 2- and 3-grams
+    assert time.perf_counter() - started < 1.0
+
+
+@pytest.fixture(scope="module")
+def scorer_and_docs(demo_cases: pd.DataFrame) -> tuple[TextScorer, list[str], np.ndarray, list[str | None]]:
+    docs = [_doc(case_text(t, b)) for t, b in zip(demo_cases["title"], demo_cases["body"], strict=True)]
+    y = np.array([LEVELS.index(v) for v in demo_cases["risk_level"]])
+    criteria = criterion_column(demo_cases)
+    return TextScorer(4.0).fit(docs, y, criteria=criteria), docs, y, criteria
+
+
+def test_the_criterion_head_names_a_criterion_of_the_asked_level_with_phrases_from_the_text(
+    scorer_and_docs: tuple[TextScorer, list[str], np.ndarray, list[str | None]],
+) -> None:
+    scorer, _, _, criteria = scorer_and_docs
+    assert set(scorer.criterion_classes_) == {c for c in criteria if c}
+    text = "小区地下室燃气泄漏，味道很重，物业不管，随时可能爆炸"
+    doc = _doc(text)
+    red = scorer.criterion_evidence(doc, "red")
+    assert red is not None and red.criterion.startswith("red-") and 0 < red.probability < 1
+    assert red.phrases and all(p.replace(" ", "") for p in red.phrases)
+    words_and_text = doc.replace(" ", "")
+    assert all(p in words_and_text for p in red.phrases)
+    assert scorer.criterion_evidence(doc, "yellow").criterion.startswith("yellow-")
+    assert scorer.criterion_evidence(doc, "green") is None
+
+
+def test_criterion_probabilities_follow_the_head_and_are_zero_for_an_unseen_criterion(
+    scorer_and_docs: tuple[TextScorer, list[str], np.ndarray, list[str | None]],
+) -> None:
+    scorer, docs, _, _ = scorer_and_docs
+    proba = scorer.criterion_proba_docs(docs[:5], ["red-1", "red-9"])
+    assert proba.shape == (5, 2) and (proba[:, 1] == 0).all() and ((proba[:, 0] > 0) & (proba[:, 0] < 1)).all()
+
+
+def test_out_of_fold_scores_never_come_from_a_scorer_that_saw_the_row(
+    scorer_and_docs: tuple[TextScorer, list[str], np.ndarray, list[str | None]],
+) -> None:
+    _, docs, y, criteria = scorer_and_docs
+    w = np.ones(len(y))
+    train_mask = np.arange(len(y)) % 3 != 0
+    oof, oof_c, full = text_oof(docs, y, w, None, 3, C=4.0, folds=3, train_mask=train_mask, criteria=criteria,
+                                criterion_features=["red-1"])
+    assert oof.shape == (len(y), 3) and oof_c.shape == (len(y), 1)
+    np.testing.assert_allclose(oof.sum(axis=1), 1.0)
+    # Rows the scorer never trained on get the full scorer's probabilities; trained rows get others.
+    others = np.flatnonzero(~train_mask)
+    np.testing.assert_allclose(oof[others], full.predict_proba_docs([docs[i] for i in others]))
+    trained = np.flatnonzero(train_mask)
+    assert not np.allclose(oof[trained], full.predict_proba_docs([docs[i] for i in trained]))
