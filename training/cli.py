@@ -66,6 +66,14 @@ def train(
     workers: Annotated[
         int | None, typer.Option(min=1, help="LocalCluster workers for --engine dask (default: cores, at most 4).")
     ] = None,
+    risk_labels: Annotated[
+        list[Path] | None,
+        typer.Option("--risk-labels", help="Risk-label file(s) kept as ids (source, case_id, risk_level, criterion, "
+                     "reason), joined with the case files under --shared-data; repeat for several."),
+    ] = None,
+    shared_data: Annotated[
+        Path, typer.Option(help="Data directory the --risk-labels sources are relative to.")
+    ] = Path("../shared/data"),
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Train the department router, evaluate it on held-out cases, log the run to MLflow and register it."""
@@ -91,11 +99,13 @@ def train(
         if engine == "dask":  # before reading the data: an unreachable cluster should not cost a load
             fitter, engine_params = _dask_fitter(stack, scheduler, workers)
         try:
-            loaded = load_cases(data, require_department=True, training=True, encoding=encoding)
+            loaded = load_cases(data, require_department=True, training=True, encoding=encoding,
+                                keep_risk_only=True)
             _print_load_report(loaded.report)
+            joined = _joined_risk_labels(risk_labels or [], shared_data)
             result = run_training(data, cfg, encoding=encoding, progress=_progress(), loaded=loaded,
                                   hotspot_config=hotspot_cfg, engine=engine, risk_fitter=fitter,
-                                  engine_params=engine_params)
+                                  engine_params=engine_params, risk_labels=joined)
         except (ConfigError, DataError, TrainingError) as exc:  # DaskTrainingError is a TrainingError
             raise _fail(str(exc)) from None
 
@@ -118,6 +128,24 @@ def train(
         dept.add_row(str(name), f"{row.precision:.3f}", f"{row.recall:.3f}", f"{row.f1:.3f}", str(int(row.support)))
     console.print(dept)
     console.print(f"MLflow run: {result.link}", highlight=False, soft_wrap=True)
+
+
+def _joined_risk_labels(files: list[Path], shared_data: Path):
+    """The annotated cases of ``files``, or None (with a warning) when their data directory is absent."""
+    if not files:
+        return None
+    from training.risk_labels import SharedDataMissing, join_risk_labels
+
+    try:
+        joined = join_risk_labels(files, shared_data)
+    except SharedDataMissing as exc:
+        console.print(f"[yellow]warning:[/] risk labels skipped: {exc}", highlight=False)
+        return None
+    counts = joined["risk_level"].value_counts()
+    console.print(f"risk labels: {len(joined)} annotated cases joined from {shared_data} "
+                  f"({', '.join(f'{lvl} {int(counts.get(lvl, 0))}' for lvl in ('red', 'yellow', 'green'))})",
+                  highlight=False)
+    return joined
 
 
 def _dask_fitter(stack: contextlib.ExitStack, scheduler: str | None, workers: int | None):

@@ -689,6 +689,7 @@ def load_cases(
     require_department: bool = False,
     training: bool = False,
     encoding: str = "utf-8",
+    keep_risk_only: bool = False,
 ) -> LoadedCases:
     """Read grievance tables into one canonical frame.
 
@@ -697,7 +698,8 @@ def load_cases(
     message are folded into the first (majority label; ties rejected); otherwise every usable row is
     kept, one output row per input row. Rows labeled by a reviewer (`label_source` = review, as
     `triage export-reviews` writes) replace every other row of their case_id, and outvote unreviewed
-    copies of the same text.
+    copies of the same text. With `require_department`, a row without a department is rejected unless
+    `keep_risk_only` is set and it has a risk level: such a row trains the risk model, not the router.
     """
     if isinstance(paths, str | Path):
         paths = [paths]
@@ -716,6 +718,8 @@ def load_cases(
 
     no_text = (frame["title"] == "") & (frame["body"] == "")
     no_label = frame["department"].isna() & ~no_text if require_department else pd.Series(False, frame.index)
+    if keep_risk_only:
+        no_label &= frame["risk_level"].isna()
     for mask, reason in ((no_text, REASON_NO_TEXT), (no_label, REASON_NO_DEPARTMENT)):
         report.rejected.extend(
             Rejected(f, int(r), reason)

@@ -25,7 +25,7 @@ from features.text import TEXT_PIPELINE_VERSION
 from models.bundle import TriageBundle
 from models.hotspots import HotspotConfig
 from models.mlflow_model import CHALLENGER, CHAMPION, TriagePyfunc, load_model, routes_frame
-from models.risk import BoosterFitter, RiskModel, levels_from_proba
+from models.risk import BoosterFitter, RiskModel
 from models.router import build_router
 from models.thresholds import choose_thresholds
 from models.tracking import configure_tracking, ensure_experiment, run_link
@@ -33,6 +33,7 @@ from training.config import TrainConfig
 from training.evaluate import Evaluation, evaluate_router, plot_confusion
 from training.loading import LoadedCases, load_cases
 from training.predict import attach_hot_issues
+from training.risk_labels import JoinReport, merge_risk_labels
 from training.splitting import group_folds, train_test_split_grouped
 
 logger = logging.getLogger(__name__)
@@ -168,8 +169,13 @@ def train(
     engine: str = "local",
     risk_fitter: BoosterFitter | None = None,
     engine_params: dict[str, object] | None = None,
+    risk_labels: pd.DataFrame | None = None,
 ) -> TrainResult:
     """Fit, evaluate, log and register one model.
+
+    ``risk_labels``: annotated cases joined by `training.risk_labels.join_risk_labels`; they set the risk
+    level of their copies among the training cases, and the others are added. Cases with a risk level and
+    no department train (and evaluate) the risk model only: the router never sees them.
 
     ``engine`` names where the risk model's LightGBM fits run ("local": this process; "dask": through
     ``risk_fitter``, see `training.dask_train`); it and ``engine_params`` (e.g. the worker count) are logged
@@ -179,13 +185,21 @@ def train(
         raise ValueError(f"engine {engine!r} and risk_fitter disagree: only a non-local engine takes a fitter")
     started = time.perf_counter()
     progress = progress or Progress(disable=True)
-    loaded = loaded or load_cases(data, require_department=True, training=True, encoding=encoding)
+    loaded = loaded or load_cases(data, require_department=True, training=True, encoding=encoding,
+                                  keep_risk_only=True)
     frame = loaded.frame
-    check_trainable(frame)
+    join = JoinReport()
+    if risk_labels is not None and len(risk_labels):
+        frame, join = merge_risk_labels(frame, risk_labels)
+    routed = frame["department"].notna()
+    check_trainable(frame[routed])
     # Burst statistics at each case's intake (time-ordered replay, no look-ahead): risk-model inputs.
     frame = attach_hot_issues(frame, hotspot_config or HotspotConfig())
-    train_df, test_df = train_test_split_grouped(frame, config.test_size, config.seed)
-    logger.info("training on %d cases, evaluating on %d held-out cases", len(train_df), len(test_df))
+    train_df, test_df = train_test_split_grouped(frame[routed.to_numpy()].reset_index(drop=True), config.test_size,
+                                                 config.seed)
+    risk_train, risk_test = split_risk_only(frame[~routed.to_numpy()].reset_index(drop=True), config)
+    logger.info("training on %d cases, evaluating on %d held-out cases (risk only: %d + %d)", len(train_df),
+                len(test_df), len(risk_train), len(risk_test))
 
     with progress:
         oof, classes = out_of_fold_proba(train_df, config, progress)
@@ -199,9 +213,12 @@ def train(
         progress.advance(task)
         task = progress.add_task("fitting the risk model", total=1)
         try:
-            # Out-of-fold router probabilities, as serving will feed it probabilities on unseen cases.
-            risk = RiskModel(config.risk).fit(train_df, router_proba=oof, router_classes=classes, seed=config.seed,
-                                              fitter=risk_fitter)
+            # Router probabilities it did not train on, as serving will feed it on unseen cases: out of fold
+            # for its own cases, the fitted router's for risk-only cases (it never saw them).
+            risk_frame = pd.concat([train_df, risk_train], ignore_index=True)
+            risk_proba = np.vstack([oof, _router_proba(router, risk_train, classes)])
+            risk = RiskModel(config.risk).fit(risk_frame, router_proba=risk_proba, router_classes=classes,
+                                              seed=config.seed, fitter=risk_fitter)
         except ValueError as exc:
             raise TrainingError(f"cannot train the risk model: {exc}") from None
         progress.advance(task)
@@ -212,7 +229,10 @@ def train(
     )
     proba = bundle.predict_proba(test_df[INPUT_COLUMNS])
     evaluation = evaluate_router(test_df["department"], proba, bundle.classes, thresholds)
-    risk_metrics, risk_confusion = evaluate_risk(risk, test_df, proba, bundle.classes)
+    risk_eval = pd.concat([test_df, risk_test], ignore_index=True)
+    risk_metrics, risk_confusion = evaluate_risk(
+        risk, risk_eval, np.vstack([proba, _router_proba(router, risk_test, bundle.classes)]), bundle.classes
+    )
     evaluation.metrics.update(risk_metrics)
     digest = data_digest(frame)
     commit = git_commit()
@@ -240,14 +260,16 @@ def train(
     configure_tracking()
     experiment_id = ensure_experiment(config.registry.experiment_name)
     with mlflow.start_run(experiment_id=experiment_id) as run:
-        n_weak = int(train_df["risk_level"].isna().sum()) if "risk_level" in train_df else len(train_df)
+        n_weak = int(risk_frame["risk_level"].isna().sum()) if "risk_level" in risk_frame else len(risk_frame)
         mlflow.set_tags({"mlflow.source.git.commit": commit or "unknown", "data_digest": digest,
                          "text_pipeline_version": TEXT_PIPELINE_VERSION,
-                         "risk.weak_labels": f"{n_weak}/{len(train_df)}",
-                         "risk.labels": "weak (cue rules)" if n_weak == len(train_df)
+                         "risk.weak_labels": f"{n_weak}/{len(risk_frame)}",
+                         "risk.labels": "weak (cue rules)" if n_weak == len(risk_frame)
                          else ("reviewed" if n_weak == 0 else "reviewed + weak (cue rules)")})
         mlflow.log_params(config.flat_params())
         mlflow.log_params({f"data.{k}": v for k, v in loaded.report.summary().items()})
+        mlflow.log_params({f"data.{k}": v for k, v in join.summary().items()})
+        mlflow.log_params({"data.n_risk_only_train": len(risk_train), "data.n_risk_only_test": len(risk_test)})
         mlflow.log_params({"data.n_train": len(train_df), "data.n_test": len(test_df),
                            "data.file_names": ", ".join(Path(p).name for p in data)[:500]})
         mlflow.log_params({"train.engine": engine, **{f"train.{k}": v for k, v in (engine_params or {}).items()}})
@@ -275,7 +297,7 @@ def train(
                 risk_confusion.to_csv(out / "risk_confusion_matrix.csv")
             mlflow.log_artifacts(str(out), artifact_path="evaluation")
             (out / "data").mkdir()
-            log_training_cases(train_df, out / "data")
+            log_training_cases(risk_frame, out / "data")  # every case the router or the risk model saw
             bundle_path = bundle.save(out / "bundle")
             example = test_df[INPUT_COLUMNS].head(3).astype(str).reset_index(drop=True)
             signature = infer_signature(example, routes_frame(bundle, example))
@@ -307,17 +329,39 @@ def train(
     )
 
 
+def split_risk_only(cases: pd.DataFrame, config: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Cases with a risk level and no department, split like the router's (grouped, stratified by level);
+    all in training when there are too few of a level to hold any out."""
+    counts = cases["risk_level"].value_counts()
+    if len(cases) < 10 or len(counts) < 2 or int(counts.min()) < 2:
+        return cases, cases.iloc[:0]
+    return train_test_split_grouped(cases, config.test_size, config.seed, label="risk_level")
+
+
+def _router_proba(router: object, cases: pd.DataFrame, classes: list[str]) -> np.ndarray:
+    """The fitted router's probabilities for ``cases`` in the column order of ``classes``."""
+    out = np.zeros((len(cases), len(classes)))
+    if len(cases):
+        proba = router.predict_proba(cases[INPUT_COLUMNS])  # type: ignore[attr-defined]
+        fitted = [str(c) for c in router.classes_]  # type: ignore[attr-defined]
+        for j, name in enumerate(classes):
+            if name in fitted:
+                out[:, j] = proba[:, fitted.index(name)]
+    return out
+
+
 def evaluate_risk(
     risk: RiskModel, test: pd.DataFrame, proba: np.ndarray, classes: list[str]
 ) -> tuple[dict[str, float], pd.DataFrame | None]:
-    """Risk metrics on the held-out cases that carry a real (not weak) risk level."""
+    """Risk metrics on the held-out cases that carry a real (not weak) risk level, with the levels serving
+    gives (bands, then the cue rules' safety floor)."""
     if "risk_level" not in test.columns:
         return {}, None
     has = test["risk_level"].notna().to_numpy()
     if not has.any():
         return {}, None
     y = np.asarray(test["risk_level"][has], dtype=object)
-    pred = levels_from_proba(risk.predict_proba(test[has], proba[has], classes), risk.bands_)
+    pred = np.asarray([r.level for r in risk.predict(test[has], proba[has], classes, reasons=False)], dtype=object)
     levels = ["red", "yellow", "green"]
     p, r, f, _ = precision_recall_fscore_support(y, pred, labels=levels, zero_division=0)
     metrics = {"risk_n_eval": float(has.sum()), "risk_macro_f1": float(np.mean(f))}
