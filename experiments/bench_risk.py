@@ -1,55 +1,42 @@
-"""Risk-model benchmark on the 300 annotated cases, against the cue rules alone.
+"""Risk-model benchmark on a blind set nobody read while building, against the cue rules alone.
 
     .venv/bin/python experiments/bench_risk.py [--data-dir ../shared/data] [--config experiments/router.yaml]
-        [--params '{"num_leaves": 15}'] [--router-cache /tmp/router_oof.npz]
+        [--params '{"text_C": 2.0}'] [--tune] [--router-cache /tmp/router_bench.npz]
 
-About 13 minutes on 2 cores (the stacked text score's logistic regressions on ~7,400 rows, 6 per risk-model
-fit, are most of it; then the 5 router fits, two at a time).
+About 6 minutes on 2 cores (six router fits, two at a time, are most of it). Writes
+experiments/results/risk.json and prints a table. Skips cleanly when the shared data is absent.
 
-Protocol (seed from the config):
+Protocol (experiments/risk_labels/PROTOCOL.md says it in full):
 
-- gold: ``risk/risk_labels_dev.csv`` (300 cases, red / yellow / green read against the rubric). Outer CV:
-  5 folds stratified by risk level; every figure is on the pooled test folds (each case predicted once by
-  a model that never saw it or a copy of it).
-- weak rows: ``tipdm2020/messages_labeled.csv`` (duplicates folded by `training.loading`), labelled by the
-  cue rules (`features.risk_cues.rule_risk_level`) and flagged weak. Every labeled-file row that is the
-  same message as **any** of the 300 gold cases (same id; same dedup_key / group_key; or the same first
-  60 characters of the key, because the gold bodies were cut at 700 characters) is left out of the weak
-  pool, a superset of "the test fold's duplicates": a gold case enters training only as its gold row.
-- router probabilities as features, without leakage: 5 router folds aligned with the outer folds (router
-  fold k = the labeled-file copies of gold fold k + a fifth of the other labeled rows, stratified by
-  department). Router k is fitted on the other four router folds; it scores its own fold's labeled rows
-  (out-of-fold features for weak rows) and gold fold k. A gold case therefore always gets its router
-  features from a router that never saw it, whether it is a test or a training row.
-- burst features: zeros (the hot-issue detector's replay is not joined here; the gold cases have no
-  reliable time or burst context).
-- per outer fold, variants:
-  ``model`` weak rows + the other 4 gold folds, with the default `RiskParams` (``text_score`` on: a TF-IDF +
-  logistic-regression score of the words, out of fold on the training rows, as 3 LightGBM features);
-  ``model_no_text_score`` the same without the text score (``model_text_score`` instead when the default
-  has it off); bands chosen by `RiskModel` on out-of-fold predictions of
-  the training gold rows (inner 5-fold CV, weak rows always in training), never on the test fold;
-  ``gold_only`` the 4 gold folds alone, same band choice;
-  ``weak_only`` weak rows alone; bands from its predictions on the 4 training gold folds (held out for
-  it); ``weak_only_weak_bands`` weak rows alone with bands chosen against weak labels out of fold
-  (what `RiskModel.fit` does when no reviewed labels exist);
-  ``rules`` the cue rules alone (no training; the lexicon was written while reading this very dev file,
-  so its figures here are optimistic, and so are the cue features every model variant reads).
-- demo data (``training/demo_data/grievances.csv``, every row labelled): `train_test_split_grouped` (seed 42,
-  test_size 0.2); burst statistics from the hot-issue replay and out-of-fold router probabilities for the
-  training rows as in `training.train`; both text-score variants and the rules on the held-out split.
-- a weak-label-weight ablation of ``model`` (0.1 / 0.3 / 1.0) to learn what helps. The default stays the
-  documented 0.3 unless stated: picking the best of these on the same 300 cases would be tuning on the
-  test data.
-
-Writes experiments/results/risk.json and prints a table. Skips cleanly when the shared data is absent.
+- **blind** (``experiments/risk_labels/blind.csv``, 600 real cases): labelled by annotators before any
+  model scored them; no developer reads them, no cue, feature, parameter or band is chosen on them. The
+  figures this script reports are measured here. Run with ``--tune`` while developing: it never scores the
+  blind set and reports out-of-fold figures on the training labels instead.
+- **gold for training** (``risk/risk_labels_dev.csv``, 300 cases, read while the lexicon was written;
+  ``experiments/risk_labels/train.csv``, 1,600 annotated cases that no developer read): the real labels
+  the risk model and its text model learn from; the bands are chosen on their out-of-fold predictions.
+- **weak rows**: ``tipdm2020/messages_labeled.csv`` (copies folded) labelled by the cue rules, flagged weak.
+  Every labelled-file row that is a copy of any gold or blind case (same id, same dedup / group key, or
+  the same first 60 key characters, as the dev bodies are cut at 700 characters) is left out of the weak
+  pool; copies of blind cases are left out of the routers' training too.
+- **router probabilities** as features, never from a router that saw the case: five folds over the
+  labelled file (blind copies removed) give out-of-fold probabilities to its rows and to the gold cases
+  that copy them; a sixth router on all of it scores every other case (the blind set included).
+- **hot-issue context**: every case's burst statistics at intake, from one time-ordered replay of the
+  weak, gold and blind cases together (what `triage train` and `triage predict` compute).
+- **variants**: ``model`` (the default `RiskParams`: with this many gold labels the weak rows are left
+  out, ``weak_until_real``; the text model learns from the gold labels only), ``with_weak_rows`` (weak
+  rows kept at ``weak_label_weight``), ``text_only`` (the text model's level head alone, with
+  bands chosen the same way) and ``rules`` (`features.risk_cues.rule_risk_level`; no training). Bands are
+  chosen inside `RiskModel.fit` on out-of-fold predictions of the gold rows, never on the blind set.
+- per rubric criterion, the share of blind cases of that criterion the model puts at its level or above,
+  and whether the first reason of a red or yellow case names the annotated criterion.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import platform
 import sys
@@ -61,39 +48,39 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 from sklearn.metrics import average_precision_score, confusion_matrix, precision_recall_fscore_support
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from features.risk_cues import LEVELS, load_lexicon, rule_risk_level  # noqa: E402
-from features.text import _tokenise_cached, case_text, init_tokenizer, tokenise  # noqa: E402
+from features.risk_cues import CRITERIA, LEVELS, rule_risk_level  # noqa: E402
+from features.text import case_text, init_tokenizer  # noqa: E402
 from models.hotspots import HotspotConfig  # noqa: E402
 from models.risk import (  # noqa: E402
+    FORM_FEATURES,
     RiskModel,
     RiskParams,
-    _cue_block,
-    _doc,
+    _docs,
+    choose_bands,
+    criterion_column,
+    levels_from_proba,
     risk_features,
     weak_labels,
 )
+from models.risk_text import text_oof  # noqa: E402
 from models.router import build_router  # noqa: E402
 from training.config import TrainConfig, load_config  # noqa: E402
 from training.loading import load_cases  # noqa: E402
 from training.predict import attach_hot_issues  # noqa: E402
-from training.splitting import train_test_split_grouped  # noqa: E402
-from training.train import out_of_fold_proba  # noqa: E402
+from training.risk_labels import join_risk_labels  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
-DEMO_DATA = ROOT / "training" / "demo_data" / "grievances.csv"
+LABELS = ROOT / "experiments" / "risk_labels"
 RESULTS = ROOT / "experiments" / "results" / "risk.json"
 KEY_PREFIX = 60
-WEAK_WEIGHTS = (0.1, 0.3, 1.0)
-#: Red recall targets evaluated besides the configured one (the issue's benchmark target is 0.90).
-ALT_RED_TARGETS = (0.90, 0.95)
+FOLDS = 5
 console = Console(width=170)
 
 
@@ -102,79 +89,72 @@ console = Console(width=170)
 # ---------------------------------------------------------------------------------------------------
 
 
-def match_gold(labeled: pd.DataFrame, gold: pd.DataFrame) -> tuple[np.ndarray, dict[str, int]]:
-    """For each labeled row, the index of the gold case it copies (-1 if none), and match counts."""
-    owner = np.full(len(labeled), -1, dtype=np.int64)
-    by_id = {str(c): i for i, c in enumerate(labeled["case_id"])}
-    dedup = labeled["dedup_key"].astype(str).tolist()
-    group = labeled["group_key"].astype(str).tolist()
-    index: dict[str, list[int]] = {}
-    for i, (d, g) in enumerate(zip(dedup, group, strict=True)):
-        for key in {f"d:{d}", f"g:{g}", *((f"p:{d[:KEY_PREFIX]}",) if len(d) >= KEY_PREFIX else ()),
-                    *((f"q:{g[:KEY_PREFIX]}",) if len(g) >= KEY_PREFIX else ())}:
-            index.setdefault(key, []).append(i)
-    counts = {"gold_with_id_in_labeled": 0, "gold_with_any_copy_in_labeled": 0, "labeled_rows_excluded": 0}
-    for gi, row in enumerate(gold.itertuples(index=False)):
-        hits: set[int] = set()
-        keys = {f"d:{row.dedup_key}", f"g:{row.group_key}"}
-        if len(row.dedup_key) >= KEY_PREFIX:
-            keys.add(f"p:{row.dedup_key[:KEY_PREFIX]}")
-        if len(row.group_key) >= KEY_PREFIX:
-            keys.add(f"q:{row.group_key[:KEY_PREFIX]}")
-        same_id = by_id.get(str(row.case_id))
-        if same_id is not None:
-            counts["gold_with_id_in_labeled"] += 1
-            hits.add(same_id)
-            keys |= {f"d:{dedup[same_id]}", f"g:{group[same_id]}"}
+def _keys(frame: pd.DataFrame) -> list[set[str]]:
+    out = []
+    for d, g in zip(frame["dedup_key"].astype(str), frame["group_key"].astype(str), strict=True):
+        keys = {f"d:{d}", f"g:{g}"}
+        if len(d) >= KEY_PREFIX:
+            keys.add(f"p:{d[:KEY_PREFIX]}")
+        if len(g) >= KEY_PREFIX:
+            keys.add(f"q:{g[:KEY_PREFIX]}")
+        out.append(keys)
+    return out
+
+
+def copies_of(labeled: pd.DataFrame, cases: pd.DataFrame, same_source: pd.Series | None = None) -> np.ndarray:
+    """For each labeled row, the index of the case in ``cases`` it copies (-1 if none): same key, same key
+    prefix, or (where ``same_source`` marks cases from the labelled file) the same case id."""
+    index: dict[str, int] = {}
+    for i, keys in enumerate(_keys(cases)):
         for key in keys:
-            hits.update(index.get(key, ()))
-        if hits:
-            counts["gold_with_any_copy_in_labeled"] += 1
-        for i in hits:
-            if owner[i] == -1:
-                owner[i] = gi
-    counts["labeled_rows_excluded"] = int((owner >= 0).sum())
-    return owner, counts
+            index.setdefault(key, i)
+    if same_source is not None:
+        for i, (cid, same) in enumerate(zip(cases["case_id"].astype(str), same_source, strict=True)):
+            if same:
+                index.setdefault(f"id:{cid}", i)
+    owner = np.full(len(labeled), -1, dtype=np.int64)
+    for j, (keys, cid) in enumerate(zip(_keys(labeled), labeled["case_id"].astype(str), strict=True)):
+        for key in (*sorted(keys), f"id:{cid}"):
+            hit = index.get(key)
+            if hit is not None:
+                owner[j] = hit
+                break
+    return owner
 
 
-def fit_router_fold(
-    config: TrainConfig, train: pd.DataFrame, score: list[pd.DataFrame]
-) -> tuple[list[str], list[np.ndarray], float]:
-    start = time.perf_counter()
+def _fit_router(config: TrainConfig, train: pd.DataFrame, score: list[pd.DataFrame]) -> tuple[list[str], list]:
     init_tokenizer()
     router = build_router(config.features, config.classifier, config.seed)
     router.fit(train[["title", "body"]], np.asarray(train["department"], dtype=object))
-    return [str(c) for c in router.classes_], [router.predict_proba(s[["title", "body"]]) for s in score], (
-        time.perf_counter() - start
-    )
+    return [str(c) for c in router.classes_], [router.predict_proba(s[["title", "body"]]) for s in score]
 
 
 def router_features(
-    config: TrainConfig, labeled: pd.DataFrame, gold: pd.DataFrame, owner: np.ndarray, gold_fold: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, list[str], list[float]]:
-    """Out-of-fold router probabilities for every labeled row and every gold case (see module docstring)."""
-    n_folds = int(gold_fold.max()) + 1
-    router_fold = np.full(len(labeled), -1, dtype=np.int64)
-    router_fold[owner >= 0] = gold_fold[owner[owner >= 0]]
-    rest = np.flatnonzero(owner < 0)
-    cv = StratifiedKFold(n_folds, shuffle=True, random_state=config.seed)
-    for k, (_, pos) in enumerate(cv.split(np.zeros(len(rest)), labeled["department"].to_numpy()[rest])):
-        router_fold[rest[pos]] = k
-    jobs = [
-        delayed(fit_router_fold)(config, labeled[router_fold != k], [labeled[router_fold == k], gold[gold_fold == k]])
-        for k in range(n_folds)
-    ]
-    out = Parallel(n_jobs=min(2, os.cpu_count() or 1))(jobs)
+    config: TrainConfig, labeled: pd.DataFrame, gold: pd.DataFrame, gold_owner: np.ndarray, others: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Router probabilities that never come from a router that saw the case (see the module docstring).
+
+    ``labeled`` has no copy of a blind case; ``gold_owner[j]`` is the gold case that labeled row j copies
+    (-1: none). Returns probabilities for the labeled rows, the gold cases and ``others``.
+    """
     classes = sorted(set(labeled["department"]))
+    cv = StratifiedGroupKFold(FOLDS, shuffle=True, random_state=config.seed)
+    folds = list(cv.split(np.zeros(len(labeled)), labeled["department"], labeled["group_key"]))
+    jobs = [delayed(_fit_router)(config, labeled.iloc[fit], [labeled.iloc[held]]) for fit, held in folds]
+    jobs.append(delayed(_fit_router)(config, labeled, [gold, others]))
+    out = Parallel(n_jobs=min(2, os.cpu_count() or 1))(jobs)
     p_lab = np.zeros((len(labeled), len(classes)))
+    for (_, held), (fitted, (proba,)) in zip(folds, out[:-1], strict=True):
+        p_lab[np.ix_(held, [classes.index(c) for c in fitted])] = proba
+    fitted, (p_gold_full, p_other_full) = out[-1]
+    cols = [classes.index(c) for c in fitted]
     p_gold = np.zeros((len(gold), len(classes)))
-    seconds = []
-    for k, (fold_classes, (pl, pg), sec) in enumerate(out):
-        cols = [classes.index(c) for c in fold_classes]
-        p_lab[np.ix_(np.flatnonzero(router_fold == k), cols)] = pl
-        p_gold[np.ix_(np.flatnonzero(gold_fold == k), cols)] = pg
-        seconds.append(sec)
-    return p_lab, p_gold, classes, seconds
+    p_gold[:, cols] = p_gold_full
+    p_other = np.zeros((len(others), len(classes)))
+    p_other[:, cols] = p_other_full
+    for j in np.flatnonzero(gold_owner >= 0):  # a gold case copied in the labeled file: that row's out-of-fold
+        p_gold[gold_owner[j]] = p_lab[j]
+    return p_lab, p_gold, p_other, classes
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -188,44 +168,61 @@ def metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
     return {
         "red_recall": float(r[0]),
         "red_precision": float(p[0]),
+        "at_least_yellow_recall": float((ay & pay).sum() / max(1, ay.sum())),
+        "at_least_yellow_precision": float((ay & pay).sum() / max(1, pay.sum())),
         "macro_f1": float(f.mean()),
         "accuracy": float((y == pred).mean()),
         "f1": {lvl: float(f[i]) for i, lvl in enumerate(LEVELS)},
-        "precision": {lvl: float(p[i]) for i, lvl in enumerate(LEVELS)},
         "recall": {lvl: float(r[i]) for i, lvl in enumerate(LEVELS)},
+        "precision": {lvl: float(p[i]) for i, lvl in enumerate(LEVELS)},
         "support": {lvl: int(s[i]) for i, lvl in enumerate(LEVELS)},
-        "at_least_yellow_recall": float((ay & pay).sum() / max(1, ay.sum())),
-        "at_least_yellow_precision": float((ay & pay).sum() / max(1, pay.sum())),
         "confusion_rows_true_cols_pred_red_yellow_green": confusion_matrix(y, pred, labels=list(LEVELS)).tolist(),
     }
 
 
-def ranking(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
-    """How well P(red) ranks the pooled test cases, whatever the band (the threshold here is an oracle)."""
+def ranking(y: np.ndarray, p_red: np.ndarray) -> dict[str, float]:
+    """How well P(red) ranks the cases whatever the band (the threshold here is an oracle)."""
     red = y == "red"
-    score = proba[:, 0]
-    order = np.argsort(-score, kind="stable")
+    order = np.argsort(-p_red, kind="stable")
     tp = np.cumsum(red[order])
-    recall = tp / red.sum()
-    precision = tp / np.arange(1, len(y) + 1)
-    at90 = precision[recall >= 0.90].max()
-    at95 = precision[recall >= 0.95].max()
+    recall, precision = tp / max(1, red.sum()), tp / np.arange(1, len(y) + 1)
     return {
-        "red_average_precision": float(average_precision_score(red, score)),
-        "oracle_red_precision_at_recall_0.90": float(at90),
-        "oracle_red_precision_at_recall_0.95": float(at95),
+        "red_average_precision": float(average_precision_score(red, p_red)),
+        "oracle_red_precision_at_recall_0.90": float(precision[recall >= 0.90].max()),
     }
 
 
-def fold_summary(per_fold: list[dict[str, Any]]) -> dict[str, Any]:
-    rr = [f["red_recall"] for f in per_fold]
-    rp = [f["red_precision"] for f in per_fold]
+def per_criterion(criteria: np.ndarray, pred: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per annotated criterion: cases, and the share the model put at the criterion's level or above."""
+    order = {"green": 0, "yellow": 1, "red": 2}
+    out = {}
+    for c in CRITERIA:
+        mask = criteria == c
+        if mask.any():
+            need = order[c.split("-")[0]]
+            out[c] = {"n": int(mask.sum()),
+                      "recall_at_level": float(np.mean([order[p] >= need for p in pred[mask]])),
+                      "recall_exact_level": float(np.mean([order[p] == need for p in pred[mask]]))}
+    return out
+
+
+def reason_checks(results: list, y: np.ndarray, criteria: np.ndarray) -> dict[str, Any]:
+    """Whether red / yellow reasons open with a criterion, name the annotated one, and avoid form features."""
+    flagged = [i for i, r in enumerate(results) if r.level != "green"]
+    opens = [i for i in flagged if r_first(results[i]) == "criterion"]
+    right = [i for i in opens if results[i].level == y[i]]
+    named = [i for i in right if results[i].reasons[0].criterion == criteria[i]]
+    form = sum(1 for i in flagged for r in results[i].reasons if r.kind == "model" and r.feature in FORM_FEATURES)
     return {
-        "per_fold_red_recall": rr,
-        "per_fold_red_precision": rp,
-        "per_fold_red_recall_mean_std": [float(np.mean(rr)), float(np.std(rr))],
-        "per_fold_red_precision_mean_std": [float(np.mean(rp)), float(np.std(rp))],
+        "red_or_yellow_predicted": len(flagged),
+        "first_reason_is_a_criterion": len(opens) / max(1, len(flagged)),
+        "criterion_matches_annotation_when_level_right": len(named) / max(1, len(right)),
+        "form_features_among_red_yellow_reasons": form,
     }
+
+
+def r_first(result: Any) -> str | None:
+    return result.reasons[0].kind if result.reasons else None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -233,410 +230,220 @@ def fold_summary(per_fold: list[dict[str, Any]]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------
 
 
+def load(args: argparse.Namespace) -> dict[str, Any]:
+    labeled = load_cases([args.data_dir / "tipdm2020" / "messages_labeled.csv"], require_department=True,
+                         training=True).frame
+    dev = load_cases([args.data_dir / "risk" / "risk_labels_dev.csv"]).frame
+    dev["annotation"] = "dev (read while writing the lexicon)"
+    train = join_risk_labels([LABELS / "train.csv"], args.data_dir)
+    train["annotation"] = "train (annotated, not read by developers)"
+    blind = join_risk_labels([LABELS / "blind.csv"], args.data_dir)
+    gold = pd.concat([dev, train], ignore_index=True)
+    gold_from_labeled = gold["source_file"].astype(str).str.endswith("messages_labeled.csv")
+    blind_from_labeled = blind["source_file"].astype(str).str.endswith("messages_labeled.csv")
+    blind_owner = copies_of(labeled, blind, blind_from_labeled)
+    labeled = labeled[blind_owner < 0].reset_index(drop=True)
+    gold_owner = copies_of(labeled, gold, gold_from_labeled)
+    return {"labeled": labeled, "gold": gold, "blind": blind, "gold_owner": gold_owner,
+            "blind_copies_removed": int((blind_owner >= 0).sum())}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     config = load_config(args.config)
     seed = config.seed
-    params = RiskParams.model_validate(json.loads(args.params)) if args.params else RiskParams()
-    labeled_loaded = load_cases([args.data_dir / "tipdm2020" / "messages_labeled.csv"],
-                                require_department=True, training=True)
-    labeled = labeled_loaded.frame
-    gold = load_cases([args.data_dir / "risk" / "risk_labels_dev.csv"]).frame
+    # The risk parameters `triage train` would use with this config, with --params on top.
+    params = config.risk.model_copy(update=json.loads(args.params)) if args.params else config.risk
+    params = RiskParams.model_validate(params.model_dump())
+    data = load(args)
+    labeled, gold, blind, gold_owner = data["labeled"], data["gold"], data["blind"], data["gold_owner"]
     y_gold = gold["risk_level"].to_numpy(dtype=object)
-    if pd.isna(gold["risk_level"]).any():
-        raise SystemExit("risk_labels_dev.csv has rows without a risk level")
+    is_dev = gold["annotation"].str.startswith("dev").to_numpy()
+    console.print(f"gold: {len(gold)} ({int(is_dev.sum())} dev + {int((~is_dev).sum())} train) "
+                  f"{dict(pd.Series(y_gold).value_counts())}; blind: {len(blind)}; labelled file: {len(labeled)} rows "
+                  f"({data['blind_copies_removed']} blind copies removed, {int((gold_owner >= 0).sum())} gold copies)",
+                  highlight=False)
 
-    gold_fold = np.zeros(len(gold), dtype=np.int64)
-    outer = StratifiedKFold(args.folds, shuffle=True, random_state=seed)
-    for k, (_, te) in enumerate(outer.split(np.zeros(len(gold)), y_gold)):
-        gold_fold[te] = k
-    owner, match_counts = match_gold(labeled, gold)
-    console.print(f"gold: {len(gold)} cases {dict(pd.Series(y_gold).value_counts())}; labeled: {len(labeled)} "
-                  f"rows after merging copies; {match_counts}", highlight=False)
+    t = time.perf_counter()
+    weak = labeled[gold_owner < 0].reset_index(drop=True)
+    context = pd.concat([weak.assign(part="weak"), gold.assign(part="gold"), blind.assign(part="blind")],
+                        ignore_index=True)
+    context["case_id"] = [f"{p}:{i}" for p, i in zip(context["part"], range(len(context)), strict=True)]
+    context = attach_hot_issues(context, HotspotConfig())
+    weak, gold_c, blind_c = (context[context["part"] == p].reset_index(drop=True) for p in ("weak", "gold", "blind"))
+    replay_seconds = time.perf_counter() - t
 
     t = time.perf_counter()
     cache = args.router_cache
     if cache is not None and cache.exists():
         with np.load(cache, allow_pickle=False) as z:
-            p_lab, p_gold, classes, router_seconds = z["p_lab"], z["p_gold"], z["classes"].tolist(), []
-        if p_lab.shape[0] != len(labeled) or p_gold.shape[0] != len(gold):
-            raise SystemExit(f"{cache} does not match the data; delete it")
+            p_lab, p_gold, p_blind, classes = z["p_lab"], z["p_gold"], z["p_blind"], z["classes"].tolist()
+        if (len(p_lab), len(p_gold), len(p_blind)) != (len(labeled), len(gold), len(blind)):
+            raise SystemExit(f"{cache} was made for other data; delete it")
         console.print(f"router probabilities read from {cache} (development shortcut)", highlight=False)
     else:
-        p_lab, p_gold, classes, router_seconds = router_features(config, labeled, gold, owner, gold_fold)
+        p_lab, p_gold, p_blind, classes = router_features(config, labeled, gold, gold_owner, blind)
         if cache is not None:
-            np.savez(cache, p_lab=p_lab, p_gold=p_gold, classes=np.asarray(classes))
-    router_wall = time.perf_counter() - t
-    console.print(f"routers: {len(router_seconds)} fits in {router_wall:.0f}s wall", highlight=False)
+            np.savez(cache, p_lab=p_lab, p_gold=p_gold, p_blind=p_blind, classes=np.asarray(classes))
+    router_seconds = time.perf_counter() - t
+    p_weak = p_lab[gold_owner < 0]
 
     t = time.perf_counter()
-    weak_mask = owner < 0
-    weak_frame = labeled[weak_mask].reset_index(drop=True)
-    X_weak, names = risk_features(weak_frame, p_lab[weak_mask], classes)
-    y_weak, flagged = weak_labels(weak_frame.assign(risk_level=None))
+    X_weak, names = risk_features(weak, p_weak, classes)
+    y_weak, flagged = weak_labels(weak.assign(risk_level=None))
     assert flagged.all()
-    X_gold, names_gold = risk_features(gold, p_gold, classes)
-    assert names == names_gold
-    t_weak = np.array([case_text(a, b) for a, b in zip(weak_frame["title"], weak_frame["body"], strict=True)],
-                      dtype=object)
-    t_gold = np.array([case_text(a, b) for a, b in zip(gold["title"], gold["body"], strict=True)], dtype=object)
-    rules_pred = np.array([rule_risk_level(case_text(a, b))[0] for a, b in zip(gold["title"], gold["body"],
-                                                                               strict=True)], dtype=object)
+    X_gold, _ = risk_features(gold_c, p_gold, classes)
+    texts_weak = [case_text(a, b) for a, b in zip(weak["title"], weak["body"], strict=True)]
+    texts_gold = [case_text(a, b) for a, b in zip(gold_c["title"], gold_c["body"], strict=True)]
     features_seconds = time.perf_counter() - t
-    g_weak = weak_frame["group_key"].to_numpy(dtype=object)
-    g_gold = gold["group_key"].to_numpy(dtype=object)
-    console.print(f"features: {X_weak.shape[0]} weak rows {dict(pd.Series(y_weak).value_counts())}, "
-                  f"{X_gold.shape[1]} features, {features_seconds:.0f}s", highlight=False)
 
-    variants: dict[str, dict[str, Any]] = {}
+    X = np.vstack([X_weak, X_gold])
+    y = np.concatenate([y_weak, y_gold])
+    is_weak = np.r_[np.ones(len(y_weak), bool), np.zeros(len(y_gold), bool)]
+    groups = np.concatenate([weak["group_key"].to_numpy(dtype=object), gold_c["group_key"].to_numpy(dtype=object)])
+    texts = texts_weak + texts_gold
+    criteria = [None] * len(y_weak) + (criterion_column(gold_c) or [None] * len(gold_c))
 
-    def record(name: str, proba: np.ndarray | None, pred: np.ndarray, per_fold: list[dict[str, Any]],
-               bands: list[dict[str, float]] | None, extra: dict[str, Any] | None = None) -> None:
-        entry = {**metrics(y_gold, pred), **fold_summary(per_fold)}
-        if proba is not None:
-            entry.update(ranking(y_gold, proba))
-        if bands is not None:
-            entry["bands_per_fold"] = bands
-        entry.update(extra or {})
-        variants[name] = entry
-
-    def cross_validate(p: RiskParams, use_weak: bool, use_gold: bool) -> list[RiskModel]:
-        """One fitted model per outer fold (bands chosen without the test fold)."""
-        models, weak_model = [], None
-        for k in range(args.folds):
-            tr = np.flatnonzero(gold_fold != k)
-            if use_gold:
-                parts = [(X_weak, y_weak, np.ones(len(y_weak), bool), g_weak, t_weak)] if use_weak else []
-                parts.append((X_gold[tr], y_gold[tr], np.zeros(len(tr), bool), g_gold[tr], t_gold[tr]))
-                Xs, ys, ws, gs, ts = (np.concatenate(z) for z in zip(*parts, strict=True))
-                models.append(RiskModel(p).fit_features(Xs, names, ys, seed=seed, is_weak=ws, groups=gs,
-                                                        texts=ts))
-            else:
-                if weak_model is None:  # the weak pool does not depend on the fold
-                    weak_model = RiskModel(p).fit_features(X_weak, names, y_weak, seed=seed,
-                                                           is_weak=np.ones(len(y_weak), bool),
-                                                           bands={"red": 0.5, "yellow": 0.5}, groups=g_weak,
-                                                           texts=t_weak)
-                # Bands on the training gold folds: held out for a model that trained on weak rows only.
-                held = weak_model.predict_proba_features(X_gold[tr], t_gold[tr])
-                model = weak_model.rebanded(bands={"red": 0.5, "yellow": 0.5})
-                model.band_oof_ = (y_gold[tr], held)
-                model.band_report_ = {"source": "weak-only model's predictions on the training gold folds"}
-                models.append(model)
-        return models
-
-    def evaluate(name: str, models: list[RiskModel], red_target: float, floor: float | None = None) -> dict[str, Any]:
-        proba = np.zeros((len(gold), len(LEVELS)))
-        pred = np.empty(len(gold), dtype=object)
-        bands, per_fold, reports = [], [], []
-        for k, model in enumerate(models):
-            te = np.flatnonzero(gold_fold == k)
-            banded = model.rebanded(red_recall_target=red_target, red_precision_floor=floor)
-            proba[te] = banded.predict_proba_features(X_gold[te], t_gold[te])
-            pred[te] = banded.levels(proba[te], X_gold[te])  # bands, then the cue-rule safety floor
-            bands.append(dict(banded.bands_))
-            per_fold.append(metrics(y_gold[te], pred[te]))
-            reports.append(banded.band_report_)
-        record(name, proba, pred, per_fold, bands, {"band_reports": reports})
-        console.print(f"  {name}: red recall {variants[name]['red_recall']:.3f} precision "
-                      f"{variants[name]['red_precision']:.3f} macro-F1 {variants[name]['macro_f1']:.3f}",
-                      highlight=False)
-        return variants[name]
-
-    t = time.perf_counter()
-    targets = (params.red_recall_target, *(x for x in ALT_RED_TARGETS if x != params.red_recall_target))
-    no_text = params.model_copy(update={"text_score": False})
-    with_text = params.model_copy(update={"text_score": True})
-    runs = (("model", params, True, True), ("model_text_score", with_text, True, True),
-            ("model_no_text_score", no_text, True, True), ("gold_only", params, False, True),
-            ("weak_only", params, True, False))
-    for name, run_params, use_weak, use_gold in runs:
-        if run_params is not params and run_params == params:
-            continue  # the default already is this variant: recorded as "model"
-        models = cross_validate(run_params, use_weak, use_gold)
-        for target in targets:
-            evaluate(f"{name}@red_target={target}", models, target)
-        if name == "model":  # what the precision floor buys: the same models banded without it
-            for target in targets:
-                evaluate(f"{name}@red_target={target}, no precision floor", models, target, floor=0.0)
-
-    # Weak rows only, bands chosen against weak labels out of fold (no reviewed labels at all).
-    pure = RiskModel(params).fit_features(X_weak, names, y_weak, seed=seed, is_weak=np.ones(len(y_weak), bool),
-                                          groups=g_weak, texts=t_weak)
-    proba = pure.predict_proba_features(X_gold, t_gold)
-    pred = pure.levels(proba, X_gold)
-    record("weak_only_weak_bands", proba, pred,
-           [metrics(y_gold[gold_fold == k], pred[gold_fold == k]) for k in range(args.folds)],
-           [dict(pure.bands_)], {"band_report": pure.band_report_})
-
-    record("rules", None, rules_pred,
-           [metrics(y_gold[gold_fold == k], rules_pred[gold_fold == k]) for k in range(args.folds)], None)
-
-    ablation = {}
-    for weight in WEAK_WEIGHTS:
-        if weight == params.weak_label_weight:
-            continue
-        models = cross_validate(params.model_copy(update={"weak_label_weight": weight}), True, True)
-        for target in targets:
-            name = f"model@red_target={target}, weak_label_weight={weight}"
-            evaluate(name, models, target)
-            ablation[name] = variants.pop(name)
-    cv_seconds = time.perf_counter() - t
-
-    # A final model on everything (weak + all 300 gold): bands, importances and single-case latency.
-    def fit_final(p: RiskParams) -> tuple[RiskModel, float]:
+    variants: dict[str, Any] = {}
+    fit_seconds: dict[str, float] = {}
+    models: dict[str, RiskModel] = {}
+    with_weak = params.model_copy(update={"weak_until_real": 0})
+    for name, p in (("model", params), ("with_weak_rows", with_weak)):
+        rows = np.arange(len(y))
         t = time.perf_counter()
-        model = RiskModel(p).fit_features(
-            np.vstack([X_weak, X_gold]), names, np.concatenate([y_weak, y_gold]), seed=seed,
-            is_weak=np.concatenate([np.ones(len(y_weak), bool), np.zeros(len(y_gold), bool)]),
-            groups=np.concatenate([g_weak, g_gold]), texts=np.concatenate([t_weak, t_gold]),
+        models[name] = RiskModel(p).fit_features(
+            X[rows], names, y[rows], seed=seed, is_weak=is_weak[rows], groups=groups[rows],
+            texts=[texts[i] for i in rows], criteria=[criteria[i] for i in rows],
         )
-        return model, time.perf_counter() - t
+        fit_seconds[name] = time.perf_counter() - t
 
-    final, final_seconds = fit_final(params)
-    gain = final.classifier_.booster_.feature_importance("gain")
-    top = sorted(zip(final.feature_names_, gain, strict=True), key=lambda x: -x[1])[:15]
-    # Latency with and without the text score, on the same machine in the same run.
-    other = fit_final(no_text if params.text_score else with_text)[0]
-    text_model, plain_model = (final, other) if params.text_score else (other, final)
-    latency = {"text_score": measure_latency(text_model, gold, p_gold, classes),
-               "no_text_score": measure_latency(plain_model, gold, p_gold, classes),
-               "default": "text_score" if params.text_score else "no_text_score"}
-    demo = demo_benchmark(config, params)
+    # The text model alone: out-of-fold on the gold rows, bands chosen there like RiskModel's.
+    t = time.perf_counter()
+    codes = np.array([LEVELS.index(v) for v in y_gold])
+    text_proba, _, text_scorer = text_oof(_docs(texts_gold), codes, np.ones(len(codes)), gold_c["group_key"].to_numpy(
+        dtype=object), seed, C=params.text_C, folds=params.text_folds)
+    text_bands = choose_bands(y_gold, text_proba, params.red_recall_target, params.yellow_recall_target,
+                              params.red_precision_floor)
+    fit_seconds["text_only"] = time.perf_counter() - t
 
-    return {
-        "protocol": __doc__.split("Protocol (seed from the config):")[1].split("Writes experiments")[0].strip(),
+    # Development figures: out of fold on the gold rows (what the bands were chosen on), dev and train apart.
+    for name, model in models.items():
+        labels, oof = model.band_oof_
+        pred = levels_from_proba(oof, model.bands_)
+        gold_rows = np.arange(len(y_gold))  # band_oof_ covers the real rows in order: the gold rows
+        entry = {"bands": model.bands_, "band_report": model.band_report_}
+        for part, mask in (("oof_train_annotations", ~is_dev[gold_rows]), ("oof_dev_file", is_dev[gold_rows])):
+            entry[part] = {**metrics(labels[mask], pred[mask]), **ranking(labels[mask], oof[mask, 0])}
+        variants[name] = {"development": entry}
+    text_pred = levels_from_proba(text_proba, text_bands)
+    variants["text_only"] = {"development": {"bands": text_bands, **{
+        part: {**metrics(y_gold[mask], text_pred[mask]), **ranking(y_gold[mask], text_proba[mask, 0])}
+        for part, mask in (("oof_train_annotations", ~is_dev), ("oof_dev_file", is_dev))}}}
+    rules_gold = np.array([rule_risk_level(t)[0] for t in texts_gold], dtype=object)
+    variants["rules"] = {"development": {part: metrics(y_gold[mask], rules_gold[mask])
+                                         for part, mask in (("oof_train_annotations", ~is_dev),
+                                                            ("oof_dev_file", is_dev))}}
+
+    report: dict[str, Any] = {
+        "protocol": __doc__.split("Protocol (experiments/risk_labels/PROTOCOL.md says it in full):", 1)[1].strip(),
         "seed": seed,
         "risk_params": params.model_dump(mode="json"),
-        "router_config": config.model_dump(mode="json", include={"features", "classifier"}),
         "data": {
-            "gold_cases": len(gold),
-            "gold_levels": {k: int(v) for k, v in pd.Series(y_gold).value_counts().items()},
-            "labeled_rows_after_dedup": len(labeled),
-            "weak_rows": len(X_weak),
-            "weak_levels": {k: int(v) for k, v in pd.Series(y_weak).value_counts().items()},
-            **match_counts,
-            "lexicon_version": load_lexicon().version,
-            "n_features": len(names),
-            "burst_features": "zeros (not joined in this benchmark)",
+            "gold_dev": int(is_dev.sum()), "gold_train": int((~is_dev).sum()), "blind": len(blind),
+            "weak_rows": len(y_weak), "gold_levels": dict(pd.Series(y_gold).value_counts().astype(int)),
+            "blind_copies_removed_from_labelled_file": data["blind_copies_removed"],
         },
-        "results": variants,
-        "ablation_weak_label_weight": ablation,
-        "final_model": {
-            "describe": final.describe(),
-            "top_features_by_gain": [[n, float(g)] for n, g in top],
-            "fit_seconds_incl_band_cv": final_seconds,
-        },
-        "latency": latency,
-        "demo": demo,
-        "timings_s": {
-            "router_fits": router_seconds,
-            "router_wall": router_wall,
-            "features": features_seconds,
-            "risk_cv_all_variants": cv_seconds,
-            "total": time.perf_counter() - started,
-        },
-        "targets": {"red_recall": 0.90, "red_precision": 0.60},
-        "targets_met": {
-            name: bool(r["red_recall"] >= 0.90 and r["red_precision"] >= 0.60)
-            for name, r in {**variants, **ablation}.items()
-        },
-        "notes": [
-            "The cue lexicon was written while reading this dev file, so the rules' figures here are optimistic, "
-            "and so are the model's: the cue features and the weak labels both come from that lexicon.",
-            "Weak labels are the rules' own output, so a model trained on weak rows alone reproduces the rules "
-            "(weak_only_weak_bands == rules).",
-            "With about 29 red cases per training split, a 0.95 red-recall target allows one miss; red cases whose "
-            "text carries no cue push a pure-recall red band towards 0 (the 'no precision floor' rows). The red "
-            "precision floor (risk_params.red_precision_floor) gives up that recall instead; the @0.9 rows show the "
-            "same fitted models at the issue's benchmark target.",
-            "Burst features are zeros here; P@R.90 uses an oracle threshold on the pooled test predictions.",
-            "text_p:* features: out-of-fold probabilities of a TF-IDF (jieba words, 1-2 grams, min_df 2, sublinear) + "
-            "balanced multinomial logistic regression (C=text_C) on each training set; within a risk-model fit the "
-            "band-choosing inner CV reuses them (a second-order leak: their folds differ from the band folds).",
-        ],
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()},
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "variants": variants,
+        "blind_scored": not args.tune,
     }
-
-
-def demo_benchmark(config: TrainConfig, params: RiskParams, test_size: float = 0.2, seed: int = 42) -> dict[str, Any]:
-    """The shipped demo data (every row risk-labelled): train on its training split, score its held-out split,
-    as `training.train` does: burst statistics from the time-ordered hot-issue replay, out-of-fold router
-    probabilities (5 folds) for the training rows, a router fitted on the whole training split for the
-    held-out rows. Both text-score variants and the cue rules, at both red-recall targets."""
-    frame = load_cases([DEMO_DATA], require_department=True, training=True).frame
-    frame = attach_hot_issues(frame, HotspotConfig())
-    train_df, test_df = train_test_split_grouped(frame, test_size, seed)
-    t = time.perf_counter()
-    oof, classes = out_of_fold_proba(train_df, config, Progress(disable=True))
-    router = build_router(config.features, config.classifier, config.seed)
-    router.fit(train_df[["title", "body"]], np.asarray(train_df["department"], dtype=object))
-    p_test = router.predict_proba(test_df[["title", "body"]])
-    router_classes = [str(c) for c in router.classes_]
-    router_seconds = time.perf_counter() - t
-    y_test = test_df["risk_level"].to_numpy(dtype=object)
-    results: dict[str, Any] = {}
-    for label, text_score in (("text_score", True), ("no_text_score", False)):
-        model = RiskModel(params.model_copy(update={"text_score": text_score})).fit(
-            train_df, router_proba=oof, router_classes=classes, seed=seed)
-        for target in (params.red_recall_target, *(x for x in ALT_RED_TARGETS if x != params.red_recall_target)):
-            banded = model.rebanded(red_recall_target=target)
-            X_test = banded.features(test_df, p_test, router_classes)
-            proba = banded.predict_proba_features(X_test)
-            results[f"model_{label}@red_target={target}"] = {
-                **metrics(y_test, banded.levels(proba, X_test)), **ranking(y_test, proba),
-                "bands": dict(banded.bands_), "band_source": banded.band_report_["source"]}
-    rules = np.array([rule_risk_level(case_text(a, b))[0] for a, b in zip(test_df["title"], test_df["body"],
-                                                                          strict=True)], dtype=object)
-    results["rules"] = metrics(y_test, rules)
-    return {
-        "data": str(DEMO_DATA.relative_to(ROOT)), "seed": seed, "test_size": test_size,
-        "train_rows": len(train_df), "test_rows": len(test_df),
-        "test_levels": {k: int(v) for k, v in pd.Series(y_test).value_counts().items()},
-        "router_features": "out-of-fold (5 folds, training.train.out_of_fold_proba) for training rows; a router "
-                           "fitted on the whole training split for held-out rows",
-        "burst_features": "training.predict.attach_hot_issues replay (as training.train)",
-        "router_seconds": router_seconds,
-        "results": results,
+    if not args.tune:
+        y_blind = blind_c["risk_level"].to_numpy(dtype=object)
+        c_blind = np.asarray(criterion_column(blind_c), dtype=object)
+        texts_blind = [case_text(a, b) for a, b in zip(blind_c["title"], blind_c["body"], strict=True)]
+        report["data"]["blind_levels"] = dict(pd.Series(y_blind).value_counts().astype(int))
+        report["data"]["blind_criteria"] = dict(pd.Series(c_blind).value_counts().astype(int))
+        for name, model in models.items():
+            t = time.perf_counter()
+            results = model.predict(blind_c, p_blind, classes)
+            seconds = time.perf_counter() - t
+            pred = np.array([r.level for r in results], dtype=object)
+            p_red = np.array([r.probabilities["red"] for r in results])
+            variants[name]["blind"] = {**metrics(y_blind, pred), **ranking(y_blind, p_red),
+                                       "per_criterion": per_criterion(c_blind, pred),
+                                       "reasons": reason_checks(results, y_blind, c_blind),
+                                       "predict_seconds_600": round(seconds, 2)}
+        text_blind = text_scorer.predict_proba_docs(_docs(texts_blind))
+        pred = levels_from_proba(text_blind, text_bands)
+        variants["text_only"]["blind"] = {**metrics(y_blind, pred), **ranking(y_blind, text_blind[:, 0]),
+                                          "per_criterion": per_criterion(c_blind, pred)}
+        rules_blind = np.array([rule_risk_level(t)[0] for t in texts_blind], dtype=object)
+        variants["rules"]["blind"] = {**metrics(y_blind, rules_blind), "per_criterion": per_criterion(c_blind,
+                                                                                                      rules_blind)}
+        m, r = variants["model"]["blind"], variants["rules"]["blind"]
+        report["targets"] = {
+            "red_recall_ge_0.90": m["red_recall"] >= 0.90,
+            "red_precision_ge_0.60": m["red_precision"] >= 0.60,
+            "at_least_yellow_recall_ge_0.90": m["at_least_yellow_recall"] >= 0.90,
+            "macro_f1_ge_0.75": m["macro_f1"] >= 0.75,
+            "beats_rules_by_0.10_red_recall_at_equal_or_better_precision": bool(
+                m["red_recall"] - r["red_recall"] >= 0.10 and m["red_precision"] >= r["red_precision"]),
+        }
+    report["timing_seconds"] = {
+        "hot_issue_replay": round(replay_seconds, 1), "routers": round(router_seconds, 1),
+        "features": round(features_seconds, 1), **{f"fit_{k}": round(v, 1) for k, v in fit_seconds.items()},
+        "total": round(time.perf_counter() - started, 1),
     }
+    report["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+    return report
 
 
-def measure_latency(model: RiskModel, gold: pd.DataFrame, p_gold: np.ndarray, classes: list[str]) -> dict[str, Any]:
-    """Single-case costs, in ms: the whole `predict_one` (cues + features + LightGBM + reasons) and its parts."""
-    pairs = list(zip(gold["title"], gold["body"], strict=True))
-    lexicon = load_lexicon()
-    booster = model.classifier_.booster_
-    X = model.features(gold, p_gold, classes)
-    out: dict[str, Any] = {"cases": len(pairs), "text_chars_median": float(np.median([len(case_text(t, b))
-                                                                                      for t, b in pairs]))}
-
-    def timed(fn, reps: int) -> list[float]:
-        for i in range(min(30, reps)):
-            fn(i)
-        lat = []
-        for i in range(reps):
-            s = time.perf_counter()
-            fn(i)
-            lat.append((time.perf_counter() - s) * 1000)
-        return lat
-
-    n = len(pairs)
-    parts = {
-        "predict_one_with_reasons": lambda i: model.predict_one(pairs[i % n][0], pairs[i % n][1], p_gold[i % n],
-                                                                classes),
-        "predict_one_without_reasons": lambda i: model.predict_one(pairs[i % n][0], pairs[i % n][1], p_gold[i % n],
-                                                                   classes, reasons=False),
-        "cue_matching_only": lambda i: _cue_block(case_text(*pairs[i % n]), lexicon),
-        "lgbmclassifier_predict_proba_1row": lambda i: model.classifier_.predict_proba(X[i % n: i % n + 1]),
-        "booster_predict_1row_default_threads": lambda i: booster.predict(X[i % n: i % n + 1]),
-        "booster_predict_1row_num_threads_1": lambda i: booster.predict(X[i % n: i % n + 1], num_threads=1),
-        "booster_pred_contrib_1row_num_threads_1": lambda i: booster.predict(X[i % n: i % n + 1], pred_contrib=True,
-                                                                             num_threads=1),
-    }
-    scorer = model.text_scorer_
-    if scorer is not None:
-        parts["text_score_only_warm_tokenise_cache"] = lambda i: scorer.predict_proba_docs(
-            [_doc(case_text(*pairs[i % n]))])
-    for name, fn in parts.items():
-        reps = 200 if "default_threads" in name or "lgbmclassifier" in name else 1000
-        lat = timed(fn, reps)
-        out[name] = {"p50_ms": float(np.median(lat)), "p99_ms": float(np.percentile(lat, 99))}
-
-    # The tokenise cache: cold (cleared before every case: predict_one tokenises itself) and warm (the router
-    # tokenised the same case_text just before, as in /v1/triage). One pass over the cases each, untimed
-    # preparation outside the clock.
-    def cache_pass(warm: bool) -> list[float]:
-        lat = []
-        for i in range(n):
-            title, body = pairs[i]
-            _tokenise_cached.cache_clear()
-            if warm:
-                tokenise(case_text(title, body))
-            s = time.perf_counter()
-            model.predict_one(title, body, p_gold[i], classes)
-            lat.append((time.perf_counter() - s) * 1000)
-        return lat
-
-    for warm in (False, True):
-        lat = cache_pass(warm)
-        out[f"predict_one_with_reasons_{'warm' if warm else 'cold'}_tokenise_cache"] = {
-            "p50_ms": float(np.median(lat)), "p99_ms": float(np.percentile(lat, 99))}
-    s = time.perf_counter()
-    model.predict(gold, p_gold, classes)
-    out["batch_predict_cases_per_s"] = len(gold) / (time.perf_counter() - s)
-    return out
-
-
-def print_table(report: dict[str, Any], output: Path) -> None:
-    table = Table(title=f"risk levels on {report['data']['gold_cases']} annotated cases, "
-                        f"{len(report['results']['rules']['per_fold_red_recall'])}-fold CV (pooled test folds)")
-    for col in ("variant", "red R", "red P", "F1 red", "F1 yellow", "F1 green", "macro-F1", "≥yellow R",
-                "red AP", "P@R.90*"):
-        table.add_column(col, justify="left" if col == "variant" else "right")
-    rows = [*report["results"].items(), *report["ablation_weak_label_weight"].items()]
-    for name, r in rows:
-        table.add_row(
-            name, f"{r['red_recall']:.3f}", f"{r['red_precision']:.3f}", f"{r['f1']['red']:.3f}",
-            f"{r['f1']['yellow']:.3f}", f"{r['f1']['green']:.3f}", f"{r['macro_f1']:.3f}",
-            f"{r['at_least_yellow_recall']:.3f}", f"{r.get('red_average_precision', float('nan')):.3f}",
-            f"{r.get('oracle_red_precision_at_recall_0.90', float('nan')):.3f}",
-        )
+def print_table(report: dict[str, Any]) -> None:
+    where = "blind" if report["blind_scored"] else "development"
+    table = Table(title=f"risk levels ({where})")
+    for col in ("variant", "figures on", "red recall", "red precision", ">=yellow recall", "macro-F1",
+                "confusion (rows true r/y/g, cols pred)"):
+        table.add_column(col)
+    for name, variant in report["variants"].items():
+        parts = [("blind", variant["blind"])] if "blind" in variant else []
+        parts += [(f"OOF {k.removeprefix('oof_')}", v) for k, v in variant["development"].items()
+                  if k.startswith("oof_")]
+        for label, m in parts:
+            table.add_row(name, label, f"{m['red_recall']:.3f}", f"{m['red_precision']:.3f}",
+                          f"{m['at_least_yellow_recall']:.3f}", f"{m['macro_f1']:.3f}",
+                          str(m["confusion_rows_true_cols_pred_red_yellow_green"]))
     console.print(table)
-    console.print("* P@R.90: best red precision at red recall >= 0.90 with the threshold picked on the pooled test "
-                  "predictions (an oracle: ranking quality, not an achievable operating point).")
-    for name in (f"model@red_target={report['risk_params']['red_recall_target']}", "rules"):
-        cm = report["results"][name]["confusion_rows_true_cols_pred_red_yellow_green"]
-        console.print(f"confusion {name} (rows true red/yellow/green, cols predicted): {cm}", highlight=False)
-    for variant in ("no_text_score", "text_score"):
-        lat = report["latency"][variant]
-        console.print(
-            f"[{variant}] predict_one p50 cold tokenise cache "
-            f"{lat['predict_one_with_reasons_cold_tokenise_cache']['p50_ms']:.3f} ms, warm "
-            f"{lat['predict_one_with_reasons_warm_tokenise_cache']['p50_ms']:.3f} ms", highlight=False)
-    lat = report["latency"][report["latency"]["default"]]
-    console.print(
-        f"latency p50 ({report['latency']['default']}): predict_one with reasons "
-        f"{lat['predict_one_with_reasons']['p50_ms']:.3f} ms "
-        f"(p99 {lat['predict_one_with_reasons']['p99_ms']:.3f}), cues {lat['cue_matching_only']['p50_ms']:.3f} ms, "
-        f"booster 1 row {lat['booster_predict_1row_num_threads_1']['p50_ms']:.3f} ms (1 thread) vs "
-        f"{lat['booster_predict_1row_default_threads']['p50_ms']:.3f} ms (default threads), LGBMClassifier "
-        f"{lat['lgbmclassifier_predict_proba_1row']['p50_ms']:.3f} ms, pred_contrib "
-        f"{lat['booster_pred_contrib_1row_num_threads_1']['p50_ms']:.3f} ms", highlight=False)
-    demo = report["demo"]
-    table = Table(title=f"demo data: train {demo['train_rows']} / held-out {demo['test_rows']} "
-                        f"(train_test_split_grouped seed {demo['seed']}, test_size {demo['test_size']})")
-    for col in ("variant", "red R", "red P", "F1 red", "F1 yellow", "F1 green", "macro-F1", "≥yellow R"):
-        table.add_column(col, justify="left" if col == "variant" else "right")
-    for name, r in demo["results"].items():
-        table.add_row(name, f"{r['red_recall']:.3f}", f"{r['red_precision']:.3f}", f"{r['f1']['red']:.3f}",
-                      f"{r['f1']['yellow']:.3f}", f"{r['f1']['green']:.3f}", f"{r['macro_f1']:.3f}",
-                      f"{r['at_least_yellow_recall']:.3f}")
-    console.print(table)
-    console.print(f"total {report['timings_s']['total']:.0f}s; written to {output}", highlight=False)
+    if "targets" in report:
+        console.print(f"targets: {report['targets']}", highlight=False)
+        crit = report["variants"]["model"]["blind"]["per_criterion"]
+        console.print("model, blind, per criterion (n, share at its level or above): "
+                      + ", ".join(f"{c} {v['n']} {v['recall_at_level']:.2f}" for c, v in crit.items()),
+                      highlight=False)
+        console.print(f"reasons: {report['variants']['model']['blind']['reasons']}", highlight=False)
+    console.print(f"timing: {report['timing_seconds']}", highlight=False)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--config", type=Path, default=ROOT / "experiments" / "router.yaml")
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--params", default="", help="RiskParams overrides as JSON, e.g. '{\"num_leaves\": 15}'")
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--params", default="", help="RiskParams overrides as JSON, e.g. '{\"text_C\": 2.0}'")
+    parser.add_argument("--tune", action="store_true",
+                        help="development run: out-of-fold figures on the training labels only, the blind set unscored")
+    parser.add_argument("--output", type=Path, default=None, help=f"results file (default {RESULTS}; none with --tune)")
     parser.add_argument("--router-cache", type=Path, default=None,
-                        help="development shortcut: reuse the out-of-fold router probabilities saved here "
-                             "(.npz outside the project); the recorded results are run without it")
+                        help="keep the router probabilities here between development runs")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     needed = [args.data_dir / "tipdm2020" / "messages_labeled.csv", args.data_dir / "risk" / "risk_labels_dev.csv"]
-    missing = [str(p) for p in needed if not p.exists()]
-    if missing:
-        console.print(f"[yellow]skipped:[/] {', '.join(missing)} absent (the shared data is not on this machine)")
+    if not all(p.is_file() for p in needed):
+        console.print(f"skipped: the shared data is absent ({args.data_dir}); this benchmark needs the real cases")
         return 0
     report = run(args)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
-    print_table(report, args.output)
+    print_table(report)
+    output = args.output or (None if args.tune else RESULTS)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(report, ensure_ascii=False, indent=1, default=float) + "\n", "utf-8")
+        console.print(f"results written to {output}", highlight=False)
     return 0
 
 

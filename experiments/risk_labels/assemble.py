@@ -4,8 +4,8 @@ figures of the second reading.
     .venv/bin/python experiments/risk_labels/assemble.py --annotations /tmp/risklabel/out \\
         [--adjudication /tmp/risklabel/out/adjudication.csv] [--disagreements /tmp/risklabel/disagreements.jsonl]
 
-Input (outside the repository; the annotators' output, ids + labels only): ``blind-NN.csv`` and
-``train-NN.csv`` (first readings, one annotator per slice), ``second-NN.csv`` (independent second
+Input (outside the repository; the annotators' output, ids + labels only): ``blind-NN.csv``,
+``train-NN.csv`` and ``train2-NN.csv`` (first readings, one annotator per slice), ``second-NN.csv`` (independent second
 readings of a random part of them), and optionally ``adjudication.csv``: the level and criterion decided
 for each case the two readings put at different levels, by re-reading the rubric with both readings side
 by side. Writes beside this file:
@@ -97,8 +97,7 @@ def main() -> int:
 
     assignment = pd.read_csv(HERE / "assignment.csv", dtype=str, keep_default_na=False)
     assignment["source"] = assignment["source"].map(lambda s: POOL_FILES.get(s, s))
-    first = pd.concat([_readings(args.annotations, "train"), _readings(args.annotations, "blind")],
-                      ignore_index=True)
+    first = pd.concat([_readings(args.annotations, p) for p in ("train", "train2", "blind")], ignore_index=True)
     first = first.merge(assignment[[*KEY, "split"]], on=KEY, how="left", validate="one_to_one")
     if first["split"].isna().any():
         print(f"{int(first['split'].isna().sum())} labelled cases are not in assignment.csv")

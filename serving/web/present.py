@@ -139,7 +139,8 @@ def highlight(title: str | None, body: str | None, reasons: Any) -> HighlightedT
 
 
 def reason_views(reasons: Any) -> list[ReasonView]:
-    """Model reasons first (as stored: strongest first), then each distinct cue phrase once."""
+    """The reasons in stored order (for red and yellow: the rubric criterion and its phrases first), each
+    distinct cue phrase once."""
     views: list[ReasonView] = []
     seen: set[tuple[str, str]] = set()
     for reason in risk_reasons(reasons):
