@@ -24,11 +24,12 @@ Protocol (experiments/risk_labels/PROTOCOL.md says it in full):
   that copy them; a sixth router on all of it scores every other case (the blind set included).
 - **hot-issue context**: every case's burst statistics at intake, from one time-ordered replay of the
   weak, gold and blind cases together (what `triage train` and `triage predict` compute).
-- **variants**: ``model`` (the default `RiskParams`: with this many gold labels the weak rows are left
-  out, ``weak_until_real``; the text model learns from the gold labels only), ``with_weak_rows`` (weak
-  rows kept at ``weak_label_weight``), ``text_only`` (the text model's level head alone, with
-  bands chosen the same way) and ``rules`` (`features.risk_cues.rule_risk_level`; no training). Bands are
-  chosen inside `RiskModel.fit` on out-of-fold predictions of the gold rows, never on the blind set.
+- **variants**: ``model`` (the risk parameters of the config: with this many gold labels the weak rows
+  are left out, ``weak_until_real``; the text model learns from the gold labels only), with
+  ``--ablations`` also ``with_weak_rows`` (weak rows kept at ``weak_label_weight``), ``text_only`` (the
+  text model's level head alone, with bands chosen the same way) and ``rules``
+  (`features.risk_cues.rule_risk_level`; no training). Bands are chosen inside `RiskModel.fit` on
+  out-of-fold predictions of the gold rows, never on the blind set.
 - per rubric criterion, the share of blind cases of that criterion the model puts at its level or above,
   and whether the first reason of a red or yellow case names the annotated criterion.
 """
@@ -307,8 +308,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     variants: dict[str, Any] = {}
     fit_seconds: dict[str, float] = {}
     models: dict[str, RiskModel] = {}
-    with_weak = params.model_copy(update={"weak_until_real": 0})
-    for name, p in (("model", params), ("with_weak_rows", with_weak)):
+    fits = [("model", params)]
+    if args.ablations:
+        fits.append(("with_weak_rows", params.model_copy(update={"weak_until_real": 0})))
+    for name, p in fits:
         rows = np.arange(len(y))
         t = time.perf_counter()
         models[name] = RiskModel(p).fit_features(
@@ -430,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tune", action="store_true",
                         help="development run: out-of-fold figures on the training labels only, the blind set unscored")
     parser.add_argument("--output", type=Path, default=None, help=f"results file (default {RESULTS}; none with --tune)")
+    parser.add_argument("--ablations", action="store_true",
+                        help="also fit the model with the weak rows kept (about 3 minutes more)")
     parser.add_argument("--router-cache", type=Path, default=None,
                         help="keep the router probabilities here between development runs")
     args = parser.parse_args(argv)

@@ -558,10 +558,17 @@ FORM_FEATURES: frozenset[str] = frozenset(
 )
 
 
+#: Below this the text model's score reads "unlike ... cases" (`feature_text`): no reason for red or yellow.
+SIMILAR_FROM = 0.2
+
+
 def situational_feature(name: str, value: float) -> bool:
-    """Whether a model feature may stand as a reason for red or yellow: present in the case (value > 0), and
-    about the situation (cues, people counts, bursts, resemblance to red / yellow cases), not the form of
-    the message nor the department it resembles."""
+    """Whether a model feature may stand as a reason for red or yellow: present in the case (value > 0; for
+    the text model's scores, similar enough to say so), and about the situation (cues, people counts,
+    bursts, resemblance to red / yellow cases), not the form of the message nor the department it
+    resembles."""
+    if name.startswith((TEXT_SCORE_PREFIX, TEXT_CRITERION_PREFIX)) and value < SIMILAR_FROM:
+        return False
     return value > 0 and name not in FORM_FEATURES and not name.startswith(DEPT_PREFIX)
 
 
@@ -687,7 +694,7 @@ def feature_text(name: str, value: float, reference: float | None = None) -> str
     if name.startswith(TEXT_CRITERION_PREFIX):
         criterion = name[len(TEXT_CRITERION_PREFIX):]
         label = risk_cues.CRITERION_NAMES.get(criterion, criterion)
-        if value >= 0.2:
+        if value >= SIMILAR_FROM:
             return f"文本与「{label}」的已标注案例相似（可能性{value:.0%}）"
         return f"文本不像「{label}」的已标注案例（可能性{value:.0%}）"
     if name.startswith(CATEGORY_PREFIX):
@@ -1241,8 +1248,8 @@ class RiskModel:
         the lexicon nor the text model names a criterion of the level.
 
         The criterion is the one of the level the lexicon found most often (ties and no cue: the text
-        model's most likely); its phrases are the lexicon's matches, then the text model's strongest terms for
-        it that occur in the text as written ("learned" phrases)."""
+        model's most likely); its phrases are the lexicon's matches, or, when the lexicon found none, the
+        text model's strongest terms for it that occur in the text as written ("learned" phrases)."""
         if level == "green":
             return []
         scorer = self._text_scorer()
@@ -1258,28 +1265,27 @@ class RiskModel:
             criterion = evidence.criterion
         else:
             return []
-        phrases: list[Reason] = []
-        for m in at_level:
-            if m.criterion == criterion and all(p.text != m.phrase for p in phrases):
-                phrases.append(Reason(kind="cue", text=m.phrase, criterion=criterion, category=m.category,
-                                      start=m.start, end=m.end))
-        if evidence is not None and evidence.criterion == criterion and text:
+        # Every lexicon match of the criterion (each occurrence, so the page marks them all); the text model's
+        # strongest phrases found in the text only where the lexicon has none: the situations it never listed.
+        phrases = [Reason(kind="cue", text=m.phrase, criterion=criterion, category=m.category, start=m.start,
+                          end=m.end) for m in at_level if m.criterion == criterion]
+        if not phrases and evidence is not None and evidence.criterion == criterion and text:
             for phrase in evidence.phrases:
+                start = text.find(phrase)
+                if start >= 0 and not any(phrase in p.text or p.text in phrase for p in phrases):
+                    phrases.append(Reason(kind="cue", text=phrase, criterion=criterion, category=LEARNED_CATEGORY,
+                                          start=start, end=start + len(phrase)))
                 if len(phrases) >= MAX_CRITERION_PHRASES:
                     break
-                start = text.find(phrase)
-                if start < 0 or any(phrase in p.text or p.text in phrase for p in phrases):
-                    continue
-                phrases.append(Reason(kind="cue", text=phrase, criterion=criterion, category=LEARNED_CATEGORY,
-                                      start=start, end=start + len(phrase)))
+        quoted = list(dict.fromkeys(p.text for p in phrases))[:MAX_CRITERION_PHRASES]
         name = risk_cues.CRITERION_NAMES[criterion]
         colour = {"red": "红色", "yellow": "黄色"}[level]
         number = criterion.split("-", 1)[1]
-        quoted = "、".join(f"“{p.text}”" for p in phrases[:MAX_CRITERION_PHRASES])
-        wording = f"符合{colour}标准{number}「{name}」" + (f"：文中{quoted}" if quoted else "")
+        shown_phrases = "、".join(f"“{q}”" for q in quoted)
+        wording = f"符合{colour}标准{number}「{name}」" + (f"：文中{shown_phrases}" if quoted else "")
         probability = evidence.probability if evidence is not None and evidence.criterion == criterion else None
         head = Reason(kind="criterion", text=wording, criterion=criterion, value=probability)
-        return [head, *phrases[:MAX_CRITERION_PHRASES]]
+        return [head, *phrases]
 
     def _model_reasons(self, x: np.ndarray, contrib: np.ndarray, c: int) -> list[Reason]:
         """Features that pushed toward level ``c``: its contribution minus the mean over the other levels.

@@ -5,10 +5,10 @@ figures of the second reading.
         [--adjudication /tmp/risklabel/out/adjudication.csv] [--disagreements /tmp/risklabel/disagreements.jsonl]
 
 Input (outside the repository; the annotators' output, ids + labels only): ``blind-NN.csv``,
-``train-NN.csv`` and ``train2-NN.csv`` (first readings, one annotator per slice), ``second-NN.csv`` (independent second
-readings of a random part of them), and optionally ``adjudication.csv``: the level and criterion decided
-for each case the two readings put at different levels, by re-reading the rubric with both readings side
-by side. Writes beside this file:
+``train-NN.csv``, ``train2-NN.csv`` ... (first readings of each draw, one annotator per slice),
+``second-NN.csv`` (independent second readings of a random part of them), and optionally
+``adjudication.csv``: the level and criterion decided for each case the two readings put at different
+levels, by re-reading the rubric with both readings side by side. Writes beside this file:
 
 - ``train.csv``, ``blind.csv``: source (path under ``../shared/data``), case_id, risk_level, criterion,
   reason, annotator, adjudicated: the labels training and the benchmark join with the shared data;
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -97,7 +98,9 @@ def main() -> int:
 
     assignment = pd.read_csv(HERE / "assignment.csv", dtype=str, keep_default_na=False)
     assignment["source"] = assignment["source"].map(lambda s: POOL_FILES.get(s, s))
-    first = pd.concat([_readings(args.annotations, p) for p in ("train", "train2", "blind")], ignore_index=True)
+    prefixes = sorted({p.stem.split("-")[0] for p in args.annotations.glob("*-*.csv")})
+    first = pd.concat([_readings(args.annotations, p) for p in prefixes if re.fullmatch(r"train\d*|blind", p)],
+                      ignore_index=True)
     first = first.merge(assignment[[*KEY, "split"]], on=KEY, how="left", validate="one_to_one")
     if first["split"].isna().any():
         print(f"{int(first['split'].isna().sum())} labelled cases are not in assignment.csv")

@@ -95,7 +95,7 @@ def _source_alias(source: str) -> str:
 
 def draw(
     data_dir: Path, n_blind: int, n_train: int, cue_share: float, slice_size: int, blind_top_up: int = 0,
-    more_train: int = 0,
+    more_train: tuple[int, ...] = (),
 ) -> pd.DataFrame:
     pool = load_pool(data_dir)
     dev_ids, dev_keys, dev_prefixes = dev_exclusions(data_dir)
@@ -138,22 +138,27 @@ def draw(
         extra = pool.loc[np.random.default_rng(SEED + 1).choice(rest, size=blind_top_up, replace=False)].copy()
         extra["stratum"], extra["split"], extra["slice"] = "random", "blind", "blind-topup"
         drawn = pd.concat([drawn, extra])
-    if more_train:
-        # A later, separate draw of training cases by the same 60/40 recipe, leaving every earlier one as it was.
-        has_text = (pool["title"].str.strip() + pool["body"].str.strip()) != ""
-        free = has_text & ~pool.index.isin(drawn.index)
-        rng2 = np.random.default_rng(SEED + 2)
-        n_cue2 = round(more_train * cue_share)
-        cue2 = rng2.choice(pool.index[free & (pool["stratum"] == "cue")].to_numpy(), size=n_cue2, replace=False)
-        rest2 = pool.index[free & ~pool.index.isin(cue2)].to_numpy()
-        rand2 = rng2.choice(rest2, size=more_train - n_cue2, replace=False)
-        extra = pool.loc[np.concatenate([cue2, rand2])].copy()
-        extra["stratum"] = ["cue"] * n_cue2 + ["random"] * (more_train - n_cue2)
-        extra["split"] = "train"
-        extra = extra.sample(frac=1.0, random_state=SEED + 2)
-        extra["slice"] = [f"train2-{i // 250 + 1:02d}" for i in range(len(extra))]  # 8 annotators
-        drawn = pd.concat([drawn, extra])
+    # Later, separate draws of training cases by the same 60/40 recipe, each leaving the earlier ones as they were.
+    for draw_no, size in enumerate(more_train, start=2):
+        drawn = pd.concat([drawn, _more_training_cases(pool, drawn, size, cue_share, draw_no)])
     return drawn
+
+
+def _more_training_cases(pool: pd.DataFrame, drawn: pd.DataFrame, size: int, cue_share: float,
+                         draw_no: int) -> pd.DataFrame:
+    has_text = (pool["title"].str.strip() + pool["body"].str.strip()) != ""
+    free = has_text & ~pool.index.isin(drawn.index)
+    rng = np.random.default_rng(SEED + draw_no)
+    n_cue = round(size * cue_share)
+    cue = rng.choice(pool.index[free & (pool["stratum"] == "cue")].to_numpy(), size=n_cue, replace=False)
+    rest = pool.index[free & ~pool.index.isin(cue)].to_numpy()
+    rand = rng.choice(rest, size=size - n_cue, replace=False)
+    extra = pool.loc[np.concatenate([cue, rand])].copy()
+    extra["stratum"] = ["cue"] * n_cue + ["random"] * (size - n_cue)
+    extra["split"] = "train"
+    extra = extra.sample(frac=1.0, random_state=SEED + draw_no)
+    extra["slice"] = [f"train{draw_no}-{i // 250 + 1:02d}" for i in range(len(extra))]  # 250 per annotator
+    return extra
 
 
 def write_sheets(drawn: pd.DataFrame, directory: Path) -> None:
@@ -175,14 +180,15 @@ def main() -> int:
     parser.add_argument("--cue-share", type=float, default=0.6)
     parser.add_argument("--slice-size", type=int, default=200)
     parser.add_argument("--blind-top-up", type=int, default=5, help="blind cases drawn after the first draw")
-    parser.add_argument("--more-train", type=int, default=2000, help="training cases of a second, later draw")
+    parser.add_argument("--more-train", type=int, nargs="*", default=[2000, 3000],
+                        help="sizes of the later draws of training cases, in the order they were made")
     parser.add_argument("--sheets", type=Path, help="write annotators' sheets (with text) here, outside the repo")
     args = parser.parse_args()
     if not (args.data_dir / "tipdm2020").is_dir():
         print(f"skipped: no shared data at {args.data_dir}")
         return 0
     drawn = draw(args.data_dir, args.blind, args.train, args.cue_share, args.slice_size, args.blind_top_up,
-                 args.more_train)
+                 tuple(args.more_train))
     out = drawn[["source", "case_id", "split", "stratum", "slice"]].sort_values(["split", "slice", "source", "case_id"])
     out.to_csv(HERE / "assignment.csv", index=False)
     if args.sheets:

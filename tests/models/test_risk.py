@@ -261,7 +261,9 @@ def test_a_red_case_opens_with_its_rubric_criterion_and_the_phrases_that_show_it
             break
         phrases.append(reason)
     assert phrases and phrases[0].text == "燃气泄漏"
-    assert all(text[r.start:r.end] == r.text and f"“{r.text}”" in head.text for r in phrases)
+    assert all(text[r.start:r.end] == r.text for r in phrases)
+    quoted = list(dict.fromkeys(r.text for r in phrases))[:3]
+    assert head.text.endswith("、".join(f"“{q}”" for q in quoted))
 
 
 def test_form_features_never_stand_as_reasons_for_red_or_yellow(model: RiskModel, demo_cases: pd.DataFrame,
@@ -275,10 +277,11 @@ def test_form_features_never_stand_as_reasons_for_red_or_yellow(model: RiskModel
         assert result.reasons[0].criterion.startswith(result.level) or result.reasons[1].kind == "rule"
         for reason in (r for r in result.reasons if r.kind == "model"):
             assert reason.feature not in FORM_FEATURES and not reason.feature.startswith("dept_p:")
-            assert reason.value > 0
+            assert reason.value > 0 and "不像" not in reason.text
     # Green cases may still be explained by the form of the message.
     assert situational_feature("cue_red_1", 1.0) and not situational_feature("cue_red_1", 0.0)
     assert not situational_feature("title_chars", 30.0) and not situational_feature("text_p:green", 0.9)
+    assert situational_feature("text_p:red", 0.45) and not situational_feature("text_c:red-4", 0.06)
 
 
 def test_weak_rows_are_left_out_once_there_are_enough_real_labels(
