@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from features.risk_cues import match_cues
+from features.risk_cues import CRITERION_NAMES, match_cues
 from features.text import case_text
 from serving.store import CaseInput, PredictionInput, PredictionRecord, Store
 
@@ -63,6 +63,17 @@ def cue_reasons(title: str, body: str) -> list[dict[str, object]]:
     ]
 
 
+def criterion_reasons(level: str, cues: list[dict[str, object]]) -> list[dict[str, object]]:
+    """The criterion reason a risk model puts first for a red or yellow case, from its cues at that level."""
+    at_level = [c for c in cues if str(c["criterion"]).startswith(f"{level}-")]
+    if level == "green" or not at_level:
+        return []
+    criterion = str(at_level[0]["criterion"])
+    colour = {"red": "红色", "yellow": "黄色"}[level]
+    return [{"kind": "criterion", "criterion": criterion,
+             "text": f"符合{colour}标准{criterion[-1]}「{CRITERION_NAMES[criterion]}」：文中“{at_level[0]['text']}”"}]
+
+
 def store_case(
     store: Store, seed: SeedCase, *, received_at: datetime | None = None, hot_issue_id: str | None = None
 ) -> PredictionRecord:
@@ -71,11 +82,13 @@ def store_case(
     if seed.department != top[0]["label"]:
         top = [{"label": seed.department, "probability": 0.62}, *[t for t in top if t["label"] != seed.department][:2]]
     probabilities = {"red": 0.1, "yellow": 0.1, "green": 0.1, seed.level: 0.8}
+    cues = cue_reasons(seed.title, seed.body)
     reasons = {
         "risk": [
+            *criterion_reasons(seed.level, cues),
+            *cues,
             {"kind": "model", "text": "文本整体与红色案例相似（可能性80%）", "feature": "text_p:red", "value": 0.8,
              "weight": 2.5},
-            *cue_reasons(seed.title, seed.body),
         ],
         "hot_issue": None if hot_issue_id is None else {"id": hot_issue_id, "level": None, "cases": 2,
                                                         "reporters": 2},

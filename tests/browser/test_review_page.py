@@ -43,6 +43,10 @@ def test_review_a_red_case_then_confirm_and_next_by_keyboard(
     assert marks.count() == 2 and marks.first.inner_text() == "燃气味"
     assert "危及生命" in (marks.first.get_attribute("title") or "")
     assert "随时可能出事" in page.locator(".case-body mark").all_inner_texts()
+    # Its first reason is the rubric criterion it meets, with the phrase that shows it.
+    first_reason = page.locator("ul.reasons li").first
+    assert "criterion-reason" in (first_reason.get_attribute("class") or "")
+    assert "符合红色标准1「危及生命或人身安全」" in first_reason.inner_text()
 
     # Change its level to yellow with a note; the page comes back with the decision kept.
     page.select_option("#level", "yellow")
