@@ -222,12 +222,18 @@ def test_adding_a_gas_leak_to_a_green_case_raises_its_level(model: RiskModel, de
     assert result.probabilities["red"] > model.predict_one(GREEN_TITLE, GREEN_BODY).probabilities["red"]
 
 
-def test_reasons_give_the_cue_phrase_with_offsets_and_model_reasons_in_chinese(
-    model: RiskModel, demo_bundle: TriageBundle
-) -> None:
+@pytest.fixture(scope="module")
+def gas_leak_case(model: RiskModel, demo_bundle: TriageBundle) -> tuple[str, object, str]:
+    """(level, result, case_text) of a green question with a gas leak added."""
     body = GREEN_BODY + GAS_LEAK
-    _, result = level_of(model, GREEN_TITLE, body, demo_bundle)
-    text = case_text(GREEN_TITLE, body)
+    level, result = level_of(model, GREEN_TITLE, body, demo_bundle)
+    return level, result, case_text(GREEN_TITLE, body)
+
+
+def test_reasons_give_the_cue_phrase_with_offsets_and_model_reasons_in_chinese(
+    model: RiskModel, gas_leak_case: tuple[str, object, str]
+) -> None:
+    _, result, text = gas_leak_case
     cues = [r for r in result.reasons if r.kind == "cue"]
     gas = [r for r in cues if r.text == "燃气泄漏"]
     assert gas and gas[0].criterion == "red-1" and gas[0].category == "gas_leak"
@@ -246,11 +252,9 @@ def test_reasons_give_the_cue_phrase_with_offsets_and_model_reasons_in_chinese(
 
 
 def test_a_red_case_opens_with_its_rubric_criterion_and_the_phrases_that_show_it(
-    model: RiskModel, demo_bundle: TriageBundle
+    gas_leak_case: tuple[str, object, str],
 ) -> None:
-    body = GREEN_BODY + GAS_LEAK
-    level, result = level_of(model, GREEN_TITLE, body, demo_bundle)
-    text = case_text(GREEN_TITLE, body)
+    level, result, text = gas_leak_case
     assert level == "red"
     head = result.reasons[0]
     assert head.kind == "criterion" and head.criterion == "red-1"
