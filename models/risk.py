@@ -1236,9 +1236,7 @@ class RiskModel:
             for m in matches
             if (m.phrase, m.criterion) not in shown
         ]
-        model = self._model_reasons(x, contrib, LEVELS.index(level))
-        if level != "green":
-            model = [r for r in model if situational_feature(r.feature or "", r.value or 0.0)]
+        model = self._model_reasons(x, contrib, LEVELS.index(level), situational_only=level != "green")
         rule: list[Reason] = []
         if lifted:
             red_criteria = sorted({m.criterion for m in matches if m.criterion.startswith("red")})
@@ -1291,8 +1289,11 @@ class RiskModel:
         head = Reason(kind="criterion", text=wording, criterion=criterion, value=probability)
         return [head, *phrases]
 
-    def _model_reasons(self, x: np.ndarray, contrib: np.ndarray, c: int) -> list[Reason]:
-        """Features that pushed toward level ``c``: its contribution minus the mean over the other levels.
+    def _model_reasons(
+        self, x: np.ndarray, contrib: np.ndarray, c: int, *, situational_only: bool = False
+    ) -> list[Reason]:
+        """Features that pushed toward level ``c``: its contribution minus the mean over the other levels,
+        strongest first; with ``situational_only``, the strongest of those `situational_feature` accepts.
 
         Softmax probabilities only depend on differences of raw scores, so a feature raising every level's
         score alike explains nothing; this difference is what moves P(level) up.
@@ -1300,13 +1301,14 @@ class RiskModel:
         n_features = len(self.feature_names_)
         others = [j for j in range(len(LEVELS)) if j != c]
         toward = contrib[c, :n_features] - contrib[others, :n_features].mean(axis=0)
-        order = np.argsort(-toward, kind="stable")[: self.params.max_model_reasons]
-        out = []
-        for j in order:
-            if toward[j] <= 1e-6:
+        out: list[Reason] = []
+        for j in np.argsort(-toward, kind="stable"):
+            if toward[j] <= 1e-6 or len(out) >= self.params.max_model_reasons:
                 break
             name = self.feature_names_[j]
             value = float(x[j])
+            if situational_only and not situational_feature(name, value):
+                continue
             out.append(
                 Reason(kind="model", text=feature_text(name, value, self.medians_.get(name)), feature=name,
                        value=value, weight=round(float(toward[j]), 4))
