@@ -1070,9 +1070,7 @@ class RiskModel:
         return [*TEXT_SCORE_FEATURES, *(f"{TEXT_CRITERION_PREFIX}{c}" for c in stacked)]
 
     def _text_block(self, scorer: TextScorer, docs: Sequence[str]) -> np.ndarray:
-        levels = scorer.predict_proba_docs(docs)
-        stacked = self.__dict__.get("text_criterion_features_", [])
-        return np.hstack([levels, scorer.criterion_proba_docs(docs, stacked)]) if stacked else levels
+        return np.hstack(scorer.score_docs(docs, self.__dict__.get("text_criterion_features_", [])))
 
     def _text_scorer(self) -> TextScorer | None:
         return self.__dict__.get("text_scorer_")  # absent in models pickled before the text score

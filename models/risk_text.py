@@ -159,27 +159,26 @@ class TextScorer:
         weights = (np.log(tf) + 1.0) * self.idf_[idx]
         return idx, weights / np.sqrt(weights @ weights)
 
+    def score_docs(self, docs: Sequence[str], criteria: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
+        """(P(red), P(yellow), P(green)) and P(criterion) for each of ``criteria`` (zeros for one the head never
+        saw), per document, from one pass over each document's terms (the serving path needs both)."""
+        levels = np.empty((len(docs), len(LEVELS)), dtype=np.float64)
+        named = np.zeros((len(docs), len(criteria)), dtype=np.float64)
+        heads = self.criterion_classes_ if self.criterion_coef_ is not None else []
+        cols = [(j, heads.index(c)) for j, c in enumerate(criteria) if c in heads]
+        for i, doc in enumerate(docs):
+            idx, weights = self._weights(doc)
+            levels[i] = self.intercept_ + (weights @ self.coef_[idx] if len(idx) else 0.0)
+            if cols:
+                raw = self.criterion_intercept_ + (weights @ self.criterion_coef_[idx] if len(idx) else 0.0)
+                proba = _softmax(raw[None, :])[0]
+                for j, k in cols:
+                    named[i, j] = proba[k]
+        return _softmax(levels), named
+
     def predict_proba_docs(self, docs: Sequence[str]) -> np.ndarray:
         """P(red), P(yellow), P(green) per document."""
-        out = np.empty((len(docs), len(LEVELS)), dtype=np.float64)
-        for i, doc in enumerate(docs):
-            idx, weights = self._weights(doc)
-            out[i] = self.intercept_ + (weights @ self.coef_[idx] if len(idx) else 0.0)
-        return _softmax(out)
-
-    def criterion_proba_docs(self, docs: Sequence[str], criteria: Sequence[str]) -> np.ndarray:
-        """P(criterion) per document for each of ``criteria`` (zeros for one the head never saw)."""
-        out = np.zeros((len(docs), len(criteria)), dtype=np.float64)
-        if self.criterion_coef_ is None:
-            return out
-        cols = [(j, self.criterion_classes_.index(c)) for j, c in enumerate(criteria) if c in self.criterion_classes_]
-        for i, doc in enumerate(docs):
-            idx, weights = self._weights(doc)
-            raw = self.criterion_intercept_ + (weights @ self.criterion_coef_[idx] if len(idx) else 0.0)
-            proba = _softmax(raw[None, :])[0]
-            for j, k in cols:
-                out[i, j] = proba[k]
-        return out
+        return self.score_docs(docs)[0]
 
     def criterion_evidence(self, doc: str, level: str, max_phrases: int = 3) -> CriterionEvidence | None:
         """The most likely criterion of ``level`` for this document and the phrases that weigh most for it;
@@ -252,7 +251,7 @@ def text_oof(
 
     def score(scorer: TextScorer, rows: np.ndarray) -> np.ndarray:
         chosen = [docs[i] for i in rows]
-        return np.hstack([scorer.predict_proba_docs(chosen), scorer.criterion_proba_docs(chosen, criterion_features)])
+        return np.hstack(scorer.score_docs(chosen, criterion_features))
 
     full = fit(fit_rows, with_criteria=True)
     others = np.setdiff1d(np.arange(len(y)), fit_rows)

@@ -18,13 +18,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.risk_cues import CRITERIA
+from features.risk_cues import CRITERIA, LEVELS
 from training.loading import DataError, load_cases, read_table
 
 logger = logging.getLogger(__name__)
 
 LABEL_COLUMNS: tuple[str, ...] = ("source", "case_id", "risk_level", "criterion", "reason")
-LEVELS: tuple[str, ...] = ("red", "yellow", "green")
 _CRITERIA_OF: dict[str, set[str]] = {
     "red": {c for c in CRITERIA if c.startswith("red-")},
     "yellow": {c for c in CRITERIA if c.startswith("yellow-")},

@@ -59,8 +59,9 @@ def test_criterion_probabilities_follow_the_head_and_are_zero_for_an_unseen_crit
     scorer_and_docs: tuple[TextScorer, list[str], np.ndarray, list[str | None]],
 ) -> None:
     scorer, docs, _, _ = scorer_and_docs
-    proba = scorer.criterion_proba_docs(docs[:5], ["red-1", "red-9"])
+    levels, proba = scorer.score_docs(docs[:5], ["red-1", "red-9"])
     assert proba.shape == (5, 2) and (proba[:, 1] == 0).all() and ((proba[:, 0] > 0) & (proba[:, 0] < 1)).all()
+    np.testing.assert_array_equal(levels, scorer.predict_proba_docs(docs[:5]))  # one pass gives both
 
 
 def test_out_of_fold_scores_never_come_from_a_scorer_that_saw_the_row(
