@@ -28,6 +28,8 @@ Limits (by design, pattern matching cannot know every name):
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
+from itertools import accumulate
 from typing import NamedTuple
 
 __all__ = [
@@ -62,6 +64,9 @@ _CJK = "\u4e00-\u9fff"
 _NAME_CHARS = f"{_CJK}A-Za-z0-9·"
 _NAME_TAIL = re.compile(f"[{_NAME_CHARS}]+$")
 _TRAILING_DIGITS = re.compile(r"[0-9]$")
+#: Furthest a name is read to the left of its suffix: beyond the longest name kept (_MAX_PREFIX) and the
+#: boundary words trimmed from its left.
+_NAME_WINDOW = 64
 
 # -- districts --------------------------------------------------------------------------------------
 # Anonymised (A市, A3区, K9县) or written out (青林区, 北山县, 云川市, 西地省, 月亮岛街道, 黄花镇).
@@ -181,13 +186,15 @@ _BOUNDARY_CHARS = set("的在了是我你他她们这那该此其某个住于被
 _BOUNDARY_RE = re.compile("|".join(sorted(map(re.escape, _BOUNDARY_WORDS), key=len, reverse=True)))
 
 # -- roads: numbered variants -----------------------------------------------------------------------
-_ROAD_TAIL = re.compile(r"(?:[0-9一二三四五六七八九十]+段)?(?:[0-9]+(?:-[0-9]+)?号)?")
+# Each pattern starts a number only where its run starts (the lookbehinds), so a long run of digits is read
+# once, not once per position (quadratic: 20,000 digits took minutes).
+_ROAD_TAIL = re.compile(r"(?<![0-9一二三四五六七八九十])(?:[0-9一二三四五六七八九十]+段)?(?:[0-9]+(?:-[0-9]+)?号)?")
 
 # -- lines --------------------------------------------------------------------------------------------
 _CN_DIGITS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
 # 110kV / 110KV / 110千伏 / 11万伏 followed, within a few characters, by 线 / 线路 / 高压线 / 电线.
 _POWER_LINE = re.compile(
-    r"(?P<volt>[0-9]+(?:\.[0-9]+)?)\s*(?P<unit>[kK][vV]|千伏|万伏)"
+    r"(?<![0-9])(?P<volt>[0-9]+(?:\.[0-9]+)?)\s*(?P<unit>[kK][vV]|千伏|万伏)"
     rf"(?P<mid>[{_CJK}A-Za-z0-9、\-]{{0,10}}?)(?P<line>高压电线|高压线路|高压线|输电线路|线路|电线|线)"
 )
 _HIGH_VOLTAGE = re.compile(r"高压(?:电)?线(?:路)?")
@@ -242,8 +249,10 @@ def _named_places(text: str, districts: list[Place]) -> list[Place]:
         s, e = m.start(), m.end()
         if kind == "road":
             e += len(_ROAD_TAIL.match(text, e).group(0))
-        # Walk left over name characters, not past the end of a district name.
-        left_limit = max((d for d in district_ends if d <= s), default=0)
+        # Walk left over name characters, not past the end of a district name, nor further than a name
+        # can reach (a bounded window: over a long run of 路 an unbounded walk made each suffix cost the run).
+        before = bisect_right(district_ends, s)
+        left_limit = max(district_ends[before - 1] if before else 0, s - _NAME_WINDOW)
         tail = _NAME_TAIL.search(text, left_limit, s)
         if tail is None:
             continue
@@ -324,14 +333,19 @@ def extract_places(text: str) -> list[Place]:
     candidates = _named_places(text, districts) + _lines(text)
     # Longest first, so contained spans can be dropped.
     candidates.sort(key=lambda p: (p.start, -(p.end - p.start)))
+    # Sorted by start, then longest first: a candidate lies inside a kept one exactly when it ends no later
+    # than the furthest end kept so far (one pass, not a scan of every kept place per candidate).
     kept: list[Place] = []
+    furthest = -1
     for place in candidates:
-        if any(k.start <= place.start and place.end <= k.end for k in kept):
+        if place.end <= furthest:
             continue
-        kept = [k for k in kept if not (place.start <= k.start and k.end <= place.end)]
         kept.append(place)
+        furthest = place.end
     # A district overlapping a named place is part of its name (e.g. 景区 inside 翠屏山景区).
-    kept += [d for d in districts if not any(k.start < d.end and d.start < k.end for k in kept)]
+    starts = [k.start for k in kept]
+    reach = list(accumulate((k.end for k in kept), max))
+    kept += [d for d in districts if not _overlaps(d, starts, reach)]
 
     def order(p: Place) -> tuple[int, int, int, int]:
         weak_line = 1 if p.kind == "line" and not is_specific(p) else 0
@@ -346,6 +360,13 @@ def extract_places(text: str) -> list[Place]:
         seen.add((place.name, place.kind))
         out.append(place)
     return out
+
+
+def _overlaps(place: Place, starts: list[int], reach: list[int]) -> bool:
+    """Whether ``place`` overlaps one of the places sorted by ``starts``, ``reach`` being their running
+    furthest end."""
+    before = bisect_left(starts, place.end)
+    return before > 0 and reach[before - 1] > place.start
 
 
 def primary_place(text: str, *, specific_only: bool = False) -> Place | None:
@@ -370,7 +391,7 @@ _KEY_SUFFIXES: dict[str, tuple[str, ...]] = {
     "company": ("有限责任公司", "股份有限公司", "有限公司", "分公司", "公司", "集团", "厂"),
     "road": (),
 }
-_KEY_NUMBER = re.compile(r"(?:[0-9一二三四五六七八九十]+段)?(?:[0-9]+(?:-[0-9]+)?号)?$")
+_KEY_NUMBER = re.compile(r"(?<![0-9一二三四五六七八九十])(?:[0-9一二三四五六七八九十]+段)?(?:[0-9]+(?:-[0-9]+)?号)?$")
 
 
 def place_key(place: Place) -> str:
