@@ -3,6 +3,7 @@ figures of the second reading.
 
     .venv/bin/python experiments/risk_labels/assemble.py --annotations /tmp/risklabel/out \\
         [--adjudication /tmp/risklabel/out/adjudication.csv] [--disagreements /tmp/risklabel/disagreements.jsonl]
+    .venv/bin/python experiments/risk_labels/assemble.py --annotations /tmp/risklabel/out --append train4 train5
 
 Input (outside the repository; the annotators' output, ids + labels only): ``blind-NN.csv``,
 ``train-NN.csv``, ``train2-NN.csv`` ... (first readings of each draw, one annotator per slice),
@@ -15,6 +16,10 @@ levels, by re-reading the rubric with both readings side by side. Writes beside 
 - ``second_reading.csv``: the second readings as given;
 - ``agreement.json``: Cohen's kappa (levels, unweighted and linear-weighted), raw agreement, the confusion
   of first against second reading, per split and pooled.
+
+``--append PREFIX ...`` adds the first readings of later draws (``train4-NN.csv`` ...) to ``train.csv`` as
+they are, without re-reading the earlier annotators' sheets (which need not still exist): the agreement
+figures of the second reading stand, the label counts are recomputed.
 
 ``--disagreements FILE`` (outside the repository) writes the adjudicator's sheet: each disagreement with
 its text and both readings, in random order and without saying which reading was first.
@@ -88,13 +93,59 @@ def agreement(first: pd.Series, second: pd.Series) -> dict[str, object]:
     }
 
 
+COLUMNS = [*KEY, "risk_level", "criterion", "reason", "annotator", "adjudicated"]
+
+
+def _label_counts(labels: pd.DataFrame) -> dict[str, object]:
+    return {
+        "levels": labels["risk_level"].value_counts().reindex(LEVELS, fill_value=0).astype(int).to_dict(),
+        "criteria": labels["criterion"].value_counts().sort_index().astype(int).to_dict(),
+        "sources": labels["source"].value_counts().astype(int).to_dict(),
+    }
+
+
+def append_draws(directory: Path, prefixes: list[str], data_dir: Path) -> int:
+    """Add later training draws to train.csv; every case must be in assignment.csv's train split, once."""
+    assignment = pd.read_csv(HERE / "assignment.csv", dtype=str, keep_default_na=False)
+    assignment["source"] = assignment["source"].map(lambda s: POOL_FILES.get(s, s))
+    train = pd.read_csv(HERE / "train.csv", dtype=str, keep_default_na=False)
+    new = pd.concat([_readings(directory, p) for p in prefixes], ignore_index=True)
+    new = new.merge(assignment[[*KEY, "split", "slice"]], on=KEY, how="left", validate="one_to_one")
+    wrong = new[(new["split"] != "train") | (new["slice"] != new["annotator"])]
+    if len(wrong):
+        print(f"{len(wrong)} labelled cases are not their slice's training cases in assignment.csv")
+        return 2
+    expected = assignment[assignment["slice"].str.startswith(tuple(f"{p}-" for p in prefixes))]
+    if len(expected) != len(new):
+        print(f"{len(expected) - len(new)} drawn cases of {prefixes} have no label")
+        return 2
+    already = new.merge(train[KEY], on=KEY)
+    if len(already):
+        print(f"{len(already)} cases are labelled already; nothing appended")
+        return 2
+    new, empty = drop_cases_without_text(new, data_dir)
+    new["adjudicated"] = False
+    merged = pd.concat([train, new[COLUMNS].astype(str)], ignore_index=True).sort_values(KEY)
+    merged[COLUMNS].to_csv(HERE / "train.csv", index=False)
+    figures = json.loads((HERE / "agreement.json").read_text("utf-8"))
+    figures["label_counts"]["train"] = _label_counts(merged)
+    figures["dropped_no_title_and_no_body"] = [*figures.get("dropped_no_title_and_no_body", []), *empty]
+    figures.setdefault("later_draws_without_second_reading", []).extend(sorted(prefixes))
+    (HERE / "agreement.json").write_text(json.dumps(figures, ensure_ascii=False, indent=2) + "\n", "utf-8")
+    print(f"appended {len(new)} labels ({len(empty)} without text dropped): {_label_counts(new)['levels']}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--annotations", type=Path, required=True)
     parser.add_argument("--adjudication", type=Path)
     parser.add_argument("--disagreements", type=Path)
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--append", nargs="+", metavar="PREFIX", help="add these later draws to train.csv")
     args = parser.parse_args()
+    if args.append:
+        return append_draws(args.annotations, args.append, args.data_dir)
 
     assignment = pd.read_csv(HERE / "assignment.csv", dtype=str, keep_default_na=False)
     assignment["source"] = assignment["source"].map(lambda s: POOL_FILES.get(s, s))
@@ -134,18 +185,10 @@ def main() -> int:
         figures["adjudicated_kept_first"] = int(((after == paired["risk_level"].to_numpy())
                                                  & (paired["risk_level"] != paired["risk_level_second"]).to_numpy())
                                                 .sum())
-    figures["label_counts"] = {
-        split: {
-            "levels": part["risk_level"].value_counts().reindex(LEVELS, fill_value=0).astype(int).to_dict(),
-            "criteria": part["criterion"].value_counts().sort_index().astype(int).to_dict(),
-            "sources": part["source"].value_counts().astype(int).to_dict(),
-        }
-        for split, part in first.groupby("split")
-    }
+    figures["label_counts"] = {split: _label_counts(part) for split, part in first.groupby("split")}
 
-    columns = [*KEY, "risk_level", "criterion", "reason", "annotator", "adjudicated"]
     for split, part in first.groupby("split"):
-        part.sort_values(KEY)[columns].to_csv(HERE / f"{split}.csv", index=False)
+        part.sort_values(KEY)[COLUMNS].to_csv(HERE / f"{split}.csv", index=False)
     second_out = second.merge(assignment[[*KEY, "split"]], on=KEY, how="left")
     second_out.sort_values(KEY)[[*KEY, "split", "risk_level", "criterion", "reason"]].to_csv(
         HERE / "second_reading.csv", index=False)

@@ -149,8 +149,10 @@ def _more_training_cases(pool: pd.DataFrame, drawn: pd.DataFrame, size: int, cue
     has_text = (pool["title"].str.strip() + pool["body"].str.strip()) != ""
     free = has_text & ~pool.index.isin(drawn.index)
     rng = np.random.default_rng(SEED + draw_no)
-    n_cue = round(size * cue_share)
-    cue = rng.choice(pool.index[free & (pool["stratum"] == "cue")].to_numpy(), size=n_cue, replace=False)
+    free_cue = pool.index[free & (pool["stratum"] == "cue")].to_numpy()
+    # The fifth draw found fewer cue messages left than 60% of it: it takes all of them, the rest at random.
+    n_cue = min(round(size * cue_share), len(free_cue))
+    cue = rng.choice(free_cue, size=n_cue, replace=False)
     rest = pool.index[free & ~pool.index.isin(cue)].to_numpy()
     rand = rng.choice(rest, size=size - n_cue, replace=False)
     extra = pool.loc[np.concatenate([cue, rand])].copy()
@@ -180,7 +182,7 @@ def main() -> int:
     parser.add_argument("--cue-share", type=float, default=0.6)
     parser.add_argument("--slice-size", type=int, default=200)
     parser.add_argument("--blind-top-up", type=int, default=5, help="blind cases drawn after the first draw")
-    parser.add_argument("--more-train", type=int, nargs="*", default=[2000, 3000],
+    parser.add_argument("--more-train", type=int, nargs="*", default=[2000, 3000, 2000, 3000],
                         help="sizes of the later draws of training cases, in the order they were made")
     parser.add_argument("--sheets", type=Path, help="write annotators' sheets (with text) here, outside the repo")
     args = parser.parse_args()
