@@ -459,6 +459,16 @@ class HotspotDetector:
         self.alerts = [Alert.from_dict(a) for a in data.get("alerts", [])]
         return self
 
+    def rewind_clock(self, latest: datetime) -> bool:
+        """Bring a clock that ran ahead of ``latest`` (naive UTC) back to it; whether it had.
+
+        A snapshot saved after a case dated far ahead was observed holds that date as "now"; restored as
+        it is, every new case would count as years old and no burst would ever form."""
+        if self._now is None or self._now <= latest:
+            return False
+        self._now = self._last_time = latest
+        return True
+
     # -- internals --------------------------------------------------------------------------------
     def _case_time(self, created_at: datetime | None) -> datetime:
         if created_at is None or created_at != created_at:  # None, NaN or pandas NaT

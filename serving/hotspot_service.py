@@ -92,6 +92,8 @@ class HotspotService:
         (a snapshot from local mode or from before the feed) the cases stored after it."""
         snap = store.latest_snapshot(config.version)
         detector = HotspotDetector.from_snapshot(snap.payload) if snap else HotspotDetector(config)
+        if detector.rewind_clock(datetime.now(UTC).replace(tzinfo=None)):
+            logger.warning("hot-issue snapshot %s had its clock ahead of now; brought back", snap.id if snap else "-")
         service = cls(store, detector, snapshot_every=snapshot_every, sink=sink, shared=shared)
         replayed = 0
         if shared and snap is not None and FEED_SEQ_KEY in snap.payload:
@@ -119,7 +121,7 @@ class HotspotService:
         """Observe stored cases in the order they were stored (the intake stream before the feed)."""
         cases = self.store.cases_received_since(since, before_row=before_row)
         for case in cases:
-            observed = _naive_utc(case.created_at or case.received_at)
+            observed = _window_time(case.created_at, _naive_utc(case.received_at))
             self.detector.observe(CaseEvent(case.case_id, observed, case.title, case.body, case.reporter_id, None))
         return len(cases)
 
@@ -135,7 +137,7 @@ class HotspotService:
         channel: str | None = None,
     ) -> tuple[Assignment, str | None]:
         """Assign a case to a burst; returns the assignment and the burst's alert level after it."""
-        observed = _naive_utc(created_at) if created_at else datetime.now(UTC).replace(tzinfo=None)
+        observed = _window_time(created_at, datetime.now(UTC).replace(tzinfo=None))
         intake = FeedIntake(
             CaseInput(case_id, title, body, created_at, reporter_id, channel), observed.replace(tzinfo=UTC), votes
         )
@@ -340,6 +342,15 @@ def _event(entry: FeedEntry) -> CaseEvent:
     return CaseEvent(
         entry.case_id, _naive_utc(entry.observed_at), entry.title, entry.body, entry.reporter_id, entry.votes
     )
+
+
+def _window_time(claimed: datetime | None, received: datetime) -> datetime:
+    """The time a case counts at in hot-issue windows: the client's claim, but never after the service
+    received it. The detector's clock is the newest time it has seen, so one case dated a year ahead would
+    otherwise expire every burst, for every replica and across restarts; the claim itself is stored as given."""
+    if claimed is None:
+        return received
+    return min(_naive_utc(claimed), received)
 
 
 def _naive_utc(value: datetime) -> datetime:

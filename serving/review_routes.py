@@ -30,7 +30,7 @@ from serving.review_schemas import (
     ReviewRequest,
 )
 from serving.routes import AUTH_ERRORS, _alert_summary
-from serving.schemas import ErrorResponse, ModelRef, NulFree, ValidationErrorResponse
+from serving.schemas import TIME_RANGE_MESSAGE, ErrorResponse, ModelRef, NulFree, ValidationErrorResponse, time_in_range
 from serving.store import PredictionRecord, ReviewRecord, Store
 from serving.store.dependencies import StoreDep
 from serving.store.tables import as_utc
@@ -77,6 +77,13 @@ def _invalid(loc: tuple[str | int, ...], kind: str, msg: str, **ctx: Any) -> dic
 
 def _bounds(since: date | datetime | None, until: date | datetime | None) -> tuple[datetime | None, datetime | None]:
     """[start, end) in UTC: a day as `since` starts at its midnight; a day as `until` includes that day."""
+    for name, value in (("since", since), ("until", until)):
+        # Checked on the value given, before any arithmetic: the end of the day 9999-12-31 overflows.
+        moment = value if isinstance(value, datetime) or value is None else datetime.combine(value, time(), UTC)
+        if moment is not None and not time_in_range(moment):
+            raise RequestValidationError(
+                [_invalid(("query", name), "datetime_out_of_range", f"{name} {TIME_RANGE_MESSAGE}")]
+            )
     start = end = None
     if isinstance(since, datetime):
         start = as_utc(since)

@@ -9,7 +9,7 @@ without changing what existing clients read.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -19,6 +19,28 @@ from serving.settings import MAX_BATCH, MAX_TEXT_CHARS
 
 EMPTY_TEXT_MESSAGE = "title and body are both empty: give at least one"
 NUL_MESSAGE = "Text must not contain NUL (\\u0000) characters"
+
+
+#: Case times and date filters outside these bounds are refused (422): a year-9999 claim overflowed the
+#: Beijing-time display and, as the hot-issue clock, expired every burst.
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+TIME_RANGE_MESSAGE = "must be between 1970-01-01 and 2100-01-01 (UTC)"
+
+
+def time_in_range(value: datetime) -> bool:
+    """Whether a moment (naive = UTC, as the store reads it) lies in [EARLIEST_TIME, LATEST_TIME)."""
+    try:
+        moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+        return False
+    return EARLIEST_TIME <= moment < LATEST_TIME
+
+
+def check_time_range(value: datetime | None) -> datetime | None:
+    if value is not None and not time_in_range(value):
+        raise PydanticCustomError("datetime_out_of_range", TIME_RANGE_MESSAGE)
+    return value
 
 
 def reject_nul(value: str | None) -> str | None:
@@ -81,7 +103,13 @@ class TriageRequest(BaseModel):
         examples=[EXAMPLE_BODY],
     )
     created_at: datetime | None = Field(
-        None, description="When the case was filed (ISO 8601).", examples=["2026-07-15T09:30:00+08:00"]
+        None,
+        description=(
+            "When the case was filed (ISO 8601; naive = UTC), between 1970-01-01 and 2100-01-01. The client's "
+            "claim, stored as given; hot-issue windows use the earlier of it and the time the service received "
+            "the case, so a case dated ahead cannot move the detector's clock."
+        ),
+        examples=["2026-07-15T09:30:00+08:00"],
     )
     reporter_id: str | None = Field(
         None, max_length=64, description="Pseudonymous id of the reporter.", examples=["U20417"]
@@ -97,6 +125,11 @@ class TriageRequest(BaseModel):
     @classmethod
     def _no_nul(cls, value: str | None) -> str | None:
         return reject_nul(value)
+
+    @field_validator("created_at")
+    @classmethod
+    def _sane_time(cls, value: datetime | None) -> datetime | None:
+        return check_time_range(value)
 
     @model_validator(mode="after")
     def _some_text(self) -> TriageRequest:

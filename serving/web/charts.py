@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session, aliased
 
 from serving.store import Store
 from serving.store.tables import Case, Prediction, as_utc
-from serving.web.present import DISPLAY_TZ
+from serving.web.present import display_time
 
 LEVEL_ORDER = ("red", "yellow", "green", "none")
 LEVEL_COLOURS = {"red": "#c62828", "yellow": "#f9a825", "green": "#2e7d32", "none": "#9e9e9e"}
@@ -60,7 +60,7 @@ def case_rows(store: Store, *, limit: int = 50_000) -> list[CaseRow]:
     """Each case's current state: the day it was filed (else received), its level and department."""
     later = aliased(Prediction)
     query = (
-        select(func.coalesce(Case.created_at, Case.received_at), Prediction.risk_level, Prediction.department)
+        select(Case.created_at, Case.received_at, Prediction.risk_level, Prediction.department)
         .join(Case, Case.id == Prediction.case_row_id)
         .where(~exists().where(later.supersedes_id == Prediction.id))
         .order_by(Prediction.id.desc())
@@ -69,10 +69,11 @@ def case_rows(store: Store, *, limit: int = 50_000) -> list[CaseRow]:
     with Session(store.engine) as session:
         rows = session.execute(query).all()
     out = []
-    for when, level, department in rows:
-        if isinstance(when, str):  # coalesce() on SQLite loses the column type
-            when = datetime.fromisoformat(when)
-        out.append(CaseRow(as_utc(when).astimezone(DISPLAY_TZ).date(), level or "none", department))
+    for created, received, level, department in rows:
+        # The claimed filing time, but never after the service received the case (a claim dated ahead
+        # would put it in a future period).
+        when = received if created is None else min(as_utc(created), as_utc(received))
+        out.append(CaseRow(display_time(when).date(), level or "none", department))
     return out
 
 

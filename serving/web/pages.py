@@ -24,6 +24,7 @@ from serving.auth import API_KEY_HEADER, KeyRing, Principal, ReviewerDep, Role, 
 from serving.review_routes import known_departments
 from serving.review_rules import LEVELS, MAX_NOTE_CHARS, Decision, decide
 from serving.routes import model_info
+from serving.schemas import time_in_range
 from serving.store import CaseDetail, PredictionRecord, Store
 from serving.store.dependencies import StoreDep
 from serving.web import charts
@@ -195,10 +196,15 @@ def _filter_departments(request: Request, store: Store) -> list[str]:
 
 
 def _parse_date(value: str | None) -> date | None:
+    """A filter day, or None (no filter) for one that is not a date or lies outside the store's range
+    (the end of 9999-12-31 is no date); the page shows the filter as it was read."""
     try:
-        return date.fromisoformat(value) if value else None
+        day = date.fromisoformat(value) if value else None
     except ValueError:
         return None
+    if day is None or not time_in_range(datetime.combine(day, time.min, tzinfo=DISPLAY_TZ)):
+        return None
+    return day
 
 
 @router.get("/review", response_class=HTMLResponse)

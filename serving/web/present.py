@@ -166,13 +166,23 @@ def reason_views(reasons: Any) -> list[ReasonView]:
     return views
 
 
-def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    """A stored (UTC) time in Beijing time; naive times are taken as UTC, as the store does."""
-    if value is None:
-        return ""
+def display_time(value: datetime) -> datetime:
+    """A stored (UTC) time in Beijing time; naive times are taken as UTC, as the store does. A time that
+    Beijing time cannot hold (near year 1 or 9999, stored before case times were range-checked) stays UTC."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(DISPLAY_TZ).strftime(fmt)
+    try:
+        return value.astimezone(DISPLAY_TZ)
+    except OverflowError:
+        return value
+
+
+def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """`display_time` as text; " UTC" is added where it could not be shown in Beijing time."""
+    if value is None:
+        return ""
+    shown = display_time(value)
+    return shown.strftime(fmt) + ("" if shown.tzinfo is DISPLAY_TZ else " UTC")
 
 
 def percent(value: float | None, digits: int = 0) -> str:
