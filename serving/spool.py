@@ -27,6 +27,7 @@ the cases table at start-up anyway). Logs name record ids, case ids and counts, 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -97,6 +98,8 @@ class _Held:
     path: Path
     fd: int
     records: int = 0
+    #: A failed append could not be cut back: nothing more is appended to this file.
+    broken: bool = False
 
 
 @dataclass
@@ -122,10 +125,12 @@ class Spool:
         )
         payload = (line + "\n").encode("utf-8")
         with self._lock:
+            if self._current is not None and self._current.broken:
+                self._held.append(self._current)  # replayed with the rest; its torn last line is dropped
+                self._current = None
             held = self._current or self._open_new()
             self._current = held
-            os.write(held.fd, payload)
-            os.fsync(held.fd)
+            _append_whole(held, payload)
             held.records += 1
         return record_id
 
@@ -252,6 +257,31 @@ class Spool:
                 os.close(held.fd)
             self._held.clear()
             self._current = None
+
+
+def _append_whole(held: _Held, payload: bytes) -> None:
+    """Write ``payload`` to the end of the held file and fsync it, or leave the file as it was and raise.
+
+    ``os.write`` may write part of a line (a full disk writes what fits, then fails): the record is whole
+    on disk, or the caller answers 503. A partial line left in place would have been fsynced, answered
+    200 and then dropped at replay as a torn write. If the file cannot be cut back, later records go to a
+    new file (this one keeps its torn line last, which replay drops)."""
+    start = os.lseek(held.fd, 0, os.SEEK_END)
+    view = memoryview(payload)
+    try:
+        while view:
+            written = os.write(held.fd, view)
+            if written <= 0:
+                raise OSError(errno.ENOSPC, "no space left on the spool device (nothing written)")
+            view = view[written:]
+        os.fsync(held.fd)
+    except OSError:
+        try:
+            os.ftruncate(held.fd, start)
+            os.fsync(held.fd)
+        except OSError:
+            held.broken = True
+        raise
 
 
 def _try_lock(path: Path) -> _Held | None:

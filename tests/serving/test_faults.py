@@ -376,3 +376,65 @@ def test_reads_that_need_an_unreachable_database_answer_503_not_500(
         assert answer.status_code == 503, path
         assert answer.headers["retry-after"] == "5"
         assert "cannot be reached" in answer.json()["detail"] and "138" not in answer.text
+
+
+def _fill_spool_until_the_disk_is_full(directory: str, limit: int) -> tuple[list[str], str]:
+    """In a child process whose files may not grow past ``limit`` bytes (RLIMIT_FSIZE: the kernel writes
+    what fits, then refuses, as a full disk does): append until refused; the ids acknowledged and the error."""
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of the signal
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    spool = Spool(Path(directory))
+    acknowledged: list[str] = []
+    body = "燃气味很重，" * 40
+    while True:
+        try:
+            acknowledged.append(spool.append("member", {"burst_id": "b", "case_id": body, "observed_at": None}))
+        except OSError as exc:
+            return acknowledged, f"{type(exc).__name__}: {exc.strerror}"
+
+
+def test_a_full_spool_disk_refuses_the_write_instead_of_acknowledging_a_torn_line(tmp_path: Path) -> None:
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        acknowledged, error = pool.apply(_fill_spool_until_the_disk_is_full, (str(tmp_path), 10_000))
+    assert acknowledged and "File too large" in error
+    (path,) = spool_files(tmp_path)
+    assert path.read_bytes().endswith(b"\n"), "a partial line was left behind"
+    replayed: list[str] = []
+    spool = Spool(tmp_path)
+    spool.adopt()
+    assert spool.drain(lambda kind, data, record_id: replayed.append(record_id)) == len(acknowledged)
+    assert replayed == acknowledged  # every acknowledged record, nothing torn, nothing set aside
+    assert not list(tmp_path.glob("rejected-*.jsonl"))
+
+
+def test_a_failed_fsync_is_not_acknowledged_and_leaves_no_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    import serving.spool as spool_module
+
+    spool = Spool(tmp_path)
+    first = spool.append("member", {"burst_id": "b", "case_id": "c1", "observed_at": None})
+    real_fsync = os.fsync
+    calls = {"n": 0}
+
+    def failing_fsync(fd: int) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(spool_module.os, "fsync", failing_fsync)
+    with pytest.raises(OSError):
+        spool.append("member", {"burst_id": "b", "case_id": "c2", "observed_at": None})
+    monkeypatch.setattr(spool_module.os, "fsync", real_fsync)
+    replayed: list[str] = []
+    assert spool.drain(lambda kind, data, record_id: replayed.append(record_id)) == 1
+    assert replayed == [first]
