@@ -15,7 +15,8 @@ import multiprocessing
 import pkgutil
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -111,15 +112,36 @@ def _time_steps(text: str) -> dict[str, float]:
     return seconds
 
 
-def _in_child(function: Callable[..., object], *args: object, timeout: float) -> object:
-    """Run ``function(*args)`` in a child process, killed after ``timeout`` seconds."""
-    with multiprocessing.get_context("fork").Pool(1) as pool:
-        result = pool.apply_async(function, args)
+class _Child:
+    """One spawned worker process, reused across the tests (spawned, not forked: pytest's process has
+    threads, and a fork can copy a lock one of them holds); killed and replaced when a check overruns."""
+
+    pool: Any = None
+
+    @classmethod
+    def run(cls, function: Callable[..., object], *args: object, timeout: float) -> object:
+        if cls.pool is None:
+            cls.pool = multiprocessing.get_context("spawn").Pool(1)
+        result = cls.pool.apply_async(function, args)
         try:
             return result.get(timeout=timeout)
         except multiprocessing.TimeoutError:
-            pool.terminate()
+            cls.pool.terminate()
+            cls.pool = None
             pytest.fail(f"{function.__name__}{args!r:.80} did not finish within {timeout:.0f} s: not linear")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_child() -> Iterator[None]:
+    yield
+    if _Child.pool is not None:
+        _Child.pool.terminate()
+        _Child.pool = None
+
+
+def _in_child(function: Callable[..., object], *args: object, timeout: float) -> object:
+    """Run ``function(*args)`` in the worker process, failing the test after ``timeout`` seconds."""
+    return _Child.run(function, *args, timeout=timeout)
 
 
 def test_every_module_and_lexicon_pattern_is_found() -> None:

@@ -399,7 +399,7 @@ def _fill_spool_until_the_disk_is_full(directory: str, limit: int) -> tuple[list
 def test_a_full_spool_disk_refuses_the_write_instead_of_acknowledging_a_torn_line(tmp_path: Path) -> None:
     import multiprocessing
 
-    with multiprocessing.get_context("fork").Pool(1) as pool:
+    with multiprocessing.get_context("spawn").Pool(1) as pool:  # RLIMIT_FSIZE must not touch pytest itself
         acknowledged, error = pool.apply(_fill_spool_until_the_disk_is_full, (str(tmp_path), 10_000))
     assert acknowledged and "File too large" in error
     (path,) = spool_files(tmp_path)
