@@ -172,7 +172,7 @@ def _decision(review: ReviewRequest, prediction: PredictionRecord, known: list[s
 
 
 @review_router.post(
-    "/v1/cases/{case_id}/reviews",
+    "/v1/cases/{case_id:path}/reviews",
     response_model=ReviewOut,
     status_code=status.HTTP_201_CREATED,
     summary="Record a reviewer's decision on a case",
@@ -217,7 +217,7 @@ def _prediction_out(record: PredictionRecord) -> PredictionOut:
 
 
 @review_router.get(
-    "/v1/cases/{case_id}",
+    "/v1/cases/{case_id:path}",
     response_model=CaseDetailOut,
     summary="One case with every prediction and review",
     responses={**NOT_FOUND, **INVALID, **AUTH_ERRORS},

@@ -9,6 +9,7 @@ without changing what existing clients read.
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -40,6 +41,26 @@ def time_in_range(value: datetime) -> bool:
 def check_time_range(value: datetime | None) -> datetime | None:
     if value is not None and not time_in_range(value):
         raise PydanticCustomError("datetime_out_of_range", TIME_RANGE_MESSAGE)
+    return value
+
+
+#: Unicode categories an id may not hold: controls, format characters (zero-width, bidi overrides, BOM),
+#: line and paragraph separators, surrogates. An id is shown to reviewers and put in links; these either
+#: cannot be typed or make one id look like another.
+_ID_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
+ID_MESSAGE = (
+    "case_id must not be '.' or '..', start or end with a space, or hold control, zero-width or bidi characters"
+)
+
+
+def check_case_id(value: str) -> str:
+    """Refuse an id that can never be opened or reviewed, or that looks like another (422).
+
+    Slashes are allowed (``2026/00123`` is a real shape: the case routes take the rest of the path)."""
+    if value in (".", "..") or value != value.strip() or any(
+        unicodedata.category(ch) in _ID_FORBIDDEN_CATEGORIES for ch in value
+    ):
+        raise PydanticCustomError("case_id_unusable", ID_MESSAGE)
     return value
 
 
@@ -125,6 +146,11 @@ class TriageRequest(BaseModel):
     @classmethod
     def _no_nul(cls, value: str | None) -> str | None:
         return reject_nul(value)
+
+    @field_validator("case_id")
+    @classmethod
+    def _usable_id(cls, value: str) -> str:
+        return check_case_id(value)
 
     @field_validator("created_at")
     @classmethod

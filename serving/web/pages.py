@@ -13,7 +13,7 @@ import logging
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -311,7 +311,7 @@ def _not_found(request: Request, case_id: str) -> HTMLResponse:
     return error_page(request, status.HTTP_404_NOT_FOUND, "未找到案件", f"没有编号为 {case_id} 的案件。")
 
 
-@router.get("/review/cases/{case_id}", response_class=HTMLResponse)
+@router.get("/review/cases/{case_id:path}", response_class=HTMLResponse)
 def case_page(request: Request, case_id: str, principal: ReviewerDep, store: StoreDep) -> HTMLResponse:
     if "\x00" in case_id:  # no case has one, and PostgreSQL would refuse the lookup (a 500)
         return _not_found(request, case_id.replace("\x00", ""))
@@ -351,7 +351,7 @@ def _decision(form: dict[str, str], latest: PredictionRecord, departments: list[
     return list(dict.fromkeys(_PROBLEM_TEXT[p.code] for p in decided))  # nothing_changed names two fields
 
 
-@router.post("/review/cases/{case_id}/reviews", response_class=HTMLResponse)
+@router.post("/review/cases/{case_id:path}/reviews", response_class=HTMLResponse)
 async def post_review(request: Request, case_id: str, principal: ReviewerDep, store: StoreDep) -> Response:
     try:
         form = await read_form(request)
@@ -384,7 +384,7 @@ async def post_review(request: Request, case_id: str, principal: ReviewerDep, st
     logger.info("web review id=%s case_id=%s reviewer=%s action=%s", review.id, case_id, principal.name,
                 "confirm" if confirmed else "change")
     set_flash(request, "已确认模型结果。" if confirmed else "已保存修改。")
-    return RedirectResponse(f"/review/cases/{case_id}", status.HTTP_303_SEE_OTHER)
+    return RedirectResponse(f"/review/cases/{quote(case_id, safe='/')}", status.HTTP_303_SEE_OTHER)
 
 
 # -- dashboard --------------------------------------------------------------------------------------
