@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
 from serving.auth import Role, require_role
 from serving.model_reload import ReloadError, reload_model
 from serving.routes import AUTH_ERRORS
-from serving.schemas import ErrorResponse, ModelRef
+from serving.schemas import ErrorResponse, ModelRef, ValidationErrorResponse
 from serving.state import ModelStateDep, SettingsDep
 from serving.store.tables import utcnow
 
@@ -32,8 +34,8 @@ class ReloadRequest(BaseModel):
         None,
         min_length=1,
         max_length=MAX_URI_CHARS,
-        description="models:/name@alias, models:/name/version, runs:/… or a path on the server. A local path "
-        "is unpickled: admins only, and only paths you trust.",
+        description="models:/name@alias or models:/name/version; a path on the server only inside "
+        "TRIAGE_RELOAD_MODEL_DIR (a model is unpickled, which runs code: nothing else is loaded).",
         examples=["models:/grievance-triage@champion"],
     )
 
@@ -48,12 +50,30 @@ class ReloadResponse(BaseModel):
 
 
 RELOAD_ERRORS: dict[int | str, dict[str, Any]] = {
+    status.HTTP_422_UNPROCESSABLE_ENTITY: {
+        "model": ValidationErrorResponse,
+        "description": "model_uri is neither a registry URI nor a path inside TRIAGE_RELOAD_MODEL_DIR.",
+    },
     status.HTTP_409_CONFLICT: {
         "model": ErrorResponse,
         "description": "The model could not be loaded or warmed up; the previous model is still serving.",
     },
     **AUTH_ERRORS,
 }
+
+
+def _refuse_uri(uri: str, model_dir: Path | None) -> str | None:
+    """Why a requested model location may not be loaded, or None. Checked before anything is read."""
+    if uri.startswith("models:/"):
+        return None
+    if "://" in uri or uri.startswith(("runs:/", "models:", "file:")):
+        return "model_uri must be a registry URI (models:/name@alias or models:/name/version)"
+    if model_dir is None:
+        return "model_uri must be a registry URI (models:/…): loading by path is off (TRIAGE_RELOAD_MODEL_DIR)"
+    allowed = model_dir.resolve()
+    if not Path(uri).is_absolute() or not Path(uri).resolve().is_relative_to(allowed):
+        return f"model_uri: a path must lie inside {allowed} (TRIAGE_RELOAD_MODEL_DIR)"
+    return None
 
 
 @admin_router.post(
@@ -73,6 +93,12 @@ def reload(
     Requests in flight finish on the model they started with; a model that fails to load is refused
     with 409 and the reason, and the previous model keeps serving. Concurrent reloads run one at a time.
     """
+    if request is not None and request.model_uri:
+        refusal = _refuse_uri(request.model_uri, settings.reload_model_dir)
+        if refusal:
+            raise RequestValidationError(
+                [{"type": "value_error", "loc": ("body", "model_uri"), "msg": refusal, "input": None}]
+            )
     uri = (request.model_uri if request else None) or settings.model_uri
     try:
         done = reload_model(state, uri)

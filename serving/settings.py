@@ -48,6 +48,11 @@ class Settings(BaseSettings):
         DEFAULT_MODEL_URI,
         description="Registry URI (models:/name@alias, models:/name/version), runs:/ URI or local path.",
     )
+    reload_model_dir: Path | None = Field(
+        None,
+        description="A directory whose model folders POST /v1/admin/reload may load by path. Without it the "
+        "reload route takes registry URIs (models:/…) only: a local model is unpickled, which runs code.",
+    )
     max_text_chars: int = Field(MAX_TEXT_CHARS, ge=1, le=MAX_TEXT_CHARS)
     max_batch: int = Field(MAX_BATCH, ge=1, le=MAX_BATCH)
     max_body_bytes: int | None = Field(

@@ -290,7 +290,7 @@ class NoScoring:
 @pytest.fixture
 def reload_client(demo_bundle_dir: Path, tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(model_uri=str(demo_bundle_dir), database_url=f"sqlite:///{tmp_path / 'triage.db'}",
-                        spool_dir=tmp_path / "spool")
+                        spool_dir=tmp_path / "spool", reload_model_dir=tmp_path)
     with TestClient(create_app(settings), headers=ADMIN) as client:
         yield client
 

@@ -43,8 +43,9 @@ def corrupt_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def client(demo_bundle_dir: Path, tmp_path: Path) -> Iterator[TestClient]:
-    settings = Settings(model_uri=str(demo_bundle_dir), database_url=f"sqlite:///{tmp_path / 'triage.db'}")
+def client(demo_bundle_dir: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    settings = Settings(model_uri=str(demo_bundle_dir), database_url=f"sqlite:///{tmp_path / 'triage.db'}",
+                        reload_model_dir=tmp_path_factory.getbasetemp())
     with TestClient(create_app(settings), headers=INTAKE) as c:
         yield c
 
@@ -91,6 +92,48 @@ def test_a_model_that_cannot_load_is_refused_and_the_old_one_keeps_serving(
     assert uri in detail and "still serving grievance-triage version test" in detail
     assert serving_version(client) == "test"
     assert client.get("/readyz").status_code == 200
+
+
+class _RunsOnUnpickle:
+    """A "model" whose unpickling runs code: it creates a marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("where", ["outside", "traversal", "runs", "file-url", "relative"])
+def test_reload_loads_nothing_outside_the_registry_and_the_allowed_directory(
+    demo_bundle_dir: Path, tmp_path: Path, where: str
+) -> None:
+    import joblib
+
+    allowed, outside = tmp_path / "models", tmp_path / "elsewhere"
+    allowed.mkdir()
+    outside.mkdir()
+    marker = tmp_path / "code-ran"
+    joblib.dump(_RunsOnUnpickle(marker), outside / "bundle.joblib")
+    uri = {"outside": str(outside), "traversal": f"{allowed}/../elsewhere", "runs": "runs:/abc/model",
+           "file-url": f"file://{outside}", "relative": "elsewhere"}[where]
+    settings = Settings(model_uri=str(demo_bundle_dir), database_url=f"sqlite:///{tmp_path / 'triage.db'}",
+                        reload_model_dir=allowed)
+    with TestClient(create_app(settings), headers=ADMIN) as c:
+        response = c.post("/v1/admin/reload", json={"model_uri": uri})
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"][0]["loc"] == ["body", "model_uri"]
+        assert c.get("/v1/model").json()["version"] == "test"
+    assert not marker.exists(), "the file was unpickled"
+
+
+def test_without_an_allowed_directory_reload_takes_registry_uris_only(demo_bundle_dir: Path, tmp_path: Path,
+                                                                      second_bundle_dir: Path) -> None:
+    settings = Settings(model_uri=str(demo_bundle_dir), database_url=f"sqlite:///{tmp_path / 'triage.db'}")
+    with TestClient(create_app(settings), headers=ADMIN) as c:
+        response = c.post("/v1/admin/reload", json={"model_uri": str(second_bundle_dir)})
+        assert response.status_code == 422 and "TRIAGE_RELOAD_MODEL_DIR" in response.text
+        assert c.post("/v1/admin/reload").status_code == 200  # the configured model is the operator's choice
 
 
 def test_reload_refuses_unknown_fields(client: TestClient) -> None:
