@@ -30,12 +30,16 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader
+from zxcvbn import zxcvbn
 
 API_KEY_HEADER = "X-API-Key"
 _DIGEST_PREFIX = "sha256:"
 _NAME = re.compile(r"^[\w.@-]{1,64}$")
 #: Shortest key accepted in configuration: a guessable key is refused at start-up, not in production.
 MIN_KEY_CHARS = 16
+#: Fewest guesses (log10) zxcvbn must estimate for a key: 10^12 is about 2^40. Random keys of 16 URL-safe
+#: characters score about 16; "aaaaaaaaaaaaaaaa" 2.3 and "password12345678" 4.2 are refused.
+MIN_KEY_GUESSES_LOG10 = 12.0
 
 
 class Role(StrEnum):
@@ -64,6 +68,8 @@ class StoredKey:
     name: str
     role: Role
     digest: bytes
+    #: Given as `sha256:<hex>`: the configuration holds no secret from which to derive a session secret.
+    from_digest: bool = False
 
 
 def key_digest(key: str) -> bytes:
@@ -105,6 +111,11 @@ def parse_api_keys(spec: str | None) -> list[StoredKey]:
         else:
             if len(secret) < MIN_KEY_CHARS:
                 raise ApiKeyError(f"{where}: the key is shorter than {MIN_KEY_CHARS} characters")
+            if guessable(secret):
+                raise ApiKeyError(
+                    f"{where}: the key is easy to guess (repeats, sequences or common words); "
+                    "use a random one, e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+                )
             digest = key_digest(secret)
         if name in names:
             raise ApiKeyError(f"{where}: the name is used by an earlier entry")
@@ -112,8 +123,14 @@ def parse_api_keys(spec: str | None) -> list[StoredKey]:
             raise ApiKeyError(f"{where}: the same key is given to an earlier entry")
         names.add(name)
         digests.add(digest)
-        keys.append(StoredKey(name=name, role=role, digest=digest))
+        keys.append(StoredKey(name=name, role=role, digest=digest, from_digest=secret.startswith(_DIGEST_PREFIX)))
     return keys
+
+
+def guessable(key: str) -> bool:
+    """Whether zxcvbn estimates fewer than 10^`MIN_KEY_GUESSES_LOG10` guesses for the key (its first 72
+    characters: zxcvbn's matching grows faster than linearly, and a longer key is not weaker)."""
+    return float(zxcvbn(key[:72])["guesses_log10"]) < MIN_KEY_GUESSES_LOG10
 
 
 class KeyRing:
@@ -143,6 +160,10 @@ class KeyRing:
         """The configured key named `name` (its digest, never the key): lets a web session check that
         the key it was opened with is still configured with the same role."""
         return next((k for k in self._keys if k.name == name), None)
+
+    @property
+    def has_digest_keys(self) -> bool:
+        return any(k.from_digest for k in self._keys)
 
     def digests(self) -> tuple[bytes, ...]:
         """Every configured digest, in configuration order (the web session secret is derived from them)."""

@@ -26,13 +26,35 @@ CSRF_FIELD = "csrf_token"
 _SECRET_CONTEXT = b"grievance-triage web session v1"
 
 
-def session_secret(configured: str | None, ring: KeyRing) -> str:
-    """The configured secret, or one derived from the key digests (same keys, same secret, every worker).
+#: Shortest `TRIAGE_SESSION_SECRET` accepted, in bytes (a 1-character secret was accepted).
+MIN_SECRET_BYTES = 32
+#: Marks of a value copied from an example rather than made for this deployment.
+_PLACEHOLDER_MARKS = ("REPLACE", "CHANGE_ME", "CHANGEME", "EXAMPLE", "YOUR_", "SECRET_HERE")
 
+
+class SessionSecretError(ValueError):
+    """`TRIAGE_SESSION_SECRET` is missing where it is needed, or unusable; the message never quotes it."""
+
+
+def session_secret(configured: str | None, ring: KeyRing) -> str:
+    """The configured secret, or one derived from plain keys (same keys, same secret, every worker).
+
+    Refused (SessionSecretError, so the service does not start): a secret shorter than
+    `MIN_SECRET_BYTES` or copied from an example, and no secret while any key is given as a sha256 digest
+    (a digest is not secret: a cookie secret derived from digests was forged from the configuration).
     With no keys there is nothing to log in with; a random secret keeps the middleware working.
     """
-    if configured:
+    if configured:  # an empty value counts as unset
+        if len(configured.encode("utf-8")) < MIN_SECRET_BYTES:
+            raise SessionSecretError(f"TRIAGE_SESSION_SECRET is shorter than {MIN_SECRET_BYTES} bytes")
+        if any(mark in configured.upper() for mark in _PLACEHOLDER_MARKS):
+            raise SessionSecretError("TRIAGE_SESSION_SECRET is still the example's placeholder")
         return configured
+    if ring.has_digest_keys:
+        raise SessionSecretError(
+            "TRIAGE_SESSION_SECRET must be set when keys are given as sha256 digests (a digest is not secret); "
+            "e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
     digests = ring.digests()
     if not digests:
         return secrets.token_urlsafe(32)

@@ -12,10 +12,11 @@ from fastapi.testclient import TestClient
 from starlette.routing import BaseRoute
 
 from serving.app import create_app
-from serving.auth import ApiKeyError, KeyRing, Role, key_digest, parse_api_keys
+from serving.auth import ApiKeyError, KeyRing, Role, key_digest, new_key, parse_api_keys
 from serving.demo_keys import ensure_demo_keys
 from serving.settings import Settings
-from tests.keys import ADMIN, ADMIN_KEY, INTAKE, INTAKE_KEY, REVIEWER, REVIEWER_KEY
+from serving.web.session import SessionSecretError
+from tests.keys import ADMIN, ADMIN_KEY, API_KEYS, INTAKE, INTAKE_KEY, REVIEWER, REVIEWER_KEY
 
 PUBLIC = {"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 
@@ -162,3 +163,35 @@ def test_demo_keys_are_made_once_private_and_accepted(tmp_path: Path) -> None:
     spec = path.read_text(encoding="utf-8").split("=", 1)[1].strip()
     ring = KeyRing.from_spec(spec)
     assert ring.authenticate(first[Role.reviewer][1]).role is Role.reviewer
+
+
+@pytest.mark.parametrize("weak", ["aaaaaaaaaaaaaaaa", "password12345678", "1234567890123456", "qwertyuiopasdfgh"])
+def test_a_guessable_key_is_refused_at_start_up(weak: str) -> None:
+    with pytest.raises(ApiKeyError, match="easy to guess") as caught:
+        parse_api_keys(f"ops:admin:{weak}")
+    assert weak not in str(caught.value)
+
+
+DIGEST_KEYS = f"ops:admin:sha256:{key_digest(ADMIN_KEY).hex()}"
+
+
+@pytest.mark.parametrize(
+    ("keys", "secret", "message"),
+    [
+        (DIGEST_KEYS, None, "must be set when keys are given as sha256 digests"),
+        (API_KEYS, "x", "shorter than 32 bytes"),
+        (API_KEYS, "REPLACE_WITH_A_LONG_RANDOM_SECRET", "placeholder"),
+        (API_KEYS, "REPLACE_WITH_A_LONG_RANDOM_SECRET_OF_48_CHARACTERS", "placeholder"),
+    ],
+)
+def test_an_unusable_session_secret_stops_the_app(demo_bundle_dir: Path, keys: str, secret: str | None,
+                                                  message: str) -> None:
+    with pytest.raises(SessionSecretError, match=message) as caught:
+        create_app(Settings(model_uri=str(demo_bundle_dir), api_keys=keys, session_secret=secret))
+    assert secret is None or secret not in str(caught.value)
+
+
+def test_digest_keys_with_a_real_secret_start_and_log_in(demo_bundle_dir: Path) -> None:
+    settings = Settings(model_uri=str(demo_bundle_dir), api_keys=DIGEST_KEYS, session_secret=new_key())
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/v1/model", headers={"X-API-Key": ADMIN_KEY}).status_code == 200

@@ -168,7 +168,8 @@ def test_the_session_secret_follows_the_keys_and_a_removed_key_ends_its_sessions
     rotated = KeyRing.from_spec(API_KEYS.replace(REVIEWER_KEY, "another-reviewer-key-0123456789"))
     assert session_secret(None, ring) == session_secret(None, same)  # every worker derives the same
     assert session_secret(None, ring) != session_secret(None, rotated)
-    assert session_secret("configured-secret", ring) == "configured-secret"
+    configured = "configured-secret-of-at-least-32-bytes"
+    assert session_secret(configured, ring) == configured
     assert REVIEWER_KEY not in session_secret(None, ring)
 
     from types import SimpleNamespace
