@@ -31,6 +31,7 @@ from serving.admin_routes import admin_router
 from serving.auth import KeyRing
 from serving.hotspot_service import HotspotService, shares_state
 from serving.model_reload import load_and_warm
+from serving.request_guard import AuthFailures, RequestGuardMiddleware
 from serving.review_routes import review_router
 from serving.routes import router
 from serving.settings import Settings, get_settings
@@ -161,46 +162,6 @@ async def body_parse_error_handler(request: Request, exc: Exception) -> Response
     return await http_exception_handler(request, exc)
 
 
-class BodySizeLimitMiddleware:
-    """Answer 413 to request bodies over `max_bytes`, before they are read into memory.
-
-    Checks Content-Length up front, and counts the bytes of bodies sent without one.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    def _too_large(self) -> HTTPException:
-        return HTTPException(
-            status.HTTP_413_CONTENT_TOO_LARGE, detail=f"request body over {self.max_bytes} bytes"
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            response = JSONResponse({"detail": self._too_large().detail}, status.HTTP_413_CONTENT_TOO_LARGE)
-            await response(scope, receive, send)
-            return
-        received = 0
-
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    # FastAPI re-raises HTTPExceptions met while reading the body; its handler answers.
-                    raise self._too_large()
-            return message
-
-        await self.app(scope, counting_receive, send)
-
-
 #: On every answer that did not set its own (the pages set stricter ones): browsers must not guess a JSON
 #: answer's type, nor keep answers that hold case text in a cache.
 API_HEADERS = {"X-Content-Type-Options": "nosniff"}
@@ -248,12 +209,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(OperationalError, database_unavailable_handler)
     app.add_exception_handler(HTTPException, body_parse_error_handler)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.body_limit_bytes)
+    app.state.auth_failures = AuthFailures()
+    app.add_middleware(
+        RequestGuardMiddleware, keyring=lambda: app.state.keyring, failures=app.state.auth_failures,
+        max_bytes=settings.body_limit_bytes,
+    )
     app.include_router(router)
     install_web_pages(app, settings)  # the reviewer pages: /review, /dashboard
     app.include_router(review_router)
     app.include_router(admin_router)
-    app.add_middleware(ApiHeadersMiddleware)  # outside the body limit, so a 413 carries the headers too
+    app.add_middleware(ApiHeadersMiddleware)  # outside the guard, so a 413 or 429 carries the headers too
     if settings.cors_origins:  # off by default: no Access-Control-* header, browsers keep other origins out
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],

@@ -196,7 +196,11 @@ async def current_principal(
     ring: Annotated[KeyRing, Depends(get_keyring)],
 ) -> Principal:
     """The caller, from the `X-API-Key` header or (web pages) the signed session; 401 otherwise."""
-    principal = ring.authenticate(key) if key else getattr(request.state, "principal", None)
+    checked = getattr(request.state, "key_principal", None)  # by serving.request_guard, before the body
+    if key and isinstance(checked, tuple) and checked[0] == key:
+        principal: Principal | None = checked[1]
+    else:
+        principal = ring.authenticate(key) if key else getattr(request.state, "principal", None)
     if principal is not None:
         return principal
     if not len(ring):

@@ -51,6 +51,7 @@ from serving.store.tables import (
     HotspotSnapshot,
     Prediction,
     Review,
+    WebSessionRevocation,
     as_utc,
     utcnow,
 )
@@ -545,3 +546,18 @@ class Store:
         with self._reads() as session:
             row = session.scalars(query).first()
             return None if row is None else SnapshotRecord.of(row)
+
+    # -- reviewer-page sessions ---------------------------------------------------------------------
+    def revoke_web_session(self, session_id: str) -> None:
+        """Record a logged-out session (idempotent: a second logout of the same cookie changes nothing)."""
+        upsert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        with self._writes.begin() as session:
+            session.execute(
+                upsert(WebSessionRevocation.__table__).on_conflict_do_nothing(index_elements=["session_id"]),
+                {"session_id": session_id, "revoked_at": utcnow()},
+            )
+
+    def web_session_revoked(self, session_id: str) -> bool:
+        with self._reads() as session:
+            return session.get(WebSessionRevocation, session_id) is not None
+

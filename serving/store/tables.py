@@ -196,7 +196,7 @@ class HotspotFeed(Base):
     __tablename__ = "hotspot_feed"
 
     seq: Mapped[int] = mapped_column(BigId, primary_key=True)
-    case_row_id: Mapped[int] = mapped_column(BigId, ForeignKey("cases.id"))
+    case_row_id: Mapped[int] = mapped_column(BigId, ForeignKey("cases.id"), index=True)
     observed_at: Mapped[datetime] = mapped_column(UTCDateTime())
     votes: Mapped[int | None] = mapped_column(Integer)
     inserted_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -211,3 +211,12 @@ class HotspotSnapshot(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     detector_version: Mapped[str] = mapped_column(String(VERSION_LEN))
     payload: Mapped[Any] = mapped_column(Json)
+
+
+class WebSessionRevocation(Base):
+    """A reviewer-page session ended by logging out: its cookie is refused from then on, on every replica."""
+
+    __tablename__ = "web_session_revocations"
+
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime())

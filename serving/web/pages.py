@@ -21,6 +21,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from serving.auth import API_KEY_HEADER, KeyRing, Principal, ReviewerDep, Role, get_keyring, keyring_of
+from serving.request_guard import client_of
 from serving.review_routes import known_departments
 from serving.review_rules import LEVELS, MAX_NOTE_CHARS, Decision, decide
 from serving.routes import model_info
@@ -47,6 +48,7 @@ from serving.web.session import (
     csrf_token,
     open_session,
     pop_flash,
+    session_id,
     session_principal,
     set_flash,
 )
@@ -80,6 +82,13 @@ def session_secret_of(request: Request) -> str:
     return request.app.state.session_secret
 
 
+def current_session(request: Request, ring: KeyRing) -> Principal | None:
+    """The session's principal, unless it expired or was logged out (a store read: call off the event loop)."""
+    store: Store | None = getattr(request.app.state, "store", None)
+    revoked = store.web_session_revoked if store is not None else None
+    return session_principal(request, ring, session_secret_of(request), revoked)
+
+
 async def page_session(request: Request, ring: Annotated[KeyRing, Depends(get_keyring)]) -> None:
     """Put the session's principal on `request.state` for `require_role`, or send the browser to log in.
 
@@ -87,7 +96,7 @@ async def page_session(request: Request, ring: Annotated[KeyRing, Depends(get_ke
     """
     if request.headers.get(API_KEY_HEADER):
         return
-    principal = session_principal(request, ring, session_secret_of(request))
+    principal = await run_in_threadpool(current_session, request, ring)
     if principal is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(target if request.method == "GET" else request.url.path)
@@ -134,7 +143,7 @@ def safe_next(value: str | None) -> str:
 async def login_page(request: Request) -> Response:
     if request.method == "GET":
         next_url = safe_next(request.query_params.get("next"))
-        if session_principal(request, keyring_of(request), session_secret_of(request)) is not None:
+        if await run_in_threadpool(current_session, request, keyring_of(request)) is not None:
             return RedirectResponse(next_url, status.HTTP_303_SEE_OTHER)  # already logged in
         return render(request, "login.html", {"next": next_url, "error": None})
     try:
@@ -148,6 +157,7 @@ async def login_page(request: Request) -> Response:
     ring: KeyRing = keyring_of(request)
     principal = ring.authenticate(form.get("api_key", "").strip())
     if principal is None:
+        request.app.state.auth_failures.record(client_of(request.scope))
         logger.info("web login refused: unknown key")
         return render(request, "login.html", {"next": next_url, "error": "密钥无效。"}, status.HTTP_401_UNAUTHORIZED)
     if not principal.may(Role.reviewer):
@@ -168,6 +178,10 @@ async def logout(request: Request) -> Response:
         form = {}
     if request.session.get("name") and not csrf_ok(request, form.get(CSRF_FIELD)):
         return error_page(request, status.HTTP_403_FORBIDDEN, "请求无效", "页面已过期，请刷新后再退出。")
+    sid, store = session_id(request), getattr(request.app.state, "store", None)
+    if sid is not None and store is not None:
+        # Recorded, not just forgotten by this browser: a copy of the cookie stops working too.
+        await run_in_threadpool(store.revoke_web_session, sid)
     request.session.clear()
     return RedirectResponse(LOGIN_PATH, status.HTTP_303_SEE_OTHER)
 

@@ -2,9 +2,12 @@
 
 Starlette's `SessionMiddleware` signs the cookie (itsdangerous, with an expiry) and marks it HttpOnly and
 SameSite=Strict. The session holds the principal's name and role, a fingerprint of the key it was opened
-with (an HMAC of the key's digest, so the cookie reveals nothing about the key) and a CSRF token. Each
-page request checks the fingerprint against the key ring: removing or replacing a key ends its sessions
-even when `TRIAGE_SESSION_SECRET` is fixed.
+with (an HMAC of the key's digest, so the cookie reveals nothing about the key), a random session id, the
+login time and a CSRF token. Each page request checks the fingerprint against the key ring (removing or
+replacing a key ends its sessions even when `TRIAGE_SESSION_SECRET` is fixed), the login time against
+`SESSION_MAX_AGE_S` (an absolute limit: re-signing the cookie on every review does not extend it), and the
+session id against the store's revocations: logging out ends the session on every replica, so a copied
+cookie stops working.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -22,6 +26,8 @@ from serving.auth import KeyRing, Principal, Role, StoredKey
 SESSION_COOKIE = "triage_session"
 #: A working day: a reviewer logs in again the next morning.
 SESSION_MAX_AGE_S = 8 * 3600
+#: A session opened by a replica whose clock runs this far ahead is still accepted.
+CLOCK_SKEW_S = 60
 CSRF_FIELD = "csrf_token"
 _SECRET_CONTEXT = b"grievance-triage web session v1"
 
@@ -91,17 +97,34 @@ def open_session(request: Request, principal: Principal, ring: KeyRing, secret: 
             "name": principal.name,
             "role": principal.role.value,
             "kid": _fingerprint(secret, stored),
+            "sid": secrets.token_urlsafe(24),
             "iat": int(time.time()),
             "csrf": secrets.token_urlsafe(24),
         }
     )
 
 
-def session_principal(request: Request, ring: KeyRing, secret: str) -> Principal | None:
-    """Who the session belongs to, if its key is still configured with the same role; else None."""
+def session_id(request: Request) -> str | None:
+    sid = request.session.get("sid")
+    return sid if isinstance(sid, str) and 16 <= len(sid) <= 64 else None
+
+
+def session_principal(
+    request: Request, ring: KeyRing, secret: str, revoked: Callable[[str], bool] | None = None,
+    now: float | None = None,
+) -> Principal | None:
+    """Who the session belongs to, if its key is still configured with the same role, it was opened less
+    than `SESSION_MAX_AGE_S` ago (from login, however often the cookie was re-signed since) and it was not
+    logged out (`revoked(session id)`); else None."""
     data: dict[str, Any] = request.session
-    name, role, kid = data.get("name"), data.get("role"), data.get("kid")
-    if not (isinstance(name, str) and isinstance(role, str) and isinstance(kid, str)):
+    name, role, kid, iat = data.get("name"), data.get("role"), data.get("kid"), data.get("iat")
+    if not (isinstance(name, str) and isinstance(role, str) and isinstance(kid, str) and isinstance(iat, int)):
+        return None
+    age = (time.time() if now is None else now) - iat
+    sid = session_id(request)
+    if age < -CLOCK_SKEW_S or age >= SESSION_MAX_AGE_S or sid is None:
+        return None
+    if revoked is not None and revoked(sid):
         return None
     stored = ring.stored(name)
     if stored is None or stored.role.value != role:

@@ -48,7 +48,8 @@ from serving.store.tables import Base, HotspotAlert, Prediction
 from tests.keys import ADMIN
 
 STORE_TABLES = {
-    "cases", "predictions", "reviews", "hotspot_members", "hotspot_alerts", "hotspot_snapshots", "hotspot_feed"
+    "cases", "predictions", "reviews", "hotspot_members", "hotspot_alerts", "hotspot_snapshots", "hotspot_feed",
+    "web_session_revocations",
 }
 
 WAGES_TITLE = "临江县鑫隆电子厂拖欠六十多名工人三个月工资"

@@ -134,6 +134,38 @@ def test_logout_needs_the_csrf_token_and_ends_the_session(reviewer: TestClient) 
     assert reviewer.get("/review", follow_redirects=False).status_code == 303
 
 
+def test_logout_ends_the_session_for_a_copied_cookie_too(app_client: TestClient) -> None:
+    """The cookie is revoked in the store, not only forgotten by the browser that logged out."""
+    browser = new_client(app_client)
+    assert log_in(browser).status_code == 303
+    copied = dict(browser.cookies)
+    token = csrf_of(browser.get("/review").text)
+    assert browser.post("/review/logout", data={"csrf_token": token}, follow_redirects=False).status_code == 303
+    thief = new_client(app_client)
+    thief.cookies.update(copied)
+    answer = thief.get("/review", follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/review/login")
+    refused = thief.post("/review/cases/WEB-RED-1/reviews", data={"csrf_token": token, "action": "confirm"},
+                         follow_redirects=False)
+    assert refused.status_code == 303 and refused.headers["location"].startswith("/review/login")
+
+
+def test_a_session_ends_eight_hours_after_login_however_often_it_was_re_signed(
+    app_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import serving.web.session as session_module
+
+    browser = new_client(app_client)
+    assert log_in(browser).status_code == 303
+    assert browser.get("/review", follow_redirects=False).status_code == 200
+    real_time = session_module.time.time
+    monkeypatch.setattr(session_module.time, "time", lambda: real_time() + session_module.SESSION_MAX_AGE_S - 60)
+    assert browser.get("/review", follow_redirects=False).status_code == 200  # re-signed on the way
+    monkeypatch.setattr(session_module.time, "time", lambda: real_time() + session_module.SESSION_MAX_AGE_S + 1)
+    answer = browser.get("/review", follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/review/login")
+
+
 def test_wrong_key_intake_key_and_missing_csrf_are_refused(app_client: TestClient) -> None:
     client = new_client(app_client)
     wrong = log_in(client, "not-a-configured-key-at-all")
