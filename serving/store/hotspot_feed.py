@@ -88,6 +88,21 @@ def entries_after(session: Session, after_seq: int, limit: int | None = None) ->
     return [FeedEntry(*row) for row in session.connection().execute(query).all()]
 
 
+#: Rows read per query under the feed lock: with a LIMIT the planner walks the feed's primary key and joins
+#: cases by theirs; without one, stale statistics once made it scan the whole cases table per case.
+INTAKE_PAGE = 500
+
+
+def _all_entries_after(session: Session, after_seq: int) -> list[FeedEntry]:
+    entries: list[FeedEntry] = []
+    while page := entries_after(session, after_seq, INTAKE_PAGE):
+        entries += page
+        after_seq = page[-1].seq
+        if len(page) < INTAKE_PAGE:
+            break
+    return entries
+
+
 def last_seq(session: Session) -> int:
     return int(session.execute(select(func.coalesce(func.max(HotspotFeed.seq), 0))).scalar_one())
 
@@ -137,7 +152,7 @@ def intake(
         ).first()
         snapshot = None if row is None else SnapshotRecord.of(row)
         after_seq = snapshot_seq(snapshot)
-    writes = apply(snapshot, entries_after(session, after_seq), set(own))
+    writes = apply(snapshot, _all_entries_after(session, after_seq), set(own))
     upsert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     now = utcnow()
     if writes.members:

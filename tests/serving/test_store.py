@@ -458,3 +458,39 @@ def test_get_store_answers_503_until_the_app_has_a_store(store: Store) -> None:
         assert response.status_code == 503 and response.json()["detail"] == NO_STORE
         app.state.store = store
         assert client.get("/count").json() == {"predictions": 0}
+
+
+def test_the_feed_read_under_the_lock_is_paged_and_joined_by_an_index(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every feed read under the lock has a LIMIT (the planner then walks primary keys; without one, stale
+    statistics made PostgreSQL scan the whole cases table per case) and all pages reach the detector."""
+    from sqlalchemy import event
+
+    from serving.store import hotspot_feed
+
+    monkeypatch.setattr(hotspot_feed, "INTAKE_PAGE", 2)
+    received = datetime(2026, 9, 1, tzinfo=UTC)
+    intakes = [hotspot_feed.FeedIntake(CaseInput(f"FEED-{i}", "路灯坏了", f"第{i}盏路灯不亮"), received)
+               for i in range(5)]
+    statements: list[str] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    seen: list[int] = []
+
+    def apply(snapshot: Any, entries: list[hotspot_feed.FeedEntry], own: set[int]) -> hotspot_feed.DetectorWrites:
+        seen.extend(e.seq for e in entries)
+        return hotspot_feed.DetectorWrites()
+
+    event.listen(store.engine, "before_cursor_execute", capture)
+    try:
+        own = store.hotspot_intake(intakes, after_seq=0, apply=apply, detector_version="test")
+    finally:
+        event.remove(store.engine, "before_cursor_execute", capture)
+    assert seen == own and len(own) == 5
+    feed_reads = [s for s in statements if "FROM hotspot_feed JOIN cases" in s]
+    assert len(feed_reads) == 3 and all("LIMIT" in s for s in feed_reads)
+    indexes = {ix["name"] for ix in inspect(store.engine).get_indexes("hotspot_feed")}
+    assert "ix_hotspot_feed_case_row_id" in indexes
