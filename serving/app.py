@@ -29,6 +29,7 @@ from models.mlflow_model import LoadedModel
 from models.tracking import configure_tracking
 from serving.admin_routes import admin_router
 from serving.auth import KeyRing
+from serving.deadline import Deadline
 from serving.hotspot_service import HotspotService, shares_state
 from serving.model_reload import load_and_warm
 from serving.request_guard import AuthFailures, RequestGuardMiddleware
@@ -92,10 +93,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # The audit store is not optional at start-up: a service that cannot record predictions must not
     # answer. Once running, an outage is bridged by the spool (serving.spool).
     upgrade_database(settings.database_url)
-    store = Store.from_url(settings.database_url, **engine_options(settings.database_url, settings.db_connect_timeout))
+    store = Store.from_url(
+        settings.database_url,
+        **engine_options(settings.database_url, settings.db_connect_timeout, settings.db_call_timeout),
+    )
     app.state.store = store
     writer = DurableWriter(store, Spool(settings.spool_dir), retry_initial=settings.spool_retry_initial_seconds,
-                           retry_max=settings.spool_retry_max_seconds)
+                           retry_max=settings.spool_retry_max_seconds, deadline=Deadline(settings.db_call_timeout))
     writer.drain_at_start()  # what an earlier run spooled goes in first (and before the detector replays cases)
     app.state.durable_writer = writer
     attach(writer)

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from models.hotspots import Assignment, CaseEvent, CaseTerms, HotspotConfig, HotspotDetector, case_terms
+from serving.deadline import StoreHung
 from serving.spool import OUTAGE_ERRORS
 from serving.store import CaseInput, SnapshotRecord, Store
 from serving.store.hotspot_feed import FEED_SEQ_KEY, DetectorWrites, FeedEntry, FeedIntake, snapshot_seq
@@ -225,11 +226,18 @@ class HotspotService:
             return writes
 
         rebuild = self._diverged
+        gate = _ApplyGate()
+        bounded = getattr(self.sink, "bounded", None) or (lambda function, *a, **k: function(*a, **k))
         try:
-            seqs = self.store.hotspot_intake(
-                intakes, after_seq=None if rebuild else self.feed_seq, apply=apply,
-                detector_version=self.detector.config.version,
+            seqs = bounded(
+                self.store.hotspot_intake, intakes, after_seq=None if rebuild else self.feed_seq,
+                apply=gate.wrap(apply), detector_version=self.detector.config.version,
             )
+        except StoreHung:
+            # The call goes on without us: its `apply` must not touch the detector from now on.
+            gate.abandon()
+            self._diverged = True
+            raise
         except BaseException:
             # The detector may have observed rows that were not committed: rebuild before trusting it.
             self._diverged = True
@@ -342,6 +350,35 @@ def _event(entry: FeedEntry) -> CaseEvent:
     return CaseEvent(
         entry.case_id, _naive_utc(entry.observed_at), entry.title, entry.body, entry.reporter_id, entry.votes
     )
+
+
+class _AbandonedIntake(Exception):
+    """A feed intake whose caller gave up (StoreHung) reached its `apply`: roll it back."""
+
+
+class _ApplyGate:
+    """Keeps a feed intake that outlived its deadline from changing the detector behind the caller's back.
+
+    The caller holds the service lock only until it gives up; the abandoned call may then reach `apply`
+    when the database answers. An `apply` already running when the caller gives up is waited for (it is
+    arithmetic, no I/O); one that starts later raises instead, so its transaction rolls back."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._abandoned = False
+
+    def wrap(self, apply: Callable[..., DetectorWrites]) -> Callable[..., DetectorWrites]:
+        def guarded(*args: Any) -> DetectorWrites:
+            with self._lock:
+                if self._abandoned:
+                    raise _AbandonedIntake("the request gave up waiting for the database")
+                return apply(*args)
+
+        return guarded
+
+    def abandon(self) -> None:
+        with self._lock:
+            self._abandoned = True
 
 
 def _window_time(claimed: datetime | None, received: datetime) -> datetime:

@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     db_connect_timeout: float = Field(
         3.0, gt=0, description="Seconds a request waits for a new database connection before spooling its write."
     )
+    db_call_timeout: float = Field(
+        3.0, gt=0, le=60,
+        description="Seconds a database call on the request path may take (and, on PostgreSQL, a lock wait) before "
+        "the database counts as down: the write is spooled and /readyz says degraded.",
+    )
     spool_retry_initial_seconds: float = Field(0.5, gt=0, description="First wait before probing the database again.")
     spool_retry_max_seconds: float = Field(30.0, gt=0, description="Longest wait between probes (doubling backoff).")
     hotspot_config: str | None = Field(

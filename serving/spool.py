@@ -47,6 +47,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from serving.deadline import Deadline, StoreHung
 from serving.store import CaseInput, PredictionInput, PredictionRecord, Store
 from serving.store.tables import utcnow
 
@@ -57,7 +58,7 @@ SPOOL_GLOB = "spool-*.jsonl"
 REJECTED_PREFIX = "rejected-"
 
 #: Errors that mean "the database is unreachable or refused the connection", not "this record is bad".
-OUTAGE_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, PoolTimeoutError)
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, PoolTimeoutError, StoreHung)
 
 
 class SpoolUnavailableError(HTTPException):
@@ -71,16 +72,24 @@ def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, OUTAGE_ERRORS)
 
 
-def engine_options(url: str, connect_timeout: float) -> dict[str, Any]:
+def engine_options(url: str, connect_timeout: float, call_timeout: float | None = None) -> dict[str, Any]:
     """`Store.from_url` options that bound how long a request waits for an unreachable PostgreSQL.
 
-    `connect_timeout` bounds a new connection; `tcp_user_timeout` a connection whose peer vanished.
-    SQLite needs none (a local file fails at once).
+    `connect_timeout` bounds a new connection; `tcp_user_timeout` a connection whose peer vanished;
+    `lock_timeout` (`call_timeout`) a wait for a lock someone holds (a `LOCK TABLE` left open stalled every
+    write), so the server gives up when the caller's `Deadline` does and the connection comes back.
+    SQLite needs none (a local file fails at once; its busy timeout bounds a lock wait).
     """
-    if make_url(url).get_backend_name() != "postgresql":
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
         return {}
     seconds = max(1, round(connect_timeout))
-    return {"connect_args": {"connect_timeout": seconds, "tcp_user_timeout": seconds * 1000}}
+    args: dict[str, Any] = {"connect_timeout": seconds, "tcp_user_timeout": seconds * 1000}
+    if call_timeout is not None:
+        given = parsed.query.get("options", "")  # connect_args win over the URL's: keep what it sets
+        given = " ".join(given) if isinstance(given, tuple) else given
+        args["options"] = f"{given} -c lock_timeout={max(1, round(call_timeout * 1000))}".strip()
+    return {"connect_args": args}
 
 
 def _dir_fsync(directory: Path) -> None:
@@ -327,9 +336,11 @@ class DurableWriter:
 
     def __init__(
         self, store: Store, spool: Spool, *, retry_initial: float = 0.5, retry_max: float = 30.0,
-        adopt_every: float = 30.0,
+        adopt_every: float = 30.0, deadline: Deadline | None = None,
     ) -> None:
         self.store = store
+        #: Database calls on the request path wait at most this long (None: as long as the driver does).
+        self.deadline = deadline
         self.spool = spool
         self.retry_initial = retry_initial
         self.retry_max = retry_max
@@ -382,6 +393,12 @@ class DurableWriter:
         self._wake.set()
         return record_id
 
+    def bounded(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``function(*args, **kwargs)`` within the deadline (StoreHung, an outage, past it)."""
+        if self.deadline is None:
+            return function(*args, **kwargs)
+        return self.deadline.call(function, *args, **kwargs)
+
     # -- writes -------------------------------------------------------------------------------------
     def existing_prediction(self, case_id: str, title: str, body: str) -> PredictionRecord | None:
         """The store's stored answer for a resubmission; None while degraded (the case is scored again
@@ -389,7 +406,7 @@ class DurableWriter:
         if self.degraded:
             return None
         try:
-            return self.store.existing_prediction(case_id, title, body)
+            return self.bounded(self.store.existing_prediction, case_id, title, body)
         except OUTAGE_ERRORS as exc:
             self._mark_down(exc)
             return None
@@ -401,7 +418,9 @@ class DurableWriter:
         made_at = utcnow()
         if not self.degraded:
             try:
-                return self.store.record_case_and_prediction(case, prediction, rescore=rescore, made_at=made_at)
+                return self.bounded(
+                    self.store.record_case_and_prediction, case, prediction, rescore=rescore, made_at=made_at
+                )
             except OUTAGE_ERRORS as exc:
                 # It may have committed before the connection broke: replay finds it by `made_at`.
                 self._mark_down(exc)
@@ -417,7 +436,7 @@ class DurableWriter:
     ) -> None:
         if not self.degraded:
             try:
-                self.store.add_hotspot_member(burst_id, case_id, observed_at, reporter_id)
+                self.bounded(self.store.add_hotspot_member, burst_id, case_id, observed_at, reporter_id)
                 return
             except OUTAGE_ERRORS as exc:
                 self._mark_down(exc)
@@ -429,7 +448,7 @@ class DurableWriter:
     ) -> None:
         if not self.degraded:
             try:
-                self.store.add_alert(alert_id, burst_id, level, raised_at, payload)
+                self.bounded(self.store.add_alert, alert_id, burst_id, level, raised_at, payload)
                 return
             except OUTAGE_ERRORS as exc:
                 self._mark_down(exc)
@@ -442,7 +461,7 @@ class DurableWriter:
         if self.degraded:
             return False
         try:
-            self.store.save_snapshot(payload, detector_version=detector_version)
+            self.bounded(self.store.save_snapshot, payload, detector_version=detector_version)
             return True
         except OUTAGE_ERRORS as exc:
             self._mark_down(exc)
@@ -483,7 +502,7 @@ class DurableWriter:
 
     def _recover(self) -> None:
         """Probe the database, replay the spool, and leave degraded mode if nothing is left."""
-        self.store.ping()
+        self.bounded(self.store.ping)
         self.drain()
         if self.spool.pending() == 0:
             if self._down_since is not None:

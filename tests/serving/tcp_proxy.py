@@ -2,7 +2,8 @@
 
 `cut()` closes the listener and resets every connection through it (the client sees its connection
 die and new connections refused, as when the database host goes down); `restore()` listens again on the
-same port. Threads, no event loop, so it runs beside any app under test.
+same port. `pause()` keeps every connection open but forwards nothing (a proxy stopped with SIGSTOP, a
+hung database: no error, no answer) until `resume()`. Threads, no event loop, so it runs beside any app under test.
 """
 
 from __future__ import annotations
@@ -24,7 +25,16 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self._flowing = threading.Event()
+        self._flowing.set()
         self.connections = 0
+
+    def pause(self) -> None:
+        """Forward nothing more, close nothing: connections hang."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     def __enter__(self) -> TcpProxy:
         self.restore()
@@ -84,6 +94,7 @@ class TcpProxy:
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(BUFFER):
+                self._flowing.wait()
                 sink.sendall(data)
         except OSError:
             pass

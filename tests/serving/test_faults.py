@@ -438,3 +438,52 @@ def test_a_failed_fsync_is_not_acknowledged_and_leaves_no_record(
     replayed: list[str] = []
     assert spool.drain(lambda kind, data, record_id: replayed.append(record_id)) == 1
     assert replayed == [first]
+
+
+def _stored_prediction_ids(database_url: str, case_ids: list[str]) -> dict[str, int]:
+    store = Store.from_url(database_url)
+    try:
+        return {c: len(store.predictions_for(c)) for c in case_ids}
+    finally:
+        store.dispose()
+
+
+@pytest.mark.parametrize("hang", ["proxy-stopped", "table-locked"])
+def test_a_hung_database_switches_to_the_spool_within_the_deadline(
+    demo_bundle_dir: Path, postgres_url: str, tmp_path: Path, hang: str
+) -> None:
+    """A database that neither answers nor fails (a stopped proxy, a lock never released) had stalled every
+    request 28-31 s with nothing spooled and /readyz "ok"."""
+    import psycopg
+
+    deadline = 1.0
+    with TcpProxy(POSTGRES_HOST, POSTGRES_PORT) as proxy:
+        proxied = make_url(postgres_url).set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        settings = Settings(model_uri=str(demo_bundle_dir), database_url=proxied, spool_dir=tmp_path / "spool",
+                            db_connect_timeout=2, db_call_timeout=deadline, spool_retry_initial_seconds=0.2,
+                            spool_retry_max_seconds=1)
+        with TestClient(create_app(settings), headers=ADMIN) as client:
+            assert client.post("/v1/triage", json=case("HUNG-BEFORE", 0)).json()["prediction_id"] is not None
+            locker = None
+            if hang == "proxy-stopped":
+                proxy.pause()
+            else:
+                dsn = make_url(postgres_url).set(drivername="postgresql").render_as_string(hide_password=False)
+                locker = psycopg.connect(dsn)
+                locker.execute("LOCK TABLE predictions IN ACCESS EXCLUSIVE MODE")
+            try:
+                started = time.monotonic()
+                answers = [client.post("/v1/triage", json=case("HUNG", i)) for i in range(3)]
+                took = time.monotonic() - started
+                assert [a.status_code for a in answers] == [200] * 3, [a.text for a in answers]
+                assert all(a.json()["prediction_id"] is None for a in answers)  # spooled, acknowledged
+                assert took < 3 * deadline + 5, f"three requests took {took:.1f} s"
+                assert client.get("/readyz").json()["store"].startswith("degraded")
+            finally:
+                if locker is not None:
+                    locker.rollback()
+                    locker.close()
+                proxy.resume()
+            wait_for(lambda: "store" not in client.get("/readyz").json(), "the spool to drain")
+    ids = [f"HUNG-{i}" for i in range(3)]
+    assert _stored_prediction_ids(postgres_url, ids) == dict.fromkeys(ids, 1)  # each stored once
