@@ -3,7 +3,8 @@
     .venv/bin/python experiments/bench_risk.py [--data-dir ../shared/data] [--config experiments/router.yaml]
         [--params '{"text_C": 2.0}'] [--tune] [--router-cache /tmp/router_bench.npz]
 
-About 6 minutes on 2 cores (six router fits, two at a time, are most of it). Writes
+About 8 minutes on 2 cores with 11,600 training labels (the text model's fold fits, two processes at a time,
+and six router fits are most of it). Writes
 experiments/results/risk.json and prints a table. Skips cleanly when the shared data is absent.
 
 Protocol (experiments/risk_labels/PROTOCOL.md says it in full):
@@ -13,7 +14,7 @@ Protocol (experiments/risk_labels/PROTOCOL.md says it in full):
   figures this script reports are measured here. Run with ``--tune`` while developing: it never scores the
   blind set and reports out-of-fold figures on the training labels instead.
 - **gold for training** (``risk/risk_labels_dev.csv``, 300 cases, read while the lexicon was written;
-  ``experiments/risk_labels/train.csv``, 1,600 annotated cases that no developer read): the real labels
+  ``experiments/risk_labels/train.csv``, 11,600 annotated cases that no developer read): the real labels
   the risk model and its text model learn from; the bands are chosen on their out-of-fold predictions.
 - **weak rows**: ``tipdm2020/messages_labeled.csv`` (copies folded) labelled by the cue rules, flagged weak.
   Every labelled-file row that is a copy of any gold or blind case (same id, same dedup / group key, or
@@ -320,14 +321,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         fit_seconds[name] = time.perf_counter() - t
 
-    # The text model alone: out-of-fold on the gold rows, bands chosen there like RiskModel's.
-    t = time.perf_counter()
-    codes = np.array([LEVELS.index(v) for v in y_gold])
-    text_proba, _, text_scorer = text_oof(_docs(texts_gold), codes, np.ones(len(codes)), gold_c["group_key"].to_numpy(
-        dtype=object), seed, C=params.text_C, folds=params.text_folds)
-    text_bands = choose_bands(y_gold, text_proba, params.red_recall_target, params.yellow_recall_target,
-                              params.red_precision_floor)
-    fit_seconds["text_only"] = time.perf_counter() - t
+    # The text model alone (--ablations): out-of-fold on the gold rows, bands chosen there like RiskModel's.
+    if args.ablations:
+        t = time.perf_counter()
+        codes = np.array([LEVELS.index(v) for v in y_gold])
+        text_proba, _, text_scorer = text_oof(
+            _docs(texts_gold), codes, np.ones(len(codes)), gold_c["group_key"].to_numpy(dtype=object), seed,
+            C=params.text_C, folds=params.text_folds, n_jobs=params.text_jobs,
+        )
+        text_bands = choose_bands(y_gold, text_proba, params.red_recall_target, params.yellow_recall_target,
+                                  params.red_precision_floor)
+        fit_seconds["text_only"] = time.perf_counter() - t
 
     # Development figures: out of fold on the gold rows (what the bands were chosen on), dev and train apart.
     for name, model in models.items():
@@ -338,10 +342,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for part, mask in (("oof_train_annotations", ~is_dev[gold_rows]), ("oof_dev_file", is_dev[gold_rows])):
             entry[part] = {**metrics(labels[mask], pred[mask]), **ranking(labels[mask], oof[mask, 0])}
         variants[name] = {"development": entry}
-    text_pred = levels_from_proba(text_proba, text_bands)
-    variants["text_only"] = {"development": {"bands": text_bands, **{
-        part: {**metrics(y_gold[mask], text_pred[mask]), **ranking(y_gold[mask], text_proba[mask, 0])}
-        for part, mask in (("oof_train_annotations", ~is_dev), ("oof_dev_file", is_dev))}}}
+    if args.ablations:
+        text_pred = levels_from_proba(text_proba, text_bands)
+        variants["text_only"] = {"development": {"bands": text_bands, **{
+            part: {**metrics(y_gold[mask], text_pred[mask]), **ranking(y_gold[mask], text_proba[mask, 0])}
+            for part, mask in (("oof_train_annotations", ~is_dev), ("oof_dev_file", is_dev))}}}
     rules_gold = np.array([rule_risk_level(t)[0] for t in texts_gold], dtype=object)
     variants["rules"] = {"development": {part: metrics(y_gold[mask], rules_gold[mask])
                                          for part, mask in (("oof_train_annotations", ~is_dev),
@@ -375,10 +380,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                        "per_criterion": per_criterion(c_blind, pred),
                                        "reasons": reason_checks(results, y_blind, c_blind),
                                        "predict_seconds_600": round(seconds, 2)}
-        text_blind = text_scorer.predict_proba_docs(_docs(texts_blind))
-        pred = levels_from_proba(text_blind, text_bands)
-        variants["text_only"]["blind"] = {**metrics(y_blind, pred), **ranking(y_blind, text_blind[:, 0]),
-                                          "per_criterion": per_criterion(c_blind, pred)}
+        if args.ablations:
+            text_blind = text_scorer.predict_proba_docs(_docs(texts_blind))
+            pred = levels_from_proba(text_blind, text_bands)
+            variants["text_only"]["blind"] = {**metrics(y_blind, pred), **ranking(y_blind, text_blind[:, 0]),
+                                              "per_criterion": per_criterion(c_blind, pred)}
         rules_blind = np.array([rule_risk_level(t)[0] for t in texts_blind], dtype=object)
         variants["rules"]["blind"] = {**metrics(y_blind, rules_blind), "per_criterion": per_criterion(c_blind,
                                                                                                       rules_blind)}

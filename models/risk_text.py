@@ -24,6 +24,7 @@ from itertools import pairwise
 from typing import Any
 
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
@@ -218,6 +219,7 @@ def text_oof(
     train_mask: np.ndarray | None = None,
     criteria: Sequence[str | None] | None = None,
     criterion_features: Sequence[str] = (),
+    n_jobs: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, TextScorer]:
     """Text-score probabilities for every row from a scorer that never trained on it (levels, and the
     criteria named in ``criterion_features``), and the scorer fitted on all training rows.
@@ -227,6 +229,9 @@ def text_oof(
     back). Training rows get out-of-fold scores (stratified folds, grouped by ``groups`` when given); the
     other rows get the full scorer's, except a row sharing a group with a training row, which is scored by
     the fold model that held that group out, so no copy of a text leaks into its own score.
+
+    ``n_jobs`` > 1 fits the fold scorers and the full one in that many processes (joblib): each fit is
+    deterministic, so the scores are the same as with one (to the order of floating-point sums).
     """
     docs = list(docs)
     y = np.asarray(y, dtype=np.int64)
@@ -244,27 +249,40 @@ def text_oof(
         splits = list(cv.split(np.zeros(len(fit_rows)), y_fit))
     crit = None if criteria is None else list(criteria)
 
-    def fit(rows: np.ndarray, with_criteria: bool = False) -> TextScorer:
+    def fit_args(rows: np.ndarray, with_criteria: bool = False) -> tuple[Any, ...]:
         # Fold scorers name criteria only when those are features; the final one always does (for reasons).
         named = [crit[i] for i in rows] if (with_criteria or criterion_features) and crit is not None else None
-        return TextScorer(C).fit([docs[i] for i in rows], y[rows], w[rows], named)
+        return C, [docs[i] for i in rows], y[rows], w[rows], named
 
     def score(scorer: TextScorer, rows: np.ndarray) -> np.ndarray:
         chosen = [docs[i] for i in rows]
         return np.hstack(scorer.score_docs(chosen, criterion_features))
 
-    full = fit(fit_rows, with_criteria=True)
+    for fit_pos, _ in splits:
+        if len(np.unique(y_fit[fit_pos])) < len(LEVELS):
+            raise ValueError("a text-score fold lacks a risk level; add labelled cases")
+    jobs = [fit_args(fit_rows, with_criteria=True)] + [fit_args(fit_rows[fit_pos]) for fit_pos, _ in splits]
+    if n_jobs > 1:
+        scorers = Parallel(n_jobs=min(n_jobs, len(jobs)))(delayed(_fitted)(*job) for job in jobs)
+    else:
+        scorers = [_fitted(*job) for job in jobs]
+    full, fold_scorers = scorers[0], scorers[1:]
     others = np.setdiff1d(np.arange(len(y)), fit_rows)
     oof = np.zeros((len(y), len(LEVELS) + len(criterion_features)))
     if len(others):
         oof[others] = score(full, others)
-    for fit_pos, held_pos in splits:
-        if len(np.unique(y_fit[fit_pos])) < len(LEVELS):
-            raise ValueError("a text-score fold lacks a risk level; add labelled cases")
-        scorer = fit(fit_rows[fit_pos])
+    for (_, held_pos), scorer in zip(splits, fold_scorers, strict=True):
         held = fit_rows[held_pos]
         if group_arr is not None and len(others):
             held_groups = set(group_arr[held])
             held = np.concatenate([held, others[[g in held_groups for g in group_arr[others]]]])
         oof[held] = score(scorer, held)
     return oof[:, :len(LEVELS)], oof[:, len(LEVELS):], full
+
+
+def _fitted(
+    C: float, docs: list[str], y: np.ndarray, w: np.ndarray, criteria: list[str | None] | None
+) -> TextScorer:
+    """One scorer fitted (module level, so joblib can run it in another process)."""
+    return TextScorer(C).fit(docs, y, w, criteria)
+

@@ -79,3 +79,16 @@ def test_out_of_fold_scores_never_come_from_a_scorer_that_saw_the_row(
     np.testing.assert_allclose(oof[others], full.predict_proba_docs([docs[i] for i in others]))
     trained = np.flatnonzero(train_mask)
     assert not np.allclose(oof[trained], full.predict_proba_docs([docs[i] for i in trained]))
+
+
+def test_fitting_the_folds_in_two_processes_gives_the_same_scores(
+    scorer_and_docs: tuple[TextScorer, list[str], np.ndarray, list[str | None]],
+) -> None:
+    _, docs, y, criteria = scorer_and_docs
+    w = np.ones(len(y))
+    one = text_oof(docs, y, w, None, 3, C=4.0, folds=3, criteria=criteria, criterion_features=["red-1"])
+    two = text_oof(docs, y, w, None, 3, C=4.0, folds=3, criteria=criteria, criterion_features=["red-1"], n_jobs=2)
+    # Equal up to the order of floating-point sums (BLAS threads differ between processes).
+    np.testing.assert_allclose(one[0], two[0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(one[1], two[1], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(one[2].coef_, two[2].coef_, rtol=1e-9, atol=1e-12)
