@@ -44,6 +44,8 @@ _CHAR_RUN = re.compile(r"[^\W_]+")
 #: Longest run read for character n-grams: a 20,000-digit "word" says nothing more after its start.
 _MAX_RUN = 200
 CRITERION_LABELS: tuple[str, ...] = (*CRITERIA, "green")
+#: Fewest training rows for which `text_oof` fits in several processes: below, starting them costs more.
+PARALLEL_FROM = 2000
 
 
 def text_doc(tokens: Sequence[str], text: str) -> str:
@@ -230,7 +232,8 @@ def text_oof(
     other rows get the full scorer's, except a row sharing a group with a training row, which is scored by
     the fold model that held that group out, so no copy of a text leaks into its own score.
 
-    ``n_jobs`` > 1 fits the fold scorers and the full one in that many processes (joblib): each fit is
+    ``n_jobs`` > 1 fits the fold scorers and the full one in that many processes (joblib; from
+    `PARALLEL_FROM` training rows): each fit is
     deterministic, so the scores are the same as with one (to the order of floating-point sums).
     """
     docs = list(docs)
@@ -262,7 +265,7 @@ def text_oof(
         if len(np.unique(y_fit[fit_pos])) < len(LEVELS):
             raise ValueError("a text-score fold lacks a risk level; add labelled cases")
     jobs = [fit_args(fit_rows, with_criteria=True)] + [fit_args(fit_rows[fit_pos]) for fit_pos, _ in splits]
-    if n_jobs > 1:
+    if n_jobs > 1 and len(fit_rows) >= PARALLEL_FROM:
         scorers = Parallel(n_jobs=min(n_jobs, len(jobs)))(delayed(_fitted)(*job) for job in jobs)
     else:
         scorers = [_fitted(*job) for job in jobs]

@@ -82,8 +82,11 @@ def test_out_of_fold_scores_never_come_from_a_scorer_that_saw_the_row(
 
 
 def test_fitting_the_folds_in_two_processes_gives_the_same_scores(
-    scorer_and_docs: tuple[TextScorer, list[str], np.ndarray, list[str | None]],
+    scorer_and_docs: tuple[TextScorer, list[str], np.ndarray, list[str | None]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import models.risk_text
+
+    monkeypatch.setattr(models.risk_text, "PARALLEL_FROM", 0)
     _, docs, y, criteria = scorer_and_docs
     w = np.ones(len(y))
     one = text_oof(docs, y, w, None, 3, C=4.0, folds=3, criteria=criteria, criterion_features=["red-1"])
