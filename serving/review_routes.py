@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 
+from features.text import mask_contact_details
 from serving.auth import AdminDep, ReviewerDep
 from serving.review_rules import MAX_NOTE_CHARS, Decision, Problem, decide
 from serving.review_schemas import (
@@ -233,8 +234,8 @@ def get_case(case_id: CaseIdPath, principal: ReviewerDep, store: StoreDep) -> Ca
     latest = detail.latest_prediction
     return CaseDetailOut(
         case_id=case_id,
-        title=current.title,
-        body=current.body,
+        title=mask_contact_details(current.title),
+        body=mask_contact_details(current.body),
         created_at=current.created_at,
         channel=current.channel,
         received_at=current.received_at,
@@ -242,7 +243,8 @@ def get_case(case_id: CaseIdPath, principal: ReviewerDep, store: StoreDep) -> Ca
         latest_prediction_id=None if latest is None else latest.id,
         versions=[
             CaseVersionOut(
-                id=v.id, title=v.title, body=v.body, created_at=v.created_at, channel=v.channel,
+                id=v.id, title=mask_contact_details(v.title), body=mask_contact_details(v.body),
+                created_at=v.created_at, channel=v.channel,
                 received_at=v.received_at, text_hash=v.text_hash,
             )
             for v in detail.versions

@@ -4,7 +4,8 @@ The file has the columns `training.loading.load_cases` reads (case_id, title, bo
 department, risk_level), with the reviewer's department and level as the labels, followed by provenance
 columns the loader carries along as extras: label_source (always `review`, which `load_cases` uses to
 let these rows override other files' labels for the same case), reviewer, reviewed_at, and what the
-model had said. Reporter ids are never exported.
+model had said. Reporter ids are never exported; phone, ID-card and e-mail numbers in the text are masked
+(`features.text.mask_contact_details`), as everywhere a reviewer reads a case.
 
 CSV is written by `training.csv_safety.write_csv`: cells that a spreadsheet would run as a formula (starting
 with = + - @, tab or CR) are prefixed with a single quote; Parquet keeps values as they are.
@@ -20,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy.exc import SQLAlchemyError
 
+from features.text import mask_contact_details
 from serving.store import Store, redact
 from serving.store.reviewed import ReviewedCase, reviewed_cases
 from training.csv_safety import FORMULA_PREFIXES, escape_formula, write_csv  # noqa: F401 (re-exported)
@@ -49,8 +51,8 @@ def reviews_frame(cases: Sequence[ReviewedCase]) -> pd.DataFrame:
     rows = [
         {
             "case_id": c.case_id,
-            "title": c.title,
-            "body": c.body,
+            "title": mask_contact_details(c.title),
+            "body": mask_contact_details(c.body),
             "created_at": _iso(c.created_at),
             "department": c.decided_department,
             "risk_level": c.decided_level,

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, case, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
+from features.text import mask_contact_details
 from serving.store.records import AlertRecord, CaseRecord, PredictionRecord, ReviewRecord
 from serving.store.review_records import (
     BODY_PREVIEW_CHARS,
@@ -83,7 +84,7 @@ def review_queue(
 
     `since` is inclusive and `until` exclusive, both on when the scored text version was received.
     The page is chosen on narrow rows (ids and sort keys) and only its rows' text is read, and only the
-    first `BODY_PREVIEW_CHARS` characters of a body leave the database.
+    first `BODY_PREVIEW_CHARS` characters of a body leave the database (phone, ID-card and e-mail masked).
     """
     page = (
         select(Prediction.id.label("id"), _priority_rank().label("rank"), Case.received_at.label("received_at"))
@@ -99,7 +100,8 @@ def review_queue(
             Prediction.case_id,
             Prediction.id,
             Case.title,
-            func.substr(Case.body, 1, BODY_PREVIEW_CHARS).label("body_preview"),
+            # Read past the preview's end so a phone number across it is masked whole, then cut.
+            func.substr(Case.body, 1, 2 * BODY_PREVIEW_CHARS).label("body_preview"),
             Case.received_at,
             Case.created_at,
             Prediction.department,
@@ -117,8 +119,8 @@ def review_queue(
         QueueItem(
             case_id=row.case_id,
             prediction_id=row.id,
-            title=row.title,
-            body_preview=row.body_preview or "",
+            title=mask_contact_details(row.title),
+            body_preview=mask_contact_details(row.body_preview or "")[:BODY_PREVIEW_CHARS],
             received_at=as_utc(row.received_at),
             case_created_at=None if row.created_at is None else as_utc(row.created_at),
             department=row.department,

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from features.risk_cues import CRITERION_NAMES
-from features.text import case_text, mask_personal_data, normalise
+from features.text import case_text, mask_contact_details, mask_personal_data, normalise
 
 try:
     from zoneinfo import ZoneInfo
@@ -114,11 +114,11 @@ def _segments(text: str, spans: list[tuple[int, int, str]], lo: int, hi: int) ->
         if start >= end:
             continue
         if start > cursor:
-            out.append(Segment(text[cursor:start]))
+            out.append(Segment(mask_contact_details(text[cursor:start])))
         out.append(Segment(text[start:end], criterion or None, criterion_label(criterion) or "风险线索"))
         cursor = end
     if cursor < hi:
-        out.append(Segment(text[cursor:hi]))
+        out.append(Segment(mask_contact_details(text[cursor:hi])))
     return out
 
 

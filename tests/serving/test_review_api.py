@@ -424,3 +424,23 @@ def test_openapi_documents_the_review_routes(client: TestClient) -> None:
         operation = paths[path][method]
         assert operation["tags"] == ["review"]
         assert codes <= set(operation["responses"]), (path, set(operation["responses"]))
+
+
+def test_every_view_of_a_case_masks_phone_id_card_and_email(client: TestClient) -> None:
+    """The queue (API and page), the case (API and page) show the same masked text."""
+    body = "联系电话13812345678，身份证110101199003074578，邮箱 zhang.san@example.com。楼道燃气味很重，两天了"
+    title = "燃气泄漏 13912345678 li@example.cn"
+    assert client.post("/v1/triage", json={"case_id": "PII-1", "title": title, "body": body},
+                       headers=INTAKE).status_code == 200
+    secrets = ("13812345678", "13912345678", "110101199003074578", "zhang.san@example.com", "li@example.cn")
+    views = [
+        client.get("/v1/review-queue", params={"limit": 200}, headers=REVIEWER).text,
+        client.get("/v1/cases/PII-1", headers=REVIEWER).text,
+        client.get("/review", params={"limit": 200}, headers=REVIEWER).text,
+        client.get("/review/cases/PII-1", headers=REVIEWER).text,
+    ]
+    for view in views:
+        assert "PII-1" in view
+        for secret in secrets:
+            assert secret not in view
+    assert "<邮箱>" in views[1] or "\\u003c邮箱\\u003e" in views[1] or "&lt;邮箱&gt;" in views[3]

@@ -283,3 +283,16 @@ def test_triage_train_takes_the_export_beside_the_original_data(
         assert "reviews.csv" in run.data.params["data.file_names"]
     finally:
         reset_mlflow_uris()
+
+
+CONTACT_BODY = "我的电话13812345678，身份证110101199003074578，邮箱 zhang.san@example.com，楼道燃气味很重"
+
+
+def test_the_export_masks_phone_id_card_and_email(store: Store, db_url: str, tmp_path: Path) -> None:
+    first = predict(store, "C-PII", "燃气味 联系 li@example.cn", CONTACT_BODY, department="城乡建设", level="red")
+    store.add_review("C-PII", first, "reviewer-li", decided_department="城乡建设")
+    exported = export_and_path(db_url, tmp_path / "reviews.csv").read_text(encoding="utf-8")
+    for secret in ("13812345678", "110101199003074578", "zhang.san@example.com", "li@example.cn"):
+        assert secret not in exported
+    assert "<电话>" in exported and "<身份证号>" in exported and "<邮箱>" in exported
+    assert "楼道燃气味很重" in exported
