@@ -18,10 +18,22 @@ import pandas as pd
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
+#: A cell starting with the guard quote itself is guarded too, so reading back is exact for every text.
+GUARD = "'"
+
+
 def escape_formula(value: object) -> object:
-    """`value` with a leading single quote if it is text a spreadsheet would run as a formula."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
+    """`value` with a leading single quote if it is text a spreadsheet would run as a formula (or that
+    starts with the quote already, so `unescape_formula` gives back exactly what was written)."""
+    if isinstance(value, str) and value.startswith((*FORMULA_PREFIXES, GUARD)):
+        return GUARD + value
+    return value
+
+
+def unescape_formula(value: object) -> object:
+    """The text `escape_formula` was given: one guard quote removed where `escape_formula` adds one."""
+    if isinstance(value, str) and value.startswith(GUARD) and value[1:].startswith((*FORMULA_PREFIXES, GUARD)):
+        return value[1:]
     return value
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from features.text import case_text, mask_personal_data, normalise
+from training.csv_safety import unescape_formula
 
 logger = logging.getLogger(__name__)
 
@@ -367,6 +368,10 @@ def read_table(path: str | Path, *, encoding: str = "utf-8") -> pd.DataFrame:
         raise DataError(file, "has no rows (the file is empty, 0 bytes)")
     if suffix in CSV_SUFFIXES:
         frame = _read_csv(file, path, encoding)
+        if LABEL_SOURCE_COLUMN in frame.columns:
+            # Our own export (`triage export-reviews`): its formula guard comes off, so '-EXP-13 is the
+            # case -EXP-13 again and its review still overrides that case's other labels.
+            frame = frame.map(unescape_formula)
     elif suffix in EXCEL_SUFFIXES:
         frame = _read_excel(file, path)
     else:

@@ -3,12 +3,14 @@
 The file has the columns `training.loading.load_cases` reads (case_id, title, body, created_at,
 department, risk_level), with the reviewer's department and level as the labels, followed by provenance
 columns the loader carries along as extras: label_source (always `review`, which `load_cases` uses to
-let these rows override other files' labels for the same case), reviewer, reviewed_at, and what the
-model had said. Reporter ids are never exported; phone, ID-card and e-mail numbers in the text are masked
+let these rows override other files' labels for the same case), reviewer, reviewed_at, what the model
+had said, and the reviewer's note (review_note: why a decision differs from the model's). Reporter ids are
+never exported; phone, ID-card and e-mail numbers in the text and notes are masked
 (`features.text.mask_contact_details`), as everywhere a reviewer reads a case.
 
 CSV is written by `training.csv_safety.write_csv`: cells that a spreadsheet would run as a formula (starting
-with = + - @, tab or CR) are prefixed with a single quote; Parquet keeps values as they are.
+with = + - @, tab or CR) are prefixed with a single quote, and the loader removes that quote again when it
+reads an export back (`training.csv_safety.unescape_formula`); Parquet keeps values as they are.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ LABEL_SOURCE = "review"
 EXPORT_COLUMNS = (
     "case_id", "title", "body", "created_at", "department", "risk_level",
     "label_source", "reviewer", "reviewed_at", "model_name", "model_version", "model_department", "model_level",
-    "channel", "prediction_id",
+    "channel", "prediction_id", "review_note",
 )
 CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -65,6 +67,7 @@ def reviews_frame(cases: Sequence[ReviewedCase]) -> pd.DataFrame:
             "model_level": c.model_level,
             "channel": c.channel,
             "prediction_id": str(c.prediction_id),
+            "review_note": mask_contact_details(c.note) if c.note else "",
         }
         for c in cases
     ]

@@ -40,6 +40,8 @@ class ReviewedCase:
     reviewed_at: datetime
     prediction_id: int
     review_id: int
+    #: The reviewer's note, if any (why the level or department changed).
+    note: str | None = None
 
 
 def reviewed_cases(store: Store, *, since: datetime | None = None, until: datetime | None = None) -> list[ReviewedCase]:
@@ -82,4 +84,5 @@ def _reviewed(review: Review, prediction: Prediction, case: Case) -> ReviewedCas
         reviewed_at=as_utc(review.created_at),
         prediction_id=prediction.id,
         review_id=review.id,
+        note=review.note,
     )

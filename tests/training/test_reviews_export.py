@@ -296,3 +296,26 @@ def test_the_export_masks_phone_id_card_and_email(store: Store, db_url: str, tmp
         assert secret not in exported
     assert "<电话>" in exported and "<身份证号>" in exported and "<邮箱>" in exported
     assert "楼道燃气味很重" in exported
+
+
+def test_the_note_is_exported_and_a_guarded_id_reads_back_as_itself(store: Store, db_url: str, tmp_path: Path) -> None:
+    """'-EXP-13 written for the spreadsheet's sake must be -EXP-13 again for the loader, so the review still
+    overrides that case's label from another file; the reviewer's note travels with the decision."""
+    first = predict(store, "-EXP-13", "=路灯不亮", "'-小区路灯坏了一个月", department="城乡建设", level="green")
+    store.add_review("-EXP-13", first, "reviewer-li", decided_department="交通运输", decided_level="yellow",
+                     note="属于公路照明，电话13812345678")
+    path = export_and_path(db_url, tmp_path / "reviews.csv")
+    raw = path.read_text(encoding="utf-8")
+    assert "'-EXP-13" in raw and "'=路灯不亮" in raw  # guarded for spreadsheets
+    frame = load_cases([path]).frame
+    (row,) = frame.to_dict("records")
+    assert (row["case_id"], row["department"], row["risk_level"]) == ("-EXP-13", "交通运输", "yellow")
+    assert row["title"] == "=路灯不亮" and row["body"] == "'-小区路灯坏了一个月"
+    assert row["review_note"] == "属于公路照明，电话<电话>"
+
+
+@pytest.mark.parametrize("text", ["=1+1", "'=x", "''", "'", "-", "plain", "'plain", "@a", "\tx"])
+def test_unescaping_gives_back_exactly_what_was_escaped(text: str) -> None:
+    from training.csv_safety import escape_formula, unescape_formula
+
+    assert unescape_formula(escape_formula(text)) == text
