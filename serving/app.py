@@ -85,7 +85,7 @@ def _load(uri: str) -> tuple[LoadedModel | None, str | None]:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    logging.getLogger("serving").setLevel(settings.log_level)
+    configure_logging(settings.log_level)
     state = ModelState()
     app.state.model_state = state
     configure_tracking()
@@ -196,6 +196,29 @@ class ApiHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: The project's loggers, at TRIAGE_LOG_LEVEL; libraries stay at WARNING.
+OWN_LOGGERS = ("serving", "models", "features", "training")
+
+
+def configure_logging(level: str) -> None:
+    """Timestamped log lines from the project's loggers at `level`, however the app was started.
+
+    Under a bare `uvicorn serving.app:create_app` (the systemd unit) nothing configures the root logger:
+    uvicorn sets up its own loggers only, and Python's last-resort handler then printed warnings without a
+    time and dropped every INFO line of serving.* (0 of 1,437). A root logger that already has a handler
+    (`triage serve`, pytest) is left as it is.
+    """
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; the model named by `settings.model_uri` is loaded when the app starts."""
     settings = settings or get_settings()
@@ -243,7 +266,8 @@ def run(
         os.environ["TRIAGE_LOG_LEVEL"] = log_level
     get_settings.cache_clear()
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
+    configure_logging(settings.log_level)
     uvicorn.run(
         "serving.app:create_app", factory=True, host=host, port=port, log_level=settings.log_level.lower()
     )

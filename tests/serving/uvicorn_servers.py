@@ -25,14 +25,16 @@ def free_port() -> int:
 class Server:
     """`uvicorn serving.app:create_app --factory` on a free port, with its output in a file."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], log: Path, uvicorn_args: tuple[str, ...] = ("--log-level", "warning")
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         with log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "serving.app:create_app", "--factory", "--host", "127.0.0.1",
-                 "--port", str(self.port), "--log-level", "warning"],
+                 "--port", str(self.port), *uvicorn_args],
                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
             )
 
