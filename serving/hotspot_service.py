@@ -284,11 +284,30 @@ class HotspotService:
             self._pending.append(intake)
             self._diverged = True
         writes, level = self._record(assignment, case.case_id, observed, case.reporter_id)
-        for member in writes.members:
-            self.sink.add_hotspot_member(*member)
-        for alert in writes.alerts:
-            self.sink.add_alert(*alert)
+        try:
+            for member in writes.members:
+                self.sink.add_hotspot_member(*member)
+            for alert in writes.alerts:
+                self.sink.add_alert(*alert)
+        except Exception:
+            # Not stored anywhere: the request fails, so the case must not join the feed later.
+            self._drop_pending(case.case_id)
+            raise
         return assignment, level
+
+    def withdraw(self, case_id: str) -> None:
+        """Forget a case observed alone whose answer failed (its prediction could be neither stored nor
+        spooled: 503): it must not join the shared feed when the database is back, where it would count in
+        every replica's bursts. The detector here counts it until its next rebuild from the feed."""
+        with self._lock:
+            self._drop_pending(case_id)
+
+    def _drop_pending(self, case_id: str) -> None:
+        for i in range(len(self._pending) - 1, -1, -1):
+            if self._pending[i].case.case_id == case_id:
+                del self._pending[i]
+                self._diverged = True  # rebuild from the feed, which never held it
+                return
 
     # -- snapshots --------------------------------------------------------------------------------
     def _payload(self) -> dict[str, Any]:

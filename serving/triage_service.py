@@ -23,7 +23,7 @@ from models.bundle import Route
 from models.mlflow_model import LoadedModel
 from serving.hotspot_service import HotspotService
 from serving.schemas import CaseTriage, Department, DepartmentScore, HotIssue, Risk, RiskReason, TriageRequest
-from serving.spool import DurableWriter, writer_for
+from serving.spool import DurableWriter, SpoolUnavailableError, writer_for
 from serving.state import model_ref
 from serving.store import CaseInput, PredictionInput, PredictionRecord, Store
 
@@ -97,7 +97,7 @@ def _score(
         result = CaseTriage(case_id=case.case_id, department=_department(route), risk=risk, hot_issue=hot)
         if store is not None:
             write = store.record_case_and_prediction if writer is None else writer.record_prediction
-            record = write(
+            record = _written_or_withdrawn(hotspots, case.case_id, write,
                 CaseInput(case.case_id, case.title, case.body, case.created_at, case.reporter_id, case.channel),
                 PredictionInput(
                     model_name=ref.name or UNNAMED_MODEL,
@@ -173,3 +173,15 @@ def _from_record(record: PredictionRecord) -> CaseTriage:
         prediction_id=record.id,
         stored_at=stored_at,
     )
+
+
+def _written_or_withdrawn(hotspots: Any, case_id: str, write: Any, *args: Any, **kwargs: Any) -> Any:
+    """``write(*args, **kwargs)``; if neither the database nor the spool takes it (503), the hot-issue
+    detector forgets the case, so a case nobody was answered for never counts in a burst."""
+    try:
+        return write(*args, **kwargs)
+    except SpoolUnavailableError:
+        if hotspots is not None:
+            hotspots.withdraw(case_id)
+        raise
+

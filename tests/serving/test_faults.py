@@ -487,3 +487,41 @@ def test_a_hung_database_switches_to_the_spool_within_the_deadline(
             wait_for(lambda: "store" not in client.get("/readyz").json(), "the spool to drain")
     ids = [f"HUNG-{i}" for i in range(3)]
     assert _stored_prediction_ids(postgres_url, ids) == dict.fromkeys(ids, 1)  # each stored once
+
+
+def test_cases_answered_503_never_join_the_shared_hot_issue_feed(
+    demo_bundle_dir: Path, postgres_url: str, tmp_path: Path
+) -> None:
+    """Neither the database nor the spool could take them, so nobody got an answer: they must not count
+    in a burst when the database is back (they had joined the feed and inflated it)."""
+    spool_dir = tmp_path / "spool"
+    with TcpProxy(POSTGRES_HOST, POSTGRES_PORT) as proxy:
+        proxied = make_url(postgres_url).set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        settings = Settings(model_uri=str(demo_bundle_dir), database_url=proxied, spool_dir=spool_dir,
+                            db_connect_timeout=2, db_call_timeout=2, spool_retry_initial_seconds=0.2,
+                            spool_retry_max_seconds=1)
+        with TestClient(create_app(settings), headers=ADMIN) as client:
+            assert client.post("/v1/triage", json=gas(0)).json()["prediction_id"] is not None
+            shutil.rmtree(spool_dir, ignore_errors=True)
+            spool_dir.write_text("a file where the spool folder should be")  # the spool cannot be written
+            proxy.cut()
+            refused = [client.post("/v1/triage", json=gas(i)) for i in (1, 2, 3)]
+            assert [r.status_code for r in refused] == [503] * 3, [r.text for r in refused]
+            spool_dir.unlink()
+            proxy.restore()
+
+            def recovered() -> bool:
+                ready = client.get("/readyz")
+                return ready.status_code == 200 and "store" not in ready.json()
+
+            wait_for(recovered, "the database to be back")
+            later = client.post("/v1/triage", json=gas(4)).json()
+            assert later["prediction_id"] is not None
+            # GAS-0 and GAS-4 at most: the three refused reports do not count.
+            assert later["hot_issue"] is None or later["hot_issue"]["cases"] <= 2
+    store = Store.from_url(postgres_url)
+    try:
+        fed = {e.case_id for e in store.hotspot_feed_after(0)}
+    finally:
+        store.dispose()
+    assert {"GAS-0", "GAS-4"} <= fed and not fed & {"GAS-1", "GAS-2", "GAS-3"}
