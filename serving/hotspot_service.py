@@ -188,7 +188,8 @@ class HotspotService:
 
     # -- shared state (the feed) ------------------------------------------------------------------
     def _shared_unavailable(self) -> bool:
-        return bool(getattr(self.sink, "degraded", False))
+        # The database being down, not a backlog still replaying, sends the detector off the shared feed.
+        return bool(getattr(self.sink, "down", getattr(self.sink, "degraded", False)))
 
     def _catch_up(self) -> int:
         """Replay feed rows appended by others since `feed_seq` (no database lock needed; see the feed)."""

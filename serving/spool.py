@@ -346,6 +346,8 @@ class DurableWriter:
         self.retry_max = retry_max
         self.adopt_every = adopt_every
         self._down_since: datetime | None = None
+        #: Cases with a prediction in the spool: their later writes join it, to stay in order.
+        self._spooled_cases: set[str] = set()
         self._last_error: str | None = None
         self._spool_error: str | None = None
         self._wake = threading.Event()
@@ -355,7 +357,14 @@ class DurableWriter:
     # -- state --------------------------------------------------------------------------------------
     @property
     def degraded(self) -> bool:
+        """The database is unreachable, or records wait in the spool: /readyz says so."""
         return self._down_since is not None or self.spool.pending() > 0
+
+    @property
+    def down(self) -> bool:
+        """The database is unreachable: writes go to the spool. Once it answers again, new writes go to it
+        while the backlog drains (under continued load the spool never emptied while new writes joined it)."""
+        return self._down_since is not None
 
     def status(self) -> tuple[bool, str]:
         """(can accept writes, words for /readyz)."""
@@ -364,7 +373,9 @@ class DurableWriter:
                           f"written ({self._spool_error})"
         if not self.degraded:
             return True, "ok"
-        since = f" since {self._down_since.isoformat()}" if self._down_since else ""
+        if self._down_since is None:
+            return True, f"degraded: {self.spool.pending()} records spooled, replaying them to the database"
+        since = f" since {self._down_since.isoformat()}"
         why = f" ({self._last_error})" if self._last_error else ""
         return True, f"degraded: {self.spool.pending()} records spooled, database unreachable{since}{why}"
 
@@ -401,9 +412,9 @@ class DurableWriter:
 
     # -- writes -------------------------------------------------------------------------------------
     def existing_prediction(self, case_id: str, title: str, body: str) -> PredictionRecord | None:
-        """The store's stored answer for a resubmission; None while degraded (the case is scored again
-        and its replay stores nothing new)."""
-        if self.degraded:
+        """The store's stored answer for a resubmission; None while the database is down or the case has
+        records waiting in the spool (the case is scored again and its replay stores nothing new)."""
+        if self.down or case_id in self._spooled_cases:
             return None
         try:
             return self.bounded(self.store.existing_prediction, case_id, title, body)
@@ -416,7 +427,7 @@ class DurableWriter:
     ) -> PredictionRecord | None:
         """The stored record, or None when the prediction was spooled (SpoolUnavailableError if neither)."""
         made_at = utcnow()
-        if not self.degraded:
+        if not self.down and case.case_id not in self._spooled_cases:
             try:
                 return self.bounded(
                     self.store.record_case_and_prediction, case, prediction, rescore=rescore, made_at=made_at
@@ -424,6 +435,9 @@ class DurableWriter:
             except OUTAGE_ERRORS as exc:
                 # It may have committed before the connection broke: replay finds it by `made_at`.
                 self._mark_down(exc)
+        # Later writes of this case follow it into the spool until the backlog is replayed: its versions
+        # and predictions stay in order.
+        self._spooled_cases.add(case.case_id)
         record_id = self._spool(
             "prediction",
             {"case": asdict(case), "prediction": asdict(prediction), "rescore": rescore, "made_at": made_at},
@@ -434,7 +448,7 @@ class DurableWriter:
     def add_hotspot_member(
         self, burst_id: str, case_id: str, observed_at: datetime, reporter_id: str | None = None
     ) -> None:
-        if not self.degraded:
+        if not self.down:
             try:
                 self.bounded(self.store.add_hotspot_member, burst_id, case_id, observed_at, reporter_id)
                 return
@@ -446,7 +460,7 @@ class DurableWriter:
     def add_alert(
         self, alert_id: str, burst_id: str, level: str, raised_at: datetime, payload: Mapping[str, Any]
     ) -> None:
-        if not self.degraded:
+        if not self.down:
             try:
                 self.bounded(self.store.add_alert, alert_id, burst_id, level, raised_at, payload)
                 return
@@ -501,16 +515,19 @@ class DurableWriter:
         return self.drain()
 
     def _recover(self) -> None:
-        """Probe the database, replay the spool, and leave degraded mode if nothing is left."""
+        """Probe the database; once it answers, send new writes to it again and replay the spool behind
+        them; degraded mode ends when nothing is left."""
         self.bounded(self.store.ping)
-        self.drain()
-        if self.spool.pending() == 0:
-            if self._down_since is not None:
-                logger.warning("audit store reachable again after outage since %s", self._down_since.isoformat())
+        if self._down_since is not None:
+            logger.warning("audit store reachable again after outage since %s; replaying %d spooled records",
+                           self._down_since.isoformat(), self.spool.pending())
             self._down_since = None
             self._last_error = None
-            if self.spool.pending():  # a request spooled while we were switching: go round again
-                self._wake.set()
+        self.drain()
+        if self.spool.pending() == 0:
+            self._spooled_cases.clear()
+        else:  # a request spooled meanwhile (a case with records still waiting): go round again
+            self._wake.set()
 
     def _run(self) -> None:
         delay = self.retry_initial

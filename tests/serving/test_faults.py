@@ -194,6 +194,36 @@ def test_sqlite_outage_drains_in_the_background_when_the_database_returns(
     assert [m.case_id for m in store.members_of(store.open_alerts()[0].burst_id)] == ["GAS-0", "GAS-1", "GAS-2"]
 
 
+def test_after_an_outage_new_writes_go_to_the_database_while_the_backlog_drains_under_load(
+    sqlite_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under continued load the writer had never left spool mode: every new write joined the backlog."""
+    app = sqlite_client.app
+    writer = app.state.durable_writer
+    outage = Outage(app.state.store, monkeypatch)
+    outage.down = True
+    spooled = [sqlite_client.post("/v1/triage", json=case("OUT", i)).json() for i in range(20)]
+    assert all(a["prediction_id"] is None for a in spooled)
+    slow_apply = writer._apply
+
+    def slowly(*args: Any) -> None:  # a long backlog: each replayed record takes a while
+        time.sleep(0.05)
+        slow_apply(*args)
+
+    monkeypatch.setattr(writer, "_apply", slowly)
+    outage.down = False
+    wait_for(lambda: not writer.down, "the database to be seen again")
+    during = []
+    give_up = time.monotonic() + WAIT_SECONDS
+    while writer.spool.pending() and time.monotonic() < give_up:  # load goes on while the backlog replays
+        during.append(sqlite_client.post("/v1/triage", json=case("LOAD", len(during))).json())
+    assert writer.spool.pending() == 0, "the backlog did not drain while requests kept coming"
+    assert len(during) >= 5
+    assert all(a["prediction_id"] is not None for a in during), "new writes still went to the spool"
+    store: Store = app.state.store
+    assert [len(store.predictions_for(f"OUT-{i}")) for i in range(20)] == [1] * 20
+
+
 def test_with_neither_database_nor_spool_triage_refuses_with_503(
     demo_bundle_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
