@@ -30,7 +30,7 @@ from models.tracking import configure_tracking
 from serving.admin_routes import admin_router
 from serving.auth import KeyRing
 from serving.deadline import Deadline
-from serving.hotspot_service import HotspotService, shares_state
+from serving.hotspot_service import HotspotService, claim_local_state, shares_state
 from serving.model_reload import load_and_warm
 from serving.request_guard import AuthFailures, RequestGuardMiddleware
 from serving.review_routes import review_router
@@ -103,9 +103,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     writer.drain_at_start()  # what an earlier run spooled goes in first (and before the detector replays cases)
     app.state.durable_writer = writer
     attach(writer)
+    shared = shares_state(settings.hotspot_sharing, store)
+    owner_lock = None if shared else claim_local_state(store)  # HotspotOwnerError: the start fails, saying why
     app.state.hotspots = HotspotService.restore(
-        store, load_hotspot_config(settings.hotspot_config), sink=writer,
-        shared=shares_state(settings.hotspot_sharing, store),
+        store, load_hotspot_config(settings.hotspot_config), sink=writer, shared=shared,
     )
     app.state.hotspots.follow(settings.hotspot_follow_seconds)
     writer.start()
@@ -116,6 +117,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.model_state = ModelState(error="the service is shutting down")
         app.state.hotspots.close()
         app.state.hotspots = None
+        if owner_lock is not None:
+            os.close(owner_lock)  # releases the lock
         writer.stop()
         detach(writer)
         app.state.durable_writer = None

@@ -22,7 +22,9 @@ ids; the shared state may raise the same burst's alert again under another id (s
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -357,6 +359,31 @@ class HotspotService:
         saved = self.sink.save_snapshot(payload, detector_version=self.detector.config.version)
         if saved is False:
             logger.warning("the hot-issue snapshot was not saved at shutdown; the next start replays the feed")
+
+
+class HotspotOwnerError(RuntimeError):
+    """Another process already keeps this SQLite database's hot-issue state on its own ("local" mode)."""
+
+
+def claim_local_state(store: Store) -> int | None:
+    """In "local" mode one process owns the hot-issue state: take an exclusive lock beside the SQLite file
+    for the life of the process, or refuse (HotspotOwnerError) when another process holds it. Two processes
+    on one file had each counted half of every burst and alerted at half the count, silently. Returns the
+    lock's file descriptor (None for PostgreSQL or an in-memory database: nothing to share or to lock)."""
+    database = store.engine.url.database
+    if store.dialect != "sqlite" or not database or database == ":memory:":
+        return None
+    path = f"{database}.hotspot-owner"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise HotspotOwnerError(
+            f"another process already keeps the hot-issue state of {database} (lock {path}): with one SQLite "
+            "database run one process, or set TRIAGE_HOTSPOT_SHARING=feed in every process"
+        ) from None
+    return fd
 
 
 def shares_state(sharing: str, store: Store) -> bool:

@@ -138,3 +138,26 @@ def test_local_mode_keeps_no_feed_and_restores_from_the_cases_as_the_shared_mode
             restored = HotspotService.restore(store, config, shared=shared)
             assert restored.detector.snapshot()["bursts"] == states[shared]["bursts"]
     assert states[False]["bursts"] == states[True]["bursts"]
+
+
+def test_a_second_process_on_one_sqlite_file_in_local_mode_refuses_to_start(demo_bundle_dir: Path,
+                                                                            tmp_path: Path) -> None:
+    """Two owners of one SQLite file's hot-issue state had each counted half of every burst, silently."""
+    import pytest
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+    from serving.hotspot_service import HotspotOwnerError
+    from serving.settings import Settings
+
+    url = f"sqlite:///{tmp_path / 'triage.db'}"
+    first = Settings(model_uri=str(demo_bundle_dir), database_url=url, spool_dir=tmp_path / "spool-1")
+    second = Settings(model_uri=str(demo_bundle_dir), database_url=url, spool_dir=tmp_path / "spool-2")
+    with TestClient(create_app(first)):
+        with pytest.raises(HotspotOwnerError, match="TRIAGE_HOTSPOT_SHARING=feed"), TestClient(create_app(second)):
+            pass
+        shared = second.model_copy(update={"hotspot_sharing": "feed"})
+        with TestClient(create_app(shared)) as c:  # the feed is the way to run several processes
+            assert c.get("/healthz").status_code == 200
+    with TestClient(create_app(second)) as c:  # the owner stopped: the lock is free again
+        assert c.get("/healthz").status_code == 200
