@@ -203,17 +203,34 @@ class HotspotService:
             replayed += len(page)
         return replayed
 
+    def _rebuild_from_feed(self, bounded: Callable[..., Any]) -> None:
+        """A new detector from the latest snapshot and the feed after it, read without the feed lock.
+
+        Done inside the locked intake, as before, the first case per worker after an outage waited
+        8.5-12 s with every replica's intake held behind it. Reads go through `bounded` (the deadline);
+        the detector is swapped only once it is whole."""
+        config = self.detector.config
+        snap = bounded(self.store.latest_snapshot, config.version)
+        detector = HotspotDetector.from_snapshot(snap.payload) if snap else HotspotDetector(config)
+        seq = snapshot_seq(snap)
+        while page := bounded(self.store.hotspot_feed_after, seq, CATCH_UP_PAGE):
+            for entry in page:
+                detector.observe(_event(entry))
+                seq = entry.seq
+        self.detector, self.feed_seq = detector, seq
+
     def _observe_shared(self, intake: FeedIntake, terms: CaseTerms) -> tuple[Assignment, str | None]:
-        if not self._diverged and self._follower is None:
+        bounded = getattr(self.sink, "bounded", None) or (lambda function, *a, **k: function(*a, **k))
+        if self._diverged:
+            # Cases observed alone stay in `_pending`: the locked intake appends and replays them.
+            self._rebuild_from_feed(bounded)
+        elif self._follower is None:
             self._catch_up()  # keeps the locked part short; a follower thread does this in the background
         intakes = [*self._pending, intake]
         own_case = (intake.case.case_id, intake.case.title, intake.case.body)
         outcome: dict[int, tuple[Assignment, str | None]] = {}
 
         def apply(snapshot: SnapshotRecord | None, entries: list[FeedEntry], own: set[int]) -> DetectorWrites:
-            if rebuild:
-                config = self.detector.config
-                self.detector = HotspotDetector.from_snapshot(snapshot.payload) if snapshot else HotspotDetector(config)
             writes = DetectorWrites()
             for entry in entries:
                 mine = entry.seq in own and (entry.case_id, entry.title, entry.body) == own_case
@@ -228,12 +245,11 @@ class HotspotService:
                     outcome[entry.seq] = (assignment, level)
             return writes
 
-        rebuild = self._diverged
+        # Rebuilt above if need be, outside the lock: the locked part replays the last few rows only.
         gate = _ApplyGate()
-        bounded = getattr(self.sink, "bounded", None) or (lambda function, *a, **k: function(*a, **k))
         try:
             seqs = bounded(
-                self.store.hotspot_intake, intakes, after_seq=None if rebuild else self.feed_seq,
+                self.store.hotspot_intake, intakes, after_seq=self.feed_seq,
                 apply=gate.wrap(apply), detector_version=self.detector.config.version,
             )
         except StoreHung:
@@ -245,7 +261,7 @@ class HotspotService:
             # The detector may have observed rows that were not committed: rebuild before trusting it.
             self._diverged = True
             raise
-        if rebuild or self._pending:
+        if self._diverged or self._pending:
             logger.info("hot-issue detector rebuilt from the shared feed (%d cases observed alone meanwhile)",
                         len(self._pending))
         self._pending.clear()
