@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -28,7 +29,9 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)  # one line, however long
+    # The message names files, columns and values from the user's data: shown as written, never as markup
+    # (rich took "[id, dept, when]" for a tag and printed "found columns ;").
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # one line, however long
     return typer.Exit(code=2)
 
 
@@ -139,7 +142,7 @@ def _joined_risk_labels(files: list[Path], shared_data: Path):
     try:
         joined = join_risk_labels(files, shared_data)
     except SharedDataMissing as exc:
-        console.print(f"[yellow]warning:[/] risk labels skipped: {exc}", highlight=False)
+        console.print(f"[yellow]warning:[/] risk labels skipped: {escape(str(exc))}", highlight=False)
         return None
     counts = joined["risk_level"].value_counts()
     console.print(f"risk labels: {len(joined)} annotated cases joined from {shared_data} "
@@ -308,8 +311,9 @@ def hotspots(
     red = sum(a.level == "red" for a in alerts)
     console.print(f"{len(alerts)} alerts ({red} red) written to {output}", highlight=False)
     for a in alerts[-10:]:
-        console.print(f"  {a.raised_at:%Y-%m-%d %H:%M} {a.level:6s} {a.place or '-'}  {a.cases} cases, "
-                      f"{a.reporters} reporters  [{', '.join(a.keywords[:5])}]", highlight=False)
+        line = (f"  {a.raised_at:%Y-%m-%d %H:%M} {a.level:6s} {a.place or '-'}  {a.cases} cases, "
+                f"{a.reporters} reporters  [{', '.join(a.keywords[:5])}]")
+        console.print(escape(line), highlight=False)  # places and keywords come from citizens' text
 
 
 def _when(text: str | None, option: str, *, end_of_day: bool = False) -> datetime | None:

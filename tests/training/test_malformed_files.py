@@ -102,6 +102,14 @@ def test_unusable_files_fail_with_one_line(
     assert_one_error_line(predict(demo_bundle_dir, source, workdir / "out.csv"), str(source), reason)
 
 
+def test_the_columns_found_are_listed_as_they_are(workdir: Path, demo_bundle_dir: Path) -> None:
+    """English headers in brackets were taken for markup by the console: "found columns ;"."""
+    source = workdir / "english.csv"
+    source.write_text("case_id,department,created_at\nA1,城乡建设,2026-01-01\n", encoding="utf-8")
+    assert_one_error_line(predict(demo_bundle_dir, source, workdir / "out.csv"), str(source),
+                          "no text column: found columns [case_id, department, created_at]")
+
+
 def test_a_bad_cell_is_named_by_file_row_and_column(workdir: Path, demo_bundle_dir: Path) -> None:
     source = workdir / "levels.csv"
     source.write_text("case_id,title,risk_level\nA1,路灯坏了,red\nA2,燃气泄漏,purple\n", encoding="utf-8")
