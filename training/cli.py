@@ -339,7 +339,11 @@ def _database_url(database_url: str | None) -> str:
 
 @app.command("export-reviews")
 def export_reviews(
-    out: Annotated[Path, typer.Option("--out", help="Where to write the reviewed cases (.csv or .parquet).")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Where to write the reviewed cases (.csv or .parquet); default "
+                     "var/exports/reviews-<UTC time>.csv (git-ignored). A path git would commit is refused."),
+    ] = None,
     database_url: Annotated[
         str | None, typer.Option(help="Audit store URL; default TRIAGE_DATABASE_URL or var/triage.db.")
     ] = None,
@@ -359,6 +363,9 @@ def export_reviews(
     from training.reviews_export import export_reviews as run_export
 
     start, end = _when(since, "--since"), _when(until, "--until", end_of_day=True)
+    from training.reviews_export import default_output_path
+
+    out = out or default_output_path()
     try:
         frame = run_export(_database_url(database_url), out, since=start, until=end)
     except ExportError as exc:

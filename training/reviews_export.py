@@ -16,8 +16,9 @@ reads an export back (`training.csv_safety.unescape_formula`); Parquet keeps val
 from __future__ import annotations
 
 import logging
+import subprocess
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -74,13 +75,38 @@ def reviews_frame(cases: Sequence[ReviewedCase]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(EXPORT_COLUMNS), dtype=object)
 
 
+def default_output_path(now: datetime | None = None) -> Path:
+    """`var/exports/reviews-<UTC time>.csv` under the working directory: `var/` is git-ignored, and the
+    folder is made private (0700), since the file holds citizens' text."""
+    folder = Path("var") / "exports"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
+    return folder / f"reviews-{stamp}.csv"
+
+
+def tracked_by_git(path: Path) -> bool:
+    """Whether `path` lies in a git work tree and git would not ignore it (so a commit could take the
+    citizens' text along). False where git is absent or the folder is no work tree."""
+    try:
+        answer = subprocess.run(["git", "-C", str(path.parent.resolve()), "check-ignore", "-q", path.name],
+                                capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return answer.returncode == 1  # 0: ignored; 128: not a work tree
+
+
 def check_output_path(path: Path) -> None:
-    """Refuse an unsupported suffix or a missing folder before anything is read."""
+    """Refuse an unsupported suffix, a missing folder, or a place git would commit, before anything is read."""
     suffix = path.suffix.lower()
     if suffix not in CSV_SUFFIXES + PARQUET_SUFFIXES:
         raise ExportError(f"{path}: unsupported output type '{suffix or '(none)'}'; use .csv or .parquet")
     if not path.parent.exists():
         raise ExportError(f"{path}: the folder {path.parent} does not exist")
+    if tracked_by_git(path):
+        raise ExportError(
+            f"{path}: inside a git work tree and not ignored, so a commit could take citizens' text along; "
+            "write under var/exports/ (the default) or another ignored or outside folder"
+        )
 
 
 def write_reviews(frame: pd.DataFrame, path: Path) -> None:
@@ -141,4 +167,5 @@ def export_reviews(
     check_output_path(out)
     frame = reviews_frame(load_reviewed(database_url, since=since, until=until))
     write_reviews(frame, out)
+    out.chmod(0o600)  # citizens' text: readable by its owner only
     return frame

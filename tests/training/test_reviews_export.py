@@ -4,6 +4,7 @@ and `load_cases` letting reviewers' labels win. Store queries run on SQLite and 
 from __future__ import annotations
 
 import csv
+import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from serving.store import CaseInput, PredictionInput, Store, upgrade_database
 from serving.store.reviewed import reviewed_cases
 from tests.mlflow_env import point_mlflow_at, reset_mlflow_uris
 from tests.serving import conftest as serving_databases
+from tests.training.test_malformed_files import flat
 from training.cli import app
 from training.config import TrainConfig
 from training.loading import REASON_SUPERSEDED, load_cases
@@ -319,3 +321,33 @@ def test_unescaping_gives_back_exactly_what_was_escaped(text: str) -> None:
     from training.csv_safety import escape_formula, unescape_formula
 
     assert unescape_formula(escape_formula(text)) == text
+
+
+def test_by_default_the_export_goes_to_a_git_ignored_private_file(reviewed_store: Store, db_url: str, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["export-reviews", "--database-url", db_url], env=WIDE)
+    assert result.exit_code == 0, result.output
+    (written,) = (tmp_path / "var" / "exports").glob("reviews-*.csv")
+    assert flat(f"to {Path('var') / 'exports' / written.name}") in flat(result.output)
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "var" / "exports").stat().st_mode) == 0o700
+    assert len(pd.read_csv(written)) == 3
+
+
+def test_a_path_git_would_commit_is_refused_and_an_ignored_one_is_taken(reviewed_store: Store, db_url: str,
+                                                                        tmp_path: Path) -> None:
+    import subprocess
+
+    repo = tmp_path / "checkout"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / ".gitignore").write_text("/exports/\n", encoding="utf-8")
+    (repo / "exports").mkdir()
+    refused = CliRunner().invoke(app, ["export-reviews", "--out", str(repo / "reviews.csv"), "--database-url", db_url],
+                                 env=WIDE)
+    assert refused.exit_code == 2 and flat("git work tree and not ignored") in flat(refused.output)
+    assert not (repo / "reviews.csv").exists()
+    taken = CliRunner().invoke(app, ["export-reviews", "--out", str(repo / "exports" / "r.csv"), "--database-url",
+                                     db_url], env=WIDE)
+    assert taken.exit_code == 0, taken.output
