@@ -10,7 +10,7 @@ DEMO_DATA := training/demo_data/grievances.csv
 CONFIG    := experiments/router.yaml
 export MLFLOW_DISABLE_TELEMETRY ?= true
 
-.PHONY: run serve install test lint bench bench-load audit lock clean demo-model
+.PHONY: run serve install test lint bench bench-load audit lock clean demo-model mlflow-ui
 
 # Python 3.11's venv seeds setuptools 65.5, which has published advisories (CVE-2022-40897,
 # CVE-2024-6345, CVE-2025-47273); pin a fixed one. It no longer ships pkg_resources, which jieba only
@@ -49,6 +49,11 @@ run: mlflow.db
 
 serve: install
 	$(BIN)/triage serve --host $(HOST) --port $(PORT)
+
+# The MLflow UI on the project's store, where the run links printed by `triage train` point.
+MLFLOW_PORT ?= 5000
+mlflow-ui: mlflow.db
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(MLFLOW_PORT)
 
 lint: install
 	$(BIN)/ruff check .

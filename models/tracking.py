@@ -50,5 +50,5 @@ def run_link(experiment_id: str, run_id: str) -> str:
         return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
     return (
         f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id} "
-        f"(start the UI with: mlflow ui --backend-store-uri {uri})"
+        f"(start the UI first: make mlflow-ui in the checkout, or mlflow ui --backend-store-uri {uri} --port 5000)"
     )

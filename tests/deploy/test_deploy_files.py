@@ -298,3 +298,19 @@ def test_database_roles_match_the_urls_and_the_app_role_only_appends() -> None:
     assert table_grants and all(g.replace(" ", "") == "SELECT,INSERT" for g in table_grants), table_grants
     assert not re.search(r"(?im)^\s*GRANT\s+ALL", sql)
     assert "SUPERUSER" not in sql.replace("NOSUPERUSER", "")
+
+
+def test_make_mlflow_ui_serves_the_store_the_run_links_name() -> None:
+    """`triage train` prints a link to 127.0.0.1:5000; `make mlflow-ui` starts the UI there, on the same store."""
+    import subprocess
+
+    from models.tracking import run_link, tracking_uri
+
+    root = Path(__file__).resolve().parents[2]
+    dry = subprocess.run(["make", "-n", "mlflow-ui"], cwd=root, capture_output=True, text=True, check=True).stdout
+    command = dry.strip().splitlines()[-1]
+    assert "mlflow ui" in command and "--port 5000" in command and "--host 127.0.0.1" in command
+    assert f"--backend-store-uri sqlite:///{root / 'mlflow.db'}" in command
+    link = run_link("1", "abc")
+    assert link.startswith("http://127.0.0.1:5000/") and "make mlflow-ui" in link
+    assert tracking_uri().startswith("sqlite:")
