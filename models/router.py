@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
@@ -82,6 +83,28 @@ class ClassifierParams(BaseModel):
         return self
 
 
+class PerClassFolds:
+    """Stratified folds for calibration, as many as the rarest department allows (at most `folds`, at least
+    2). A new city's taxonomy always has rare departments, and `CalibratedClassifierCV` refused a class with
+    fewer cases than folds ("Requesting 5-fold cross-validation but provided less than 5 examples"): such a
+    department is now calibrated on fewer folds, and with too few cases for a threshold it goes to review.
+    No `n_splits` attribute on purpose: scikit-learn checks that one against the rarest class."""
+
+    def __init__(self, folds: int, seed: int) -> None:
+        self.folds = folds
+        self.seed = seed
+
+    def _splitter(self, y: Any) -> StratifiedKFold:
+        rarest = int(np.unique(np.asarray(y, dtype=object), return_counts=True)[1].min())
+        return StratifiedKFold(max(2, min(self.folds, rarest)), shuffle=True, random_state=self.seed)
+
+    def split(self, X: Any, y: Any, groups: Any = None) -> Any:
+        return self._splitter(y).split(X, y)
+
+    def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
+        return self.folds if y is None else self._splitter(y).get_n_splits()
+
+
 def build_router(features: FeatureParams, classifier: ClassifierParams, seed: int) -> Pipeline:
     """An unfitted router pipeline: (title, body) cases → probabilities over departments."""
     if classifier.kind == "hashed_sgd":
@@ -97,7 +120,7 @@ def build_router(features: FeatureParams, classifier: ClassifierParams, seed: in
     calibrated = CalibratedClassifierCV(
         base,
         method=classifier.calibration,
-        cv=StratifiedKFold(classifier.calibration_folds, shuffle=True, random_state=seed),
+        cv=PerClassFolds(classifier.calibration_folds, seed),
         ensemble=classifier.calibration_ensemble,
     )
     return Pipeline(

@@ -132,6 +132,25 @@ def out_of_fold_proba(frame: pd.DataFrame, config: TrainConfig, progress: Progre
     return proba, classes
 
 
+def department_report(train_df: pd.DataFrame, thresholds: dict[str, float | None], config: TrainConfig) -> dict:
+    """Training cases per department, and the rare ones: fewer than two cases per calibration fold, so some
+    out-of-fold fits calibrate them on fewer folds than configured and few of their cases can vouch for a
+    threshold; and those routed but always sent to review (no threshold reaches the target precision).
+    Logged too, so a new city sees which departments need more cases."""
+    counts = train_df["department"].value_counts()
+    floor = 2 * config.classifier.calibration_folds
+    rare = {str(d): int(n) for d, n in counts.items() if n < floor}
+    always_reviewed = sorted(str(d) for d, t in thresholds.items() if t is None)
+    if rare:
+        logger.warning("departments with fewer than %d training cases (calibrated on fewer folds): %s", floor,
+                       ", ".join(f"{d} ({n})" for d, n in rare.items()))
+    if always_reviewed:
+        logger.warning("departments whose cases always go to review (no threshold reaches precision %.2f): %s",
+                       config.target_precision, ", ".join(always_reviewed))
+    return {"training_cases": {str(d): int(n) for d, n in counts.items()},
+            "rare": rare, "rare_below": floor, "always_reviewed": always_reviewed}
+
+
 def misrouted(test: pd.DataFrame, proba: np.ndarray, classes: list[str], limit: int) -> pd.DataFrame:
     pred = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
     wrong = test.assign(predicted=pred, confidence=proba.max(axis=1))
@@ -289,7 +308,8 @@ def train(
                 out / "misrouted_examples.csv", index=False
             )
             (out / "thresholds.json").write_text(json.dumps(thresholds, ensure_ascii=False, indent=2), "utf-8")
-            (out / "data_report.json").write_text(json.dumps(loaded.report.summary(), indent=2), "utf-8")
+            report = {**loaded.report.summary(), "departments": department_report(train_df, thresholds, config)}
+            (out / "data_report.json").write_text(json.dumps(report, ensure_ascii=False, indent=2), "utf-8")
             (out / "risk_model.json").write_text(
                 json.dumps(risk.describe(), ensure_ascii=False, indent=2, default=str), "utf-8"
             )

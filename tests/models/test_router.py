@@ -62,8 +62,10 @@ def test_build_router_passes_the_seed_and_params_everywhere() -> None:
     assert params["features__word_min_df"] == 3
     assert params["classifier__estimator__C"] == 0.25
     assert params["classifier__estimator__random_state"] == 7
-    assert params["classifier__cv"].random_state == 7
-    assert params["classifier__cv"].n_splits == 4
+    assert params["classifier__cv"].seed == 7
+    assert params["classifier__cv"].folds == 4
+    assert params["classifier__cv"].get_n_splits(y=["a"] * 9 + ["b"] * 3) == 3  # as many as the rarest allows
+    assert params["classifier__cv"].get_n_splits(y=["a"] * 9 + ["b"] * 9) == 4
     assert not hasattr(router, "classes_")  # unfitted
     lr = build_router(features, ClassifierParams(kind="logistic_regression"), seed=7)
     assert type(lr.get_params()["classifier__estimator"]).__name__ == "LogisticRegression"
