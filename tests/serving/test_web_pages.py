@@ -342,6 +342,22 @@ def test_a_change_is_stored_shown_once_and_listed(reviewer: TestClient, store: S
     assert "已保存修改。" not in reviewer.get(answer.headers["location"]).text  # shown once
 
 
+def test_once_changed_the_decided_level_leads_and_the_model_follows(reviewer: TestClient, store: Store) -> None:
+    """After a change to yellow the case had still looked red: header, form default and confirm button."""
+    case = SeedCase("WEB-RED-CHANGED", RED_WAGES.title, RED_WAGES.body, "red", RED_WAGES.department)
+    store_case(store, case)
+    answer = post_review(reviewer, case.case_id, store, action="change", level="yellow", note="核实后属一般欠薪")
+    assert answer.status_code == 303
+    page = reviewer.get(answer.headers["location"]).text
+    head = page[page.index('id="head-level"'):page.index("</h1>")]
+    assert "level-yellow" in head.split('id="model-level"')[0]  # the decided level, first and large
+    assert 'id="model-level"' in head and "level-red" in head.split('id="model-level"')[1]  # the model's, after
+    level_select = page[page.index('<select id="level"'):page.index("</select>", page.index('<select id="level"'))]
+    assert re.search(r'<option value="yellow" selected>', level_select)  # the form starts from the decision
+    confirm = page[page.index('id="confirm"'):page.index("</button>", page.index('id="confirm"'))]
+    assert "改回模型结果" in confirm  # confirming now means going back to the model's 红, and says so
+
+
 def test_confirm_stores_the_models_department_and_level(reviewer: TestClient, store: Store) -> None:
     answer = post_review(reviewer, YELLOW_NOISE.case_id, store, action="confirm")
     assert answer.status_code == 303
