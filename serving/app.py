@@ -30,7 +30,7 @@ from models.tracking import configure_tracking
 from serving.admin_routes import admin_router
 from serving.auth import KeyRing
 from serving.deadline import Deadline
-from serving.hotspot_service import HotspotService, claim_local_state, shares_state
+from serving.hotspot_service import HotspotService, claim_local_state, release_local_state, shares_state
 from serving.model_reload import load_and_warm
 from serving.request_guard import AuthFailures, RequestGuardMiddleware
 from serving.review_routes import review_router
@@ -117,8 +117,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.model_state = ModelState(error="the service is shutting down")
         app.state.hotspots.close()
         app.state.hotspots = None
-        if owner_lock is not None:
-            os.close(owner_lock)  # releases the lock
+        release_local_state(owner_lock)
         writer.stop()
         detach(writer)
         app.state.durable_writer = None

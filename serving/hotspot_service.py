@@ -381,25 +381,49 @@ class HotspotOwnerError(RuntimeError):
     """Another process already keeps this SQLite database's hot-issue state on its own ("local" mode)."""
 
 
-def claim_local_state(store: Store) -> int | None:
+#: This process's owner locks: lock path -> [file descriptor, apps holding it]. Apps of one process (tests,
+#: a reloaded app) share the lock; only another process is refused.
+_OWNED: dict[str, list[int]] = {}
+_OWNED_LOCK = threading.Lock()
+
+
+def claim_local_state(store: Store) -> str | None:
     """In "local" mode one process owns the hot-issue state: take an exclusive lock beside the SQLite file
-    for the life of the process, or refuse (HotspotOwnerError) when another process holds it. Two processes
-    on one file had each counted half of every burst and alerted at half the count, silently. Returns the
-    lock's file descriptor (None for PostgreSQL or an in-memory database: nothing to share or to lock)."""
+    while an app of this process uses it, or refuse (HotspotOwnerError) when another process holds it. Two
+    processes on one file had each counted half of every burst and alerted at half the count, silently.
+    Returns what to give `release_local_state` (None for PostgreSQL or an in-memory database)."""
     database = store.engine.url.database
     if store.dialect != "sqlite" or not database or database == ":memory:":
         return None
-    path = f"{database}.hotspot-owner"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise HotspotOwnerError(
-            f"another process already keeps the hot-issue state of {database} (lock {path}): with one SQLite "
-            "database run one process, or set TRIAGE_HOTSPOT_SHARING=feed in every process"
-        ) from None
-    return fd
+    path = os.path.realpath(f"{database}.hotspot-owner")
+    with _OWNED_LOCK:
+        if path in _OWNED:
+            _OWNED[path][1] += 1
+            return path
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise HotspotOwnerError(
+                f"another process already keeps the hot-issue state of {database} (lock {path}): with one "
+                "SQLite database run one process, or set TRIAGE_HOTSPOT_SHARING=feed in every process"
+            ) from None
+        _OWNED[path] = [fd, 1]
+        return path
+
+
+def release_local_state(claim: str | None) -> None:
+    if claim is None:
+        return
+    with _OWNED_LOCK:
+        held = _OWNED.get(claim)
+        if held is None:
+            return
+        held[1] -= 1
+        if held[1] == 0:
+            del _OWNED[claim]
+            os.close(held[0])  # releases the lock
 
 
 def shares_state(sharing: str, store: Store) -> bool:

@@ -144,25 +144,41 @@ def test_local_mode_keeps_no_feed_and_restores_from_the_cases_as_the_shared_mode
 
 def test_a_second_process_on_one_sqlite_file_in_local_mode_refuses_to_start(demo_bundle_dir: Path,
                                                                             tmp_path: Path) -> None:
-    """Two owners of one SQLite file's hot-issue state had each counted half of every burst, silently."""
-    import pytest
+    """Two processes owning one SQLite file's hot-issue state had each counted half of every burst, silently."""
+    import os
+    import time
+
     from fastapi.testclient import TestClient
 
     from serving.app import create_app
-    from serving.hotspot_service import HotspotOwnerError
     from serving.settings import Settings
+    from tests.keys import API_KEYS
+    from tests.serving.uvicorn_servers import Server
 
     url = f"sqlite:///{tmp_path / 'triage.db'}"
-    first = Settings(model_uri=str(demo_bundle_dir), database_url=url, spool_dir=tmp_path / "spool-1")
-    second = Settings(model_uri=str(demo_bundle_dir), database_url=url, spool_dir=tmp_path / "spool-2")
-    with TestClient(create_app(first)):
-        with pytest.raises(HotspotOwnerError, match="TRIAGE_HOTSPOT_SHARING=feed"), TestClient(create_app(second)):
-            pass
-        shared = second.model_copy(update={"hotspot_sharing": "feed"})
-        with TestClient(create_app(shared)) as c:  # the feed is the way to run several processes
-            assert c.get("/healthz").status_code == 200
-    with TestClient(create_app(second)) as c:  # the owner stopped: the lock is free again
-        assert c.get("/healthz").status_code == 200
+    env = {**os.environ, "TRIAGE_MODEL_URI": str(demo_bundle_dir), "TRIAGE_DATABASE_URL": url,
+           "TRIAGE_SPOOL_DIR": str(tmp_path / "spool-2"), "TRIAGE_API_KEYS": API_KEYS}
+    owner = Settings(model_uri=str(demo_bundle_dir), database_url=url, spool_dir=tmp_path / "spool-1")
+    with TestClient(create_app(owner)) as client:
+        assert client.get("/healthz").status_code == 200
+        second = Server(env, tmp_path / "second.log")
+        give_up = time.monotonic() + 120
+        while second.process.poll() is None and time.monotonic() < give_up:
+            time.sleep(0.2)
+        second.stop()
+        log = (tmp_path / "second.log").read_text(encoding="utf-8")
+        assert second.process.returncode not in (None, 0), log[-2000:]
+        assert "another process already keeps the hot-issue state" in log and "TRIAGE_HOTSPOT_SHARING=feed" in log
+        feed = Server({**env, "TRIAGE_HOTSPOT_SHARING": "feed"}, tmp_path / "feed.log")
+        try:
+            feed.wait_ready()  # the feed is the way to run several processes
+        finally:
+            feed.stop()
+    again = Server(env, tmp_path / "again.log")  # the owner stopped: the lock is free again
+    try:
+        again.wait_ready()
+    finally:
+        again.stop()
 
 
 def test_after_an_outage_the_detector_is_rebuilt_outside_the_feed_lock(
