@@ -307,8 +307,9 @@ def test_make_mlflow_ui_serves_the_store_the_run_links_name() -> None:
     from models.tracking import run_link, tracking_uri
 
     root = Path(__file__).resolve().parents[2]
-    dry = subprocess.run(["make", "-n", "mlflow-ui"], cwd=root, capture_output=True, text=True, check=True).stdout
-    command = dry.strip().splitlines()[-1]
+    dry = subprocess.run(["make", "--no-print-directory", "-n", "mlflow-ui"], cwd=root, capture_output=True,
+                         text=True, check=True).stdout
+    (command,) = [line for line in dry.splitlines() if "mlflow ui" in line]
     assert "mlflow ui" in command and "--port 5000" in command and "--host 127.0.0.1" in command
     assert f"--backend-store-uri sqlite:///{root / 'mlflow.db'}" in command
     link = run_link("1", "abc")
