@@ -268,7 +268,6 @@ def run(
         os.environ["TRIAGE_LOG_LEVEL"] = log_level
     get_settings.cache_clear()
     settings = get_settings()
-    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
     configure_logging(settings.log_level)
     uvicorn.run(
         "serving.app:create_app", factory=True, host=host, port=port, log_level=settings.log_level.lower()

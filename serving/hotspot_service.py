@@ -191,7 +191,7 @@ class HotspotService:
     # -- shared state (the feed) ------------------------------------------------------------------
     def _shared_unavailable(self) -> bool:
         # The database being down, not a backlog still replaying, sends the detector off the shared feed.
-        return bool(getattr(self.sink, "down", getattr(self.sink, "degraded", False)))
+        return bool(getattr(self.sink, "down", False))
 
     def _catch_up(self) -> int:
         """Replay feed rows appended by others since `feed_seq` (no database lock needed; see the feed)."""

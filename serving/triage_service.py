@@ -97,23 +97,30 @@ def _score(
         result = CaseTriage(case_id=case.case_id, department=_department(route), risk=risk, hot_issue=hot)
         if store is not None:
             write = store.record_case_and_prediction if writer is None else writer.record_prediction
-            record = _written_or_withdrawn(hotspots, case.case_id, write,
-                CaseInput(case.case_id, case.title, case.body, case.created_at, case.reporter_id, case.channel),
-                PredictionInput(
-                    model_name=ref.name or UNNAMED_MODEL,
-                    model_version=ref.version,
-                    department=route.label,
-                    department_confidence=route.confidence,
-                    needs_review=route.needs_review,
-                    top=[{"label": label, "probability": p} for label, p in route.top],
-                    risk_level=risk.level if risk else None,
-                    risk_probabilities=risk.probabilities if risk else None,
-                    reasons=_stored_reasons(risk, hot),
-                    hot_issue_id=hot.id if hot else None,
-                    latency_ms=latency_ms,
-                ),
-                rescore=rescore,
-            )
+            try:
+                record = write(
+                    CaseInput(case.case_id, case.title, case.body, case.created_at, case.reporter_id, case.channel),
+                    PredictionInput(
+                        model_name=ref.name or UNNAMED_MODEL,
+                        model_version=ref.version,
+                        department=route.label,
+                        department_confidence=route.confidence,
+                        needs_review=route.needs_review,
+                        top=[{"label": label, "probability": p} for label, p in route.top],
+                        risk_level=risk.level if risk else None,
+                        risk_probabilities=risk.probabilities if risk else None,
+                        reasons=_stored_reasons(risk, hot),
+                        hot_issue_id=hot.id if hot else None,
+                        latency_ms=latency_ms,
+                    ),
+                    rescore=rescore,
+                )
+            except SpoolUnavailableError:
+                # Neither the database nor the spool took it (503): nobody was answered for this case,
+                # so it must never count in a burst.
+                if hotspots is not None:
+                    hotspots.withdraw(case.case_id)
+                raise
             # A concurrent request may have stored this case first: answer with what the store holds.
             # None: spooled (database unreachable); the answer stands, without an audit-trail id yet.
             if record is not None:
@@ -173,15 +180,3 @@ def _from_record(record: PredictionRecord) -> CaseTriage:
         prediction_id=record.id,
         stored_at=stored_at,
     )
-
-
-def _written_or_withdrawn(hotspots: Any, case_id: str, write: Any, *args: Any, **kwargs: Any) -> Any:
-    """``write(*args, **kwargs)``; if neither the database nor the spool takes it (503), the hot-issue
-    detector forgets the case, so a case nobody was answered for never counts in a burst."""
-    try:
-        return write(*args, **kwargs)
-    except SpoolUnavailableError:
-        if hotspots is not None:
-            hotspots.withdraw(case_id)
-        raise
-

@@ -67,15 +67,15 @@ def test_a_slow_snapshot_write_does_not_block_observing(tmp_path: Path) -> None:
 
 
 class OutageSink:
-    """Like the app's DurableWriter: `degraded` while the database is 'down'; writes then are spooled."""
+    """Like the app's DurableWriter: `down` while the database is unreachable; writes then are spooled."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.degraded = False
+        self.down = False
         self.spooled: list[tuple[str, tuple[Any, ...]]] = []
 
     def mark_down(self, exc: BaseException) -> None:
-        self.degraded = True
+        self.down = True
 
     def add_hotspot_member(self, *args: Any, **kwargs: Any) -> Any:
         self.spooled.append(("member", args))
@@ -84,7 +84,7 @@ class OutageSink:
         self.spooled.append(("alert", args))
 
     def save_snapshot(self, payload: Mapping[str, Any], *, detector_version: str | None = None) -> Any:
-        return False if self.degraded else self.store.save_snapshot(payload, detector_version=detector_version)
+        return False if self.down else self.store.save_snapshot(payload, detector_version=detector_version)
 
 
 def test_cases_observed_during_an_outage_join_the_shared_feed_when_the_database_returns(tmp_path: Path) -> None:
@@ -99,13 +99,13 @@ def test_cases_observed_during_an_outage_join_the_shared_feed_when_the_database_
         other = HotspotService.restore(store, config)  # another replica, unaffected
         for case in cases[:10]:
             service.observe(*case)
-        sink.degraded = True
+        sink.down = True
         for case in cases[10:20]:
             assignment, _ = service.observe(*case)
             assert assignment.burst_id is not None  # still answered, from this replica's own state
         assert [e.case_id for e in store.hotspot_feed_after(0)] == [c[0] for c in cases[:10]]
         assert sink.spooled, "members and alerts of the outage went to the spool"
-        sink.degraded = False
+        sink.down = False
         for case in cases[20:]:
             service.observe(*case)
         # The outage's cases were appended when the database returned, before the next case, once each.
@@ -202,12 +202,12 @@ def test_after_an_outage_the_detector_is_rebuilt_outside_the_feed_lock(
         service = HotspotService.restore(store, config, sink=sink)
         other = HotspotService.restore(store, config)
         service.observe(*case(0))
-        sink.degraded = True
+        sink.down = True
         for i in range(1, 4):
             service.observe(*case(i))  # observed alone
         for i in range(4, 404):
             other.observe(*case(i))  # meanwhile the other replica appends 400 cases
-        sink.degraded = False
+        sink.down = False
         under_lock: list[int] = []
         real = hotspot_feed._all_entries_after
 
