@@ -28,15 +28,17 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from models.hotspots import Assignment, CaseEvent, CaseTerms, HotspotConfig, HotspotDetector, case_terms
 from serving.deadline import StoreHung
 from serving.spool import OUTAGE_ERRORS
-from serving.store import CaseInput, SnapshotRecord, Store
+from serving.store import CaseInput, PredictionRecord, SnapshotRecord, Store
 from serving.store.hotspot_feed import FEED_SEQ_KEY, DetectorWrites, FeedEntry, FeedIntake, snapshot_seq
+from serving.store.repository import SavePrediction
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Feed rows read per query while catching up (bounds memory after a long absence).
 CATCH_UP_PAGE = 2000
@@ -54,6 +56,13 @@ class HotspotSink(Protocol):
     ) -> Any: ...
 
     def save_snapshot(self, payload: Mapping[str, Any], *, detector_version: str | None = None) -> Any: ...
+
+
+class Answer(Protocol):
+    """Makes and stores the answer to a case once the detector has placed it (`observe_and_answer`):
+    returns what `save` stored, or None to store it itself after the feed's transaction."""
+
+    def __call__(self, assignment: Assignment, level: str | None, save: SavePrediction) -> PredictionRecord | None: ...
 
 
 class HotspotService:
@@ -140,6 +149,27 @@ class HotspotService:
         channel: str | None = None,
     ) -> tuple[Assignment, str | None]:
         """Assign a case to a burst; returns the assignment and the burst's alert level after it."""
+        assignment, level, _ = self.observe_and_answer(
+            case_id, created_at, title, body, reporter_id, votes, channel=channel
+        )
+        return assignment, level
+
+    def observe_and_answer(
+        self,
+        case_id: str,
+        created_at: datetime | None,
+        title: str,
+        body: str,
+        reporter_id: str | None,
+        votes: int | None = None,
+        *,
+        channel: str | None = None,
+        answer: Answer | None = None,
+    ) -> tuple[Assignment, str | None, PredictionRecord | None]:
+        """`observe`, and on the shared feed `answer(assignment, level, save)` in the feed's transaction:
+        the case's prediction, stored by `save`, commits with its feed row, members and alerts, so a
+        process killed in between leaves neither. The third value is that committed prediction; None when
+        the case was observed without the feed (local mode, an outage): the caller stores its answer."""
         observed = _window_time(created_at, datetime.now(UTC).replace(tzinfo=None))
         intake = FeedIntake(
             CaseInput(case_id, title, body, created_at, reporter_id, channel), observed.replace(tzinfo=UTC), votes
@@ -148,12 +178,14 @@ class HotspotService:
         terms = case_terms(title, body, self.detector.config)
         with self._lock:
             if not self.shared:
+                if self._diverged and not getattr(self.sink, "degraded", False):
+                    self._rebuild_local()
                 result = self._observe_alone(intake, terms, remember=False)
                 self._count_for_snapshot()
-                return result
+                return (*result, None)
             if not self._shared_unavailable():
                 try:
-                    result = self._observe_shared(intake, terms)
+                    shared = self._observe_shared(intake, terms, answer)
                 except OUTAGE_ERRORS as exc:
                     self._diverged = True
                     mark_down = getattr(self.sink, "mark_down", None)
@@ -162,10 +194,10 @@ class HotspotService:
                     mark_down(exc)
                 else:
                     self._count_for_snapshot()
-                    return result
+                    return shared
             result = self._observe_alone(intake, terms)
             self._count_for_snapshot()
-            return result
+            return (*result, None)
 
     def sync(self) -> int:
         """Replay what other replicas appended since this one last observed; returns how many cases."""
@@ -219,7 +251,9 @@ class HotspotService:
                 seq = entry.seq
         self.detector, self.feed_seq = detector, seq
 
-    def _observe_shared(self, intake: FeedIntake, terms: CaseTerms) -> tuple[Assignment, str | None]:
+    def _observe_shared(
+        self, intake: FeedIntake, terms: CaseTerms, answer: Answer | None
+    ) -> tuple[Assignment, str | None, PredictionRecord | None]:
         bounded = getattr(self.sink, "bounded", None) or (lambda function, *a, **k: function(*a, **k))
         if self._diverged:
             # Cases observed alone stay in `_pending`: the locked intake appends and replays them.
@@ -245,12 +279,27 @@ class HotspotService:
                     outcome[entry.seq] = (assignment, level)
             return writes
 
+        answered: list[PredictionRecord] = []
+
+        def then(save: SavePrediction) -> None:
+            if answer is not None:
+                # Not under the gate's lock: `save` waits on the database. Abandoned after this check, the
+                # prediction may still commit; the caller spools the same one (same `made_at`), and the
+                # spool's replay finds it stored.
+                gate.check()
+                # This call's own case is the last row it appended.
+                assignment, level = outcome[max(outcome)]
+                record = answer(assignment, level, save)
+                if record is not None:
+                    answered.append(record)
+
         # Rebuilt above if need be, outside the lock: the locked part replays the last few rows only.
         gate = _ApplyGate()
         try:
             seqs = bounded(
                 self.store.hotspot_intake, intakes, after_seq=self.feed_seq,
                 apply=gate.wrap(apply), detector_version=self.detector.config.version,
+                then=None if answer is None else then,
             )
         except StoreHung:
             # The call goes on without us: its `apply` must not touch the detector from now on.
@@ -266,7 +315,7 @@ class HotspotService:
                         len(self._pending))
         self._pending.clear()
         self._diverged = False
-        return outcome[seqs[-1]]
+        return (*outcome[seqs[-1]], answered[0] if answered else None)
 
     def _record(
         self, assignment: Assignment, case_id: str, observed: datetime, reporter_id: str | None
@@ -315,11 +364,26 @@ class HotspotService:
         return assignment, level
 
     def withdraw(self, case_id: str) -> None:
-        """Forget a case observed alone whose answer failed (its prediction could be neither stored nor
-        spooled: 503): it must not join the shared feed when the database is back, where it would count in
-        every replica's bursts. The detector here counts it until its next rebuild from the feed."""
+        """Forget a case whose answer failed after the detector placed it (a 503, an error): nobody was
+        answered, so it must count in no burst. Observed alone, it must not join the shared feed when the
+        database is back; in local mode it is in no stored case. The detector here counts it until its next
+        rebuild (from the feed, or in local mode from the snapshot and the stored cases), and no snapshot
+        of this state is saved meanwhile."""
         with self._lock:
-            self._drop_pending(case_id)
+            if self.shared:
+                self._drop_pending(case_id)
+            else:
+                self._diverged = True
+
+    def _rebuild_local(self) -> None:
+        """Local mode: the latest snapshot plus the cases stored after it, as a restart would rebuild."""
+        snap = self.store.latest_snapshot(self.detector.config.version)
+        self.detector = HotspotDetector.from_snapshot(snap.payload) if snap else HotspotDetector(self.detector.config)
+        self.detector.rewind_clock(datetime.now(UTC).replace(tzinfo=None))
+        replayed = self._replay_cases(snap.created_at if snap else None)
+        self._diverged = False
+        logger.info("hot-issue detector rebuilt from %s and %d stored cases, without a case left unanswered",
+                    f"snapshot {snap.id}" if snap else "an empty state", replayed)
 
     def _drop_pending(self, case_id: str) -> None:
         for i in range(len(self._pending) - 1, -1, -1):
@@ -454,14 +518,19 @@ class _ApplyGate:
         self._lock = threading.Lock()
         self._abandoned = False
 
-    def wrap(self, apply: Callable[..., DetectorWrites]) -> Callable[..., DetectorWrites]:
-        def guarded(*args: Any) -> DetectorWrites:
+    def wrap(self, step: Callable[..., T]) -> Callable[..., T]:
+        def guarded(*args: Any) -> T:
             with self._lock:
                 if self._abandoned:
                     raise _AbandonedIntake("the request gave up waiting for the database")
-                return apply(*args)
+                return step(*args)
 
         return guarded
+
+    def check(self) -> None:
+        with self._lock:
+            if self._abandoned:
+                raise _AbandonedIntake("the request gave up waiting for the database")
 
     def abandon(self) -> None:
         with self._lock:

@@ -200,15 +200,24 @@ def list_alerts(
     "/v1/alerts/{alert_id}",
     response_model=AlertDetail,
     tags=["hot issues"],
-    summary="One alert with its members and trajectory",
+    summary="One alert (or a hot issue's latest) with its members and trajectory",
     responses={status.HTTP_404_NOT_FOUND: {"model": ErrorResponse, "description": "No such alert."}, **AUTH_ERRORS},
     dependencies=REVIEWER,
 )
 def get_alert(alert_id: Annotated[str, NulFree], store: StoreDep) -> AlertDetail:
-    """Members (every case recorded in the burst so far), keywords, place, and cases per day."""
+    """Members (every case recorded in the burst so far), keywords, place, and cases per day.
+
+    `alert_id` is an alert's id, or a burst's (a triage answer's `hot_issue.id`): then its latest alert."""
     record = store.alert(alert_id)
     if record is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no alert with id {alert_id!r}")
+        history = store.alerts_for_burst(alert_id)
+        if not history:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND,
+                detail=f"no alert with id {alert_id!r}, and no hot issue of that id has raised one (a hot issue "
+                "with level null has not yet)",
+            )
+        record = history[-1]
     members = store.members_of(record.burst_id)
     per_day = Counter(m.observed_at.date().isoformat() for m in members)
     trajectory, total = [], 0

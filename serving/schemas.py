@@ -249,7 +249,7 @@ class Risk(BaseModel):
 class HotIssue(BaseModel):
     """The burst of similar cases from different people that this case joined."""
 
-    id: str = Field(description="Burst id; GET /v1/alerts lists the bursts that raised an alert.")
+    id: str = Field(description="Burst id. Once `level` is set, GET /v1/alerts/{id} gives its latest alert.")
     level: Literal["red", "yellow"] | None = Field(description="Highest alert level the burst reached, if any.")
     cases: int = Field(description="Cases in the burst within the window, this one included.")
     reporters: int = Field(description="Distinct reporters among them.")

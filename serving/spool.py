@@ -422,12 +422,20 @@ class DurableWriter:
             self._mark_down(exc)
             return None
 
+    def writes_directly(self, case_id: str) -> bool:
+        """Whether a prediction of this case goes to the database now (not down, none of its own spooled)."""
+        return not self.down and case_id not in self._spooled_cases
+
     def record_prediction(
-        self, case: CaseInput, prediction: PredictionInput, *, rescore: bool = False
+        self, case: CaseInput, prediction: PredictionInput, *, rescore: bool = False,
+        made_at: datetime | None = None,
     ) -> PredictionRecord | None:
-        """The stored record, or None when the prediction was spooled (SpoolUnavailableError if neither)."""
-        made_at = utcnow()
-        if not self.down and case.case_id not in self._spooled_cases:
+        """The stored record, or None when the prediction was spooled (SpoolUnavailableError if neither).
+
+        `made_at` (default now) identifies the prediction on replay: a caller whose earlier attempt may
+        have committed passes that attempt's time, and the prediction is stored once."""
+        made_at = utcnow() if made_at is None else made_at
+        if self.writes_directly(case.case_id):
             try:
                 return self.bounded(
                     self.store.record_case_and_prediction, case, prediction, rescore=rescore, made_at=made_at

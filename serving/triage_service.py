@@ -16,16 +16,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from models.bundle import Route
+from models.hotspots import Assignment
 from models.mlflow_model import LoadedModel
 from serving.hotspot_service import HotspotService
 from serving.schemas import CaseTriage, Department, DepartmentScore, HotIssue, Risk, RiskReason, TriageRequest
-from serving.spool import DurableWriter, SpoolUnavailableError, writer_for
+from serving.spool import DurableWriter, writer_for
 from serving.state import model_ref
 from serving.store import CaseInput, PredictionInput, PredictionRecord, Store
+from serving.store.repository import SavePrediction
 
 logger = logging.getLogger(__name__)
 
@@ -73,67 +75,108 @@ def _score(
     risk_model = getattr(bundle, "risk", None)
     out: list[CaseTriage] = []
     for k, (case, route) in enumerate(zip(cases, routes, strict=True)):
-        hot: HotIssue | None = None
-        burst_features: dict[str, float] | None = None
+        made_at = datetime.now(UTC)
+        case_input = CaseInput(case.case_id, case.title, case.body, case.created_at, case.reporter_id, case.channel)
+        assessed: list[tuple[Assignment | None, CaseTriage, PredictionInput]] = []
+
+        def assess(assignment: Assignment | None, level: str | None, k: int = k, case: TriageRequest = case,
+                   route: Route = route, assessed: list = assessed) -> tuple[CaseTriage, PredictionInput]:
+            """Risk and answer for the case as the detector placed it (once per placement)."""
+            if not assessed or assessed[-1][0] is not assignment:
+                result, prediction = _assess(case, route, proba[k : k + 1], bundle, risk_model, ref,
+                                             assignment, level, started, len(cases))
+                assessed.append((assignment, result, prediction))
+            return assessed[-1][1], assessed[-1][2]
+
+        stored: PredictionRecord | None = None
+        assignment: Assignment | None = None
+        level: str | None = None
         if hotspots is not None:
-            assignment, level = hotspots.observe(
-                case.case_id, case.created_at, case.title, case.body, case.reporter_id, channel=case.channel
+            answer = None
+            if store is not None and (writer is None or writer.writes_directly(case.case_id)):
+                def answer(assignment: Assignment, level: str | None, save: SavePrediction,
+                           case_input: CaseInput = case_input, made_at: datetime = made_at,
+                           assess: Any = assess) -> PredictionRecord:
+                    # In the feed's transaction: the case and its answer commit together.
+                    return save(case_input, assess(assignment, level)[1], rescore=rescore, made_at=made_at)
+            assignment, level, stored = hotspots.observe_and_answer(
+                case.case_id, case.created_at, case.title, case.body, case.reporter_id, channel=case.channel,
+                answer=answer,
             )
-            burst_features = assignment.features()
-            if assignment.burst_id and assignment.cases >= 2:
-                hot = HotIssue(id=assignment.burst_id, level=level, cases=assignment.cases,
-                               reporters=assignment.reporters)
-        risk: Risk | None = None
-        if risk_model is not None:
-            assessed = risk_model.predict_one(
-                case.title, case.body, proba[k : k + 1], bundle.classes, burst=burst_features
-            )
-            risk = Risk(
-                level=assessed.level,
-                probabilities=assessed.probabilities,
-                reasons=[RiskReason.model_validate(r.to_dict()) for r in assessed.reasons],
-            )
-        latency_ms = 1000 * (time.perf_counter() - started) / len(cases)
-        result = CaseTriage(case_id=case.case_id, department=_department(route), risk=risk, hot_issue=hot)
-        if store is not None:
-            write = store.record_case_and_prediction if writer is None else writer.record_prediction
-            try:
-                record = write(
-                    CaseInput(case.case_id, case.title, case.body, case.created_at, case.reporter_id, case.channel),
-                    PredictionInput(
-                        model_name=ref.name or UNNAMED_MODEL,
-                        model_version=ref.version,
-                        department=route.label,
-                        department_confidence=route.confidence,
-                        needs_review=route.needs_review,
-                        top=[{"label": label, "probability": p} for label, p in route.top],
-                        risk_level=risk.level if risk else None,
-                        risk_probabilities=risk.probabilities if risk else None,
-                        reasons=_stored_reasons(risk, hot),
-                        hot_issue_id=hot.id if hot else None,
-                        latency_ms=latency_ms,
-                    ),
-                    rescore=rescore,
+        try:
+            result, prediction = assess(assignment, level)
+            record = stored
+            if store is not None and record is None:
+                record = (
+                    store.record_case_and_prediction(case_input, prediction, rescore=rescore, made_at=made_at)
+                    if writer is None
+                    else writer.record_prediction(case_input, prediction, rescore=rescore, made_at=made_at)
                 )
-            except SpoolUnavailableError:
-                # Neither the database nor the spool took it (503): nobody was answered for this case,
-                # so it must never count in a burst.
-                if hotspots is not None:
-                    hotspots.withdraw(case.case_id)
-                raise
-            # A concurrent request may have stored this case first: answer with what the store holds.
-            # None: spooled (database unreachable); the answer stands, without an audit-trail id yet.
-            if record is not None:
-                result = _from_record(record) if not record.is_new else result.model_copy(
-                    update={"prediction_id": record.id, "stored_at": record.created_at}
-                )
+        except BaseException:
+            # Not answered (neither the database nor the spool took it: 503; or an error): the case must
+            # never count in a burst.
+            if hotspots is not None and stored is None:
+                hotspots.withdraw(case.case_id)
+            raise
+        # A concurrent request may have stored this case first: answer with what the store holds.
+        # None: spooled (database unreachable), or no store; the answer stands, without an audit-trail id.
+        if record is not None:
+            result = _from_record(record) if not record.is_new else result.model_copy(
+                update={"prediction_id": record.id, "stored_at": record.created_at}
+            )
         out.append(result)
         logger.info(
             "triage case_id=%s department=%s needs_review=%s risk=%s hot_issue=%s model_version=%s latency_ms=%.1f",
-            case.case_id, route.label, route.needs_review, risk.level if risk else None,
-            hot.id if hot else None, ref.version, latency_ms,
+            case.case_id, route.label, route.needs_review, prediction.risk_level,
+            prediction.hot_issue_id, ref.version, prediction.latency_ms,
         )
     return out
+
+
+def _assess(
+    case: TriageRequest,
+    route: Route,
+    proba: Any,
+    bundle: Any,
+    risk_model: Any,
+    ref: Any,
+    assignment: Assignment | None,
+    level: str | None,
+    started: float,
+    batch: int,
+) -> tuple[CaseTriage, PredictionInput]:
+    """The answer to one routed case, given where the hot-issue detector placed it (None: no detector)."""
+    hot: HotIssue | None = None
+    burst_features: dict[str, float] | None = None
+    if assignment is not None:
+        burst_features = assignment.features()
+        if assignment.burst_id and assignment.cases >= 2:
+            hot = HotIssue(id=assignment.burst_id, level=level, cases=assignment.cases,
+                           reporters=assignment.reporters)
+    risk: Risk | None = None
+    if risk_model is not None:
+        assessed = risk_model.predict_one(case.title, case.body, proba, bundle.classes, burst=burst_features)
+        risk = Risk(
+            level=assessed.level,
+            probabilities=assessed.probabilities,
+            reasons=[RiskReason.model_validate(r.to_dict()) for r in assessed.reasons],
+        )
+    latency_ms = 1000 * (time.perf_counter() - started) / batch
+    result = CaseTriage(case_id=case.case_id, department=_department(route), risk=risk, hot_issue=hot)
+    prediction = PredictionInput(
+        model_name=ref.name or UNNAMED_MODEL,
+        model_version=ref.version,
+        department=route.label,
+        department_confidence=route.confidence,
+        needs_review=route.needs_review,
+        top=[{"label": label, "probability": p} for label, p in route.top],
+        risk_level=risk.level if risk else None,
+        risk_probabilities=risk.probabilities if risk else None,
+        reasons=_stored_reasons(risk, hot),
+        hot_issue_id=hot.id if hot else None,
+        latency_ms=latency_ms,
+    )
+    return result, prediction
 
 
 def _department(route: Route) -> Department:

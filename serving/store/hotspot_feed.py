@@ -120,18 +120,21 @@ def intake(
     after_seq: int | None,
     apply: Apply,
     detector_version: str,
+    *,
+    durable: bool = True,
 ) -> list[int]:
     """Append `intakes` to the feed under the feed lock, let `apply` observe everything after `after_seq`
     (None: rebuild from the latest snapshot) and store the members and alerts it returns; all in the
-    caller's transaction, so they commit together or not at all. Returns the new rows' seqs."""
+    caller's transaction, so they commit together or not at all. Returns the new rows' seqs.
+
+    `durable=False` (PostgreSQL): this commit skips its WAL flush, for a caller that commits the answer
+    to the case synchronously next (flushing the WAL up to that commit flushes this one too; a crash in
+    between loses a case that got no answer). The service writes the prediction in this very transaction
+    instead, which keeps the flush and leaves no case stored without its answer."""
     if session.get_bind().dialect.name == "postgresql":
-        # One round trip: the feed lock, and no WAL flush of its own at commit. The request's prediction
-        # commits next, synchronously, and flushing the WAL up to it flushes this transaction too (the WAL
-        # is one sequence); a crash in between loses a case that got no answer. It was the second fsync
-        # per case, most of the feed's cost on PostgreSQL.
-        session.execute(select(
-            func.pg_advisory_xact_lock(FEED_LOCK_KEY), func.set_config("synchronous_commit", "off", True)
-        ))
+        lock = func.pg_advisory_xact_lock(FEED_LOCK_KEY)
+        # One round trip for the lock and, if asked, the commit without a flush of its own.
+        session.execute(select(lock) if durable else select(lock, func.set_config("synchronous_commit", "off", True)))
     own = []
     for item in intakes:
         row_id = case_row_id(session, item.case)

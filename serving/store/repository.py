@@ -18,12 +18,13 @@ Concurrency (several threads or processes writing to one database):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from sqlalchemy import Engine, Select, bindparam, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -57,6 +58,14 @@ from serving.store.tables import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+class SavePrediction(Protocol):
+    """Stores a case's prediction in an open transaction (see `Store.hotspot_intake`)."""
+
+    def __call__(
+        self, case: CaseInput, prediction: PredictionInput, *, rescore: bool = ..., made_at: datetime | None = ...
+    ) -> PredictionRecord: ...
 
 DEFAULT_ALERT_LIMIT = 100
 UNVERSIONED = "unversioned"
@@ -194,46 +203,60 @@ class Store:
         instant and returns it instead of storing one: a spooled write replayed twice, or one that
         committed although its caller saw an error, is stored once, re-scores included.
         """
-        digest = text_hash(case.title, case.body)
         with self._writes.begin() as session:
-            self._lock_case(session, case.case_id)
-            if replay and made_at is not None:
-                seen = session.execute(
-                    self._predictions_of(case.case_id)
-                    .where(Case.text_hash == digest, Prediction.created_at == as_utc(made_at))
-                    .limit(1)
-                ).first()
-                if seen is not None:
-                    return PredictionRecord.of(seen[0], digest)
-            latest = self._latest(session, case.case_id)
-            if latest is not None and latest[1] == digest and not rescore:
-                return PredictionRecord.of(latest[0], digest)
-            # A Core INSERT ... RETURNING: one statement, no unit-of-work bookkeeping on the hot path.
-            row = session.execute(
-                _INSERT_PREDICTION,
-                {
-                    "case_row_id": self._case_row_id(session, case, digest),
-                    "case_id": case.case_id,
-                    "model_name": prediction.model_name,
-                    "model_version": prediction.model_version,
-                    "department": prediction.department,
-                    "department_confidence": float(prediction.department_confidence),
-                    "needs_review": bool(prediction.needs_review),
-                    "top": to_json(prediction.top),
-                    "risk_level": prediction.risk_level,
-                    "risk_probabilities": to_json(prediction.risk_probabilities),
-                    "reasons": to_json(prediction.reasons),
-                    "hot_issue_id": prediction.hot_issue_id,
-                    "latency_ms": prediction.latency_ms,
-                    "created_at": utcnow() if made_at is None else as_utc(made_at),
-                    "supersedes_id": None if latest is None else latest[0].id,
-                },
-            ).one()
-            record = PredictionRecord.of(row, digest, is_new=True)
-        logger.debug(
-            "stored prediction id=%s case_id=%s supersedes=%s", record.id, record.case_id, record.supersedes_id
-        )
+            record = self._store_prediction(session, case, prediction, rescore=rescore, made_at=made_at, replay=replay)
+        if record.is_new:
+            logger.debug(
+                "stored prediction id=%s case_id=%s supersedes=%s", record.id, record.case_id, record.supersedes_id
+            )
         return record
+
+    def _store_prediction(
+        self,
+        session: Session,
+        case: CaseInput,
+        prediction: PredictionInput,
+        *,
+        rescore: bool = False,
+        made_at: datetime | None = None,
+        replay: bool = False,
+    ) -> PredictionRecord:
+        """`record_case_and_prediction` inside the caller's transaction."""
+        digest = text_hash(case.title, case.body)
+        self._lock_case(session, case.case_id)
+        if replay and made_at is not None:
+            seen = session.execute(
+                self._predictions_of(case.case_id)
+                .where(Case.text_hash == digest, Prediction.created_at == as_utc(made_at))
+                .limit(1)
+            ).first()
+            if seen is not None:
+                return PredictionRecord.of(seen[0], digest)
+        latest = self._latest(session, case.case_id)
+        if latest is not None and latest[1] == digest and not rescore:
+            return PredictionRecord.of(latest[0], digest)
+        # A Core INSERT ... RETURNING: one statement, no unit-of-work bookkeeping on the hot path.
+        row = session.execute(
+            _INSERT_PREDICTION,
+            {
+                "case_row_id": self._case_row_id(session, case, digest),
+                "case_id": case.case_id,
+                "model_name": prediction.model_name,
+                "model_version": prediction.model_version,
+                "department": prediction.department,
+                "department_confidence": float(prediction.department_confidence),
+                "needs_review": bool(prediction.needs_review),
+                "top": to_json(prediction.top),
+                "risk_level": prediction.risk_level,
+                "risk_probabilities": to_json(prediction.risk_probabilities),
+                "reasons": to_json(prediction.reasons),
+                "hot_issue_id": prediction.hot_issue_id,
+                "latency_ms": prediction.latency_ms,
+                "created_at": utcnow() if made_at is None else as_utc(made_at),
+                "supersedes_id": None if latest is None else latest[0].id,
+            },
+        ).one()
+        return PredictionRecord.of(row, digest, is_new=True)
 
     def existing_prediction(self, case_id: str, title: str | None, body: str | None) -> PredictionRecord | None:
         """The prediction `record_case_and_prediction` would return without storing anything, if any.
@@ -516,18 +539,28 @@ class Store:
         after_seq: int | None,
         apply: hotspot_feed.Apply,
         detector_version: str,
+        then: Callable[[SavePrediction], object] | None = None,
     ) -> list[int]:
         """Append cases to the hot-issue feed and observe everything after `after_seq` in one locked
-        transaction; see `serving.store.hotspot_feed.intake`."""
+        transaction; see `serving.store.hotspot_feed.intake`.
+
+        `then(save)` runs after `apply`, in the same transaction: `save(case, prediction, rescore=...,
+        made_at=...)` stores the answer to the caller's case as `record_case_and_prediction` would, so the
+        case's feed row, its burst's members and alerts and its prediction commit together (a process
+        killed in between leaves none of them)."""
         with self._writes.begin() as session:
-            return hotspot_feed.intake(
+            seqs = hotspot_feed.intake(
                 session,
                 lambda s, case: self._case_row_id(s, case, text_hash(case.title, case.body)),
                 intakes,
                 after_seq,
                 apply,
                 detector_version,
+                durable=then is not None,
             )
+            if then is not None:
+                then(functools.partial(self._store_prediction, session))
+            return seqs
 
     def save_snapshot(self, payload: Mapping[str, Any], *, detector_version: str | None = None) -> SnapshotRecord:
         """Append the detector's `snapshot()`; `detector_version` defaults to the payload's "version"."""

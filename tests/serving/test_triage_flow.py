@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from serving.app import create_app
+from serving.hotspot_service import HotspotService
 from serving.settings import Settings
 from serving.store import Store
 from tests.keys import ADMIN
@@ -101,6 +102,22 @@ def test_reports_from_several_people_raise_an_alert_listed_with_its_members(clie
     assert client.get("/v1/alerts", params={"level": other}).json()["alerts"] == []
 
 
+def test_a_triage_answers_hot_issue_id_leads_to_its_alert(client: TestClient) -> None:
+    """Issue 14, item 11: `hot_issue.id` is a burst id; it used to 404 on /v1/alerts/{id}."""
+    answers = [client.post("/v1/triage", json=gas_case(i)).json() for i in range(2)]
+    early = answers[-1]["hot_issue"]
+    assert early["level"] is None  # two reports: a hot issue, no alert yet
+    response = client.get(f"/v1/alerts/{early['id']}")
+    assert response.status_code == 404 and "has not yet" in response.json()["detail"]
+    answers += [client.post("/v1/triage", json=gas_case(i)).json() for i in range(2, len(GAS_REPORTS))]
+    hot = answers[-1]["hot_issue"]
+    assert hot["id"] == early["id"] and hot["level"] is not None
+    followed = client.get(f"/v1/alerts/{hot['id']}")
+    assert followed.status_code == 200
+    assert (followed.json()["burst_id"], followed.json()["level"]) == (hot["id"], hot["level"])
+    assert followed.json() == client.get(f"/v1/alerts/{hot['id']}:{hot['level']}").json()
+
+
 def test_an_unknown_alert_is_404(client: TestClient) -> None:
     response = client.get("/v1/alerts/hot-nope:red")
     assert response.status_code == 404
@@ -117,3 +134,70 @@ def test_hot_issue_state_survives_a_restart(demo_bundle_dir: Path, database: str
     assert third["hot_issue"] is not None
     assert third["hot_issue"]["cases"] == 3
     assert third["hot_issue"]["reporters"] == 3
+
+
+class ProcessKilled(RuntimeError):
+    """Stands for the process dying while it answers a case (kill -9 cannot be timed in a test)."""
+
+
+@pytest.mark.parametrize("sharing", ["feed", "local"])
+def test_a_case_whose_answer_dies_half_way_is_neither_stored_nor_counted(
+    demo_bundle_dir: Path, database: str, sharing: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13, item 12: the feed row used to commit before the prediction, so a process killed between
+    the two left a case stored without its answer, counted in every replica's bursts for good."""
+    import serving.triage_service as triage_service
+
+    made = triage_service.PredictionInput
+
+    def dies_on_gas_1(**fields: Any) -> Any:
+        if "GAS-1" in triage_service_calls:
+            raise ProcessKilled
+        return made(**fields)
+
+    observe = HotspotService.observe_and_answer
+    triage_service_calls: list[str] = []
+
+    def observed(self: HotspotService, case_id: str, *args: Any, **kwargs: Any) -> Any:
+        triage_service_calls.append(case_id)
+        return observe(self, case_id, *args, **kwargs)
+
+    settings = Settings(model_uri=str(demo_bundle_dir), database_url=database, hotspot_sharing=sharing)
+    with TestClient(create_app(settings), headers=ADMIN) as first_run:
+        first_run.post("/v1/triage", json=gas_case(0))
+        # The answer to GAS-1 dies once the detector has seen the case, before it is stored.
+        monkeypatch.setattr(HotspotService, "observe_and_answer", observed)
+        monkeypatch.setattr(triage_service, "PredictionInput", dies_on_gas_1)
+        with pytest.raises(ProcessKilled):
+            first_run.post("/v1/triage", json=gas_case(1))
+        monkeypatch.undo()
+    store = Store.from_url(database)
+    try:
+        assert store.case_versions("GAS-1") == []
+        assert store.predictions_for("GAS-1") == []
+        assert [e.case_id for e in store.hotspot_feed_after(0)] == (["GAS-0"] if sharing == "feed" else [])
+    finally:
+        store.dispose()
+    with TestClient(create_app(settings), headers=ADMIN) as second_run:  # the restarted process
+        third = second_run.post("/v1/triage", json=gas_case(2)).json()
+    assert third["hot_issue"] is not None
+    assert (third["hot_issue"]["cases"], third["hot_issue"]["reporters"]) == (2, 2)
+
+
+def test_on_the_feed_each_answered_case_has_its_feed_row_and_its_prediction(
+    demo_bundle_dir: Path, database: str
+) -> None:
+    settings = Settings(model_uri=str(demo_bundle_dir), database_url=database, hotspot_sharing="feed")
+    with TestClient(create_app(settings), headers=ADMIN) as client:
+        answers = [client.post("/v1/triage", json=gas_case(i)).json() for i in range(4)]
+    store = Store.from_url(database)
+    try:
+        assert [e.case_id for e in store.hotspot_feed_after(0)] == [f"GAS-{i}" for i in range(4)]
+        for i, answer in enumerate(answers):
+            (stored,) = store.predictions_for(f"GAS-{i}")
+            assert stored.id == answer["prediction_id"]
+            assert stored.hot_issue_id == (answer["hot_issue"] or {}).get("id")
+            assert stored.risk_level == (answer["risk"] or {}).get("level")
+    finally:
+        store.dispose()
+    assert answers[3]["hot_issue"]["cases"] == 4

@@ -3,7 +3,7 @@
 The app runs under uvicorn in a subprocess, as in production; threads keep triaging (new cases,
 re-scores and changed texts, so supersedes chains grow under concurrency) and the process is killed
 while requests are in flight. A restart on the same database must start and answer, the database must
-be intact (every prediction's case row exists, every chain is one line of earlier predictions of the
+be intact (every prediction's case row exists and every case row has its prediction, every chain is one line of earlier predictions of the
 same case, SQLite's integrity check is ok), and every answer that got a 200 must be in the store:
 a 200 means stored.
 """
@@ -70,6 +70,10 @@ def check_integrity(db_url: str) -> None:
                 "SELECT p.id FROM predictions p LEFT JOIN cases c ON c.id = p.case_row_id "
                 "WHERE c.id IS NULL OR c.case_id <> p.case_id")).all()
             assert orphans == [], "predictions without their case row"
+            unanswered = db.execute(text(
+                "SELECT c.case_id FROM cases c LEFT JOIN predictions p ON p.case_row_id = c.id "
+                "WHERE p.id IS NULL")).all()
+            assert unanswered == [], "cases stored without their prediction (issue 13, item 12)"
             broken = db.execute(text(
                 "SELECT p.id FROM predictions p LEFT JOIN predictions q ON q.id = p.supersedes_id "
                 "WHERE p.supersedes_id IS NOT NULL AND (q.id IS NULL OR q.case_id <> p.case_id OR q.id >= p.id)")).all()
