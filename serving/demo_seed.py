@@ -35,8 +35,12 @@ BATCH = 100
 
 
 def demo_requests(path: Path = DEMO_DATA, limit: int | None = None) -> list[TriageRequest]:
-    """The demo cases as triage requests, oldest first (the newest `limit` of them if given)."""
+    """The demo cases as triage requests, oldest first (the newest `limit` of them if given), with their
+    title and body as written: the loader's normalised text (half-width punctuation) is what the model
+    reads, not what a ticket system sends, and the reviewer page shows what was sent."""
     frame = load_cases([path], require_department=False).frame
+    written = pd.read_csv(path, dtype=str, keep_default_na=False).drop_duplicates("case_id", keep="last")
+    as_written = dict(zip(written["case_id"], zip(written["title"], written["body"], strict=True), strict=True))
     frame = frame.sort_values("created_at", kind="stable")
     if limit is not None:
         frame = frame.tail(limit)
@@ -47,8 +51,8 @@ def demo_requests(path: Path = DEMO_DATA, limit: int | None = None) -> list[Tria
         requests.append(
             TriageRequest(
                 case_id=str(row.case_id),
-                title=row.title or "",
-                body=row.body or "",
+                title=as_written.get(str(row.case_id), (row.title, row.body))[0] or "",
+                body=as_written.get(str(row.case_id), (row.title, row.body))[1] or "",
                 created_at=None if created is None else created.to_pydatetime(),
                 reporter_id=None if reporter is None or pd.isna(reporter) else str(reporter),
                 channel="demo",
