@@ -3,9 +3,9 @@
 The app runs under uvicorn in a subprocess, as in production; threads keep triaging (new cases,
 re-scores and changed texts, so supersedes chains grow under concurrency) and the process is killed
 while requests are in flight. A restart on the same database must start and answer, the database must
-be intact (every prediction's case row exists and every case row has its prediction, every chain is one line of earlier predictions of the
-same case, SQLite's integrity check is ok), and every answer that got a 200 must be in the store:
-a 200 means stored.
+be intact (every prediction's case row exists and every case row has its prediction, every chain is
+one line of earlier predictions of the same case, SQLite's integrity check is ok), and every answer
+that got a 200 must be in the store: a 200 means stored.
 """
 
 from __future__ import annotations
