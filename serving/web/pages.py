@@ -37,7 +37,9 @@ from serving.web.present import (
     PRIORITY_NAMES,
     criterion_label,
     highlight,
+    iso_local_time,
     local_time,
+    metric_name,
     percent,
     reason_views,
     top_departments,
@@ -68,7 +70,8 @@ templates.env.globals.update(
     CRITERION_NAMES=CRITERION_NAMES,
     CSRF_FIELD=CSRF_FIELD,
 )
-templates.env.filters.update(local_time=local_time, percent=percent, criterion_label=criterion_label)
+templates.env.filters.update(local_time=local_time, percent=percent, criterion_label=criterion_label,
+                             iso_local_time=iso_local_time, metric_name=metric_name)
 
 
 class LoginRequired(Exception):

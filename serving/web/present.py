@@ -185,6 +185,37 @@ def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return shown.strftime(fmt) + ("" if shown.tzinfo is DISPLAY_TZ else " UTC")
 
 
+#: The model's held-out metrics as a reviewer reads them (the key stays in the page for data scientists).
+METRIC_NAMES = {
+    "accuracy": "部门准确率",
+    "macro_f1": "部门宏平均 F1",
+    "coverage": "自动分派覆盖率",
+    "auto_routed_precision": "自动分派精确率",
+    "ece": "置信度校准误差（ECE）",
+    "n_eval": "留出集案件数",
+    "risk_red_recall": "红色风险召回率",
+    "risk_red_precision": "红色风险精确率",
+    "risk_macro_f1": "风险等级宏平均 F1",
+    "risk_n_eval": "风险留出集案件数",
+}
+
+
+def metric_name(key: str) -> str:
+    return METRIC_NAMES.get(key, key)
+
+
+def iso_local_time(value: str | datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """`local_time` of an ISO 8601 text (a model's training time), or the text as given if it is not one."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, datetime):
+        return local_time(value, fmt)
+    try:
+        return local_time(datetime.fromisoformat(str(value)), fmt)
+    except ValueError:
+        return str(value)
+
+
 def percent(value: float | None, digits: int = 0) -> str:
     return "—" if value is None else f"{100 * value:.{digits}f}%"
 
