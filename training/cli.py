@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 
 def _setup_logging(verbose: bool) -> None:
+    # MLflow sets its loggers' level from this variable when it is first imported (after this runs).
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("mlflow", "alembic", "urllib3", "git", "distributed"):
@@ -77,9 +80,21 @@ def train(
     shared_data: Annotated[
         Path, typer.Option(help="Data directory the --risk-labels sources are relative to.")
     ] = Path("../shared/data"),
+    compare_on: Annotated[
+        Path | None,
+        typer.Option("--compare-on", help="Labelled cases the new version must beat the champion on to take its "
+                     "alias (held out of training); default registry.comparison_set of the config."),
+    ] = None,
+    register: Annotated[
+        bool, typer.Option("--register/--no-register", help="Register a model version (an experiment need not).")
+    ] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Train the department router, evaluate it on held-out cases, log the run to MLflow and register it."""
+    """Train the department router, evaluate it on held-out cases, log the run to MLflow and register it.
+
+    The new version becomes the champion only if there is none yet, or if it beats the champion on the
+    comparison set; otherwise it is the challenger (see `triage promote`). The output says which and why.
+    """
     _setup_logging(verbose)
     if engine not in ("local", "dask"):
         raise _fail(f"unknown engine '{engine}'; use local or dask")
@@ -87,6 +102,7 @@ def train(
         raise _fail("--scheduler and --workers need --engine dask")
     if engine == "dask" and scheduler and workers:
         raise _fail("--workers sizes a LocalCluster; with --scheduler the cluster has its own workers")
+    from training.comparison import load_comparison_set
     from training.config import ConfigError, load_config, load_hotspot_config
     from training.loading import DataError, load_cases
     from training.train import TrainingError
@@ -97,6 +113,9 @@ def train(
         hotspot_cfg = load_hotspot_config()
     except ConfigError as exc:
         raise _fail(str(exc)) from None
+    comparison_path = compare_on or (Path(cfg.registry.comparison_set) if cfg.registry.comparison_set else None)
+    if comparison_path is not None and not register:
+        raise _fail("--no-register trains an experiment only: it takes no comparison set")
     with contextlib.ExitStack() as stack:
         fitter, engine_params = None, {}
         if engine == "dask":  # before reading the data: an unreachable cluster should not cost a load
@@ -106,22 +125,24 @@ def train(
                                 keep_risk_only=True)
             _print_load_report(loaded.report)
             joined = _joined_risk_labels(risk_labels or [], shared_data)
+            comparison = None if comparison_path is None else load_comparison_set(comparison_path, encoding=encoding)
             result = run_training(data, cfg, encoding=encoding, progress=_progress(), loaded=loaded,
                                   hotspot_config=hotspot_cfg, engine=engine, risk_fitter=fitter,
-                                  engine_params=engine_params, risk_labels=joined)
+                                  engine_params=engine_params, risk_labels=joined, register=register,
+                                  comparison=comparison)
         except (ConfigError, DataError, TrainingError) as exc:  # DaskTrainingError is a TrainingError
             raise _fail(str(exc)) from None
 
     m = result.evaluation.metrics
-    table = Table(title=f"{result.model_name} v{result.model_version} → alias '{result.alias}'")
+    title = (f"{result.model_name} v{result.model_version} → alias '{result.alias}'" if result.model_version
+             else f"{result.model_name}: not registered")
+    table = Table(title=title)
     table.add_column("metric")
     table.add_column("held-out value", justify="right")
     for key in ("accuracy", "macro_f1", "coverage", "auto_routed_precision", "ece", "n_eval",
                 "risk_red_recall", "risk_red_precision", "risk_macro_f1", "risk_n_eval"):
         if key in m:
             table.add_row(key, f"{int(m[key])}" if key.endswith("n_eval") else f"{m[key]:.4f}")
-    if result.champion_macro_f1 is not None:
-        table.add_row("previous champion macro_f1 (same cases)", f"{result.champion_macro_f1:.4f}")
     console.print(table)
     per = result.evaluation.per_class
     dept = Table(title="per department (held-out)")
@@ -130,7 +151,25 @@ def train(
     for name, row in per.iterrows():
         dept.add_row(str(name), f"{row.precision:.3f}", f"{row.recall:.3f}", f"{row.f1:.3f}", str(int(row.support)))
     console.print(dept)
+    _print_comparison(result)
     console.print(f"MLflow run: {result.link}", highlight=False, soft_wrap=True)
+
+
+def _print_comparison(result) -> None:
+    """The champion gate: the comparison (if one was made), then what happened to the aliases and why."""
+    outcome = result.comparison
+    if outcome is not None and outcome.candidate is not None and outcome.champion is not None:
+        table = Table(title=f"comparison set: {outcome.n_eval} cases held out from both models ({outcome.n_red} red)")
+        table.add_column("metric")
+        table.add_column(f"champion v{outcome.champion_version}", justify="right")
+        table.add_column(f"new v{outcome.candidate_version}", justify="right")
+        table.add_row("macro-F1 (department)", f"{outcome.champion.macro_f1:.4f}", f"{outcome.candidate.macro_f1:.4f}")
+        table.add_row("red recall", _maybe(outcome.champion.red_recall), _maybe(outcome.candidate.red_recall))
+        console.print(table)
+    if result.held_out_for_comparison:
+        console.print(f"{result.held_out_for_comparison} cases of the comparison set were held out of training",
+                      highlight=False)
+    console.print(f"aliases: {escape(result.alias_reason)}", highlight=False, soft_wrap=True)
 
 
 def _joined_risk_labels(files: list[Path], shared_data: Path):

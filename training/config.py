@@ -28,6 +28,11 @@ class RegistryParams(BaseModel):
 
     model_name: str = "grievance-triage"
     experiment_name: str = "grievance-router"
+    #: Labelled cases every candidate and the champion are scored on (`training.comparison`); None: a new
+    #: version is the challenger unless there is no champion yet (promote it with `triage promote`).
+    comparison_set: str | None = None
+    #: Fewest comparison cases held out from both models' training for the gate to decide.
+    comparison_min_cases: int = Field(30, ge=1)
 
 
 class TrainConfig(BaseModel):

@@ -188,8 +188,10 @@ def held_out(reviews: pd.DataFrame, sets: Sequence[TrainingSet]) -> pd.DataFrame
             keep &= ~reviews["case_id"].astype(str).isin(seen.case_ids).to_numpy()
             if seen.text_keys is not None:
                 keep &= np.array([f not in seen.text_keys for f in fingerprints], dtype=bool)
-        elif seen.trained_at is not None:
+        elif seen.trained_at is not None and "reviewed_at" in reviews.columns:
             keep &= (reviews["reviewed_at"] > pd.Timestamp(seen.trained_at)).to_numpy()
+        # A fixed comparison set has no review times: a model that does not say what it was fitted on
+        # is compared on all of it (its note says so).
     return reviews[keep].reset_index(drop=True)
 
 
@@ -214,21 +216,41 @@ def score(model: LoadedModel, cases: pd.DataFrame, rule: str) -> ModelScore:
     return ModelScore(version=str(model.version), macro_f1=float(f1), red_recall=recall, held_out_rule=rule)
 
 
-def decide(candidate: ModelScore, champion: ModelScore, n_eval: int, n_red: int, min_cases: int) -> tuple[bool, str]:
-    """(promote?, why): not worse on macro-F1, and not worse on red recall when there are red cases."""
+@dataclass(frozen=True)
+class Gate:
+    """What a comparison is made on and what it asks: the review gate (`triage promote`: reviewed cases,
+    not worse) or the training gate (`triage train --compare-on`: a fixed labelled set, must beat)."""
+
+    cases_word: str = "reviewed cases"
+    fewer_hint: str = "review more cases or lower --min-cases"
+    must_beat: bool = False
+
+
+REVIEW_GATE = Gate()
+
+
+def decide(
+    candidate: ModelScore, champion: ModelScore, n_eval: int, n_red: int, min_cases: int, gate: Gate = REVIEW_GATE
+) -> tuple[bool, str]:
+    """(promote?, why): not worse on macro-F1 (better, for a gate that must beat), and not worse on red
+    recall when there are red cases."""
     if n_eval < min_cases:
-        return False, (f"only {n_eval} reviewed cases are held out from both models' training "
-                       f"(at least {min_cases} needed); review more cases or lower --min-cases")
+        return False, (f"only {n_eval} {gate.cases_word} are held out from both models' training "
+                       f"(at least {min_cases} needed); {gate.fewer_hint}")
     f1 = f"macro-F1 {candidate.macro_f1:.4f} vs champion {champion.macro_f1:.4f}"
     if candidate.macro_f1 < champion.macro_f1:
         return False, f"candidate is worse on macro-F1: {f1}"
+    if gate.must_beat and candidate.macro_f1 == champion.macro_f1:
+        return False, f"candidate does not beat the champion on macro-F1: {f1}"
     if n_red == 0:
-        return True, f"not worse on macro-F1 ({f1}); no red cases among the {n_eval} evaluation cases, " \
+        better = "better" if gate.must_beat else "not worse"
+        return True, f"{better} on macro-F1 ({f1}); no red cases among the {n_eval} evaluation cases, " \
                      "red recall not compared"
     red = f"red recall {candidate.red_recall:.4f} vs champion {champion.red_recall:.4f} on {n_red} red cases"
     if (candidate.red_recall or 0.0) < (champion.red_recall or 0.0):
         return False, f"candidate misses more red cases: {red} ({f1})"
-    return True, f"not worse on macro-F1 ({f1}) nor on red recall ({red})"
+    better = "better" if gate.must_beat else "not worse"
+    return True, f"{better} on macro-F1 ({f1}) and not worse on red recall ({red})"
 
 
 def _load(uri: str, what: str) -> LoadedModel:
@@ -254,11 +276,13 @@ def promote(
     min_cases: int = DEFAULT_MIN_CASES,
     source: str = "",
     since: datetime | None = None,
+    gate: Gate = REVIEW_GATE,
 ) -> PromotionResult:
     """Compare the candidate with the champion on held-out reviewed cases; move the alias if not worse.
 
     `reviews` is only needed when there is a champion (`None` is allowed otherwise). Logs one MLflow run
-    in the `promotion` experiment whatever the outcome.
+    in the `promotion` experiment whatever the outcome. `gate`: the training gate compares on a fixed
+    labelled set instead (same held-out rule) and must beat the champion.
     """
     configure_tracking()
     candidate = _load(f"models:/{model_name}/{candidate_version}", "candidate")
@@ -273,7 +297,7 @@ def promote(
     else:
         if reviews is None:
             raise PromotionError(
-                "there are no reviewed cases to compare the candidate with the champion (the store holds no reviews)"
+                f"there are no {gate.cases_word} to compare the candidate with the champion"
             )
         champion = _load(f"models:/{model_name}@{CHAMPION}", "champion")
         sets = [training_set(candidate), training_set(champion)]
@@ -283,12 +307,12 @@ def promote(
         n_red = int((cases["risk_level"] == RED).sum()) if n_eval else 0
         if n_eval < min_cases:
             promoted, reason = decide(ModelScore("", 0, None, ""), ModelScore("", 0, None, ""), n_eval, n_red,
-                                      min_cases)
+                                      min_cases, gate)
         else:
             cases = attach_hot_issues(cases, load_hotspot_config())  # same burst inputs for both models
             cand_score = score(candidate, cases, notes[0])
             champ_score = score(champion, cases, notes[1])
-            promoted, reason = decide(cand_score, champ_score, n_eval, n_red, min_cases)
+            promoted, reason = decide(cand_score, champ_score, n_eval, n_red, min_cases, gate)
     result = PromotionResult(
         model_name=model_name, candidate=cand_score, champion=champ_score,
         candidate_version=str(candidate.version), champion_version=champion_version, promoted=promoted,

@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import json
 import logging
+import os
 import subprocess
 import tempfile
 import time
@@ -13,28 +14,33 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.models import infer_signature
 from rich.progress import Progress
-from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from features.text import TEXT_PIPELINE_VERSION
 from models.bundle import TriageBundle
 from models.hotspots import HotspotConfig
-from models.mlflow_model import CHALLENGER, CHAMPION, TriagePyfunc, load_model, routes_frame
+from models.mlflow_model import CHALLENGER, CHAMPION, PYFUNC_ENTRY, routes_frame
 from models.risk import BoosterFitter, RiskModel
 from models.router import build_router
 from models.thresholds import choose_thresholds
 from models.tracking import configure_tracking, ensure_experiment, run_link
+from training.comparison import ComparisonSet, without_comparison_cases
 from training.config import TrainConfig
 from training.evaluate import Evaluation, evaluate_router, plot_confusion
 from training.loading import LoadedCases, load_cases
 from training.predict import attach_hot_issues
 from training.risk_labels import JoinReport, merge_risk_labels
 from training.splitting import group_folds, train_test_split_grouped
+
+if TYPE_CHECKING:
+    from training.promote import PromotionResult
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +61,16 @@ class TrainResult:
     run_id: str
     experiment_id: str
     model_name: str
-    model_version: str
-    alias: str
+    model_version: str | None  # None: not registered (`register=False`)
+    alias: str | None
     evaluation: Evaluation
-    champion_macro_f1: float | None
     bundle: TriageBundle
     link: str
+    #: What happened to the aliases and why, in a sentence for the person who trained.
+    alias_reason: str = ""
+    #: The champion gate's comparison on the fixed comparison set, when one was made.
+    comparison: PromotionResult | None = None
+    held_out_for_comparison: int = 0
 
 
 def git_commit() -> str | None:
@@ -158,25 +168,6 @@ def misrouted(test: pd.DataFrame, proba: np.ndarray, classes: list[str], limit: 
     return wrong[["case_id", "title", "department", "predicted", "confidence"]].head(limit)
 
 
-def champion_score(model_name: str, test: pd.DataFrame, labels: list[str]) -> tuple[float | None, str | None]:
-    """Macro-F1 of the current champion on this run's evaluation cases (None if there is none)."""
-    client = mlflow.MlflowClient()
-    try:
-        client.get_model_version_by_alias(model_name, CHAMPION)
-    except mlflow.exceptions.MlflowException:
-        return None, None
-    try:
-        champion = load_model(f"models:/{model_name}@{CHAMPION}")
-        pred = [r.label for r in champion.bundle.route(test[INPUT_COLUMNS])]
-    except Exception as exc:  # an unloadable or unusable champion must not block a good new model
-        logger.warning("current champion could not be used (%s); treating as absent", type(exc).__name__)
-        return None, None
-    # Same label set as the new model's evaluation, so a department absent from these cases counts
-    # the same way for both models.
-    score = f1_score(test["department"], pred, labels=labels, average="macro", zero_division=0)
-    return float(score), champion.version
-
-
 def train(
     data: Sequence[str | Path],
     config: TrainConfig,
@@ -189,8 +180,15 @@ def train(
     risk_fitter: BoosterFitter | None = None,
     engine_params: dict[str, object] | None = None,
     risk_labels: pd.DataFrame | None = None,
+    register: bool = True,
+    comparison: ComparisonSet | None = None,
 ) -> TrainResult:
     """Fit, evaluate, log and register one model.
+
+    The champion alias moves only to a candidate that beats the champion on the same cases: the fixed
+    ``comparison`` set (`training.comparison`; its cases are held out of training), or later reviewers'
+    decisions (`triage promote`). Without either, a new version is the challenger, unless there is no
+    champion yet. ``register=False`` logs the run and its model without registering a version.
 
     ``risk_labels``: annotated cases joined by `training.risk_labels.join_risk_labels`; they set the risk
     level of their copies among the training cases, and the others are added. Cases with a risk level and
@@ -210,6 +208,11 @@ def train(
     join = JoinReport()
     if risk_labels is not None and len(risk_labels):
         frame, join = merge_risk_labels(frame, risk_labels)
+    held_for_comparison = 0
+    if comparison is not None:
+        frame, held_for_comparison = without_comparison_cases(frame, comparison)
+        if held_for_comparison:
+            logger.info("held %d cases of the comparison set out of training", held_for_comparison)
     routed = frame["department"].notna()
     check_trainable(frame[routed])
     # Burst statistics at each case's intake (time-ordered replay, no look-ahead): risk-model inputs.
@@ -292,9 +295,13 @@ def train(
         mlflow.log_params({"data.n_train": len(train_df), "data.n_test": len(test_df),
                            "data.file_names": ", ".join(Path(p).name for p in data)[:500]})
         mlflow.log_params({"train.engine": engine, **{f"train.{k}": v for k, v in (engine_params or {}).items()}})
+        if comparison is not None:
+            mlflow.log_params({"comparison.path": str(comparison.path)[:500], "comparison.version": comparison.version,
+                               "comparison.n_cases": len(comparison.cases),
+                               "comparison.held_out_of_training": held_for_comparison})
         dataset = mlflow.data.from_pandas(
             frame[["case_id", "title", "body", "department"]].astype(str),
-            name="training-cases", targets="department", source=", ".join(str(p) for p in data)[:500] or "in-memory",
+            name="training-cases", targets="department", source=_dataset_source(data),
         )
         mlflow.log_input(dataset, context="training")
         mlflow.log_metrics({k: v for k, v in evaluation.metrics.items() if np.isfinite(v)})
@@ -323,30 +330,99 @@ def train(
             signature = infer_signature(example, routes_frame(bundle, example))
             info = mlflow.pyfunc.log_model(
                 name="model",
-                python_model=TriagePyfunc(),
+                python_model=str(PYFUNC_ENTRY),  # models-from-code: nothing pickled but the bundle
                 artifacts={"bundle": str(bundle_path)},
                 signature=signature,
                 input_example=example,
-                registered_model_name=config.registry.model_name,
                 pip_requirements=_pip_requirements(),
             )
-        version = str(info.registered_model_version)
-        champ_f1, champ_version = champion_score(config.registry.model_name, test_df, bundle.classes)
-        new_f1 = evaluation.metrics["macro_f1"]
-        alias = CHAMPION if champ_f1 is None or new_f1 > champ_f1 else CHALLENGER
-        client = mlflow.MlflowClient()
-        client.set_registered_model_alias(config.registry.model_name, alias, version)
-        if champ_f1 is not None:
-            mlflow.log_metric("champion_macro_f1_same_eval", champ_f1)
-        mlflow.set_tags({"registry.alias": alias, "registry.version": version,
-                         "registry.previous_champion": champ_version or "none"})
-        client.set_model_version_tag(config.registry.model_name, version, "data_digest", digest)
-    logger.info("registered %s version %s as %s", config.registry.model_name, version, alias)
-    return TrainResult(
+    result = TrainResult(
         run_id=run.info.run_id, experiment_id=experiment_id, model_name=config.registry.model_name,
-        model_version=version, alias=alias, evaluation=evaluation, champion_macro_f1=champ_f1,
-        bundle=bundle, link=run_link(experiment_id, run.info.run_id),
+        model_version=None, alias=None, evaluation=evaluation, bundle=bundle,
+        link=run_link(experiment_id, run.info.run_id), held_out_for_comparison=held_for_comparison,
     )
+    if not register:
+        result.alias_reason = "not registered (--no-register): the run and its model are logged only"
+        mlflow.MlflowClient().set_tag(run.info.run_id, "registry.alias", "not registered")
+        return result
+    result.model_version = _register(config.registry.model_name, info, run.info.run_id)
+    mlflow.MlflowClient().set_model_version_tag(config.registry.model_name, result.model_version, "data_digest", digest)
+    _gate(result, comparison, config)
+    logger.info("registered %s version %s as %s", config.registry.model_name, result.model_version, result.alias)
+    return result
+
+
+def _register(name: str, info: object, run_id: str) -> str:
+    """A new version of `name` from the logged model, through the client (MLflow's fluent registration
+    prints to stderr on every run); returns the version."""
+    client = mlflow.MlflowClient()
+    try:
+        client.create_registered_model(name)
+    except mlflow.exceptions.MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
+    version = client.create_model_version(
+        name, source=info.model_uri, run_id=run_id, model_id=info.model_id  # type: ignore[attr-defined]
+    )
+    return str(version.version)
+
+
+def _dataset_source(data: Sequence[str | Path]) -> object:
+    """Where the training cases came from, as MLflow's local-file source: the file, or the folder holding
+    several. Named explicitly: from a bare path MLflow guesses between two registrations of that source
+    and warns on every run."""
+    from mlflow.data.dataset_source_registry import get_registered_sources, resolve_dataset_source
+
+    paths = [Path(p).resolve() for p in data]
+    if not paths:
+        return "in-memory"
+    where = paths[0] if len(paths) == 1 else Path(os.path.commonpath(paths))
+    local = next(s for s in get_registered_sources() if s.__name__ == "LocalArtifactDatasetSource")
+    return resolve_dataset_source(str(where), candidate_sources=[local])
+
+
+def _gate(result: TrainResult, comparison: ComparisonSet | None, config: TrainConfig) -> None:
+    """Set the new version's alias (champion or challenger) and say why, on the result and the run."""
+    from training.promote import Gate, PromotionError, promote
+
+    client = mlflow.MlflowClient()
+    name, version = result.model_name, str(result.model_version)
+    try:
+        previous = str(client.get_model_version_by_alias(name, CHAMPION).version)
+    except mlflow.exceptions.MlflowException:
+        previous = None
+    if previous is None:
+        result.alias, result.alias_reason = CHAMPION, f"there was no champion: version {version} is the champion"
+        client.set_registered_model_alias(name, CHAMPION, version)
+    elif comparison is None:
+        result.alias = CHALLENGER
+        result.alias_reason = (
+            f"the champion stays version {previous}: this run was evaluated on its own held-out split, which is "
+            "not a comparison with the champion; compare on a fixed set (--compare-on FILE, or "
+            f"registry.comparison_set in the config) or on reviewers' decisions (triage promote --candidate {version})"
+        )
+    else:
+        gate = Gate(cases_word=f"cases of the comparison set {comparison.describe()}",
+                    fewer_hint="use a comparison set the champion was not trained on, or lower "
+                               "registry.comparison_min_cases", must_beat=True)
+        try:
+            outcome = promote(version, comparison.cases, model_name=name, source=comparison.describe(), gate=gate,
+                              min_cases=config.registry.comparison_min_cases)
+        except PromotionError as exc:
+            result.alias, result.alias_reason = CHALLENGER, f"the champion stays version {previous}: {exc}"
+        else:
+            result.comparison = outcome
+            result.alias = CHAMPION if outcome.promoted else CHALLENGER
+            result.alias_reason = (
+                f"version {version} is the champion (was {previous}): {outcome.reason}" if outcome.promoted
+                else f"the champion stays version {previous}: {outcome.reason}"
+            )
+    if result.alias == CHALLENGER:
+        client.set_registered_model_alias(name, CHALLENGER, version)
+    client.set_tag(result.run_id, "registry.alias", result.alias or "")
+    client.set_tag(result.run_id, "registry.version", version)
+    client.set_tag(result.run_id, "registry.previous_champion", previous or "none")
+    client.set_tag(result.run_id, "registry.reason", result.alias_reason[:5000])
 
 
 def split_risk_only(cases: pd.DataFrame, config: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame]:

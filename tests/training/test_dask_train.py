@@ -76,7 +76,7 @@ def dask_run(client: Client, store: Path, config_file: Path, demo_csv: Path) -> 
     run = mlflow.search_runs(experiment_names=[FAST["registry"]["experiment_name"]], output_format="list")[0]
     loaded = load_model(f"models:/{NAME}/1")
     return TrainResult(run_id=run.info.run_id, experiment_id=run.info.experiment_id, model_name=NAME,
-                       model_version="1", alias="", evaluation=None, champion_macro_f1=None,  # type: ignore[arg-type]
+                       model_version="1", alias="", evaluation=None,  # type: ignore[arg-type]
                        bundle=loaded.bundle, link="")
 
 

@@ -17,14 +17,11 @@ import pandas as pd
 import pytest
 from mlflow.models import get_model_info
 
-from models.bundle import TriageBundle
-from models.mlflow_model import CHALLENGER, CHAMPION, MODEL_NAME, LoadedModel, load_model
+from models.mlflow_model import CHALLENGER, CHAMPION, MODEL_NAME, load_model
 from tests.mlflow_env import isolated_mlflow, point_mlflow_at
-from training import train as train_module
 from training.config import ConfigError, TrainConfig, load_config
-from training.evaluate import evaluate_router
 from training.loading import load_cases
-from training.train import INPUT_COLUMNS, TrainingError, TrainResult, champion_score, data_digest, train
+from training.train import INPUT_COLUMNS, TrainingError, TrainResult, data_digest, train
 
 EVAL_ARTEFACTS = {
     "evaluation/confusion_matrix.png",
@@ -70,7 +67,7 @@ def held_out(demo_split: tuple[pd.DataFrame, pd.DataFrame]) -> pd.DataFrame:
 @pytest.mark.slow
 def test_first_training_registers_version_1_as_champion(first: TrainResult) -> None:
     assert (first.model_name, first.model_version, first.alias) == (MODEL_NAME, "1", CHAMPION)
-    assert first.champion_macro_f1 is None
+    assert first.alias_reason == "there was no champion: version 1 is the champion"
     client = mlflow.MlflowClient()
     assert str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version) == "1"
     assert client.get_model_version(MODEL_NAME, "1").run_id == first.run_id
@@ -181,9 +178,9 @@ def test_bundle_metadata_describes_the_model(first: TrainResult, fast_config: Tr
 @pytest.mark.slow
 def test_retraining_on_the_same_data_does_not_displace_the_champion(first: TrainResult, second: TrainResult) -> None:
     assert second.model_version == "2"
-    assert second.champion_macro_f1 == pytest.approx(first.evaluation.metrics["macro_f1"], abs=1e-12)
-    assert second.evaluation.metrics["macro_f1"] == pytest.approx(second.champion_macro_f1, abs=1e-12)
     assert second.alias == CHALLENGER
+    assert second.alias_reason.startswith("the champion stays version 1: this run was evaluated on its own held-out")
+    assert "triage promote --candidate 2" in second.alias_reason
     client = mlflow.MlflowClient()
     assert str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version) == "1"
     assert str(client.get_model_version_by_alias(MODEL_NAME, CHALLENGER).version) == "2"
@@ -324,51 +321,6 @@ def test_a_single_department_is_an_error(
     raw[raw["department"] == "城乡建设"].to_csv(path, index=False)
     with pytest.raises(TrainingError, match="at least 2 departments"):
         train([path], fast_config)
-
-
-# -- champion comparison ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def champion_is(monkeypatch: pytest.MonkeyPatch):
-    """Make `champion_score` see `bundle` as the registered champion (no MLflow store needed)."""
-
-    def install(bundle: TriageBundle) -> None:
-        class Registry:
-            def get_model_version_by_alias(self, name: str, alias: str) -> object:
-                return object()
-
-        monkeypatch.setattr(mlflow, "MlflowClient", Registry)
-        monkeypatch.setattr(train_module, "load_model", lambda uri: LoadedModel(bundle, uri, version="1"))
-
-    return install
-
-
-def new_model_macro_f1(bundle: TriageBundle, cases: pd.DataFrame) -> float:
-    proba = bundle.predict_proba(cases[INPUT_COLUMNS])
-    return evaluate_router(cases["department"], proba, bundle.classes, bundle.thresholds).metrics["macro_f1"]
-
-
-def test_champion_is_scored_like_the_new_model_on_the_same_cases(
-    champion_is, demo_bundle: TriageBundle, held_out: pd.DataFrame
-) -> None:
-    champion_is(demo_bundle)
-    champ_f1, version = champion_score(MODEL_NAME, held_out, demo_bundle.classes)
-    assert version == "1"
-    assert champ_f1 == pytest.approx(new_model_macro_f1(demo_bundle, held_out), abs=1e-12)
-
-
-def test_champion_and_new_model_are_compared_on_equal_terms_when_a_department_is_not_held_out(
-    champion_is, demo_bundle: TriageBundle, held_out: pd.DataFrame
-) -> None:
-    champion_is(demo_bundle)
-    missing = demo_bundle.classes[0]
-    predicted = [r.label for r in demo_bundle.route(held_out[INPUT_COLUMNS])]
-    keep = (held_out["department"] != missing).to_numpy() & (np.asarray(predicted, dtype=object) != missing)
-    cases = held_out[keep].reset_index(drop=True)
-    assert missing not in set(cases["department"])
-    champ_f1, _ = champion_score(MODEL_NAME, cases, demo_bundle.classes)
-    assert champ_f1 == pytest.approx(new_model_macro_f1(demo_bundle, cases), abs=1e-12)
 
 
 # -- risk model inside the run ---------------------------------------------------------------------
