@@ -17,13 +17,23 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 # tries before reading its dictionaries as plain files.
 SETUPTOOLS := setuptools==84.2.1
 
+# pip install, quiet. A pip configuration naming index folders that lack some packages (as on some build
+# machines) makes pip print one "Location ... is ignored" line per package: those are dropped; anything
+# else pip says, and its exit status, are kept.
+define pip_install
+	@echo "pip install $(1)"
+	@out=$$($(BIN)/python -m pip install --quiet $(1) 2>&1); status=$$?; \
+	printf '%s\n' "$$out" | grep -v -e 'is ignored: it is neither a file nor a directory' -e '^$$' || true; \
+	exit $$status
+endef
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip '$(SETUPTOOLS)'
+	$(call pip_install,--upgrade pip '$(SETUPTOOLS)')
 
 # Installs the project with the exact versions in constraints.txt, so training and serving agree.
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -c constraints.txt '$(SETUPTOOLS)' -e '.[test]'
+	$(call pip_install,-c constraints.txt '$(SETUPTOOLS)' -e '.[test]')
 	touch $@
 
 install: $(VENV)/.installed

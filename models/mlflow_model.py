@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 MODEL_NAME = "grievance-triage"
 CHAMPION = "champion"
+#: The code MLflow logs as the model (see that file).
+PYFUNC_ENTRY = Path(__file__).with_name("pyfunc_entry.py")
 CHALLENGER = "challenger"
 
 
