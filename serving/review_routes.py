@@ -16,16 +16,22 @@ from fastapi.exceptions import RequestValidationError
 
 from features.text import mask_contact_details
 from serving.auth import AdminDep, ReviewerDep
+from serving.bulk_review import confirm_many
 from serving.review_rules import MAX_NOTE_CHARS, Decision, Problem, decide
 from serving.review_schemas import (
     MAX_QUEUE_LIMIT,
     AgreementReportOut,
+    BulkConfirmOut,
+    BulkConfirmRequest,
+    BulkSkipped,
     CaseDetailOut,
     CaseVersionOut,
+    ClaimOut,
     DateOrTime,
     PredictionOut,
     QueueCounts,
     QueueItemOut,
+    ReleaseOut,
     ReviewOut,
     ReviewQueueOut,
     ReviewRequest,
@@ -33,7 +39,9 @@ from serving.review_schemas import (
 from serving.routes import AUTH_ERRORS, _alert_summary
 from serving.schemas import TIME_RANGE_MESSAGE, ErrorResponse, ModelRef, NulFree, ValidationErrorResponse, time_in_range
 from serving.store import PredictionRecord, ReviewRecord, Store
+from serving.store.claims import ClaimConflict
 from serving.store.dependencies import StoreDep
+from serving.store.review_queries import SearchRefused, search_terms
 from serving.store.tables import as_utc
 from serving.triage_service import _from_record
 
@@ -201,6 +209,53 @@ def create_review(
     return _review_out(stored)
 
 
+@review_router.post(
+    "/v1/cases/{case_id:path}/claim",
+    response_model=ClaimOut,
+    summary="Claim a case: other reviewers see it is taken",
+    responses={**NOT_FOUND, **AUTH_ERRORS,
+               status.HTTP_409_CONFLICT: {"model": ErrorResponse, "description": "Another reviewer holds it."}},
+)
+def claim_case(case_id: CaseIdPath, principal: ReviewerDep, store: StoreDep) -> ClaimOut:
+    """Claim (or renew the claim on) a case for 30 minutes; the queue shows who holds it and bulk
+    confirmation skips it for everyone else. 409 names the reviewer who holds it."""
+    if store.latest_prediction(case_id) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no case with id {case_id!r}")
+    try:
+        held = store.claim_case(case_id, principal.name)
+    except ClaimConflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+    logger.info("claim case_id=%s reviewer=%s", case_id, principal.name)
+    return ClaimOut(case_id=case_id, reviewer=held.reviewer, claimed_at=held.claimed_at, expires_at=held.expires_at)
+
+
+@review_router.delete(
+    "/v1/cases/{case_id:path}/claim",
+    response_model=ReleaseOut,
+    summary="Let a claimed case go",
+    responses=AUTH_ERRORS,
+)
+def release_case(case_id: CaseIdPath, principal: ReviewerDep, store: StoreDep) -> ReleaseOut:
+    return ReleaseOut(case_id=case_id, released=store.release_case(case_id, principal.name))
+
+
+@review_router.post(
+    "/v1/reviews/confirm",
+    response_model=BulkConfirmOut,
+    summary="Confirm several cases at once",
+    responses={**INVALID, **AUTH_ERRORS},
+)
+def confirm_cases(body: BulkConfirmRequest, principal: ReviewerDep, store: StoreDep) -> BulkConfirmOut:
+    """Confirm the model's department and level for each listed prediction still waiting for a review;
+    the others (reviewed or re-scored meanwhile, or claimed by another reviewer) are skipped with why."""
+    outcome = confirm_many(store, body.prediction_ids, principal.name)
+    return BulkConfirmOut(
+        confirmed=[_review_out(r) for r in outcome.confirmed],
+        skipped=[BulkSkipped(prediction_id=pid, case_id=case_id, reason=reason, claimed_by=holder)
+                 for pid, case_id, reason, holder in outcome.skipped],
+    )
+
+
 def _prediction_out(record: PredictionRecord) -> PredictionOut:
     triaged = _from_record(record)
     return PredictionOut(
@@ -278,15 +333,32 @@ def review_queue(
     offset: Annotated[
         int, Query(ge=0, le=MAX_QUEUE_OFFSET, description="Cases to skip (paging).")
     ] = 0,
+    q: Annotated[
+        str | None,
+        Query(max_length=500, description="Words that must each be the case id or occur in its title or body "
+              "(phone, ID-card and e-mail numbers cannot be searched: reviewers see them masked)."),
+        NulFree,
+    ] = None,
 ) -> ReviewQueueOut:
     """Cases whose latest prediction has no review: red first, then yellow, then low-confidence routes,
     then the rest; oldest first within each. Dates filter on when the case's text was received."""
     start, end = _bounds(since, until)
-    filters: dict[str, Any] = {"level": level, "department": department, "since": start, "until": end}
+    try:
+        search_terms(q)
+    except SearchRefused as exc:
+        raise RequestValidationError(
+            [{"type": "search_refused", "loc": ["query", "q"], "msg": str(exc), "input": None}]
+        ) from None
+    filters: dict[str, Any] = {"level": level, "department": department, "since": start, "until": end, "search": q}
     items = store.review_queue(**filters, limit=limit, offset=offset)
     counts = store.review_queue_counts(**filters)
+    held = store.live_claims([item.case_id for item in items])
     return ReviewQueueOut(
-        items=[QueueItemOut(**asdict(item)) for item in items],
+        items=[
+            QueueItemOut(**asdict(item), claimed_by=held[item.case_id].reviewer if item.case_id in held else None,
+                         claimed_until=held[item.case_id].expires_at if item.case_id in held else None)
+            for item in items
+        ],
         counts=QueueCounts(**counts, total=sum(counts.values())),
         limit=limit,
         offset=offset,

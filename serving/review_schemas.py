@@ -145,6 +145,40 @@ class QueueItemOut(BaseModel):
     priority: Literal["red", "yellow", "review", "other"] = Field(
         description="red / yellow risk, review = low-confidence route (needs_review), other = the rest."
     )
+    claimed_by: str | None = Field(None, description="The reviewer working on this case (a live claim), if any.")
+    claimed_until: datetime | None = Field(None, description="When that claim lapses unless renewed.")
+
+
+class ClaimOut(BaseModel):
+    case_id: str
+    reviewer: str
+    claimed_at: datetime
+    expires_at: datetime
+
+
+class ReleaseOut(BaseModel):
+    case_id: str
+    released: bool = Field(description="False: the caller did not hold the case (nothing changed).")
+
+
+class BulkConfirmRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prediction_ids: list[int] = Field(min_length=1, max_length=200,
+                                      description="Predictions to confirm, as the queue listed them.")
+
+
+class BulkSkipped(BaseModel):
+    prediction_id: int
+    case_id: str | None
+    reason: Literal["not_pending", "claimed_by_another_reviewer"] = Field(
+        description="not_pending: reviewed meanwhile, superseded by a new prediction, or unknown.")
+    claimed_by: str | None = None
+
+
+class BulkConfirmOut(BaseModel):
+    confirmed: list[ReviewOut]
+    skipped: list[BulkSkipped]
 
 
 class QueueCounts(BaseModel):

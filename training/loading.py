@@ -24,8 +24,8 @@ from typing import Any
 
 import pandas as pd
 
+from features.csv_safety import unescape_formula
 from features.text import case_text, mask_personal_data, normalise
-from training.csv_safety import unescape_formula
 
 logger = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from features.csv_safety import write_csv
 from models.bundle import TriageBundle
 from models.hotspots import Assignment, CaseEvent, HotspotConfig, HotspotDetector
 from models.mlflow_model import routes_frame
 from models.risk import BURST_COLUMNS
-from training.csv_safety import write_csv
 from training.hotspots_cli import events_from_frame
 from training.loading import DataError
 

@@ -8,9 +8,9 @@ had said, and the reviewer's note (review_note: why a decision differs from the 
 never exported; phone, ID-card and e-mail numbers in the text and notes are masked
 (`features.text.mask_contact_details`), as everywhere a reviewer reads a case.
 
-CSV is written by `training.csv_safety.write_csv`: cells that a spreadsheet would run as a formula (starting
+CSV is written by `features.csv_safety.write_csv`: cells that a spreadsheet would run as a formula (starting
 with = + - @, tab or CR) are prefixed with a single quote, and the loader removes that quote again when it
-reads an export back (`training.csv_safety.unescape_formula`); Parquet keeps values as they are.
+reads an export back (`features.csv_safety.unescape_formula`); Parquet keeps values as they are.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy.exc import SQLAlchemyError
 
+from features.csv_safety import FORMULA_PREFIXES, escape_formula, write_csv  # noqa: F401 (re-exported)
 from features.text import mask_contact_details
 from serving.store import Store, redact
 from serving.store.reviewed import ReviewedCase, reviewed_cases
-from training.csv_safety import FORMULA_PREFIXES, escape_formula, write_csv  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
-from serving.store import hotspot_feed, review_queries
+from serving.store import claims, hotspot_feed, review_queries
 from serving.store.engine import make_engine, redact, writer
 from serving.store.jsonable import to_json
 from serving.store.records import (
@@ -336,6 +336,29 @@ class Store:
             session.flush()
             return ReviewRecord.of(row)
 
+    # -- claims -----------------------------------------------------------------------------------
+    def claim_case(self, case_id: str, reviewer: str) -> claims.Claim:
+        """Claim (or renew) a case for a reviewer; `claims.ClaimConflict` if another reviewer holds it."""
+        with self._writes.begin() as session:
+            self._lock_case(session, case_id)
+            return claims.claim(session, case_id, reviewer)
+
+    def release_case(self, case_id: str, reviewer: str) -> bool:
+        """Let a case go; False if the reviewer did not hold it."""
+        with self._writes.begin() as session:
+            self._lock_case(session, case_id)
+            return claims.release(session, case_id, reviewer)
+
+    def live_claims(self, case_ids: Sequence[str]) -> dict[str, claims.Claim]:
+        """Who holds each of these cases now (cases nobody holds are left out)."""
+        with self._reads() as session:
+            return claims.live_claims(session, case_ids)
+
+    def pending_prediction(self, prediction_id: int) -> PredictionRecord | None:
+        """The prediction if it is still waiting for a review (its case's latest, not reviewed), else None."""
+        with self._reads() as session:
+            return review_queries.pending_prediction(session, prediction_id)
+
     def reviews_for(self, case_id: str) -> list[ReviewRecord]:
         """Every review of the case, oldest first."""
         with self._reads() as session:
@@ -351,14 +374,17 @@ class Store:
         until: datetime | None = None,
         limit: int = review_queries.DEFAULT_QUEUE_LIMIT,
         offset: int = 0,
+        search: str | None = None,
     ) -> list[QueueItem]:
         """Pending cases (latest prediction unreviewed): red, yellow, needs_review, the rest; oldest first.
 
-        `since` (inclusive) and `until` (exclusive) bound when the scored text was received.
+        `since` (inclusive) and `until` (exclusive) bound when the scored text was received; `search`: words
+        that must each be the case id or occur in its title or body (`review_queries.search_terms`).
         """
         with self._reads() as session:
             return review_queries.review_queue(
-                session, level=level, department=department, since=since, until=until, limit=limit, offset=offset
+                session, level=level, department=department, since=since, until=until, limit=limit, offset=offset,
+                search=review_queries.search_terms(search),
             )
 
     def review_queue_counts(
@@ -368,11 +394,13 @@ class Store:
         department: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        search: str | None = None,
     ) -> dict[str, int]:
         """Pending cases per priority ("red", "yellow", "review", "other"), under the queue's filters."""
         with self._reads() as session:
             return review_queries.review_queue_counts(
-                session, level=level, department=department, since=since, until=until
+                session, level=level, department=department, since=since, until=until,
+                search=review_queries.search_terms(search),
             )
 
     def case_detail(self, case_id: str) -> CaseDetail | None:

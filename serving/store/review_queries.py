@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, exists, func, select
+from sqlalchemy import ColumnElement, Select, case, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from features.text import mask_contact_details
@@ -39,6 +39,8 @@ from serving.store.review_records import (
 from serving.store.tables import Case, HotspotAlert, HotspotMember, Prediction, Review, as_utc
 
 DEFAULT_QUEUE_LIMIT = 50
+MAX_SEARCH_TERMS = 5
+MAX_SEARCH_CHARS = 100
 
 
 def _priority_rank() -> ColumnElement[int]:
@@ -51,8 +53,28 @@ def _priority_rank() -> ColumnElement[int]:
     )
 
 
+class SearchRefused(ValueError):
+    """A search term that is a phone, ID-card or e-mail number: reviewers see those masked, so a search
+    must not tell them which case holds one."""
+
+
+def search_terms(text: str | None) -> list[str]:
+    """A queue search as terms (whitespace-separated, at most `MAX_SEARCH_TERMS` of at most
+    `MAX_SEARCH_CHARS` characters); every term must match the case id or occur in the title or body."""
+    if not text:
+        return []
+    terms = [t[:MAX_SEARCH_CHARS] for t in text.split()[:MAX_SEARCH_TERMS]]
+    if any(mask_contact_details(t) != t for t in terms):
+        raise SearchRefused("phone, ID-card and e-mail numbers are masked for reviewers and cannot be searched")
+    return terms
+
+
 def _pending_conditions(
-    level: str | None, department: str | None, since: datetime | None, until: datetime | None
+    level: str | None,
+    department: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    search: list[str] | None = None,
 ) -> list[ColumnElement[bool]]:
     later = aliased(Prediction)
     conditions: list[ColumnElement[bool]] = [
@@ -67,6 +89,10 @@ def _pending_conditions(
         conditions.append(Case.received_at >= as_utc(since))
     if until is not None:
         conditions.append(Case.received_at < as_utc(until))
+    for term in search or []:
+        # LIKE with the term's own % and _ escaped: a plain substring test, linear in the text.
+        conditions.append(or_(Prediction.case_id == term, Case.title.contains(term, autoescape=True),
+                              Case.body.contains(term, autoescape=True)))
     return conditions
 
 
@@ -79,6 +105,7 @@ def review_queue(
     until: datetime | None = None,
     limit: int = DEFAULT_QUEUE_LIMIT,
     offset: int = 0,
+    search: list[str] | None = None,
 ) -> list[QueueItem]:
     """Pending cases, red first, then yellow, then needs_review, then the rest; oldest received first.
 
@@ -89,7 +116,7 @@ def review_queue(
     page = (
         select(Prediction.id.label("id"), _priority_rank().label("rank"), Case.received_at.label("received_at"))
         .join(Case, Case.id == Prediction.case_row_id)
-        .where(*_pending_conditions(level, department, since, until))
+        .where(*_pending_conditions(level, department, since, until, search))
         .order_by(_priority_rank(), Case.received_at, Prediction.id)
         .limit(limit)
         .offset(offset)
@@ -134,6 +161,16 @@ def review_queue(
     ]
 
 
+def pending_prediction(session: Session, prediction_id: int) -> PredictionRecord | None:
+    """The prediction, if it is its case's latest and has no review."""
+    row = session.execute(
+        select(Prediction, Case.text_hash)
+        .join(Case, Case.id == Prediction.case_row_id)
+        .where(Prediction.id == prediction_id, *_pending_conditions(None, None, None, None))
+    ).first()
+    return None if row is None else PredictionRecord.of(row[0], row[1])
+
+
 def review_queue_counts(
     session: Session,
     *,
@@ -141,12 +178,13 @@ def review_queue_counts(
     department: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    search: list[str] | None = None,
 ) -> dict[str, int]:
     """Pending cases per priority (every priority present, zeros included), under the queue's filters."""
     ranked = select(_priority_rank().label("rank")).select_from(Prediction)
-    if since is not None or until is not None:  # the cases table is needed only for the time filter
+    if since is not None or until is not None or search:  # the cases table: for the time filter and search
         ranked = ranked.join(Case, Case.id == Prediction.case_row_id)
-    subquery = ranked.where(*_pending_conditions(level, department, since, until)).subquery()
+    subquery = ranked.where(*_pending_conditions(level, department, since, until, search)).subquery()
     # Grouping a subquery's column, not the CASE itself: PostgreSQL cannot match two copies of a CASE
     # whose literals are separate bind parameters.
     counts = dict.fromkeys(PRIORITIES, 0)

@@ -156,6 +156,19 @@ class Review(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
+class ReviewClaim(Base):
+    """A reviewer taking a case ("claim") or letting it go ("release"): the latest row of a case says who
+    holds it, until the claim expires (`serving.store.claims`). Rows are only added."""
+
+    __tablename__ = "review_claims"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(CASE_ID_LEN), index=True)
+    reviewer: Mapped[str] = mapped_column(String(NAME_LEN))
+    action: Mapped[str] = mapped_column(String(LEVEL_LEN))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class HotspotMember(Base):
     """A case joining a burst, with what the detector needs to replay it (`payload`)."""
 

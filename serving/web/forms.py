@@ -21,6 +21,11 @@ class FormError(ValueError):
 
 async def read_form(request: Request) -> dict[str, str]:
     """The form's fields (the last value of a repeated field wins); FormError if not a small form."""
+    return {name: values[-1] for name, values in (await read_form_lists(request)).items()}
+
+
+async def read_form_lists(request: Request, max_fields: int = 32) -> dict[str, list[str]]:
+    """Every value of each field, in order (the queue's checkboxes repeat one field)."""
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type != FORM_TYPE:
         raise FormError(f"expected {FORM_TYPE}")
@@ -34,9 +39,12 @@ async def read_form(request: Request) -> dict[str, str]:
     except UnicodeDecodeError as exc:
         raise FormError("form is not UTF-8") from exc
     try:
-        fields = dict(parse_qsl(text, keep_blank_values=True, max_num_fields=32))
+        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=max_fields)
     except ValueError as exc:
         raise FormError("too many form fields") from exc
-    if any("\x00" in name or "\x00" in value for name, value in fields.items()):
+    if any("\x00" in name or "\x00" in value for name, value in pairs):
         raise FormError("form holds NUL characters")  # PostgreSQL text cannot store them (a 500 otherwise)
+    fields: dict[str, list[str]] = {}
+    for name, value in pairs:
+        fields.setdefault(name, []).append(value)
     return fields

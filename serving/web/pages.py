@@ -15,21 +15,26 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode, urlsplit
 
+import pandas as pd
 from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
+from features.csv_safety import csv_text
 from serving.auth import API_KEY_HEADER, KeyRing, Principal, ReviewerDep, Role, get_keyring, keyring_of
+from serving.bulk_review import CLAIMED, NOT_PENDING, confirm_many
 from serving.request_guard import client_of
 from serving.review_routes import known_departments
 from serving.review_rules import LEVELS, MAX_NOTE_CHARS, Decision, decide
 from serving.routes import model_info
 from serving.schemas import time_in_range
 from serving.store import CaseDetail, PredictionRecord, Store
+from serving.store.claims import ClaimConflict
 from serving.store.dependencies import StoreDep
+from serving.store.review_queries import SearchRefused, search_terms
 from serving.web import charts
-from serving.web.forms import FormError, read_form
+from serving.web.forms import FormError, read_form, read_form_lists
 from serving.web.present import (
     CRITERION_NAMES,
     DISPLAY_TZ,
@@ -60,6 +65,7 @@ logger = logging.getLogger(__name__)
 PAGE_PREFIXES = ("/review", "/dashboard")
 LOGIN_PATH = "/review/login"
 QUEUE_PAGE_SIZE = 50
+STALE_PAGE = "页面已过期（CSRF 校验失败），请刷新页面后重试。"
 #: How far ahead the case page looks in the queue for the next pending case.
 NEXT_LOOKAHEAD = 500
 
@@ -224,6 +230,28 @@ def _parse_date(value: str | None) -> date | None:
     return day
 
 
+def _queue_filters(
+    level: str | None, department: str | None, since: str | None, until: str | None, q: str | None
+) -> tuple[dict[str, Any], dict[str, str], str | None]:
+    """The queue's filters for the store, as the form shows them, and why a search was refused."""
+    level = level if level in LEVELS else None
+    department = department if department and "\x00" not in department else None  # NUL: PostgreSQL refuses it
+    q = " ".join(q.replace("\x00", " ").split()) if q else None
+    search_error = None
+    try:
+        search_terms(q)
+    except SearchRefused:
+        search_error, q = "不能按电话号码、身份证号或邮箱搜索（审核页面中这些信息已隐藏）。", None
+    since_day, until_day = _parse_date(since), _parse_date(until)
+    filters: dict[str, Any] = {
+        "level": level, "department": department, "since": _day_start(since_day), "until": _day_start(until_day, 1),
+        "search": q,
+    }
+    shown = {"level": level or "", "department": department or "", "q": q or "",
+             "since": since_day.isoformat() if since_day else "", "until": until_day.isoformat() if until_day else ""}
+    return filters, shown, search_error
+
+
 @router.get("/review", response_class=HTMLResponse)
 def queue_page(
     request: Request,
@@ -233,21 +261,17 @@ def queue_page(
     department: Annotated[str | None, Query()] = None,
     since: Annotated[str | None, Query()] = None,
     until: Annotated[str | None, Query()] = None,
+    q: Annotated[str | None, Query(max_length=500)] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> HTMLResponse:
-    level = level if level in LEVELS else None
+    filters, shown, search_error = _queue_filters(level, department, since, until, q)
     departments = _filter_departments(request, store)
-    department = department if department and "\x00" not in department else None  # NUL: PostgreSQL refuses it
-    since_day, until_day = _parse_date(since), _parse_date(until)
-    filters: dict[str, Any] = {
-        "level": level, "department": department, "since": _day_start(since_day), "until": _day_start(until_day, 1),
-    }
     counts = store.review_queue_counts(**filters)
     total = sum(counts.values())
     items = store.review_queue(**filters, limit=QUEUE_PAGE_SIZE, offset=(page - 1) * QUEUE_PAGE_SIZE)
     pages = max(1, -(-total // QUEUE_PAGE_SIZE))
-    query = {k: v for k, v in {"level": level, "department": department, "since": since_day, "until": until_day}.items()
-             if v}
+    query = {k: v for k, v in shown.items() if v}
+    claims = store.live_claims([item.case_id for item in items])
 
     def page_url(n: int) -> str:
         return "/review?" + urlencode({**query, "page": n})
@@ -260,9 +284,12 @@ def queue_page(
             "counts": counts,
             "total": total,
             "departments": departments,
-            "filters": {"level": level or "", "department": department or "",
-                        "since": since_day.isoformat() if since_day else "",
-                        "until": until_day.isoformat() if until_day else ""},
+            "filters": shown,
+            "search_error": search_error,
+            "claims": claims,
+            "reviewer": principal.name,
+            "back_url": "/review" + ("?" + urlencode({**query, "page": page}) if query or page > 1 else ""),
+            "export_url": "/review/export.csv" + ("?" + urlencode(query) if query else ""),
             "page": page,
             "pages": pages,
             "prev_url": page_url(page - 1) if page > 1 else None,
@@ -270,6 +297,98 @@ def queue_page(
             "first_index": (page - 1) * QUEUE_PAGE_SIZE,
         },
     )
+
+
+#: Rows an export of the filtered queue holds at most (a spreadsheet, not a data dump).
+EXPORT_LIMIT = 10_000
+EXPORT_COLUMNS = {
+    "case_id": "案件编号", "priority": "优先级", "risk_level": "风险等级", "department": "部门",
+    "department_confidence": "置信度", "needs_review": "路由待复核", "title": "标题", "body_preview": "正文摘要",
+    "received_at": "接收时间（北京时间）", "hot_issue_id": "热点", "claimed_by": "认领人",
+}
+
+
+@router.get("/review/export.csv")
+def export_queue(
+    request: Request,
+    principal: ReviewerDep,
+    store: StoreDep,
+    level: Annotated[str | None, Query()] = None,
+    department: Annotated[str | None, Query()] = None,
+    since: Annotated[str | None, Query()] = None,
+    until: Annotated[str | None, Query()] = None,
+    q: Annotated[str | None, Query(max_length=500)] = None,
+) -> Response:
+    """The filtered queue as CSV for a spreadsheet (UTF-8 with BOM, formula-safe cells); contact numbers
+    masked as on the page; at most `EXPORT_LIMIT` rows."""
+    filters, _, _ = _queue_filters(level, department, since, until, q)
+    items = store.review_queue(**filters, limit=EXPORT_LIMIT)
+    held = store.live_claims([item.case_id for item in items])
+    rows = [
+        {"case_id": i.case_id, "priority": PRIORITY_NAMES[i.priority],
+         "risk_level": LEVEL_NAMES.get(i.risk_level or "", ""),
+         "department": i.department, "department_confidence": round(i.department_confidence, 4),
+         "needs_review": "是" if i.needs_review else "否", "title": i.title, "body_preview": i.body_preview,
+         "received_at": local_time(i.received_at), "hot_issue_id": i.hot_issue_id or "",
+         "claimed_by": held[i.case_id].reviewer if i.case_id in held else ""}
+        for i in items
+    ]
+    frame = pd.DataFrame(rows, columns=list(EXPORT_COLUMNS)).rename(columns=EXPORT_COLUMNS)
+    logger.info("web queue export reviewer=%s rows=%d", principal.name, len(rows))
+    stamp = datetime.now(DISPLAY_TZ).strftime("%Y%m%d-%H%M")
+    return Response(csv_text(frame), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="review-queue-{stamp}.csv"'})
+
+
+@router.post("/review/confirm", response_class=HTMLResponse)
+async def bulk_confirm(request: Request, principal: ReviewerDep, store: StoreDep) -> Response:
+    """The queue's "confirm selected": each checked prediction confirmed as one review, or skipped with why."""
+    try:
+        form = await read_form_lists(request, max_fields=QUEUE_PAGE_SIZE + 8)
+    except FormError:
+        return error_page(request, status.HTTP_400_BAD_REQUEST, "请求无效", "请从审核队列页面提交表单。")
+    if via_session(request) and not csrf_ok(request, (form.get(CSRF_FIELD) or [""])[-1]):
+        return error_page(request, status.HTTP_403_FORBIDDEN, "请求无效", STALE_PAGE)
+    ids = [int(v) for v in form.get("prediction_id", []) if v.isdigit() and len(v) < 19]
+    back = safe_next((form.get("back") or ["/review"])[-1])
+    if not ids:
+        set_flash(request, "没有勾选案件。")
+        return RedirectResponse(back, status.HTTP_303_SEE_OTHER)
+    outcome = await run_in_threadpool(confirm_many, store, ids, principal.name)
+    message = f"已批量确认 {len(outcome.confirmed)} 件。"
+    claimed = [f"{case_id}（{holder} 已认领）" for _, case_id, reason, holder in outcome.skipped if reason == CLAIMED]
+    gone = sum(1 for _, _, reason, _ in outcome.skipped if reason == NOT_PENDING)
+    if claimed:
+        message += " 跳过他人已认领的：" + "、".join(claimed) + "。"
+    if gone:
+        message += f" 跳过 {gone} 件已被审核或已有新预测的案件。"
+    set_flash(request, message)
+    return RedirectResponse(back, status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/review/cases/{case_id:path}/claim", response_class=HTMLResponse)
+async def claim_case_page(request: Request, case_id: str, principal: ReviewerDep, store: StoreDep) -> Response:
+    """Claim (action=claim) or let go (action=release) of a case from its page."""
+    try:
+        form = await read_form(request)
+    except FormError:
+        return error_page(request, status.HTTP_400_BAD_REQUEST, "请求无效", "请从案件页面提交表单。")
+    if via_session(request) and not csrf_ok(request, form.get(CSRF_FIELD)):
+        return error_page(request, status.HTTP_403_FORBIDDEN, "请求无效", STALE_PAGE)
+    if "\x00" in case_id or await run_in_threadpool(store.latest_prediction, case_id) is None:
+        return _not_found(request, case_id.replace("\x00", ""))
+    if form.get("action") == "release":
+        released = await run_in_threadpool(store.release_case, case_id, principal.name)
+        set_flash(request, "已释放该案件。" if released else "该案件不在你的认领中。")
+    else:
+        try:
+            held = await run_in_threadpool(store.claim_case, case_id, principal.name)
+        except ClaimConflict as exc:
+            until = local_time(exc.claim.expires_at, "%H:%M")
+            set_flash(request, f"该案件已由 {exc.claim.reviewer} 认领（至 {until}）。")
+        else:
+            set_flash(request, f"已认领，{local_time(held.expires_at, '%H:%M')} 前其他审核员不会批量处理它。")
+    return RedirectResponse(f"/review/cases/{quote(case_id, safe='/')}", status.HTTP_303_SEE_OTHER)
 
 
 # -- one case ---------------------------------------------------------------------------------------
@@ -336,7 +455,9 @@ def case_page(request: Request, case_id: str, principal: ReviewerDep, store: Sto
     if detail is None or detail.latest_prediction is None:
         return _not_found(request, case_id)
     context = _case_context(request, store, detail)
-    return render(request, "case.html", {**context, "errors": [], "form": {}})
+    claim = store.live_claims([detail.case_id]).get(detail.case_id)
+    return render(request, "case.html", {**context, "errors": [], "form": {}, "claim": claim,
+                                         "reviewer": principal.name})
 
 
 #: How the page words `review_rules` problems, for a reviewer.

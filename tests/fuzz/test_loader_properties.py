@@ -37,7 +37,7 @@ def _write(rows: list[tuple[str, str, str]], suffix: str, folder: Path) -> tuple
         dtype=object,
     )
     path = folder / f"cases{suffix}"
-    if suffix == ".csv":  # RFC 4180 line ends, so cells holding a bare CR are quoted (see training.csv_safety)
+    if suffix == ".csv":  # RFC 4180 line ends, so cells holding a bare CR are quoted (see features.csv_safety)
         frame.to_csv(path, index=False, encoding="utf-8", lineterminator="\r\n")
     elif suffix == ".parquet":
         frame.to_parquet(path, index=False)

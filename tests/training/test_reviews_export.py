@@ -318,7 +318,7 @@ def test_the_note_is_exported_and_a_guarded_id_reads_back_as_itself(store: Store
 
 @pytest.mark.parametrize("text", ["=1+1", "'=x", "''", "'", "-", "plain", "'plain", "@a", "\tx"])
 def test_unescaping_gives_back_exactly_what_was_escaped(text: str) -> None:
-    from training.csv_safety import escape_formula, unescape_formula
+    from features.csv_safety import escape_formula, unescape_formula
 
     assert unescape_formula(escape_formula(text)) == text
 

@@ -36,3 +36,14 @@
     }
   });
 })();
+
+// The queue's "select all" box ticks every case of the page for "confirm selected".
+(function () {
+  "use strict";
+  var all = document.getElementById("select-all");
+  if (!all) return;
+  all.addEventListener("change", function () {
+    var boxes = document.querySelectorAll("input.pick:not(:disabled)");
+    for (var i = 0; i < boxes.length; i++) { boxes[i].checked = all.checked; }
+  });
+})();

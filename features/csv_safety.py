@@ -40,3 +40,8 @@ def unescape_formula(value: object) -> object:
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
     """UTF-8 CSV without the index, text cells formula-escaped, cells with line breaks quoted."""
     frame.map(escape_formula).to_csv(path, index=False, encoding="utf-8", lineterminator="\r\n")
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """`write_csv`'s text, with a byte-order mark so spreadsheet programs read the Chinese as UTF-8."""
+    return "\ufeff" + frame.map(escape_formula).to_csv(index=False, lineterminator="\r\n")
