@@ -288,7 +288,7 @@ def queue_page(
             "search_error": search_error,
             "claims": claims,
             "reviewer": principal.name,
-            "back_url": "/review" + ("?" + urlencode({**query, "page": page}) if query or page > 1 else ""),
+            "back_url": page_url(page) if page > 1 else "/review" + ("?" + urlencode(query) if query else ""),
             "export_url": "/review/export.csv" + ("?" + urlencode(query) if query else ""),
             "page": page,
             "pages": pages,
