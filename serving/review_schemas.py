@@ -161,11 +161,15 @@ class ReleaseOut(BaseModel):
     released: bool = Field(description="False: the caller did not hold the case (nothing changed).")
 
 
+#: Row ids are 64-bit signed integers in both databases.
+MAX_ROW_ID = 2**63 - 1
+
+
 class BulkConfirmRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    prediction_ids: list[int] = Field(min_length=1, max_length=200,
-                                      description="Predictions to confirm, as the queue listed them.")
+    prediction_ids: list[Annotated[int, Field(ge=1, le=MAX_ROW_ID)]] = Field(
+        min_length=1, max_length=200, description="Predictions to confirm, as the queue listed them.")
 
 
 class BulkSkipped(BaseModel):

@@ -129,4 +129,5 @@ def test_a_body_that_is_not_utf8_is_invalid_json_not_a_400(client: TestClient, r
 def test_other_http_errors_keep_their_status_and_detail(client: TestClient) -> None:
     response = client.get("/v1/alerts/no-such-alert")
     assert response.status_code == 404
-    assert response.json() == {"detail": "no alert with id 'no-such-alert'"}
+    assert response.json() == {"detail": "no alert with id 'no-such-alert', and no hot issue of that id has "
+                                         "raised one (a hot issue with level null has not yet)"}
