@@ -2,9 +2,12 @@
 and whether /healthz stays fast meanwhile.
 
     .venv/bin/python experiments/bench_hostile.py [--workers 2] [--repeat 3] [--postgres-url URL]
+        [--database postgresql|sqlite]
 
 What runs: ``uvicorn serving.app:create_app --factory --workers 2`` on 127.0.0.1 against a PostgreSQL
-schema made for the run (as ``bench_load.py``: dropped after), with the demo model or ``--model``. For each
+schema made for the run (as ``bench_load.py``: dropped after), or with ``--database sqlite`` one SQLite file
+the workers share (hot issues through the feed, as several processes on one file must run; written to
+hostile_sqlite.json), with the demo model or ``--model``. For each
 character class (digits, Chinese numerals, 路, punctuation, mixed, ...), a case whose title and body are
 each 20,000 characters of it is posted ``--repeat`` times, while a second thread polls ``/healthz`` every
 20 ms. Reported: the median and worst answer time per class, every status code, and /healthz p50 / p99 /
@@ -95,8 +98,13 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--model", default=DEFAULT_MODEL_URI)
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql",
+                        help="sqlite: one SQLite file shared by the workers (TRIAGE_HOTSPOT_SHARING=feed, as "
+                             "several processes on one file must run)")
+    parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
+    if args.output is None:
+        args.output = RESULTS if args.database == "postgresql" else RESULTS.with_name("hostile_sqlite.json")
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{ROOT / 'mlflow.db'}")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     measured_at, load_start = time.strftime("%Y-%m-%dT%H:%M:%S%z"), load_average()
@@ -104,10 +112,13 @@ def main() -> int:
         tmp = Path(tmp_name)
         model_uri, _model, model_info = resolve_model(args.model, True, tmp)
         del _model
-        schema = Schema(args.postgres_url)
+        schema = Schema(args.postgres_url) if args.database == "postgresql" else None
+        database_url = schema.url if schema else f"sqlite:///{tmp / 'hostile.db'}"
         key = new_key()
-        env = {**os.environ, "TRIAGE_DATABASE_URL": schema.url, "TRIAGE_MODEL_URI": model_uri,
+        env = {**os.environ, "TRIAGE_DATABASE_URL": database_url, "TRIAGE_MODEL_URI": model_uri,
                "TRIAGE_API_KEYS": f"hostile-bench:intake:{key}", "TRIAGE_LOG_LEVEL": "WARNING"}
+        if schema is None:
+            env["TRIAGE_HOTSPOT_SHARING"] = "feed"
         port = free_port()
         process = start_server(port, args.workers, env, tmp / "server.log")
         base = f"http://127.0.0.1:{port}"
@@ -146,12 +157,14 @@ def main() -> int:
                 loaded = figures(poller)
         finally:
             stop_server(process)
-            schema.close()
+            if schema is not None:
+                schema.close()
     worst = max(v["max_s"] for v in per_class.values())
     five_xx = sum(s >= 500 for v in per_class.values() for s in v["statuses"])
     report = {
         "measured_at": measured_at, "machine": {"cpus": os.cpu_count(), "load_average_at_start": load_start},
-        "workers": args.workers, "repeat": args.repeat, "characters_per_field": MAX_TEXT_CHARS, "model": model_info,
+        "database": args.database, "workers": args.workers,
+        "repeat": args.repeat, "characters_per_field": MAX_TEXT_CHARS, "model": model_info,
         "per_class": per_class, "healthz_quiet_baseline": baseline, "healthz_during_hostile_cases": loaded,
         "targets": {"every_hostile_case_under_1s": worst < 1.0,
                     "healthz_p99_under_100ms": (loaded["p99_ms"] or 0) < 100, "no_5xx": five_xx == 0},
