@@ -18,6 +18,7 @@ import sklearn
 from sklearn.pipeline import Pipeline
 
 from models.fast_linear import CompiledCalibratedLinear
+from models.taxonomy_guard import max_class_score
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ class Route:
     confidence: float
     top: list[tuple[str, float]]
     needs_review: bool
+    #: Unlike every known department (`models.taxonomy_guard`): sent to review whatever the confidence.
+    out_of_taxonomy: bool = False
 
 
 @dataclass
@@ -42,6 +45,9 @@ class TriageBundle:
     #: The risk model (`models.risk.RiskModel`), fed with the router's probabilities; None in bundles
     #: trained before risk levels existed.
     risk: Any = None
+    #: Flags cases outside the known departments (`models.taxonomy_guard.TaxonomyGuard`); None in bundles
+    #: trained before it existed, and for routers without raw class scores.
+    taxonomy_guard: Any = None
 
     @property
     def classes(self) -> list[str]:
@@ -71,27 +77,40 @@ class TriageBundle:
         Same numbers as ``router.predict_proba``; sklearn's per-call input validation is skipped because
         the vectorizer builds the matrix itself and it is always finite.
         """
+        return self.score(cases)[0]
+
+    def score(self, cases: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """The probabilities, and which cases lie outside the known departments (None without a guard),
+        from one pass of the vectorizer."""
+        guard = getattr(self, "taxonomy_guard", None)
         compiled = self._compiled()
         with sklearn.config_context(skip_parameter_validation=True, assume_finite=True):
-            if compiled is None:
-                return self.router.predict_proba(cases)
+            if compiled is None and guard is None:
+                return self.router.predict_proba(cases), None
             features = self.router[:-1].transform(cases)
-        return compiled.predict_proba(features)
+            if compiled is None:
+                proba = self.router[-1].predict_proba(features)
+                raw = max_class_score(self.router[-1], features)
+            else:
+                proba, raw = compiled.predict_proba_and_margin(features)
+        return proba, None if guard is None or raw is None else guard.flags(raw)
 
-    def routes_from_proba(self, proba: np.ndarray) -> list[Route]:
+    def routes_from_proba(self, proba: np.ndarray, out_of_taxonomy: np.ndarray | None = None) -> list[Route]:
         classes = self.classes
         limits = self._limits()
         k = min(TOP_K, len(classes))
         order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+        outside = np.zeros(len(proba), dtype=bool) if out_of_taxonomy is None else out_of_taxonomy
         routes = []
-        for row, idx in zip(proba, order, strict=True):
+        for row, idx, away in zip(proba, order, outside, strict=True):
             best = int(idx[0])
             routes.append(
                 Route(
                     label=classes[best],
                     confidence=float(row[best]),
                     top=[(classes[i], float(row[i])) for i in idx],
-                    needs_review=bool(row[best] < limits[best]),
+                    needs_review=bool(row[best] < limits[best] or away),
+                    out_of_taxonomy=bool(away),
                 )
             )
         return routes
@@ -99,7 +118,7 @@ class TriageBundle:
     def route(self, cases: Any) -> list[Route]:
         if isinstance(cases, pd.DataFrame) and cases.empty:
             return []
-        return self.routes_from_proba(self.predict_proba(cases))
+        return self.routes_from_proba(*self.score(cases))
 
     def route_one(self, title: str | None, body: str | None) -> Route:
         return self.route([(title or "", body or "")])[0]

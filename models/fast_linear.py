@@ -33,10 +33,20 @@ class CompiledCalibratedLinear:
             self.folds.append((coef, intercept, a, b, positions))
 
     def predict_proba(self, X: sp.spmatrix | np.ndarray) -> np.ndarray:
+        return self.predict_proba_and_margin(X)[0]
+
+    def predict_proba_and_margin(self, X: sp.spmatrix | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The probabilities, and each case's largest raw class score (the linear models' decision value,
+        averaged over the folds that know the class): low when no department's words speak for the case,
+        which calibration hides (`models.taxonomy_guard`)."""
         n = X.shape[0]
         mean = np.zeros((n, self.n_classes))
+        raw = np.zeros((n, self.n_classes))
+        seen = np.zeros(self.n_classes)
         for coef, intercept, a, b, positions in self.folds:
             scores = np.asarray(X @ coef) + intercept
+            raw[:, positions] += scores
+            seen[positions] += 1
             proba = np.zeros((n, self.n_classes))
             proba[:, positions] = expit(-(a * scores + b))
             denominator = proba.sum(axis=1, keepdims=True)
@@ -44,4 +54,5 @@ class CompiledCalibratedLinear:
                               where=denominator != 0)
             proba[(proba > 1.0) & (proba <= 1.0 + 1e-5)] = 1.0
             mean += proba
-        return mean / len(self.folds)
+        raw = np.divide(raw, seen, out=np.full_like(raw, -np.inf), where=seen > 0)
+        return mean / len(self.folds), raw.max(axis=1)

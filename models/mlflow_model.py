@@ -36,21 +36,22 @@ def routes_frame(bundle: TriageBundle, cases: pd.DataFrame) -> pd.DataFrame:
     `models.risk.BURST_COLUMNS`); without them the case is scored as if it joined no burst.
     """
     pairs = cases[["title", "body"]]
-    proba = bundle.predict_proba(pairs) if len(cases) else np.zeros((0, len(bundle.classes)))
-    routes = bundle.routes_from_proba(proba)
+    proba, outside = bundle.score(pairs) if len(cases) else (np.zeros((0, len(bundle.classes))), None)
+    routes = bundle.routes_from_proba(proba, outside)
     rows: list[dict[str, Any]] = []
     for r in routes:
         row: dict[str, Any] = {
             "department": r.label,
             "department_confidence": r.confidence,
             "needs_review": r.needs_review,
+            "out_of_taxonomy": r.out_of_taxonomy,
         }
         for i in range(TOP_K):
             label, p = r.top[i] if i < len(r.top) else (None, None)
             row[f"top{i + 1}_department"] = label
             row[f"top{i + 1}_probability"] = p
         rows.append(row)
-    columns = ["department", "department_confidence", "needs_review"] + [
+    columns = ["department", "department_confidence", "needs_review", "out_of_taxonomy"] + [
         f"top{i + 1}_{k}" for i in range(TOP_K) for k in ("department", "probability")
     ]
     out = pd.DataFrame(rows, columns=columns)

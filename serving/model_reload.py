@@ -38,8 +38,8 @@ def warm_up(model: LoadedModel) -> None:
     request.
     """
     bundle = model.bundle
-    proba = bundle.predict_proba([(WARM_UP_TITLE, "")])
-    bundle.routes_from_proba(proba)
+    proba, outside = bundle.score([(WARM_UP_TITLE, "")])
+    bundle.routes_from_proba(proba, outside)
     risk = getattr(bundle, "risk", None)
     if risk is not None:
         risk.predict_one(WARM_UP_TITLE, "", proba, bundle.classes)

@@ -205,7 +205,13 @@ class Department(BaseModel):
         description="The three most probable departments, most probable first."
     )
     needs_review: bool = Field(
-        description="True when the confidence is below the department's threshold chosen at training time."
+        description="True when the confidence is below the department's threshold chosen at training time, or "
+        "the case is unlike every known department (see review_reason)."
+    )
+    review_reason: Literal["low_confidence", "out_of_taxonomy"] | None = Field(
+        None,
+        description="Why a person must check the route: low_confidence (below the department's threshold) or "
+        "out_of_taxonomy (the case is unlike every known department; routed to the closest one).",
     )
 
 

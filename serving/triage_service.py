@@ -32,6 +32,7 @@ from serving.store.repository import SavePrediction
 logger = logging.getLogger(__name__)
 
 UNNAMED_MODEL = "unregistered"
+LOW_CONFIDENCE, OUT_OF_TAXONOMY = "low_confidence", "out_of_taxonomy"
 
 
 def triage_cases(
@@ -69,8 +70,8 @@ def _score(
 ) -> list[CaseTriage]:
     started = time.perf_counter()
     bundle = model.bundle
-    proba = bundle.predict_proba([(c.title, c.body) for c in cases])
-    routes = bundle.routes_from_proba(proba)
+    proba, outside = bundle.score([(c.title, c.body) for c in cases])
+    routes = bundle.routes_from_proba(proba, outside)
     ref = model_ref(model)
     risk_model = getattr(bundle, "risk", None)
     out: list[CaseTriage] = []
@@ -172,7 +173,7 @@ def _assess(
         top=[{"label": label, "probability": p} for label, p in route.top],
         risk_level=risk.level if risk else None,
         risk_probabilities=risk.probabilities if risk else None,
-        reasons=_stored_reasons(risk, hot),
+        reasons=_stored_reasons(risk, hot, route),
         hot_issue_id=hot.id if hot else None,
         latency_ms=latency_ms,
     )
@@ -185,13 +186,21 @@ def _department(route: Route) -> Department:
         confidence=route.confidence,
         top=[DepartmentScore(label=label, probability=p) for label, p in route.top],
         needs_review=route.needs_review,
+        review_reason=_review_reason(route.needs_review, route.out_of_taxonomy),
     )
 
 
-def _stored_reasons(risk: Risk | None, hot: HotIssue | None) -> dict[str, Any]:
+def _review_reason(needs_review: bool, out_of_taxonomy: bool) -> str | None:
+    if out_of_taxonomy:
+        return OUT_OF_TAXONOMY
+    return LOW_CONFIDENCE if needs_review else None
+
+
+def _stored_reasons(risk: Risk | None, hot: HotIssue | None, route: Route | None = None) -> dict[str, Any]:
     return {
         "risk": [r.model_dump(exclude_none=True) for r in risk.reasons] if risk else [],
         "hot_issue": hot.model_dump() if hot else None,
+        "routing": {"out_of_taxonomy": bool(route and route.out_of_taxonomy)},
     }
 
 
@@ -216,8 +225,13 @@ def _from_record(record: PredictionRecord) -> CaseTriage:
         stored_at = stored_at.replace(tzinfo=UTC)
     return CaseTriage(
         case_id=record.case_id,
-        department=Department(label=record.department, confidence=record.department_confidence, top=top,
-                              needs_review=record.needs_review),
+        department=Department(
+            label=record.department, confidence=record.department_confidence, top=top,
+            needs_review=record.needs_review,
+            review_reason=_review_reason(
+                record.needs_review, bool((reasons.get("routing") or {}).get("out_of_taxonomy"))
+            ),
+        ),
         risk=risk,
         hot_issue=hot,
         prediction_id=record.id,

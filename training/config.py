@@ -38,6 +38,10 @@ class RegistryParams(BaseModel):
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    #: Share of in-taxonomy cases (out of fold) the taxonomy guard sends to review as unlike every known
+    #: department (`models.taxonomy_guard`); 0 turns the guard off.
+    out_of_taxonomy_flag_rate: float = Field(0.05, ge=0.0, le=0.5)
+
     seed: int = 42
     test_size: float = Field(0.2, gt=0, lt=0.5)
     threshold_folds: int = Field(5, ge=2, le=10)

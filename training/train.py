@@ -29,6 +29,7 @@ from models.hotspots import HotspotConfig
 from models.mlflow_model import CHALLENGER, CHAMPION, PYFUNC_ENTRY, routes_frame
 from models.risk import BoosterFitter, RiskModel
 from models.router import build_router
+from models.taxonomy_guard import TaxonomyGuard, max_class_score
 from models.thresholds import choose_thresholds
 from models.tracking import configure_tracking, ensure_experiment, run_link
 from training.comparison import ComparisonSet, without_comparison_cases
@@ -128,18 +129,34 @@ def check_trainable(frame: pd.DataFrame) -> None:
 
 def out_of_fold_proba(frame: pd.DataFrame, config: TrainConfig, progress: Progress) -> tuple[np.ndarray, list[str]]:
     """Probabilities for every training case from a model that did not see it (grouped folds)."""
+    proba, classes, _ = out_of_fold_scores(frame, config, progress)
+    return proba, classes
+
+
+def out_of_fold_scores(
+    frame: pd.DataFrame, config: TrainConfig, progress: Progress
+) -> tuple[np.ndarray, list[str], np.ndarray | None]:
+    """`out_of_fold_proba`, and each case's largest raw class score from the same models (None for a
+    router without raw scores): what the taxonomy guard's threshold is chosen on."""
     y = np.asarray(frame["department"], dtype=object)
     classes = sorted(set(y))
     proba = np.zeros((len(frame), len(classes)))
+    raw: np.ndarray | None = np.full(len(frame), np.nan)
     cv = group_folds(frame, config.threshold_folds, config.seed)
     task = progress.add_task("out-of-fold predictions for thresholds", total=cv.get_n_splits())
     for fit_idx, pred_idx in cv.split(np.zeros(len(frame)), y, np.asarray(frame["group_key"], dtype=object)):
         model = build_router(config.features, config.classifier, config.seed)
         model.fit(frame.iloc[fit_idx][INPUT_COLUMNS], y[fit_idx])
         cols = [classes.index(c) for c in model.classes_]
-        proba[np.ix_(pred_idx, cols)] = model.predict_proba(frame.iloc[pred_idx][INPUT_COLUMNS])
+        features = model[:-1].transform(frame.iloc[pred_idx][INPUT_COLUMNS])
+        proba[np.ix_(pred_idx, cols)] = model[-1].predict_proba(features)
+        scores = max_class_score(model[-1], features)
+        if scores is None or raw is None:
+            raw = None
+        else:
+            raw[pred_idx] = scores
         progress.advance(task)
-    return proba, classes
+    return proba, classes, raw
 
 
 def department_report(train_df: pd.DataFrame, thresholds: dict[str, float | None], config: TrainConfig) -> dict:
@@ -224,7 +241,7 @@ def train(
                 len(test_df), len(risk_train), len(risk_test))
 
     with progress:
-        oof, classes = out_of_fold_proba(train_df, config, progress)
+        oof, classes, oof_raw = out_of_fold_scores(train_df, config, progress)
         thresholds = choose_thresholds(
             train_df["department"], oof, classes, config.target_precision,
             min_threshold=config.min_threshold, min_support=config.min_threshold_support,
@@ -246,11 +263,18 @@ def train(
         progress.advance(task)
 
     fit_seconds = time.perf_counter() - started
+    guard = None
+    if oof_raw is not None and config.out_of_taxonomy_flag_rate > 0:
+        guard = TaxonomyGuard.from_scores(oof_raw, config.out_of_taxonomy_flag_rate)
     bundle = TriageBundle(
-        router=router, thresholds=thresholds, target_precision=config.target_precision, risk=risk
+        router=router, thresholds=thresholds, target_precision=config.target_precision, risk=risk,
+        taxonomy_guard=guard,
     )
-    proba = bundle.predict_proba(test_df[INPUT_COLUMNS])
+    proba, outside = bundle.score(test_df[INPUT_COLUMNS])
     evaluation = evaluate_router(test_df["department"], proba, bundle.classes, thresholds)
+    if outside is not None:
+        # In-taxonomy held-out cases the guard sends to review (about the flag rate, if it generalises).
+        evaluation.metrics["out_of_taxonomy_rate"] = float(np.mean(outside)) if len(outside) else 0.0
     risk_eval = pd.concat([test_df, risk_test], ignore_index=True)
     risk_metrics, risk_confusion = evaluate_risk(
         risk, risk_eval, np.vstack([proba, _router_proba(router, risk_test, bundle.classes)]), bundle.classes
@@ -271,6 +295,7 @@ def train(
             if k in evaluation.metrics
         },
         "risk": risk.describe(),
+        "taxonomy_guard": None if guard is None else {"threshold": guard.threshold, "flag_rate": guard.flag_rate},
         "data_digest": digest,
         "git_commit": commit,
         "text_pipeline_version": TEXT_PIPELINE_VERSION,

@@ -232,7 +232,7 @@ def test_routes_frame_has_one_row_per_case_with_the_route_columns(demo_bundle: T
     cases = test[INPUT].head(7).reset_index(drop=True)
     frame = routes_frame(demo_bundle, cases)
     assert list(frame.columns) == [
-        "department", "department_confidence", "needs_review",
+        "department", "department_confidence", "needs_review", "out_of_taxonomy",
         "top1_department", "top1_probability", "top2_department", "top2_probability",
         "top3_department", "top3_probability",
     ]

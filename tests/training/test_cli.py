@@ -18,7 +18,7 @@ from training.cli import app
 from training.config import TrainConfig
 
 ROUTE_COLUMNS = [
-    "case_id", "department", "department_confidence", "needs_review",
+    "case_id", "department", "department_confidence", "needs_review", "out_of_taxonomy",
     "top1_department", "top1_probability", "top2_department", "top2_probability",
     "top3_department", "top3_probability", "hot_issue_id",
 ]

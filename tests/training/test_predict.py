@@ -13,7 +13,7 @@ from training.loading import DataError
 from training.predict import check_output_path, score_frame
 
 ROUTE_COLUMNS = [
-    "case_id", "department", "department_confidence", "needs_review",
+    "case_id", "department", "department_confidence", "needs_review", "out_of_taxonomy",
     "top1_department", "top1_probability", "top2_department", "top2_probability",
     "top3_department", "top3_probability",
 ]
