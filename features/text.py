@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import unicodedata
 from functools import lru_cache
 from importlib import resources
 
-import jieba
+from features import tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +32,6 @@ _EMAIL = re.compile(
     r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){1,8}(?![A-Za-z0-9-])"
 )
 _TOKEN_KEEP = re.compile(r"[\w\u4e00-\u9fff]", re.UNICODE)
-
-_lock = threading.Lock()
-
 
 def normalise(text: str | None) -> str:
     """Canonical form of a grievance text.
@@ -93,34 +89,9 @@ def stop_words() -> frozenset[str]:
     return frozenset(_data_lines("stop_words.txt"))
 
 
-_tokenizer_instance: jieba.Tokenizer | None = None
-
-
-def _tokenizer() -> jieba.Tokenizer:
-    """The one jieba tokenizer of the process, with the government-domain user dictionary.
-
-    Built on first use (or by `init_tokenizer` at start-up) because loading jieba's dictionary takes
-    about a second; double-checked locking makes it once per process even when threads race.
-    """
-    global _tokenizer_instance
-    tok = _tokenizer_instance
-    if tok is not None:
-        return tok
-    with _lock:
-        if _tokenizer_instance is None:
-            jieba.setLogLevel(logging.WARNING)
-            new = jieba.Tokenizer()
-            new.initialize()
-            for word in _data_lines("user_dict.txt"):
-                new.add_word(word)
-            logger.info("jieba tokenizer initialised with the domain user dictionary")
-            _tokenizer_instance = new
-        return _tokenizer_instance
-
-
 def init_tokenizer() -> None:
-    """Load jieba's dictionaries now, so the first request does not pay for it."""
-    _tokenizer()
+    """Load the word segmenter's dictionaries now, so the first request does not pay for it."""
+    tokenizer.segmenter()
 
 
 def tokenise(text: str) -> list[str]:
@@ -148,4 +119,8 @@ def case_tokens(title: str | None, body: str | None) -> list[str]:
 @lru_cache(maxsize=4096)
 def _tokenise_cached(text: str) -> tuple[str, ...]:
     stops = stop_words()
-    return tuple(t for t in _tokenizer().lcut(text, HMM=False) if t not in stops and _TOKEN_KEEP.search(t))
+    return tuple(t for t in tokenizer.segmenter()(text) if t not in stops and _TOKEN_KEEP.search(t))
+
+
+# Tokens cached under one segmenter are not the other's.
+tokenizer.on_change(_tokenise_cached.cache_clear)

@@ -17,6 +17,7 @@ import pandas as pd
 import sklearn
 from sklearn.pipeline import Pipeline
 
+from features import tokenizer
 from models.fast_linear import CompiledCalibratedLinear
 from models.taxonomy_guard import max_class_score
 
@@ -70,6 +71,12 @@ class TriageBundle:
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "_compiled_cache"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # However it is loaded (joblib, MLflow, a Dask worker), a model is only ever used with the word
+        # segmenter it was trained with (`features.tokenizer`): this process switches to it, or refuses.
+        tokenizer.ensure((state.get("metadata") or {}).get("tokenizer"))
+        self.__dict__.update(state)
 
     def predict_proba(self, cases: Any) -> np.ndarray:
         """Probabilities over `classes` for a DataFrame with title/body or (title, body) pairs.

@@ -89,3 +89,14 @@ def _isolated_service_environment(tmp_path_factory: pytest.TempPathFactory) -> I
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+@pytest.fixture(autouse=True)
+def _one_segmenter_per_test() -> Iterator[None]:
+    """Each test starts with jieba and no model holding the segmenter, as a fresh process does: a test
+    that trains (rjieba by default) or loads a model must not decide how the next test's text is cut."""
+    from features import tokenizer
+
+    tokenizer.use("jieba")
+    yield
+    tokenizer.use("jieba")

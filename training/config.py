@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -38,6 +38,8 @@ class RegistryParams(BaseModel):
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    #: The word segmenter (`features.tokenizer`), recorded in the model and used wherever it is served.
+    tokenizer: Literal["jieba", "rjieba"] = "rjieba"
     #: Share of in-taxonomy cases (out of fold) the taxonomy guard sends to review as unlike every known
     #: department (`models.taxonomy_guard`); 0 turns the guard off.
     out_of_taxonomy_flag_rate: float = Field(0.05, ge=0.0, le=0.5)

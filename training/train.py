@@ -23,6 +23,7 @@ from mlflow.models import infer_signature
 from rich.progress import Progress
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+from features import tokenizer
 from features.text import TEXT_PIPELINE_VERSION
 from models.bundle import TriageBundle
 from models.hotspots import HotspotConfig
@@ -217,6 +218,7 @@ def train(
     """
     if (engine == "local") != (risk_fitter is None):
         raise ValueError(f"engine {engine!r} and risk_fitter disagree: only a non-local engine takes a fitter")
+    tokenizer.use(config.tokenizer)  # before any text is read: the model is trained and served with it
     started = time.perf_counter()
     progress = progress or Progress(disable=True)
     loaded = loaded or load_cases(data, require_department=True, training=True, encoding=encoding,
@@ -299,6 +301,7 @@ def train(
         "data_digest": digest,
         "git_commit": commit,
         "text_pipeline_version": TEXT_PIPELINE_VERSION,
+        "tokenizer": tokenizer.spec().as_dict(),
         "n_train": len(train_df),
         "train_engine": engine,
         "config": config.model_dump(mode="json"),

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from features import text
+from features import tokenizer
 from features.text import case_text, case_tokens, init_tokenizer, mask_personal_data, normalise, stop_words, tokenise
 
 # -- normalise -------------------------------------------------------------------------------------
@@ -178,46 +178,38 @@ def test_tokenise_is_deterministic() -> None:
 
 def test_tokeniser_is_initialised_once_and_reused() -> None:
     init_tokenizer()
-    first = text._tokenizer()
+    first = tokenizer.segmenter()
     tokenise("物业费")
     init_tokenizer()
-    assert text._tokenizer() is first
-
-
-class _SlowFakeTokenizer:
-    built = 0
-
-    def __init__(self) -> None:
-        type(self).built += 1
-        time.sleep(0.2)  # loading jieba's dictionary takes a while; other threads arrive meanwhile
-
-    def initialize(self) -> None:
-        pass
-
-    def add_word(self, word: str) -> None:
-        pass
+    assert tokenizer.segmenter() is first
 
 
 def test_tokeniser_is_built_once_even_when_first_used_by_several_threads(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # An empty slot for the process-wide tokeniser (monkeypatch puts the real one back afterwards).
-    monkeypatch.setattr(text, "_tokenizer_instance", None)
-    monkeypatch.setattr(text.jieba, "Tokenizer", _SlowFakeTokenizer)
-    monkeypatch.setattr(_SlowFakeTokenizer, "built", 0)
+    # An empty slot for the process-wide segmenter (monkeypatch puts the real one back afterwards).
+    monkeypatch.setitem(tokenizer._state, "segment", None)
+    built: list[str] = []
+
+    def slow_build(name: str):
+        built.append(name)
+        time.sleep(0.2)  # loading jieba's dictionary takes a while; other threads arrive meanwhile
+        return lambda text: [text]
+
+    monkeypatch.setattr(tokenizer, "_build", slow_build)
     barrier = threading.Barrier(4)
     got: list[object] = []
 
     def first_use() -> None:
         barrier.wait()
-        got.append(text._tokenizer())
+        got.append(tokenizer.segmenter())
 
     threads = [threading.Thread(target=first_use) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert _SlowFakeTokenizer.built == 1
+    assert len(built) == 1
     assert all(g is got[0] for g in got)
 
 

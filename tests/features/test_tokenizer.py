@@ -1,0 +1,73 @@
+"""A model is served only with the word segmenter it was trained with (issue 15: the tokeniser is a
+recorded setting of the text pipeline, checked at load)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from features import tokenizer
+from features.text import tokenise
+from models.bundle import TriageBundle
+from tests.mlflow_env import isolated_mlflow
+from training.config import TrainConfig
+from training.train import train
+
+# A text the two segmenters cut differently would prove little; this one they cut alike, so the test
+# checks which engine runs through the cache being dropped on a switch, not through the tokens.
+TEXT = "青林区兰亭苑小区3栋地下室燃气味很重"
+
+
+@pytest.fixture(autouse=True)
+def back_to_jieba() -> Iterator[None]:
+    yield
+    tokenizer.use("jieba")
+
+
+def test_the_spec_names_segmenter_version_and_dictionary() -> None:
+    for name in tokenizer.NAMES:
+        spec = tokenizer.spec(name)
+        assert spec.name == name and spec.version[0].isdigit() and len(spec.dictionary) == 64
+    assert tokenizer.spec("jieba").dictionary == tokenizer.spec("rjieba").dictionary
+
+
+def test_switching_segmenters_drops_cached_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    tokenizer.use("jieba")
+    jieba_tokens = tokenise(TEXT)
+    built: list[str] = []
+    real_build = tokenizer._build
+    monkeypatch.setattr(tokenizer, "_build", lambda name: built.append(name) or real_build(name))
+    tokenizer.use("rjieba")
+    assert tokenise(TEXT) == jieba_tokens and built == ["rjieba"]  # re-segmented by rjieba, not cached
+
+
+def test_loading_a_model_switches_the_process_or_refuses() -> None:
+    tokenizer.use("jieba")
+    tokenizer.ensure(tokenizer.spec("rjieba").as_dict())  # nothing held yet: the process follows the model
+    assert tokenizer.active() == "rjieba"
+    with pytest.raises(tokenizer.TokenizerMismatch, match="restart it with the new model"):
+        tokenizer.ensure(None)  # a jieba model while an rjieba one is served
+    other = {**tokenizer.spec("rjieba").as_dict(), "version": "0.0.1"}
+    with pytest.raises(tokenizer.TokenizerMismatch, match=r"trained with rjieba 0\.0\.1.*install the versions"):
+        tokenizer.ensure(other)
+    changed = {**tokenizer.spec("rjieba").as_dict(), "dictionary": "0" * 64}
+    with pytest.raises(tokenizer.TokenizerMismatch, match="dictionary 000000000000"):
+        tokenizer.ensure(changed)
+
+
+@pytest.mark.slow
+def test_a_model_trained_with_rjieba_is_served_with_rjieba(
+    demo_csv: Path, fast_config: TrainConfig, tmp_path: Path
+) -> None:
+    config = fast_config.model_copy(update={"tokenizer": "rjieba"})
+    with isolated_mlflow(tmp_path):
+        result = train([demo_csv], config)
+    assert result.bundle.metadata["tokenizer"] == tokenizer.spec("rjieba").as_dict()
+    result.bundle.save(tmp_path / "bundle")
+    tokenizer.use("jieba")  # a fresh process would start with jieba
+    loaded = TriageBundle.load(tmp_path / "bundle")
+    assert tokenizer.active() == "rjieba"
+    cases = [("小区地下室燃气味很重", "兰亭苑3栋燃气味很重已经两天"), ("请问孩子上小学报名要什么材料", "")]
+    assert [r.label for r in loaded.route(cases)] == [r.label for r in result.bundle.route(cases)]
