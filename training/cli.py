@@ -159,17 +159,22 @@ def _print_comparison(result) -> None:
     """The champion gate: the comparison (if one was made), then what happened to the aliases and why."""
     outcome = result.comparison
     if outcome is not None and outcome.candidate is not None and outcome.champion is not None:
-        table = Table(title=f"comparison set: {outcome.n_eval} cases held out from both models ({outcome.n_red} red)")
-        table.add_column("metric")
-        table.add_column(f"champion v{outcome.champion_version}", justify="right")
-        table.add_column(f"new v{outcome.candidate_version}", justify="right")
-        table.add_row("macro-F1 (department)", f"{outcome.champion.macro_f1:.4f}", f"{outcome.candidate.macro_f1:.4f}")
-        table.add_row("red recall", _maybe(outcome.champion.red_recall), _maybe(outcome.candidate.red_recall))
-        console.print(table)
+        _print_scores(outcome, f"comparison set: {outcome.n_eval} cases held out from both models", "new")
     if result.held_out_for_comparison:
         console.print(f"{result.held_out_for_comparison} cases of the comparison set were held out of training",
                       highlight=False)
     console.print(f"aliases: {escape(result.alias_reason)}", highlight=False, soft_wrap=True)
+
+
+def _print_scores(outcome, title: str, candidate_word: str) -> None:
+    """The champion and the candidate side by side on the cases a promotion compared them on."""
+    table = Table(title=f"{title} ({outcome.n_red} red)")
+    table.add_column("metric")
+    table.add_column(f"champion v{outcome.champion_version}", justify="right")
+    table.add_column(f"{candidate_word} v{outcome.candidate_version}", justify="right")
+    table.add_row("macro-F1 (department)", f"{outcome.champion.macro_f1:.4f}", f"{outcome.candidate.macro_f1:.4f}")
+    table.add_row("red recall", _maybe(outcome.champion.red_recall), _maybe(outcome.candidate.red_recall))
+    console.print(table)
 
 
 def _joined_risk_labels(files: list[Path], shared_data: Path):
@@ -460,13 +465,7 @@ def promote(
         raise _fail(str(exc)) from None
 
     if result.candidate is not None and result.champion is not None:
-        table = Table(title=f"{result.n_eval} reviewed cases held out from both models ({result.n_red} red)")
-        table.add_column("metric")
-        table.add_column(f"champion v{result.champion_version}", justify="right")
-        table.add_column(f"candidate v{result.candidate_version}", justify="right")
-        table.add_row("macro-F1 (department)", f"{result.champion.macro_f1:.4f}", f"{result.candidate.macro_f1:.4f}")
-        table.add_row("red recall", _maybe(result.champion.red_recall), _maybe(result.candidate.red_recall))
-        console.print(table)
+        _print_scores(result, f"{result.n_eval} reviewed cases held out from both models", "candidate")
     for note in result.notes:
         console.print(f"  {note}", highlight=False)
     verdict = "[bold green]promoted[/]" if result.promoted else "[bold red]refused[/]"

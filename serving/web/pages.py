@@ -231,9 +231,14 @@ def _parse_date(value: str | None) -> date | None:
 
 
 def _queue_filters(
-    level: str | None, department: str | None, since: str | None, until: str | None, q: str | None
+    level: Annotated[str | None, Query()] = None,
+    department: Annotated[str | None, Query()] = None,
+    since: Annotated[str | None, Query()] = None,
+    until: Annotated[str | None, Query()] = None,
+    q: Annotated[str | None, Query(max_length=500)] = None,
 ) -> tuple[dict[str, Any], dict[str, str], str | None]:
-    """The queue's filters for the store, as the form shows them, and why a search was refused."""
+    """The queue's filters (query parameters of the queue and its export) for the store, as the form shows
+    them, and why a search was refused."""
     level = level if level in LEVELS else None
     department = department if department and "\x00" not in department else None  # NUL: PostgreSQL refuses it
     q = " ".join(q.replace("\x00", " ").split()) if q else None
@@ -252,19 +257,18 @@ def _queue_filters(
     return filters, shown, search_error
 
 
+QueueFilters = Annotated[tuple[dict[str, Any], dict[str, str], str | None], Depends(_queue_filters)]
+
+
 @router.get("/review", response_class=HTMLResponse)
 def queue_page(
     request: Request,
     principal: ReviewerDep,
     store: StoreDep,
-    level: Annotated[str | None, Query()] = None,
-    department: Annotated[str | None, Query()] = None,
-    since: Annotated[str | None, Query()] = None,
-    until: Annotated[str | None, Query()] = None,
-    q: Annotated[str | None, Query(max_length=500)] = None,
+    queue_filters: QueueFilters,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> HTMLResponse:
-    filters, shown, search_error = _queue_filters(level, department, since, until, q)
+    filters, shown, search_error = queue_filters
     departments = _filter_departments(request, store)
     counts = store.review_queue_counts(**filters)
     total = sum(counts.values())
@@ -313,15 +317,11 @@ def export_queue(
     request: Request,
     principal: ReviewerDep,
     store: StoreDep,
-    level: Annotated[str | None, Query()] = None,
-    department: Annotated[str | None, Query()] = None,
-    since: Annotated[str | None, Query()] = None,
-    until: Annotated[str | None, Query()] = None,
-    q: Annotated[str | None, Query(max_length=500)] = None,
+    queue_filters: QueueFilters,
 ) -> Response:
     """The filtered queue as CSV for a spreadsheet (UTF-8 with BOM, formula-safe cells); contact numbers
     masked as on the page; at most `EXPORT_LIMIT` rows."""
-    filters, _, _ = _queue_filters(level, department, since, until, q)
+    filters = queue_filters[0]
     items = store.review_queue(**filters, limit=EXPORT_LIMIT)
     held = store.live_claims([item.case_id for item in items])
     rows = [

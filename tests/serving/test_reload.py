@@ -159,10 +159,10 @@ def test_reload_documents_its_refusals(client: TestClient) -> None:
 class GatedBundle(TriageBundle):
     """A bundle whose scoring waits for the test to let it go: a request held in flight."""
 
-    def predict_proba(self, cases: Any) -> np.ndarray:
+    def score(self, cases: Any) -> tuple[np.ndarray, np.ndarray | None]:
         self.__dict__["entered"].set()
         assert self.__dict__["release"].wait(30), "the test never released the request"
-        return super().predict_proba(cases)
+        return super().score(cases)
 
 
 def test_a_request_in_flight_finishes_on_the_model_it_started_with(
