@@ -366,15 +366,24 @@ async def bulk_confirm(request: Request, principal: ReviewerDep, store: StoreDep
     return RedirectResponse(back, status.HTTP_303_SEE_OTHER)
 
 
-@router.post("/review/cases/{case_id:path}/claim", response_class=HTMLResponse)
-async def claim_case_page(request: Request, case_id: str, principal: ReviewerDep, store: StoreDep) -> Response:
-    """Claim (action=claim) or let go (action=release) of a case from its page."""
+async def _case_form(request: Request) -> dict[str, str] | Response:
+    """A form posted from a case page, or the error page to answer instead (not a small form: 400; a
+    session without the page's CSRF token: 403)."""
     try:
         form = await read_form(request)
     except FormError:
         return error_page(request, status.HTTP_400_BAD_REQUEST, "请求无效", "请从案件页面提交表单。")
     if via_session(request) and not csrf_ok(request, form.get(CSRF_FIELD)):
         return error_page(request, status.HTTP_403_FORBIDDEN, "请求无效", STALE_PAGE)
+    return form
+
+
+@router.post("/review/cases/{case_id:path}/claim", response_class=HTMLResponse)
+async def claim_case_page(request: Request, case_id: str, principal: ReviewerDep, store: StoreDep) -> Response:
+    """Claim (action=claim) or let go (action=release) of a case from its page."""
+    form = await _case_form(request)
+    if isinstance(form, Response):
+        return form
     if "\x00" in case_id or await run_in_threadpool(store.latest_prediction, case_id) is None:
         return _not_found(request, case_id.replace("\x00", ""))
     if form.get("action") == "release":
@@ -491,13 +500,9 @@ def _decision(form: dict[str, str], latest: PredictionRecord, departments: list[
 
 @router.post("/review/cases/{case_id:path}/reviews", response_class=HTMLResponse)
 async def post_review(request: Request, case_id: str, principal: ReviewerDep, store: StoreDep) -> Response:
-    try:
-        form = await read_form(request)
-    except FormError:
-        return error_page(request, status.HTTP_400_BAD_REQUEST, "请求无效", "请从案件页面提交表单。")
-    if via_session(request) and not csrf_ok(request, form.get(CSRF_FIELD)):
-        message = "页面已过期（CSRF 校验失败），请刷新页面后重试。"
-        return error_page(request, status.HTTP_403_FORBIDDEN, "请求无效", message)
+    form = await _case_form(request)
+    if isinstance(form, Response):
+        return form
     if "\x00" in case_id:  # as in case_page
         return _not_found(request, case_id.replace("\x00", ""))
     detail = await run_in_threadpool(store.case_detail, case_id)
