@@ -211,3 +211,19 @@ def test_no_request_fails_while_models_are_reloaded_again_and_again(
     assert len(answers) >= 8
     assert {status for status, _ in answers} == {200}
     assert {version for _, version in answers} <= {"test", "test-2"}
+
+
+def test_a_model_cut_by_another_segmenter_is_refused_and_the_old_one_keeps_serving(
+    client: TestClient, demo_bundle: TriageBundle, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Issue 15: one process segments text one way; a model trained with the other segmenter needs a
+    restart, never a reload that would cut its cases the wrong way."""
+    from features import tokenizer
+
+    directory = tmp_path_factory.mktemp("bundle-rjieba")
+    metadata = {**demo_bundle.metadata, "model_version": "rjieba", "tokenizer": tokenizer.spec("rjieba").as_dict()}
+    replace(demo_bundle, metadata=metadata).save(directory)
+    response = reload(client, {"model_uri": str(directory)})
+    assert response.status_code == 409, response.text
+    assert "restart it with the new model" in response.json()["detail"]
+    assert serving_version(client) == "test" and tokenizer.active() == "jieba"
