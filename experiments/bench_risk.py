@@ -57,6 +57,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from features import tokenizer  # noqa: E402
 from features.risk_cues import CRITERIA, LEVELS, rule_risk_level  # noqa: E402
 from features.text import case_text, init_tokenizer  # noqa: E402
 from models.hotspots import HotspotConfig  # noqa: E402
@@ -253,6 +254,7 @@ def load(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     config = load_config(args.config)
+    tokenizer.use(config.tokenizer)  # the segmenter `triage train` would use with this config
     seed = config.seed
     # The risk parameters `triage train` would use with this config, with --params on top.
     params = config.risk.model_copy(update=json.loads(args.params)) if args.params else config.risk
