@@ -112,6 +112,19 @@ def ensure(recorded: Mapping[str, Any] | None) -> None:
         _state["held_by_model"] = True
 
 
+def release() -> None:
+    """Offline evaluation of several models in one process (promotion compares two): let the next model
+    loaded set the segmenter, whatever the one loaded before used."""
+    with _lock:
+        _state["held_by_model"] = False
+
+
+def evaluate_with(recorded: Mapping[str, Any] | None) -> None:
+    """Segment as `recorded` says before scoring that model offline (`release`, then `ensure`)."""
+    release()
+    ensure(recorded)
+
+
 def segmenter() -> Callable[[str], list[str]]:
     """The process's segmenter, with the domain dictionary loaded (once; about a second for jieba)."""
     segment = _state["segment"]

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 
+from features import tokenizer
 from models.mlflow_model import CHAMPION, MODEL_NAME, LoadedModel, load_model, routes_frame
 from models.tracking import configure_tracking, ensure_experiment, run_link
 from training.config import load_hotspot_config
@@ -204,6 +205,7 @@ def score(model: LoadedModel, cases: pd.DataFrame, rule: str) -> ModelScore:
     The label set is the departments reviewers decided, the same for every model, so a department one
     model does not know counts against it rather than disappearing from its average.
     """
+    tokenizer.evaluate_with(model.bundle.metadata.get("tokenizer"))  # each model cut as it was trained
     routed = routes_frame(model.bundle, cases.reset_index(drop=True))
     truth = cases["department"].astype(str).to_numpy()
     f1 = f1_score(truth, routed["department"].astype(str).to_numpy(), labels=sorted(set(truth)),
@@ -254,6 +256,7 @@ def decide(
 
 
 def _load(uri: str, what: str) -> LoadedModel:
+    tokenizer.release()  # the model's own segmenter is set when it is unpickled
     try:
         return load_model(uri)
     except Exception as exc:

@@ -71,3 +71,28 @@ def test_a_model_trained_with_rjieba_is_served_with_rjieba(
     assert tokenizer.active() == "rjieba"
     cases = [("小区地下室燃气味很重", "兰亭苑3栋燃气味很重已经两天"), ("请问孩子上小学报名要什么材料", "")]
     assert [r.label for r in loaded.route(cases)] == [r.label for r in result.bundle.route(cases)]
+
+
+@pytest.mark.slow
+def test_promotion_scores_each_model_with_its_own_segmenter(
+    demo_csv: Path, fast_config: TrainConfig, tmp_path: Path
+) -> None:
+    """A champion trained with jieba and a candidate trained with rjieba can still be compared in one
+    process (the upgrade path): each is scored with the segmenter it was trained with."""
+    import pandas as pd
+
+    from training.comparison import load_comparison_set
+
+    frame = pd.read_csv(demo_csv, dtype=str, keep_default_na=False)
+    frame.iloc[::4].to_csv(tmp_path / "comparison.csv", index=False)
+    frame.drop(frame.index[::4]).to_csv(tmp_path / "rest.csv", index=False)
+    with isolated_mlflow(tmp_path):
+        champion = train([tmp_path / "rest.csv"], fast_config.model_copy(update={"tokenizer": "jieba"}))
+        candidate = train([demo_csv], fast_config.model_copy(update={"tokenizer": "rjieba"}),
+                          comparison=load_comparison_set(tmp_path / "comparison.csv"))
+    assert champion.bundle.metadata["tokenizer"]["name"] == "jieba"
+    assert candidate.bundle.metadata["tokenizer"]["name"] == "rjieba"
+    outcome = candidate.comparison
+    assert outcome is not None and outcome.candidate is not None and outcome.champion is not None, \
+        candidate.alias_reason
+    assert outcome.n_eval == 195 and "TokenizerMismatch" not in candidate.alias_reason
