@@ -9,7 +9,6 @@ import logging
 import re
 import unicodedata
 from functools import lru_cache
-from importlib import resources
 
 from features import tokenizer
 
@@ -78,15 +77,9 @@ def case_text(title: str | None, body: str | None) -> str:
     return mask_personal_data(joined)
 
 
-def _data_lines(name: str) -> list[str]:
-    """Non-comment lines of a versioned data file shipped inside the package."""
-    text = resources.files("features").joinpath("data", name).read_text(encoding="utf-8")
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
-
-
 @lru_cache(maxsize=1)
 def stop_words() -> frozenset[str]:
-    return frozenset(_data_lines("stop_words.txt"))
+    return frozenset(tokenizer.data_lines("stop_words.txt"))
 
 
 def init_tokenizer() -> None:

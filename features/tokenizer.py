@@ -52,6 +52,12 @@ def _data(name: str) -> bytes:
     return resources.files("features").joinpath("data", name).read_bytes()
 
 
+def data_lines(name: str) -> list[str]:
+    """Non-comment lines of a versioned data file shipped inside the package (dictionary, stop words)."""
+    text = _data(name).decode("utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
 def dictionary_digest() -> str:
     """What the tokens depend on besides the segmenter: the domain user dictionary and the stop words."""
     h = hashlib.sha256()
@@ -146,8 +152,7 @@ def _switch(name: str) -> None:
 
 
 def _build(name: str) -> Callable[[str], list[str]]:
-    words = [line.strip() for line in _data("user_dict.txt").decode("utf-8").splitlines()
-             if line.strip() and not line.startswith("#")]
+    words = data_lines("user_dict.txt")
     if name == "rjieba":
         import rjieba
 
