@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 DEMO_DATA := training/demo_data/grievances.csv
-CONFIG    := experiments/router.yaml
+CONFIG    := training/defaults/router.yaml
 export MLFLOW_DISABLE_TELEMETRY ?= true
 
 .PHONY: run serve install test lint bench bench-load audit lock clean demo-model mlflow-ui
@@ -54,7 +54,7 @@ DEMO_KEYS := var/demo-api-keys.env
 run: mlflow.db
 	@if [ -n "$$TRIAGE_API_KEYS" ]; then echo "Using the API keys in TRIAGE_API_KEYS."; \
 	else $(BIN)/python -m serving.demo_keys $(DEMO_KEYS) http://$(HOST):$(PORT) && set -a && . ./$(DEMO_KEYS) && set +a; fi; \
-	$(BIN)/python -m serving.demo_seed && \
+	$(BIN)/python -m command.demo_seed && \
 	exec $(BIN)/triage serve --host $(HOST) --port $(PORT)
 
 serve: install
@@ -70,6 +70,7 @@ lint: install
 
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest
 
 bench: install

@@ -42,11 +42,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from models.hotspot_settings import load_hotspot_config  # noqa: E402
 from models.hotspots import CaseEvent, HotspotDetector, case_terms  # noqa: E402
 from serving.hotspot_service import HotspotService  # noqa: E402
-from serving.store import Store, upgrade_database  # noqa: E402
-from serving.store.scratch import admin_engine, create_schema, drop_schema, schema_url  # noqa: E402
-from training.config import load_hotspot_config  # noqa: E402
+from store import Store, upgrade_database  # noqa: E402
+from store.scratch import admin_engine, create_schema, drop_schema, schema_url  # noqa: E402
 from training.loading import COLUMN_ALIASES  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "tipdm2020" / "messages_unlabeled.csv"

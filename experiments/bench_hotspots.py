@@ -1,11 +1,11 @@
 """Hot-issue benchmark: replay the TipDM votes stream and the demo data through the hot-issue detector.
 
-    .venv/bin/python experiments/bench_hotspots.py [--data PATH] [--config experiments/hotspots.yaml]
+    .venv/bin/python experiments/bench_hotspots.py [--data PATH] [--config models/defaults/hotspots.yaml]
         [--demo training/demo_data/grievances.csv] [--output experiments/results/hotspots.json]
 
 A few seconds on 2 cores. Both files are replayed in time order (`training.hotspots_cli.events_from_frame`,
 every usable row, duplicates included, as `triage hotspots` does) through one fresh `HotspotDetector`
-each, with the settings of `--config` (default experiments/hotspots.yaml, else the built-in defaults).
+each, with the settings of `--config` (default models/defaults/hotspots.yaml, else the built-in defaults).
 
 Votes stream (``../shared/data/tipdm2020/messages_with_votes_until_2019-06.csv``; skipped with a message
 when absent, as on a user's machine):
@@ -60,8 +60,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from features.text import init_tokenizer, normalise  # noqa: E402
+from models.hotspot_settings import DEFAULT_HOTSPOT_CONFIG, load_hotspot_config  # noqa: E402
 from models.hotspots import Alert, Assignment, CaseEvent, HotspotConfig, HotspotDetector  # noqa: E402
-from training.config import DEFAULT_HOTSPOT_CONFIG, ConfigError, load_hotspot_config  # noqa: E402
+from training.config import ConfigError  # noqa: E402
 from training.hotspots_cli import events_from_frame  # noqa: E402
 from training.loading import load_cases  # noqa: E402
 
@@ -404,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the votes stream to replay")
     parser.add_argument("--config", type=Path, default=None,
-                        help="detector settings (YAML); default experiments/hotspots.yaml, else built-in")
+                        help="detector settings (YAML); default models/defaults/hotspots.yaml, else built-in")
     parser.add_argument("--demo", type=Path, default=DEFAULT_DEMO, help="demo data with a `burst` column")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)

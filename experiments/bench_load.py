@@ -61,8 +61,8 @@ sys.path.insert(0, str(ROOT))
 from experiments.bench_service import resolve_model  # noqa: E402
 from serving.auth import new_key  # noqa: E402
 from serving.settings import DEFAULT_MODEL_URI  # noqa: E402
-from serving.store.engine import redact  # noqa: E402
-from serving.store.scratch import admin_engine, create_schema, drop_schema, schema_url  # noqa: E402
+from store.engine import redact  # noqa: E402
+from store.scratch import admin_engine, create_schema, drop_schema, schema_url  # noqa: E402
 from training.loading import COLUMN_ALIASES  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "tipdm2020" / "messages_unlabeled.csv"

@@ -1,7 +1,7 @@
 """A new city's taxonomy with rare departments: the router against a plain character TF-IDF + LinearSVC
 trained on the same rows (issue 14, item 1).
 
-    .venv/bin/python experiments/bench_new_city.py [--data PATH] [--draws 5] [--config experiments/router.yaml]
+    .venv/bin/python experiments/bench_new_city.py [--data PATH] [--draws 5] [--config training/defaults/router.yaml]
 
 Each draw is a "new city" export of about 1,000 cases cut from the real TipDM labelled messages: four
 departments with about 230 cases each and three rare ones with 8, 11 and 14 cases (different cases and a
@@ -72,7 +72,7 @@ def city(frame, rng: np.random.Generator):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--config", type=Path, default=ROOT / "experiments" / "router.yaml")
+    parser.add_argument("--config", type=Path, default=ROOT / "training" / "defaults" / "router.yaml")
     parser.add_argument("--draws", type=int, default=5)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()

@@ -65,7 +65,7 @@ KEYS = ("unknown_flagged", "known_flagged", "unknown_confident", "unknown_confid
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--config", type=Path, default=ROOT / "experiments" / "router.yaml")
+    parser.add_argument("--config", type=Path, default=ROOT / "training" / "defaults" / "router.yaml")
     parser.add_argument("--max-cases", type=int, default=4000)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()

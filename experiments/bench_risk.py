@@ -1,6 +1,6 @@
 """Risk-model benchmark on a blind set nobody read while building, against the cue rules alone.
 
-    .venv/bin/python experiments/bench_risk.py [--data-dir ../shared/data] [--config experiments/router.yaml]
+    .venv/bin/python experiments/bench_risk.py [--data-dir ../shared/data] [--config training/defaults/router.yaml]
         [--params '{"text_C": 2.0}'] [--tune] [--router-cache /tmp/router_bench.npz]
 
 About 8 minutes on 2 cores with 11,600 training labels (the text model's fold fits, two processes at a time,
@@ -436,7 +436,7 @@ def print_table(report: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--config", type=Path, default=ROOT / "experiments" / "router.yaml")
+    parser.add_argument("--config", type=Path, default=ROOT / "training" / "defaults" / "router.yaml")
     parser.add_argument("--params", default="", help="RiskParams overrides as JSON, e.g. '{\"text_C\": 2.0}'")
     parser.add_argument("--tune", action="store_true",
                         help="development run: out-of-fold figures on the training labels only, the blind set unscored")

@@ -1,6 +1,6 @@
 """Router benchmark on the real TipDM labeled messages, against a plain TF-IDF + LinearSVC baseline.
 
-    .venv/bin/python experiments/bench_router.py [--data PATH] [--config experiments/router.yaml]
+    .venv/bin/python experiments/bench_router.py [--data PATH] [--config training/defaults/router.yaml]
 
 Both models are measured in the same run on the same folds: 5-fold stratified cross-validation grouped
 by duplicate group (copies of one message never straddle folds), coverage of automatic routing at 0.98
@@ -122,7 +122,7 @@ def peak_rss_mb(obj: object, pairs: list[tuple[str, str]], score: str) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--config", type=Path, default=ROOT / "experiments" / "router.yaml")
+    parser.add_argument("--config", type=Path, default=ROOT / "training" / "defaults" / "router.yaml")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()

@@ -44,7 +44,10 @@ from training.splitting import group_folds  # noqa: E402
 
 REAL_DATA = ROOT.parent / "shared" / "data" / "tipdm2020" / "messages_labeled.csv"
 DEMO_DATA = ROOT / "training" / "demo_data" / "grievances.csv"
-CONFIGS = {"default": ROOT / "experiments" / "router.yaml", "hashed_sgd": ROOT / "experiments" / "router-hashed.yaml"}
+CONFIGS = {
+    "default": ROOT / "training" / "defaults" / "router.yaml",
+    "hashed_sgd": ROOT / "experiments" / "router-hashed.yaml",
+}
 RESULTS = ROOT / "experiments" / "results" / "router_hashed.json"
 console = Console()
 

@@ -236,9 +236,9 @@ def outputs_equal(workdir: Path, n: int, repeat: int) -> bool:
 def breakdown(parts_glob: str, model: str, sample: int) -> dict[str, Any]:
     """Milliseconds per case of each stage on `sample` cases, cold jieba cache where a stage tokenises."""
     from features.text import _tokenise_cached, case_tokens, init_tokenizer
+    from models.hotspot_settings import load_hotspot_config
     from models.hotspots import CaseEvent, HotspotDetector, case_terms
     from models.mlflow_model import load_model
-    from training.config import load_hotspot_config
     from training.dask_predict import expand_inputs, load_partition
     from training.hotspots_cli import _text
     from training.predict import CHUNK, attach_hot_issues, score_frame

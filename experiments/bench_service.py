@@ -77,9 +77,9 @@ from serving.auth import new_key  # noqa: E402
 from serving.schemas import TriageRequest  # noqa: E402
 from serving.settings import DEFAULT_MODEL_URI, Settings  # noqa: E402
 from serving.state import model_ref  # noqa: E402
-from serving.store.engine import redact  # noqa: E402
-from serving.store.scratch import admin_engine, create_schema, drop_schema, schema_url  # noqa: E402
 from serving.triage_service import triage_cases  # noqa: E402
+from store.engine import redact  # noqa: E402
+from store.scratch import admin_engine, create_schema, drop_schema, schema_url  # noqa: E402
 from training.loading import COLUMN_ALIASES  # noqa: E402
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -184,7 +184,7 @@ def resolve_model(uri: str, allow_train: bool, tmp: Path) -> tuple[str, LoadedMo
         started = time.perf_counter()
         result = train([DEMO_DATA], load_config())
         uri = f"models:/{result.model_name}/{result.model_version}"
-        trained = {"data": str(DEMO_DATA.relative_to(ROOT)), "config": "experiments/router.yaml (default)",
+        trained = {"data": str(DEMO_DATA.relative_to(ROOT)), "config": "training/defaults/router.yaml (default)",
                    "seconds": time.perf_counter() - started, "store": "temporary, removed after the run"}
     configure_tracking()
     try:

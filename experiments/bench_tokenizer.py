@@ -1,6 +1,6 @@
 """jieba vs rjieba as the word segmenter: same tokens? same router? how much faster? (issue 15).
 
-    .venv/bin/python experiments/bench_tokenizer.py [--data PATH] [--config experiments/router.yaml]
+    .venv/bin/python experiments/bench_tokenizer.py [--data PATH] [--config training/defaults/router.yaml]
 
 On the TipDM labelled messages (or the demo data where they are absent, says so), with the domain user
 dictionary loaded in both: the share of texts segmented identically; segmentation throughput of each
@@ -42,7 +42,7 @@ RESULTS = ROOT / "experiments" / "results" / "tokenizer.json"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--config", type=Path, default=ROOT / "experiments" / "router.yaml")
+    parser.add_argument("--config", type=Path, default=ROOT / "training" / "defaults" / "router.yaml")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     data, note = args.data, None

@@ -16,7 +16,7 @@ from serving.model_reload import ReloadError, reload_model
 from serving.routes import AUTH_ERRORS
 from serving.schemas import ErrorResponse, ModelRef, ValidationErrorResponse
 from serving.state import ModelStateDep, SettingsDep
-from serving.store.tables import utcnow
+from store.tables import utcnow
 
 logger = logging.getLogger(__name__)
 

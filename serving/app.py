@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from features.text import init_tokenizer
+from models.hotspot_settings import load_hotspot_config
 from models.mlflow_model import LoadedModel
 from models.tracking import configure_tracking
 from serving.admin_routes import admin_router
@@ -38,9 +39,8 @@ from serving.routes import router
 from serving.settings import Settings, get_settings
 from serving.spool import DurableWriter, Spool, attach, detach, engine_options
 from serving.state import ModelState
-from serving.store import Store, upgrade_database
 from serving.web import install as install_web_pages
-from training.config import load_hotspot_config
+from store import Store, upgrade_database
 
 logger = logging.getLogger(__name__)
 

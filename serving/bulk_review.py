@@ -11,7 +11,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from serving.store import ReviewRecord, Store
+from store import ReviewRecord, Store
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The live hot-issue detector of a serving process, kept in step with the store and with other replicas.
 
-Every case a replica observes is appended to the hot-issue feed (`serving.store.hotspot_feed`), and each
+Every case a replica observes is appended to the hot-issue feed (`store.hotspot_feed`), and each
 replica replays the feed in order before observing a case of its own, all under one database lock: so
 any number of replicas behind a load balancer hold one detector state between them, raise each alert
 once under one id, and answer a case with the same hot issue whichever replica took it. The members
@@ -33,9 +33,9 @@ from typing import Any, Protocol, TypeVar
 from models.hotspots import Assignment, CaseEvent, CaseTerms, HotspotConfig, HotspotDetector, case_terms
 from serving.deadline import StoreHung
 from serving.spool import OUTAGE_ERRORS
-from serving.store import CaseInput, PredictionRecord, SnapshotRecord, Store
-from serving.store.hotspot_feed import FEED_SEQ_KEY, DetectorWrites, FeedEntry, FeedIntake, snapshot_seq
-from serving.store.repository import SavePrediction
+from store import CaseInput, PredictionRecord, SnapshotRecord, Store
+from store.hotspot_feed import FEED_SEQ_KEY, DetectorWrites, FeedEntry, FeedIntake, snapshot_seq
+from store.repository import SavePrediction
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -38,12 +38,12 @@ from serving.review_schemas import (
 )
 from serving.routes import AUTH_ERRORS, _alert_summary
 from serving.schemas import TIME_RANGE_MESSAGE, ErrorResponse, ModelRef, NulFree, ValidationErrorResponse, time_in_range
-from serving.store import PredictionRecord, ReviewRecord, Store
-from serving.store.claims import ClaimConflict
-from serving.store.dependencies import StoreDep
-from serving.store.review_queries import SearchRefused, search_terms
-from serving.store.tables import as_utc
+from serving.store_dependency import StoreDep
 from serving.triage_service import _from_record
+from store import PredictionRecord, ReviewRecord, Store
+from store.claims import ClaimConflict
+from store.review_queries import SearchRefused, search_terms
+from store.tables import as_utc
 
 logger = logging.getLogger(__name__)
 

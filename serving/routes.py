@@ -36,9 +36,9 @@ from serving.schemas import (
 )
 from serving.settings import MAX_BATCH, Settings
 from serving.state import ModelDep, ModelStateDep, SettingsDep, model_ref
-from serving.store import AlertRecord
-from serving.store.dependencies import StoreDep
+from serving.store_dependency import StoreDep
 from serving.triage_service import triage_cases
+from store import AlertRecord
 
 logger = logging.getLogger(__name__)
 

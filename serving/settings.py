@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from store.engine import default_database_url
+
 #: Hard ceilings the request schemas enforce; the settings below may only lower them.
 MAX_TEXT_CHARS = 20_000
 MAX_BATCH = 1_000
@@ -27,11 +29,6 @@ CASE_OVERHEAD_BYTES = 2_048
 DEFAULT_MODEL_URI = "models:/grievance-triage@champion"
 #: One browser origin, as browsers send it in `Origin`.
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?")
-
-
-def default_database_url() -> str:
-    """SQLite file `var/triage.db` under the working directory (the folder is made when first opened)."""
-    return f"sqlite:///{Path.cwd() / 'var' / 'triage.db'}"
 
 
 def default_spool_dir() -> Path:
@@ -79,7 +76,7 @@ class Settings(BaseSettings):
     spool_retry_initial_seconds: float = Field(0.5, gt=0, description="First wait before probing the database again.")
     spool_retry_max_seconds: float = Field(30.0, gt=0, description="Longest wait between probes (doubling backoff).")
     hotspot_config: str | None = Field(
-        None, description="Hot-issue detector settings (YAML); default experiments/hotspots.yaml."
+        None, description="Hot-issue detector settings (YAML); default models/defaults/hotspots.yaml."
     )
     hotspot_sharing: Literal["auto", "feed", "local"] = Field(
         "auto",

@@ -48,8 +48,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from serving.deadline import Deadline, StoreHung
-from serving.store import CaseInput, PredictionInput, PredictionRecord, Store
-from serving.store.tables import utcnow
+from store import CaseInput, PredictionInput, PredictionRecord, Store
+from store.tables import utcnow
 
 logger = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from serving.hotspot_service import HotspotService
 from serving.schemas import CaseTriage, Department, DepartmentScore, HotIssue, Risk, RiskReason, TriageRequest
 from serving.spool import DurableWriter, writer_for
 from serving.state import model_ref
-from serving.store import CaseInput, PredictionInput, PredictionRecord, Store
-from serving.store.repository import SavePrediction
+from store import CaseInput, PredictionInput, PredictionRecord, Store
+from store.repository import SavePrediction
 
 logger = logging.getLogger(__name__)
 

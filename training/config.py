@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from models.hotspots import HotspotConfig
+from models.config_file import ConfigError, load_settings_file
 from models.risk import RiskParams
 from models.router import ClassifierParams, FeatureParams
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "experiments" / "router.yaml"
+#: The default training config, shipped with the package (package data).
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "defaults" / "router.yaml"
+
+__all__ = ["DEFAULT_CONFIG", "ConfigError", "RegistryParams", "TrainConfig", "load_config"]
 
 
 #: Sections that are None unless their option is chosen; left out of the MLflow params when None.
 OPTIONAL_SECTIONS = frozenset({"classifier.hashed"})
-
-
-class ConfigError(ValueError):
-    """A configuration file that cannot be used; the message names the file and the field."""
 
 
 class RegistryParams(BaseModel):
@@ -73,36 +71,5 @@ class TrainConfig(BaseModel):
         return flat
 
 
-DEFAULT_HOTSPOT_CONFIG = DEFAULT_CONFIG.parent / "hotspots.yaml"
-
-
 def load_config(path: str | Path | None = None) -> TrainConfig:
-    return _load_model(TrainConfig, Path(path) if path else DEFAULT_CONFIG)
-
-
-def load_hotspot_config(path: str | Path | None = None) -> HotspotConfig:
-    """The detector's settings: the given YAML, else experiments/hotspots.yaml, else built-in defaults."""
-    if path is None and not DEFAULT_HOTSPOT_CONFIG.exists():
-        return HotspotConfig()
-    return _load_model(HotspotConfig, Path(path) if path else DEFAULT_HOTSPOT_CONFIG)
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def _load_model(model: type[M], path: Path) -> M:
-    if not path.exists():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__}: {exc})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from None
+    return load_settings_file(TrainConfig, Path(path) if path else DEFAULT_CONFIG)

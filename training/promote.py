@@ -30,9 +30,9 @@ import pandas as pd
 from sklearn.metrics import f1_score
 
 from features import tokenizer
+from models.hotspot_settings import load_hotspot_config
 from models.mlflow_model import CHAMPION, MODEL_NAME, LoadedModel, load_model, routes_frame
 from models.tracking import configure_tracking, ensure_experiment, run_link
-from training.config import load_hotspot_config
 from training.loading import DataError, load_cases
 from training.predict import attach_hot_issues
 from training.reviews_export import load_reviewed, reviews_frame

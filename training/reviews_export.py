@@ -26,8 +26,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from features.csv_safety import FORMULA_PREFIXES, escape_formula, write_csv  # noqa: F401 (re-exported)
 from features.text import mask_contact_details
-from serving.store import Store, redact
-from serving.store.reviewed import ReviewedCase, reviewed_cases
+from store import Store, redact
+from store.reviewed import ReviewedCase, reviewed_cases
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def load_reviewed(
         hint = ""
         if "no such table" in first or "does not exist" in first:
             hint = " (the database has no audit tables: start the service once, or run " \
-                   "`python -m serving.store.migrate upgrade head`)"
+                   "`python -m store.migrate upgrade head`)"
         raise ExportError(f"cannot read reviews from {where}: {first}{hint}") from None
     finally:
         store.dispose()

@@ -7,7 +7,7 @@
 --
 -- Roles (none is a superuser, none may create databases or roles):
 --   triage_owner   owns the audit store's schema; runs the migrations
---                  (`python -m serving.store.migrate --url postgresql+psycopg://triage_owner:...@.../triage upgrade head`)
+--                  (`python -m store.migrate --url postgresql+psycopg://triage_owner:...@.../triage upgrade head`)
 --   triage_app     the API replicas (TRIAGE_DATABASE_URL): read, and append only. No UPDATE, DELETE,
 --                  TRUNCATE or DDL: the store is append-only by construction, and the database now says so
 --                  too. At start-up a replica checks the schema is at head (it reads alembic_version and

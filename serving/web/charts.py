@@ -14,9 +14,9 @@ from datetime import date, timedelta
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session, aliased
 
-from serving.store import Store
-from serving.store.tables import Case, Prediction, as_utc
 from serving.web.present import display_time
+from store import Store
+from store.tables import Case, Prediction, as_utc
 
 LEVEL_ORDER = ("red", "yellow", "green", "none")
 LEVEL_COLOURS = {"red": "#c62828", "yellow": "#f9a825", "green": "#2e7d32", "none": "#9e9e9e"}

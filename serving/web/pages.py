@@ -29,10 +29,7 @@ from serving.review_routes import known_departments
 from serving.review_rules import LEVELS, MAX_NOTE_CHARS, Decision, decide
 from serving.routes import model_info
 from serving.schemas import time_in_range
-from serving.store import CaseDetail, PredictionRecord, Store
-from serving.store.claims import ClaimConflict
-from serving.store.dependencies import StoreDep
-from serving.store.review_queries import SearchRefused, search_terms
+from serving.store_dependency import StoreDep
 from serving.web import charts
 from serving.web.forms import FormError, read_form, read_form_lists
 from serving.web.present import (
@@ -59,6 +56,9 @@ from serving.web.session import (
     session_principal,
     set_flash,
 )
+from store import CaseDetail, PredictionRecord, Store
+from store.claims import ClaimConflict
+from store.review_queries import SearchRefused, search_terms
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from features.risk_cues import CRITERION_NAMES, match_cues
 from features.text import case_text
-from serving.store import CaseInput, PredictionInput, PredictionRecord, Store
+from store import CaseInput, PredictionInput, PredictionRecord, Store
 
 TOP = [
     {"label": "城乡建设", "probability": 0.62},

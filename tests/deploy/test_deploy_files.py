@@ -139,7 +139,7 @@ def test_the_triage_example_validates_as_settings(monkeypatch: pytest.MonkeyPatc
 
 def test_the_documented_hotspot_config_is_the_shipped_file() -> None:
     (value,) = [v for name, v, _, _ in parse_env(TRIAGE_ENV) if name == "TRIAGE_HOTSPOT_CONFIG"]
-    from training.config import DEFAULT_HOTSPOT_CONFIG
+    from models.hotspot_settings import DEFAULT_HOTSPOT_CONFIG
 
     assert in_checkout(value) == DEFAULT_HOTSPOT_CONFIG
 

@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.pool import NullPool
 
-from serving.store.scratch import admin_engine, create_schema, drop_schema, schema_url
+from store.scratch import admin_engine, create_schema, drop_schema, schema_url
 from tests.keys import API_KEYS, INTAKE
 from tests.serving.uvicorn_servers import Server, free_port
 
@@ -115,7 +115,7 @@ def test_replicas_load_the_champion_from_an_mlflow_server_on_postgresql(
         "TRIAGE_MLFLOW_ARTIFACTS": "mlflow-artifacts:///grievance-triage",
     }
     trained = subprocess.run(
-        [sys.executable, "-m", "training.cli", "train", "--data", str(DEMO_DATA)],
+        [sys.executable, "-m", "command.cli", "train", "--data", str(DEMO_DATA)],
         cwd=tmp_path, env=training_env, capture_output=True, text=True, timeout=900,
     )
     assert trained.returncode == 0, trained.stdout[-2000:] + trained.stderr[-2000:]

@@ -30,7 +30,7 @@ from schemathesis.specs.openapi.checks import (
 
 from serving.app import create_app
 from serving.settings import Settings
-from serving.store.scratch import create_schema, drop_schema, schema_url
+from store.scratch import create_schema, drop_schema, schema_url
 from tests.keys import ADMIN
 from tests.serving.conftest import POSTGRES_URL, postgres_admin  # noqa: F401 (fixture)
 

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from serving.store.scratch import admin_engine, create_schema, drop_schema, schema_url
+from store.scratch import admin_engine, create_schema, drop_schema, schema_url
 from tests.keys import API_KEYS
 from tests.serving.uvicorn_servers import Server
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from serving.demo_seed import demo_requests, seed
+from command.demo_seed import demo_requests, seed
 from serving.settings import Settings
-from serving.store import Store
+from store import Store
 
 
 def test_demo_cases_become_requests_in_time_order_with_their_zone() -> None:
@@ -33,7 +33,7 @@ def test_seeded_cases_keep_their_text_as_written_like_api_cases(demo_bundle_dir:
     """Issue 14, item 12: the seed used to send the loader's normalised text (half-width punctuation)."""
     import pandas as pd
 
-    from serving.demo_seed import DEMO_DATA
+    from command.demo_seed import DEMO_DATA
 
     written = pd.read_csv(DEMO_DATA, dtype=str, keep_default_na=False).set_index("case_id")
     requests = demo_requests(limit=30)

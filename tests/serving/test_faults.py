@@ -24,8 +24,8 @@ from models.bundle import TriageBundle
 from serving.app import create_app
 from serving.settings import Settings
 from serving.spool import SPOOL_GLOB, DurableWriter, Spool
-from serving.store import CaseInput, PredictionInput, Store, upgrade_database
-from serving.store.tables import utcnow
+from store import CaseInput, PredictionInput, Store, upgrade_database
+from store.tables import utcnow
 from tests.keys import ADMIN
 from tests.serving.tcp_proxy import TcpProxy
 from tests.serving.test_triage_flow import GAS_REPORTS, gas_case

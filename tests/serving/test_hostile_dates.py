@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 from models.hotspots import CaseEvent, HotspotDetector
 from serving.app import create_app
 from serving.settings import Settings
-from serving.store import CaseInput, PredictionInput, Store
 from serving.web.present import local_time
+from store import CaseInput, PredictionInput, Store
 from tests.keys import ADMIN
 from tests.serving.test_triage_flow import GAS_REPORTS
 
@@ -90,7 +90,7 @@ def test_a_stored_year_9999_time_is_shown_not_a_500(demo_bundle_dir: Path, db_ur
     """A case stored before times were range-checked still renders on the dashboard and its own page."""
     store = Store.from_url(db_url)
     try:
-        from serving.store import upgrade_database
+        from store import upgrade_database
 
         upgrade_database(db_url)
         store.record_case_and_prediction(

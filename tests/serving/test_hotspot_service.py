@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from models.hotspot_settings import load_hotspot_config
 from serving.hotspot_service import HotspotService
-from serving.store import CaseInput, PredictionInput, Store, upgrade_database
-from training.config import load_hotspot_config
+from store import CaseInput, PredictionInput, Store, upgrade_database
 
 START = datetime(2026, 9, 1, 8, 0)
 
@@ -187,7 +187,7 @@ def test_after_an_outage_the_detector_is_rebuilt_outside_the_feed_lock(
     """The rebuild reads the snapshot and the feed without the lock; the locked intake then replays only
     what came since (the outage's own cases and the new one), not the whole feed: done under the lock it
     had held every replica's intake 8.5-12 s."""
-    from serving.store import hotspot_feed
+    from store import hotspot_feed
 
     url = f"sqlite:///{tmp_path / 'hs.db'}"
     upgrade_database(url)

@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from serving.app import create_app
 from serving.settings import Settings
-from serving.store.engine import make_engine
+from store.engine import make_engine
 from tests.keys import ADMIN, ADMIN_KEY, API_KEYS, INTAKE, INTAKE_KEY, REVIEWER, REVIEWER_KEY
 
 PHONE = "13812345678"

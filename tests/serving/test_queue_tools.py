@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from serving.app import create_app
 from serving.settings import Settings
-from serving.store import Store
+from store import Store
 from tests.browser.seed import GREEN_QUESTION, RED_GAS, RED_WAGES, YELLOW_NOISE, SeedCase, store_case, store_seeds
 from tests.keys import API_KEYS, REVIEWER, REVIEWER_KEY
 

@@ -1,7 +1,7 @@
 """Every API example in README.md runs verbatim against the demo `make run` serves (issue 14, item 13).
 
 The served demo is built the way `make run` builds it: `triage train` on the demo file with the
-project's config into an MLflow store (a temporary one here), `serving.demo_seed` into an empty audit
+project's config into an MLflow store (a temporary one here), `command.demo_seed` into an empty audit
 store, then uvicorn; the keys carry the demo names (`serving.demo_keys.DEMO_NAMES`). Each `curl` line
 of a README bash block then runs in bash, in README order, with only the address changed to the test
 server's, and its output is compared with the JSON block that follows on the fields the README shows:
@@ -130,14 +130,14 @@ def served_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     for step in (
         [
             "-m",
-            "training.cli",
+            "command.cli",
             "train",
             "--data",
             str(ROOT / "training/demo_data/grievances.csv"),
             "--config",
-            str(ROOT / "experiments/router.yaml"),
+            str(ROOT / "training/defaults/router.yaml"),
         ],
-        ["-m", "serving.demo_seed"],
+        ["-m", "command.demo_seed"],
     ):
         done = subprocess.run([sys.executable, *step], cwd=home, env=env, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

@@ -22,10 +22,10 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
+from models.hotspot_settings import load_hotspot_config
 from models.hotspots import CaseEvent, HotspotDetector
 from tests.keys import INTAKE
 from tests.serving.uvicorn_servers import Server
-from training.config import load_hotspot_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "training" / "demo_data" / "grievances.csv"
@@ -161,7 +161,7 @@ def test_the_feed_order_is_one_line_with_many_writers(db_url: str, tmp_path: Pat
     """Many threads appending at once: every case once in the feed, seqs strictly increasing, and the
     detector state of a replica that followed along equals one rebuilt from the feed."""
     from serving.hotspot_service import HotspotService
-    from serving.store import Store, upgrade_database
+    from store import Store, upgrade_database
 
     upgrade_database(db_url)
     config = load_hotspot_config(None)

@@ -18,7 +18,7 @@ from models.bundle import TriageBundle
 from models.risk import RiskModel
 from serving.app import create_app
 from serving.settings import Settings
-from serving.store.review_queries import iso_week
+from store.review_queries import iso_week
 from tests.keys import ADMIN, INTAKE, REVIEWER
 from tests.serving.test_triage_flow import GAS_REPORTS, gas_case
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from serving.store import (
+from store import (
     AgreementOverall,
     CaseInput,
     DepartmentAgreement,
@@ -22,7 +22,7 @@ from serving.store import (
     WeekAgreement,
     upgrade_database,
 )
-from serving.store.review_queries import iso_week
+from store.review_queries import iso_week
 
 T0 = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
 
@@ -215,7 +215,7 @@ def review_at(
     store: Store, monkeypatch: pytest.MonkeyPatch, when: datetime, case_id: str, prediction_id: int,
     department: str | None, level: str | None, reviewer: str = "reviewer-li",
 ) -> None:
-    monkeypatch.setattr("serving.store.repository.utcnow", lambda: when)
+    monkeypatch.setattr("store.repository.utcnow", lambda: when)
     store.add_review(case_id, prediction_id, reviewer, decided_department=department, decided_level=level)
 
 

@@ -32,7 +32,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from serving.settings import Settings
-from serving.store import (
+from serving.store_dependency import NO_STORE, StoreDep
+from store import (
     CaseInput,
     PredictionInput,
     Store,
@@ -42,9 +43,8 @@ from serving.store import (
     text_hash,
     upgrade_database,
 )
-from serving.store.dependencies import NO_STORE, StoreDep
-from serving.store.migrate import downgrade_database
-from serving.store.tables import Base, HotspotAlert, Prediction
+from store.migrate import downgrade_database
+from store.tables import Base, HotspotAlert, Prediction
 from tests.keys import ADMIN
 
 STORE_TABLES = {
@@ -189,7 +189,7 @@ def test_migration_command_line_works_from_another_directory(tmp_path: Path) -> 
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     env.pop("TRIAGE_DATABASE_URL", None)
     done = subprocess.run(
-        [sys.executable, "-m", "serving.store.migrate", "--url", url, "upgrade", "head"],
+        [sys.executable, "-m", "store.migrate", "--url", url, "upgrade", "head"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -468,7 +468,7 @@ def test_the_feed_read_under_the_lock_is_paged_and_joined_by_an_index(
     statistics made PostgreSQL scan the whole cases table per case) and all pages reach the detector."""
     from sqlalchemy import event
 
-    from serving.store import hotspot_feed
+    from store import hotspot_feed
 
     monkeypatch.setattr(hotspot_feed, "INTAKE_PAGE", 2)
     received = datetime(2026, 9, 1, tzinfo=UTC)

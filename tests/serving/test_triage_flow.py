@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from serving.app import create_app
 from serving.hotspot_service import HotspotService
 from serving.settings import Settings
-from serving.store import Store
+from store import Store
 from tests.keys import ADMIN
 
 # Five residents of one (made-up) community report the same gas smell in their own words.

@@ -17,9 +17,9 @@ from features.text import case_text
 from serving.app import create_app
 from serving.auth import KeyRing, Principal, Role
 from serving.settings import Settings
-from serving.store import Store
 from serving.web.present import highlight
 from serving.web.session import SESSION_COOKIE, session_principal, session_secret
+from store import Store
 from tests.browser.seed import GREEN_QUESTION, RED_GAS, RED_WAGES, YELLOW_NOISE, SeedCase, store_case, store_seeds
 from tests.keys import ADMIN_KEY, API_KEYS, INTAKE, INTAKE_KEY, REVIEWER, REVIEWER_KEY
 

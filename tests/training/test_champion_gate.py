@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from command.cli import app
 from models.mlflow_model import CHALLENGER, CHAMPION, MODEL_NAME
 from tests.mlflow_env import isolated_mlflow
-from training.cli import app
 from training.comparison import load_comparison_set
 from training.config import TrainConfig
 from training.train import TrainResult, train
@@ -136,7 +136,7 @@ def test_training_prints_what_a_person_needs_and_no_library_noise(files: dict[st
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
            "TRIAGE_MLFLOW_ARTIFACTS": str(tmp_path / "art"), "MLFLOW_DISABLE_TELEMETRY": "true", "COLUMNS": "200"}
     env.pop("MLFLOW_LOGGING_LEVEL", None)
-    done = subprocess.run([sys.executable, "-m", "training.cli", "train", "--data", str(files["small"])],
+    done = subprocess.run([sys.executable, "-m", "command.cli", "train", "--data", str(files["small"])],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     output = done.stdout + done.stderr

@@ -12,9 +12,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from command.cli import app
 from models.bundle import TriageBundle
 from tests.mlflow_env import point_mlflow_at, reset_mlflow_uris
-from training.cli import app
 from training.config import TrainConfig
 
 ROUTE_COLUMNS = [

@@ -15,10 +15,10 @@ import pytest
 from distributed import Client, LocalCluster
 from typer.testing import CliRunner
 
+from command.cli import app
 from features.text import init_tokenizer
+from models.hotspot_settings import load_hotspot_config
 from models.mlflow_model import load_model
-from training.cli import app
-from training.config import load_hotspot_config
 from training.dask_predict import predict_dask
 from training.loading import DataError, load_cases
 from training.predict import attach_hot_issues, score_frame

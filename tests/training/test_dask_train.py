@@ -22,11 +22,12 @@ from distributed import Client, LocalCluster
 from rich.progress import Progress
 from typer.testing import CliRunner
 
+from command.cli import app
+from models.hotspot_settings import load_hotspot_config
 from models.mlflow_model import load_model
 from models.risk import RiskModel
 from tests.mlflow_env import isolated_mlflow
-from training.cli import app
-from training.config import load_config, load_hotspot_config
+from training.config import load_config
 from training.dask_train import dask_booster_fitter
 from training.loading import load_cases
 from training.predict import attach_hot_issues

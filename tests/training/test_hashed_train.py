@@ -14,11 +14,11 @@ import yaml
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from command.cli import app
 from models.hashed_router import HashedRouter
 from models.mlflow_model import LoadedModel, load_model
 from tests.keys import ADMIN
 from tests.mlflow_env import isolated_mlflow
-from training.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "grievance-triage-hashed-test"

@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from command.cli import app
 from features.csv_safety import FORMULA_PREFIXES
 from tests.mlflow_env import point_mlflow_at, reset_mlflow_uris
-from training.cli import app
 from training.loading import DataError, load_cases
 
 WIDE = {"COLUMNS": "250", "NO_COLOR": "1"}

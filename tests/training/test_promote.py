@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from command.cli import app
 from models.bundle import TriageBundle
 from models.mlflow_model import CHAMPION, MODEL_NAME, LoadedModel, load_model
 from tests.mlflow_env import isolated_mlflow
-from training.cli import app
 from training.config import TrainConfig
 from training.promote import (
     EXPERIMENT,

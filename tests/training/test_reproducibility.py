@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from command.cli import app
 from tests.mlflow_env import point_mlflow_at, reset_mlflow_uris
-from training.cli import app
 from training.config import TrainConfig
 from training.predict import CHUNK
 from training.train import train

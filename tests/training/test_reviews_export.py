@@ -14,12 +14,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from serving.store import CaseInput, PredictionInput, Store, upgrade_database
-from serving.store.reviewed import reviewed_cases
+from command.cli import app
+from store import CaseInput, PredictionInput, Store, upgrade_database
+from store.reviewed import reviewed_cases
 from tests.mlflow_env import point_mlflow_at, reset_mlflow_uris
 from tests.serving import conftest as serving_databases
 from tests.training.test_malformed_files import flat
-from training.cli import app
 from training.config import TrainConfig
 from training.loading import REASON_SUPERSEDED, load_cases
 from training.reviews_export import EXPORT_COLUMNS, escape_formula, export_reviews, reviews_frame

@@ -5,7 +5,7 @@ store), in time order, so the review queue, the case views, the hot-issue alerts
 show real predictions of the served model. A store that already holds predictions is left alone: the
 seed runs once, and never mixes demo cases into a store in use.
 
-    python -m serving.demo_seed [--data CSV] [--limit N]
+    python -m command.demo_seed [--data CSV] [--limit N]
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from pathlib import Path
 import pandas as pd
 
 from features.text import init_tokenizer
+from models.hotspot_settings import load_hotspot_config
 from models.tracking import configure_tracking
 from serving.hotspot_service import HotspotService, shares_state
 from serving.model_reload import load_and_warm
 from serving.schemas import TriageRequest
 from serving.settings import Settings
-from serving.store import Store, upgrade_database
 from serving.triage_service import triage_cases
-from training.config import load_hotspot_config
+from store import Store, upgrade_database
 from training.loading import DataError, load_cases
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ Concurrency (several threads or processes writing to one database):
   `BEGIN IMMEDIATE` (one writer at a time; readers are never blocked in WAL mode). The read of the
   latest prediction and the insert happen under that lock, so there is no read-modify-write race;
 * the hot-issue feed: appended under one lock for the whole feed, so every replica replays the same
-  order (`serving.store.hotspot_feed`).
+  order (`store.hotspot_feed`).
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
-from serving.store import claims, hotspot_feed, review_queries
-from serving.store.engine import make_engine, redact, writer
-from serving.store.jsonable import to_json
-from serving.store.records import (
+from store import claims, hotspot_feed, review_queries
+from store.engine import make_engine, redact, writer
+from store.jsonable import to_json
+from store.records import (
     AlertRecord,
     CaseInput,
     CaseRecord,
@@ -44,8 +44,8 @@ from serving.store.records import (
     ReviewRecord,
     SnapshotRecord,
 )
-from serving.store.review_records import AgreementReport, CaseDetail, QueueItem
-from serving.store.tables import (
+from store.review_records import AgreementReport, CaseDetail, QueueItem
+from store.tables import (
     Case,
     HotspotAlert,
     HotspotMember,
@@ -97,7 +97,7 @@ def _advisory_key(case_id: str) -> int:
 class Store:
     """The audit store on one database. Thread-safe; one per process, kept on `app.state.store`.
 
-    The schema must already be at the newest migration (`serving.store.upgrade_database`); the store
+    The schema must already be at the newest migration (`store.upgrade_database`); the store
     itself never creates tables.
     """
 
@@ -547,7 +547,7 @@ class Store:
             return [AlertRecord.of(row) for row in session.scalars(query).all()]
 
     def hotspot_feed_after(self, after_seq: int, limit: int | None = None) -> list[hotspot_feed.FeedEntry]:
-        """Feed rows after `after_seq`, in order; safe without the feed lock (see serving.store.hotspot_feed)."""
+        """Feed rows after `after_seq`, in order; safe without the feed lock (see store.hotspot_feed)."""
         with self._reads() as session:
             return hotspot_feed.entries_after(session, after_seq, limit)
 
@@ -570,7 +570,7 @@ class Store:
         then: Callable[[SavePrediction], object] | None = None,
     ) -> list[int]:
         """Append cases to the hot-issue feed and observe everything after `after_seq` in one locked
-        transaction; see `serving.store.hotspot_feed.intake`.
+        transaction; see `store.hotspot_feed.intake`.
 
         `then(save)` runs after `apply`, in the same transaction: `save(case, prediction, rescore=...,
         made_at=...)` stores the answer to the caller's case as `record_case_and_prediction` would, so the

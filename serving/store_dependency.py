@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 
-from serving.store.repository import Store
+from store.repository import Store
 
 NO_STORE = "the audit store is not open: the service is starting, shutting down, or could not reach its database"
 

@@ -102,8 +102,9 @@ def train(
         raise _fail("--scheduler and --workers need --engine dask")
     if engine == "dask" and scheduler and workers:
         raise _fail("--workers sizes a LocalCluster; with --scheduler the cluster has its own workers")
+    from models.hotspot_settings import load_hotspot_config
     from training.comparison import load_comparison_set
-    from training.config import ConfigError, load_config, load_hotspot_config
+    from training.config import ConfigError, load_config
     from training.loading import DataError, load_cases
     from training.train import TrainingError
     from training.train import train as run_training
@@ -253,9 +254,10 @@ def predict(
         raise _fail("--scheduler needs --engine dask")
     input_path, output_path = Path(input), Path(output)
     from features.text import init_tokenizer
+    from models.hotspot_settings import load_hotspot_config
     from models.mlflow_model import load_model
     from models.tracking import configure_tracking
-    from training.config import ConfigError, load_hotspot_config
+    from training.config import ConfigError
     from training.loading import DataError, load_cases
     from training.predict import attach_hot_issues, check_output_path, default_workers, score_frame, write_predictions
 
@@ -296,8 +298,9 @@ def _predict_dask(
     scheduler: str | None,
 ) -> None:
     """`predict --engine dask`: Parquet parts in the directory `output`; see training/dask_predict.py."""
+    from models.hotspot_settings import load_hotspot_config
     from models.tracking import configure_tracking
-    from training.config import ConfigError, load_hotspot_config
+    from training.config import ConfigError
     from training.dask_predict import ModelLoadError, dask_client, expand_inputs, predict_dask
     from training.loading import DataError
     from training.predict import default_workers
@@ -337,14 +340,15 @@ def hotspots(
     input: Annotated[Path, typer.Option("--input", help="CSV, XLSX or Parquet file of cases (any order).")] = ...,
     output: Annotated[Path, typer.Option(help="Where to write the alerts (JSON).")] = Path("alerts.json"),
     config: Annotated[
-        Path | None, typer.Option(help="Detector settings (YAML); default experiments/hotspots.yaml.")
+        Path | None, typer.Option(help="Detector settings (YAML); default models/defaults/hotspots.yaml.")
     ] = None,
     encoding: Annotated[str, typer.Option(help="Text encoding of a CSV input.")] = "utf-8",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Replay a file in time order through the hot-issue detector; write each alert with when it was first raised."""
     _setup_logging(verbose)
-    from training.config import ConfigError, load_hotspot_config
+    from models.hotspot_settings import load_hotspot_config
+    from training.config import ConfigError
     from training.hotspots_cli import replay_file
     from training.loading import DataError
 
@@ -444,7 +448,7 @@ def promote(
     2: the comparison could not be made.
     """
     _setup_logging(verbose)
-    from serving.store import redact
+    from store import redact
     from training.loading import DataError
     from training.promote import PromotionError, reviews_from_file
     from training.promote import promote as run_promotion

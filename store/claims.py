@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from serving.store.tables import ReviewClaim, as_utc, utcnow
+from store.tables import ReviewClaim, as_utc, utcnow
 
 CLAIM_TTL = timedelta(minutes=30)
 CLAIM, RELEASE = "claim", "release"

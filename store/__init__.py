@@ -1,21 +1,21 @@
 """The audit store: every case, prediction, review and hot-issue alert, append-only, in SQL.
 
 SQLite by default (a file, WAL mode), PostgreSQL when `TRIAGE_DATABASE_URL` names one. The schema is
-managed only by the Alembic migrations in `serving/migrations/`:
+managed only by the Alembic migrations in `store/migrations/`:
 
-    from serving.store import Store, upgrade_database
+    from store import Store, upgrade_database
 
     upgrade_database(settings.database_url)      # at start-up; idempotent
     store = Store.from_url(settings.database_url)
     ...
     store.dispose()                               # at shutdown
 
-Routes reach the store through `serving.store.dependencies.StoreDep`.
+Routes reach the store through `serving.store_dependency.StoreDep`.
 """
 
-from serving.store.engine import make_engine, redact
-from serving.store.migrate import current_revision, head_revision, upgrade_database
-from serving.store.records import (
+from store.engine import make_engine, redact
+from store.migrate import current_revision, head_revision, upgrade_database
+from store.records import (
     AlertRecord,
     CaseInput,
     CaseRecord,
@@ -25,8 +25,8 @@ from serving.store.records import (
     ReviewRecord,
     SnapshotRecord,
 )
-from serving.store.repository import Store, text_hash
-from serving.store.review_records import (
+from store.repository import Store, text_hash
+from store.review_records import (
     PRIORITIES,
     AgreementOverall,
     AgreementReport,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from serving.store.tables import as_utc
+from store.tables import as_utc
 
 
 def to_json(value: Any) -> Any:

@@ -1,7 +1,7 @@
-"""Alembic environment of the audit store; configured by `serving.store.migrate.alembic_config`.
+"""Alembic environment of the audit store; configured by `store.migrate.alembic_config`.
 
 Online: runs on the connection the caller passed (`upgrade_database` does, inside its transaction), or
-connects to the URL passed, or to `TRIAGE_DATABASE_URL` / the settings' default SQLite file.
+connects to the URL passed, or to `TRIAGE_DATABASE_URL` / the default SQLite file.
 Offline (`--sql`): writes the SQL for that URL's dialect.
 """
 
@@ -12,8 +12,8 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
-from serving.store.engine import make_engine, normalise_url, writer
-from serving.store.tables import Base
+from store.engine import configured_database_url, make_engine, normalise_url, writer
+from store.tables import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -22,9 +22,7 @@ target_metadata = Base.metadata
 def _url() -> str | URL:
     url = config.attributes.get("url")
     if url is None:
-        from serving.settings import Settings
-
-        url = Settings().database_url
+        url = configured_database_url()
     return url
 
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-# Migrations are frozen: types are spelled out here instead of imported from serving.store.tables.
+# Migrations are frozen: types are spelled out here instead of imported from store.tables.
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 JSON_DOC = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
 UTC_TIME = sa.DateTime(timezone=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from serving.store.tables import (
+from store.tables import (
     Case,
     HotspotAlert,
     HotspotMember,

@@ -10,12 +10,13 @@
   the busy timeout instead of failing with "database is locked".
 * PostgreSQL: `postgresql://` and `postgresql+psycopg://` both use psycopg 3; the store's writers use
   unique constraints, `ON CONFLICT DO NOTHING` and transaction-scoped advisory locks (see
-  `serving.store.repository`).
+  `store.repository`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -30,6 +31,21 @@ SQLITE_BUSY_TIMEOUT_MS = 15_000
 #: Execution option marking connections that will write (SQLite: `BEGIN IMMEDIATE`).
 WRITE_OPTION = "triage_store_write"
 SUPPORTED = "sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DATABASE"
+
+
+#: Where `TRIAGE_DATABASE_URL` is read when no URL is given (the service's settings read the same variable).
+DATABASE_URL_ENV = "TRIAGE_DATABASE_URL"
+
+
+def default_database_url() -> str:
+    """SQLite file `var/triage.db` under the working directory (the folder is made when first opened)."""
+    return f"sqlite:///{Path.cwd() / 'var' / 'triage.db'}"
+
+
+def configured_database_url() -> str:
+    """`TRIAGE_DATABASE_URL`, else the default SQLite file: the store's own answer, for tools that run
+    without the service's settings (migrations)."""
+    return os.environ.get(DATABASE_URL_ENV) or default_database_url()
 
 
 def redact(url: str | URL) -> str:

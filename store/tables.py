@@ -1,6 +1,6 @@
 """The audit store's tables, as SQLAlchemy 2.0 typed ORM classes.
 
-The schema is owned by the Alembic migrations in `serving/migrations/versions/`; these classes describe
+The schema is owned by the Alembic migrations in `store/migrations/versions/`; these classes describe
 it for queries and for `alembic revision --autogenerate`, and a test checks that the two agree. Nothing
 here creates tables (no `create_all` outside tests of the migrations themselves).
 
@@ -158,7 +158,7 @@ class Review(Base):
 
 class ReviewClaim(Base):
     """A reviewer taking a case ("claim") or letting it go ("release"): the latest row of a case says who
-    holds it, until the claim expires (`serving.store.claims`). Rows are only added."""
+    holds it, until the claim expires (`store.claims`). Rows are only added."""
 
     __tablename__ = "review_claims"
 
@@ -202,7 +202,7 @@ class HotspotAlert(Base):
 class HotspotFeed(Base):
     """One case as the hot-issue detector observed it; every replica replays these in `seq` order.
 
-    Rows are appended under one lock (`serving.store.hotspot_feed`), so `seq` order is intake order and
+    Rows are appended under one lock (`store.hotspot_feed`), so `seq` order is intake order and
     replicas that replay the feed hold the same detector state and raise the same alert ids.
     """
 

@@ -20,8 +20,8 @@ from sqlalchemy import ColumnElement, Select, case, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from features.text import mask_contact_details
-from serving.store.records import AlertRecord, CaseRecord, PredictionRecord, ReviewRecord
-from serving.store.review_records import (
+from store.records import AlertRecord, CaseRecord, PredictionRecord, ReviewRecord
+from store.review_records import (
     BODY_PREVIEW_CHARS,
     LEVELS,
     NO_LEVEL,
@@ -36,7 +36,7 @@ from serving.store.review_records import (
     WeekAgreement,
     rate,
 )
-from serving.store.tables import Case, HotspotAlert, HotspotMember, Prediction, Review, as_utc
+from store.tables import Case, HotspotAlert, HotspotMember, Prediction, Review, as_utc
 
 DEFAULT_QUEUE_LIMIT = 50
 MAX_SEARCH_TERMS = 5

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from serving.store.records import AlertRecord, CaseRecord, PredictionRecord, ReviewRecord
+from store.records import AlertRecord, CaseRecord, PredictionRecord, ReviewRecord
 
 Priority = Literal["red", "yellow", "review", "other"]
 #: Queue order: red risk first, then yellow, then low-confidence routes (needs_review), then the rest.

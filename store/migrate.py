@@ -1,13 +1,13 @@
 """The store's schema migrations (Alembic), configured in code so they run from anywhere.
 
-The migration scripts live in the `serving/migrations/` package and are found relative to this file,
+The migration scripts live in the `store/migrations/` package and are found relative to this file,
 so `upgrade_database(url)` works from an installed package and from any working directory; there is no
 `alembic.ini` to find. The service calls `upgrade_database` at start-up; by hand:
 
-    python -m serving.store.migrate upgrade head          # TRIAGE_DATABASE_URL or the default SQLite file
-    python -m serving.store.migrate current
-    python -m serving.store.migrate revision --autogenerate -m "add a column"   # from a source checkout
-    python -m serving.store.migrate --url postgresql+psycopg://... upgrade head
+    python -m store.migrate upgrade head          # TRIAGE_DATABASE_URL or the default SQLite file
+    python -m store.migrate current
+    python -m store.migrate revision --autogenerate -m "add a column"   # from a source checkout
+    python -m store.migrate --url postgresql+psycopg://... upgrade head
 
 On PostgreSQL, concurrent upgrades (several workers starting together) are serialised by an advisory
 lock, and the whole upgrade is one transaction.
@@ -28,17 +28,17 @@ from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
-from serving.store.engine import make_engine, redact, writer
+from store.engine import make_engine, redact, writer
 
 logger = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 #: `pg_advisory_xact_lock` key held while migrating (any constant unlikely to clash; "triage" in hex).
 MIGRATION_LOCK_KEY = 0x747269616765
 
 
 def alembic_config(url: str | URL | None = None, connection: Connection | None = None) -> Config:
-    """An Alembic config for the store: scripts in `serving/migrations`, database from the arguments.
+    """An Alembic config for the store: scripts in `store/migrations`, database from the arguments.
 
     With `connection`, migrations run on it (inside its transaction); otherwise `env.py` connects to
     `url`, or to `TRIAGE_DATABASE_URL` / the settings' default when `url` is None.
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--url", default=None, help="database URL (default: TRIAGE_DATABASE_URL or settings)")
     known, rest = pre.parse_known_args(sys.argv[1:] if argv is None else argv)
-    cli = CommandLine(prog="python -m serving.store.migrate [--url URL]")
+    cli = CommandLine(prog="python -m store.migrate [--url URL]")
     options = cli.parser.parse_args(rest)
     if not hasattr(options, "cmd"):
         cli.parser.error("too few arguments")

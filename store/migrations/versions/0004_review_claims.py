@@ -1,7 +1,7 @@
 """Reviewers' claims on cases: who is working on a case, so others in the queue leave it alone.
 
 `review_claims` is append-only like the rest of the store: a claim and a release are rows; the latest row
-of a case says who holds it until the claim expires (`serving.store.claims`).
+of a case says who holds it until the claim expires (`store.claims`).
 
 Revision ID: 0004
 Revises: 0003

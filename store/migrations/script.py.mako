@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 ${imports if imports else ""}
-# Migrations are frozen: spell types out here instead of importing them from serving.store.tables.
+# Migrations are frozen: spell types out here instead of importing them from store.tables.
 
 revision: str = ${repr(up_revision)}
 down_revision: str | Sequence[str] | None = ${repr(down_revision)}

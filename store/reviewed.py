@@ -15,8 +15,8 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
-from serving.store.repository import Store
-from serving.store.tables import Case, Prediction, Review, as_utc
+from store.repository import Store
+from store.tables import Case, Prediction, Review, as_utc
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,9 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from serving.store.jsonable import to_json
-from serving.store.records import CaseInput, SnapshotRecord
-from serving.store.tables import Case, HotspotAlert, HotspotFeed, HotspotMember, HotspotSnapshot, as_utc, utcnow
+from store.jsonable import to_json
+from store.records import CaseInput, SnapshotRecord
+from store.tables import Case, HotspotAlert, HotspotFeed, HotspotMember, HotspotSnapshot, as_utc, utcnow
 
 #: pg_advisory_xact_lock key of the feed (any fixed 64-bit number no other lock of ours uses).
 FEED_LOCK_KEY = 0x7472_6961_6765_6866  # "triagehf"

@@ -1,1 +1,0 @@
-"""Alembic migrations of the audit store (run them with `serving.store.migrate.upgrade_database`)."""
