@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from re import _constants as _sre
+from re import _parser as _sre_parse
+from typing import Any, TypeAlias
 
 import numpy as np
 import yaml
@@ -155,6 +157,11 @@ class Lexicon:
                 out[e.criterion].append(e.category)
         return {c: tuple(v) for c, v in out.items()}
 
+    @cached_property
+    def scanner(self) -> _Scanner:
+        """The one-pass matcher over all entries, built once per lexicon (`_parse_lexicon` builds it)."""
+        return _Scanner.build(self.entries)
+
 
 def _literal_alternation(phrases: Sequence[str]) -> str:
     """One regex for a list of literal phrases; the longest first so "燃气泄漏" wins over "燃气"."""
@@ -216,8 +223,14 @@ def _compile_entry(
         pattern = re.compile(source)
     except re.error as exc:
         raise ValueError(f"risk lexicon entry {name}: invalid regular expression: {exc}") from exc
-    if pattern.fullmatch("") is not None:
-        raise ValueError(f"risk lexicon entry {name}: the pattern matches the empty string")
+    if pattern.fullmatch("") is not None or _sre_parse.parse(source).getwidth()[0] == 0:
+        # The one-pass scanner finds a match by its first character. An empty match (possible after a
+        # lookbehind: "(?<=燃气)(泄漏)?") has none, and finditer's rule after one (retry the same position
+        # for a non-empty match) has no anchored equivalent.
+        raise ValueError(
+            f"risk lexicon entry {name}: the pattern can match the empty string "
+            "(every match must be at least one character long)"
+        )
 
     requires = None
     if "requires_any" in raw:
@@ -291,7 +304,9 @@ def _parse_lexicon(text: str, source: str) -> Lexicon:
     # Entries in rubric order, so matches and reasons come out in a stable order.
     entries.sort(key=lambda e: CRITERIA.index(e.criterion))
     many = frozenset((e.criterion, e.category) for e in entries if e.needs_many_people)
-    return Lexicon(version=version.strip(), source=source, entries=tuple(entries), many_people_categories=many)
+    lexicon = Lexicon(version=version.strip(), source=source, entries=tuple(entries), many_people_categories=many)
+    lexicon.scanner  # noqa: B018 - built at load, not on the first case
+    return lexicon
 
 
 @lru_cache(maxsize=8)
@@ -316,6 +331,167 @@ def __getattr__(name: str) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------------
+# One pass over the text for every entry
+# ---------------------------------------------------------------------------------------------------
+#
+# Scanning the text once per entry costs a pass per entry (88 today), and one combined regex
+# "(?=p0|p1|...)" is slower still (4-5x, experiments/bench_cues.py): Python's re cannot skip ahead on a
+# lookahead, so it tries every entry at every character. Instead each entry's pattern is read once at load,
+# with re's own parser, for the two characters its matches can start with (a superset: lookarounds and
+# anchors are skipped; a construct not understood, a negated class, a flag such as (?i), counts as "any
+# character"), and one character-class pattern finds, in a single pass, the positions where some entry
+# could start. Only the entries that can start with the two characters there are tried, anchored
+# (`pattern.match(text, pos)`, whose lookbehinds still see the text before pos). Positions before an
+# entry's last match end are skipped: that is `finditer`'s leftmost, non-overlapping order, so the matches
+# are exactly the per-entry scan's (tests/features/test_cue_single_pass.py checks it). Each entry is still
+# its own pattern, so flags, named groups and backreferences need no renumbering; only patterns that can
+# match the empty string are refused (`_compile_entry`): an empty match has no first character to find.
+
+#: A prefix of a match: known characters, None where any character may stand (the prefix ends there).
+_Prefix: TypeAlias = tuple[str | None, ...]
+_PREFIX_LEN = 2  # characters of lookahead used to pick the entries worth trying at a position
+_MAX_PREFIXES = 4096  # past this, an entry keeps only its first characters (still a superset)
+_MAX_CLASS_RANGE = 256  # a wider range in a character class ([一-龥]) counts as "any character"
+_REPEATS = (_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT)
+_ZERO_WIDTH = (_sre.AT, _sre.ASSERT, _sre.ASSERT_NOT)
+
+
+def _class_chars(items: Any) -> set[str] | None:
+    """The characters of a parsed ``[...]`` class, or None when it is negated, a category or too wide."""
+    chars: set[str] = set()
+    for op, av in items:
+        if op is _sre.LITERAL:
+            chars.add(chr(av))
+        elif op is _sre.RANGE and av[1] - av[0] < _MAX_CLASS_RANGE:
+            chars.update(chr(c) for c in range(av[0], av[1] + 1))
+        else:
+            return None
+    return chars
+
+
+def _item_prefixes(op: Any, av: Any, n: int, ignore_case: bool) -> set[_Prefix]:
+    """How a match of one parsed regex item can begin, up to ``n`` characters; () for zero width."""
+    if op is _sre.LITERAL or op is _sre.IN:
+        chars = {chr(av)} if op is _sre.LITERAL else _class_chars(av)
+        return {(None,)} if chars is None or ignore_case else {(c,) for c in chars}
+    if op is _sre.SUBPATTERN:
+        _group, add_flags, _del_flags, items = av
+        return _extend({()}, items, n, ignore_case or bool(add_flags & re.IGNORECASE))
+    if op is _sre.ATOMIC_GROUP:
+        return _extend({()}, av, n, ignore_case)
+    if op is _sre.BRANCH:
+        return set().union(*(_extend({()}, alternative, n, ignore_case) for alternative in av[1]))
+    if op in _REPEATS:
+        low, high, items = av
+        out: set[_Prefix] = set()
+        # More than n repetitions add nothing within n characters.
+        for times in range(min(low, n), min(high, n) + 1):
+            heads: set[_Prefix] = {()}
+            for _ in range(times):
+                heads = _extend(heads, items, n, ignore_case)
+            out |= heads
+        return out
+    if op in _ZERO_WIDTH:
+        return {()}  # anchors and lookarounds only narrow where a match starts: ignoring them keeps a superset
+    return {(None,)}  # any character, negated literal, backreference, conditional group
+
+
+def _extend(heads: set[_Prefix], items: Any, n: int, ignore_case: bool) -> set[_Prefix]:
+    """``heads`` followed by the parsed sequence ``items``, each cut at ``n`` characters or at a None."""
+    for op, av in items:
+        if all(len(h) >= n or None in h for h in heads):
+            break
+        tails: dict[int, set[_Prefix]] = {}
+        out: set[_Prefix] = set()
+        for head in heads:
+            room = n - len(head)
+            if room <= 0 or None in head:
+                out.add(head)
+                continue
+            if room not in tails:
+                tails[room] = _item_prefixes(op, av, room, ignore_case)
+            out.update(head + tail for tail in tails[room])
+        if len(out) > _MAX_PREFIXES:
+            out = {h[:1] + ((None,) if len(h) > 1 else ()) for h in out}
+        heads = out
+    return heads
+
+
+def _known(prefix: _Prefix) -> str:
+    """The characters of ``prefix`` before its first unknown one."""
+    out = ""
+    for c in prefix:
+        if c is None:
+            break
+        out += c
+    return out
+
+
+def _starts(pattern: re.Pattern[str]) -> set[str]:
+    """How the matches of ``pattern`` can begin: 0 to _PREFIX_LEN known characters each ("": anywhere)."""
+    parsed = _sre_parse.parse(pattern.pattern, pattern.flags)
+    ignore_case = bool(parsed.state.flags & re.IGNORECASE)
+    return {_known(p) for p in _extend({()}, parsed, _PREFIX_LEN, ignore_case)}
+
+
+def _char_class(chars: Iterable[str]) -> str:
+    return "[" + "".join(re.escape(c) for c in sorted(chars)) + "]"
+
+
+_Match: TypeAlias = Callable[[str, int], "re.Match[str] | None"]
+_Candidates: TypeAlias = tuple[tuple[int, _Match], ...]  # (entry index, entry.pattern.match)
+
+
+@dataclass(frozen=True, eq=False)
+class _Scanner:
+    """Finds every entry's matches (as ``entry.pattern.finditer`` would) in one pass over a text."""
+
+    starts: re.Pattern[str]  # one character where some entry may start; its pass is the only scan of the text
+    by_pair: dict[str, _Candidates]  # the two characters at a position -> the entries that can start there
+    by_char: dict[str, _Candidates]  # the character at a position, when its pair is not listed
+    anywhere: _Candidates  # entries whose first character is unknown: tried at every position (in all of the above)
+    size: int
+
+    @classmethod
+    def build(cls, entries: Sequence[_Entry]) -> _Scanner:
+        pairs: dict[str, set[int]] = {}
+        singles: dict[str, set[int]] = {}
+        anywhere: set[int] = set()
+        for k, entry in enumerate(entries):
+            for start in _starts(entry.pattern):
+                (pairs.setdefault(start, set()) if len(start) == 2 else
+                 singles.setdefault(start, set()) if start else anywhere).add(k)
+
+        def candidates(ks: set[int]) -> _Candidates:
+            return tuple((k, entries[k].pattern.match) for k in sorted(ks | anywhere))
+
+        by_pair = {p: candidates(ks | singles.get(p[0], set())) for p, ks in pairs.items()}
+        by_char = {c: candidates(ks) for c, ks in singles.items()}
+        if anywhere:
+            starts = r"(?s:.)"
+        elif not pairs:
+            starts = _char_class(singles)
+        else:  # a first character, then a second one of some pair, or a character that starts an entry alone
+            follows = f"(?={_char_class({p[1] for p in pairs})})"
+            firsts = _char_class({p[0] for p in pairs} | set(singles))
+            starts = firsts + (f"(?:{follows}|(?<={_char_class(singles)}))" if singles else follows)
+        return cls(re.compile(starts), by_pair, by_char, candidates(set()), len(entries))
+
+    def spans(self, text: str) -> dict[int, list[tuple[int, int]]]:
+        """(start, end) of every match per entry index (entries without a match left out), in text order."""
+        found: dict[int, list[tuple[int, int]]] = {}
+        resume = [0] * self.size  # finditer's next search position per entry: matches never overlap
+        pair, char, anywhere = self.by_pair.get, self.by_char.get, self.anywhere
+        for hit in self.starts.finditer(text):
+            pos = hit.start()
+            for k, match in pair(text[pos:pos + 2]) or char(text[pos], anywhere):
+                if pos >= resume[k] and (m := match(text, pos)):
+                    resume[k] = end = m.end()
+                    found.setdefault(k, []).append((pos, end))
+        return found
+
+
+# ---------------------------------------------------------------------------------------------------
 # Matching
 # ---------------------------------------------------------------------------------------------------
 
@@ -333,20 +509,17 @@ def _bounds(text: str, start: int, end: int, breaks: re.Pattern[str], window: in
     return lo, hi
 
 
-def _entry_matches(entry: _Entry, text: str) -> Iterable[CueMatch]:
-    for m in entry.pattern.finditer(text):
-        start, end = m.span()
-        if start == end:
-            continue
-        if entry.negation is not None:
-            lo, _ = _bounds(text, start, end, _CLAUSE_BREAK, entry.negation_window)
-            if entry.negation.search(text, lo, start):
-                continue
-        if entry.requires is not None:
-            lo, hi = _bounds(text, start, end, _SENTENCE_BREAK, entry.window)
-            if not (entry.requires.search(text, lo, start) or entry.requires.search(text, end, hi)):
-                continue
-        yield CueMatch(entry.criterion, entry.category, m.group(), start, end)
+def _accepts(entry: _Entry, text: str, start: int, end: int) -> bool:
+    """False when a negation cue stands before the match in its clause, or a required cue is missing."""
+    if entry.negation is not None:
+        lo, _ = _bounds(text, start, end, _CLAUSE_BREAK, entry.negation_window)
+        if entry.negation.search(text, lo, start):
+            return False
+    if entry.requires is not None:
+        lo, hi = _bounds(text, start, end, _SENTENCE_BREAK, entry.window)
+        if not (entry.requires.search(text, lo, start) or entry.requires.search(text, end, hi)):
+            return False
+    return True
 
 
 def _non_overlapping(matches: list[CueMatch]) -> list[CueMatch]:
@@ -359,10 +532,15 @@ def _non_overlapping(matches: list[CueMatch]) -> list[CueMatch]:
 
 
 def _lexicon_matches(text: str, lexicon: Lexicon) -> list[CueMatch]:
+    """Accepted matches of every entry, non-overlapping per (criterion, category), grouped in entry order."""
     by_category: dict[tuple[str, str], list[CueMatch]] = {}
-    for entry in lexicon.entries:
-        for m in _entry_matches(entry, text):
-            by_category.setdefault((m.criterion, m.category), []).append(m)
+    found = lexicon.scanner.spans(text)
+    for k in sorted(found):
+        entry = lexicon.entries[k]
+        for start, end in found[k]:
+            if _accepts(entry, text, start, end):
+                match = CueMatch(entry.criterion, entry.category, text[start:end], start, end)
+                by_category.setdefault((entry.criterion, entry.category), []).append(match)
     return [m for group in by_category.values() for m in _non_overlapping(group)]
 
 

@@ -58,7 +58,9 @@ def all_patterns() -> dict[str, re.Pattern[str]]:
                     found[f"{info.name}.{name}"] = value
     from features.risk_cues import load_lexicon
 
-    for entry in load_lexicon().entries:
+    lexicon = load_lexicon()
+    found["lexicon scanner.starts"] = lexicon.scanner.starts  # the one pass that finds where cues may start
+    for entry in lexicon.entries:
         for part in ("pattern", "requires", "negation"):
             pattern = getattr(entry, part)
             if pattern is not None:
