@@ -8,18 +8,21 @@ exactly once per call, and so a single case goes through without pandas or Colum
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
+from pydantic import BaseModel, ConfigDict, Field
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.utils.validation import check_is_fitted
 
-from features.text import case_text, case_tokens, mask_personal_data, normalise, tokenise
+from features.prepared import PreparedCase, as_pairs, prepare, prepared_cases
+from features.tfidf_rows import FittedTfidf, stack_rows
 
 TOKEN_SEPARATOR = " "
+
+__all__ = ["TOKEN_SEPARATOR", "CaseVectorizer", "FeatureParams", "as_pairs", "split_tokens"]
 
 
 def split_tokens(doc: str) -> list[str]:
@@ -27,22 +30,27 @@ def split_tokens(doc: str) -> list[str]:
     return doc.split(TOKEN_SEPARATOR) if doc else []
 
 
-def as_pairs(cases: Any) -> list[tuple[str, str]]:
-    """Accept a DataFrame with title/body columns or a sequence of (title, body) pairs."""
-    if isinstance(cases, pd.DataFrame):
-        missing = {"title", "body"} - set(cases.columns)
-        if missing:
-            raise ValueError(f"input is missing column(s) {sorted(missing)}; expected 'title' and 'body'")
-        titles = cases["title"].tolist()
-        bodies = cases["body"].tolist()
-        return [(_str(t), _str(b)) for t, b in zip(titles, bodies, strict=True)]
-    return [(_str(t), _str(b)) for t, b in cases]
+class FeatureParams(BaseModel):
+    """Arguments of `CaseVectorizer`, as the training config (`features:`) gives them; the one source of
+    their defaults: `CaseVectorizer()` is the shipped recipe."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    word_ngram_range: tuple[int, int] = (1, 2)
+    word_min_df: int = Field(2, ge=1)
+    word_max_df: float = Field(1.0, gt=0, le=1)
+    word_max_features: int | None = Field(None, ge=1)
+    title_weight: float = Field(0.0, ge=0)
+    char_weight: float = Field(0.7, ge=0)
+    char_ngram_range: tuple[int, int] = (1, 4)
+    char_min_df: int = Field(1, ge=1)
+    char_max_features: int | None = Field(300_000, ge=1)
+    char_source: Literal["text", "title"] = "title"
+    body_max_chars: int | None = Field(None, ge=1)
+    sublinear_tf: bool = True
 
 
-def _str(value: Any) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return ""
-    return str(value)
+_DEFAULTS = FeatureParams()
 
 
 class CaseVectorizer(TransformerMixin, BaseEstimator):
@@ -56,18 +64,18 @@ class CaseVectorizer(TransformerMixin, BaseEstimator):
     def __init__(
         self,
         *,
-        word_ngram_range: tuple[int, int] = (1, 2),
-        word_min_df: int = 2,
-        word_max_df: float = 1.0,
-        word_max_features: int | None = None,
-        title_weight: float = 1.0,
-        char_weight: float = 1.0,
-        char_ngram_range: tuple[int, int] = (2, 4),
-        char_min_df: int = 3,
-        char_max_features: int | None = 300_000,
-        char_source: str = "text",
-        body_max_chars: int | None = None,
-        sublinear_tf: bool = True,
+        word_ngram_range: tuple[int, int] = _DEFAULTS.word_ngram_range,
+        word_min_df: int = _DEFAULTS.word_min_df,
+        word_max_df: float = _DEFAULTS.word_max_df,
+        word_max_features: int | None = _DEFAULTS.word_max_features,
+        title_weight: float = _DEFAULTS.title_weight,
+        char_weight: float = _DEFAULTS.char_weight,
+        char_ngram_range: tuple[int, int] = _DEFAULTS.char_ngram_range,
+        char_min_df: int = _DEFAULTS.char_min_df,
+        char_max_features: int | None = _DEFAULTS.char_max_features,
+        char_source: str = _DEFAULTS.char_source,
+        body_max_chars: int | None = _DEFAULTS.body_max_chars,
+        sublinear_tf: bool = _DEFAULTS.sublinear_tf,
     ) -> None:
         self.word_ngram_range = word_ngram_range
         self.word_min_df = word_min_df
@@ -97,21 +105,24 @@ class CaseVectorizer(TransformerMixin, BaseEstimator):
         }
 
     # -- text preparation -------------------------------------------------------------------------
-    def _prepare(self, cases: Any) -> tuple[list[str], list[str], list[str]]:
+    def _cases(self, cases: Any) -> list[PreparedCase]:
+        """The cases as `PreparedCase`s (given so, or prepared here), bodies cut at `body_max_chars`."""
+        prepared = prepared_cases(cases)
+        n = self.body_max_chars
+        if n is not None:
+            prepared = [c if len(c.body) <= n else prepare(c.title, c.body[:n]) for c in prepared]
+        return prepared
+
+    def _documents(self, cases: Any) -> tuple[list[str], list[str], list[str]]:
         """Per case: the text the character block reads, the word tokens, the title tokens."""
         chars, words, titles = [], [], []
-        for title, body in as_pairs(cases):
-            if self.body_max_chars is not None:
-                body = normalise(body)[: self.body_max_chars]
-            text = case_text(title, body)
-            words.append(TOKEN_SEPARATOR.join(case_tokens(title, body)))
-            needs_title = self.title_weight or self.char_source == "title"
-            clean_title = mask_personal_data(normalise(title)) if needs_title else ""
+        for case in self._cases(cases):
+            words.append(TOKEN_SEPARATOR.join(case.tokens))
             if self.char_weight:
                 # An empty title (it happens) falls back to the text, so the block is never blank.
-                chars.append(text if self.char_source == "text" else (clean_title or text))
+                chars.append(case.text if self.char_source == "text" else (case.title_masked or case.text))
             if self.title_weight:
-                titles.append(TOKEN_SEPARATOR.join(tokenise(clean_title)))
+                titles.append(TOKEN_SEPARATOR.join(case.title_tokens))
         return chars, words, titles
 
     def _word_vectorizer(self, ngram_range: Sequence[int], min_df: int) -> TfidfVectorizer:
@@ -137,7 +148,8 @@ class CaseVectorizer(TransformerMixin, BaseEstimator):
             raise ValueError("title_weight and char_weight must be >= 0")
         if self.char_source not in ("text", "title"):
             raise ValueError(f"char_source must be 'text' or 'title', got {self.char_source!r}")
-        chars, words, titles = self._prepare(X)
+        self.__dict__.pop("_fitted_rows", None)
+        chars, words, titles = self._documents(X)
         if not words:
             raise ValueError("cannot fit CaseVectorizer on zero cases")
         min_df = self.word_min_df if len(words) >= 10 * self.word_min_df else 1
@@ -163,11 +175,30 @@ class CaseVectorizer(TransformerMixin, BaseEstimator):
         return sp.hstack(blocks, format="csr")
 
     def transform(self, X: Any) -> sp.csr_matrix:
+        """The fitted blocks' TF-IDF rows, weighted and side by side.
+
+        Computed straight from the fitted vocabularies (`features.tfidf_rows`): the numbers sklearn's
+        ``transform`` gives (tests compare them), without its per-call overhead, which was most of the
+        cost of routing one case.
+        """
         check_is_fitted(self, "word_vectorizer_")
-        chars, words, titles = self._prepare(X)
-        blocks = [self.word_vectorizer_.transform(words)]
+        chars, words, titles = self._documents(X)
+        blocks = [(self._fitted("word_vectorizer_"), 1.0, words)]
         if self.title_vectorizer_ is not None:
-            blocks.append(self.title_vectorizer_.transform(titles) * self.title_weight)
+            blocks.append((self._fitted("title_vectorizer_"), self.title_weight, titles))
         if self.char_vectorizer_ is not None:
-            blocks.append(self.char_vectorizer_.transform(chars) * self.char_weight)
-        return sp.hstack(blocks, format="csr")
+            blocks.append((self._fitted("char_vectorizer_"), self.char_weight, chars))
+        data, indices, indptr, n_columns = stack_rows(blocks, len(words))
+        return sp.csr_matrix((data, indices, indptr), shape=(len(words), n_columns))
+
+    def _fitted(self, name: str) -> FittedTfidf:
+        """The block's vocabulary and idf in the form `stack_rows` reads, taken once per loaded model."""
+        cache = self.__dict__.setdefault("_fitted_rows", {})
+        if name not in cache:
+            cache[name] = FittedTfidf.of(getattr(self, name))
+        return cache[name]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_fitted_rows", None)
+        return state

@@ -12,26 +12,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
-from features.vectorizer import CaseVectorizer
-
-
-class FeatureParams(BaseModel):
-    """Arguments of `CaseVectorizer`; see its docstring."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    word_ngram_range: tuple[int, int] = (1, 2)
-    word_min_df: int = Field(2, ge=1)
-    word_max_df: float = Field(1.0, gt=0, le=1)
-    word_max_features: int | None = Field(None, ge=1)
-    title_weight: float = Field(0.0, ge=0)
-    char_weight: float = Field(0.7, ge=0)
-    char_ngram_range: tuple[int, int] = (1, 4)
-    char_min_df: int = Field(1, ge=1)
-    char_max_features: int | None = Field(300_000, ge=1)
-    char_source: Literal["text", "title"] = "title"
-    body_max_chars: int | None = Field(None, ge=1)
-    sublinear_tf: bool = True
+from features.vectorizer import CaseVectorizer, FeatureParams
 
 
 class HashedParams(BaseModel):

@@ -38,7 +38,7 @@ def test_get_params_returns_the_constructor_arguments_unchanged() -> None:
     assert params["title_weight"] == 0.5
     assert params["char_weight"] == 0
     assert params["body_max_chars"] == 200
-    assert params["char_min_df"] == 3  # default kept
+    assert params["char_min_df"] == 1  # the shipped default (FeatureParams) kept
 
 
 def test_clone_round_trip_keeps_params_and_drops_fitted_state(fitted: CaseVectorizer) -> None:
@@ -72,7 +72,7 @@ def test_fit_returns_self_and_sets_fitted_attributes(small_cases: pd.DataFrame) 
     assert vec.fit(small_cases) is vec
     assert vec.n_features_out_ > 0
     assert vec.word_vectorizer_ is not None
-    assert vec.title_vectorizer_ is not None
+    assert vec.title_vectorizer_ is None  # the shipped recipe has no title-word block (title_weight 0)
     assert vec.char_vectorizer_ is not None
 
 
@@ -136,8 +136,8 @@ def test_personal_numbers_do_not_change_the_features(fitted: CaseVectorizer) -> 
 
 
 def test_disabling_blocks_with_zero_weights_removes_their_features(small_cases: pd.DataFrame) -> None:
-    full = CaseVectorizer().fit(small_cases)
-    no_char = CaseVectorizer(char_weight=0).fit(small_cases)
+    full = CaseVectorizer(title_weight=1.0).fit(small_cases)
+    no_char = CaseVectorizer(title_weight=1.0, char_weight=0).fit(small_cases)
     words_only = CaseVectorizer(char_weight=0, title_weight=0).fit(small_cases)
 
     n_words = len(words_only.word_vectorizer_.vocabulary_)

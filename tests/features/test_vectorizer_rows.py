@@ -1,0 +1,83 @@
+"""`CaseVectorizer.transform` computes its rows from the fitted vocabularies: they must equal sklearn's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from features.prepared import prepare_all
+from features.text import case_text, case_tokens, mask_personal_data, normalise, tokenise
+from features.vectorizer import TOKEN_SEPARATOR, CaseVectorizer, FeatureParams, as_pairs
+
+
+def sklearn_reference(vec: CaseVectorizer, cases: pd.DataFrame) -> sp.csr_matrix:
+    """The blocks as sklearn's own `TfidfVectorizer.transform` weighs them, from the documents the
+    vectorizer built before it read prepared cases."""
+    chars, words, titles = [], [], []
+    for title, body in as_pairs(cases):
+        if vec.body_max_chars is not None:
+            body = normalise(body)[: vec.body_max_chars]
+        text = case_text(title, body)
+        words.append(TOKEN_SEPARATOR.join(case_tokens(title, body)))
+        clean_title = mask_personal_data(normalise(title))
+        chars.append(text if vec.char_source == "text" else (clean_title or text))
+        titles.append(TOKEN_SEPARATOR.join(tokenise(clean_title)))
+    blocks = [vec.word_vectorizer_.transform(words)]
+    if vec.title_vectorizer_ is not None:
+        blocks.append(vec.title_vectorizer_.transform(titles) * vec.title_weight)
+    if vec.char_vectorizer_ is not None:
+        blocks.append(vec.char_vectorizer_.transform(chars) * vec.char_weight)
+    return sp.hstack(blocks, format="csr")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},  # the shipped defaults
+        {"title_weight": 1.0, "char_source": "text", "char_ngram_range": (2, 4)},
+        {"body_max_chars": 40, "word_ngram_range": (1, 3), "sublinear_tf": False},
+        {"char_weight": 0.0},
+    ],
+    ids=["shipped", "title-and-text-chars", "cut-bodies", "words-only"],
+)
+def test_rows_equal_sklearns_transform_on_every_demo_case(demo_cases: pd.DataFrame, params: dict) -> None:
+    cases = demo_cases[["title", "body"]]
+    train, rest = cases.iloc[:500], cases.iloc[500:].reset_index(drop=True)
+    vec = CaseVectorizer(**params).fit(train)
+    ours, theirs = vec.transform(rest), sklearn_reference(vec, rest)
+    assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
+    np.testing.assert_allclose(ours.toarray(), theirs.toarray(), rtol=1e-6, atol=1e-7)
+    assert (ours.toarray() != 0).sum() == (theirs.toarray() != 0).sum()
+
+
+def test_the_default_vectorizer_is_the_shipped_recipe() -> None:
+    from models.router import FeatureParams as ConfigFeatures
+    from training.config import TrainConfig
+
+    assert ConfigFeatures is FeatureParams
+    assert CaseVectorizer().get_params() == TrainConfig().features.model_dump()
+
+
+def test_prepared_cases_pairs_and_frames_give_the_same_rows(demo_cases: pd.DataFrame) -> None:
+    cases = demo_cases[["title", "body"]].head(200)
+    vec = CaseVectorizer().fit(cases)
+    from_frame = vec.transform(cases)
+    from_pairs = vec.transform(list(cases.itertuples(index=False, name=None)))
+    from_prepared = vec.transform(prepare_all(cases.itertuples(index=False, name=None)))
+    assert (from_frame != from_pairs).nnz == 0 and (from_frame != from_prepared).nnz == 0
+
+
+def test_a_case_with_no_known_word_is_an_empty_row() -> None:
+    cases = [("路灯不亮", "小区路灯坏了"), ("噪音扰民", "工地夜间施工")]
+    vec = CaseVectorizer(char_weight=0.0, word_min_df=1).fit(cases)
+    row = vec.transform([("", "")])
+    assert row.shape == (1, vec.n_features_out_) and row.nnz == 0
+
+
+def test_refitting_forgets_the_old_vocabulary(demo_cases: pd.DataFrame) -> None:
+    vec = CaseVectorizer()
+    first = vec.fit(demo_cases[["title", "body"]].head(100)).transform(demo_cases[["title", "body"]].head(5))
+    second = vec.fit(demo_cases[["title", "body"]].tail(300)).transform(demo_cases[["title", "body"]].head(5))
+    assert second.shape[1] == vec.n_features_out_ != first.shape[1]
