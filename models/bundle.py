@@ -1,25 +1,30 @@
 """The one artefact serving loads: the fitted router, its thresholds and what describes them.
 
-Training builds a `TriageBundle`, MLflow stores it (see `models.mlflow_model`), and serving and batch
-prediction call `route` / `route_one`; nothing outside this class turns probabilities into decisions.
+Training builds a `TriageBundle`, MLflow stores it (see `models.mlflow_model`), and serving, batch,
+Dask, warm-up, training's evaluation and promotion all call `assess` (or `route` for the department
+alone); nothing outside this class turns probabilities into decisions.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import joblib
 import numpy as np
-import pandas as pd
 import sklearn
 from sklearn.pipeline import Pipeline
 
 from features import tokenizer
+from features.prepared import prepare, prepared_cases
 from models.fast_linear import CompiledCalibratedLinear
 from models.taxonomy_guard import max_class_score
+
+if TYPE_CHECKING:
+    from models.risk import RiskResult
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +40,45 @@ class Route:
     needs_review: bool
     #: Unlike every known department (`models.taxonomy_guard`): sent to review whatever the confidence.
     out_of_taxonomy: bool = False
+    #: The probability of every department (`TriageBundle.classes` order): the risk model reads them.
+    scores: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+
+class BurstView(Protocol):
+    """What an assessment reads of a case's burst at intake (`models.hotspots.Assignment` is one)."""
+
+    @property
+    def hot_issue_id(self) -> str | None: ...
+
+    def features(self) -> Mapping[str, float]: ...
+
+
+@dataclass(frozen=True)
+class ReplayedBurst:
+    """A burst as a batch replay recorded it (`burst_*` columns and ``hot_issue_id`` of a scored frame)."""
+
+    stats: Mapping[str, float]
+    hot_issue_id: str | None = None
+
+    def features(self) -> Mapping[str, float]:
+        return self.stats
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """Everything the models say of one case: its department, its risk level with reasons, and its hot
+    issue. `TriageBundle.assess` is the one place that makes it, for serving, batch, Dask, warm-up,
+    training's evaluation and promotion alike."""
+
+    route: Route
+    #: None for bundles without a risk model.
+    risk: RiskResult | None
+    #: Where the hot-issue detector placed the case (None: scored without a detector).
+    burst: BurstView | None = None
+
+    @property
+    def hot_issue_id(self) -> str | None:
+        return None if self.burst is None else self.burst.hot_issue_id
 
 
 @dataclass
@@ -102,6 +146,35 @@ class TriageBundle:
                 proba, raw = compiled.predict_proba_and_margin(features)
         return proba, None if guard is None or raw is None else guard.flags(raw)
 
+    def assess(
+        self,
+        cases: Any,
+        *,
+        routes: Sequence[Route] | None = None,
+        bursts: Sequence[BurstView | None] | None = None,
+        reasons: bool = True,
+    ) -> list[Assessment]:
+        """Route, risk (bands, then the cue rules' safety floor) with reasons, and hot issue, per case.
+
+        ``cases``: `PreparedCase`s (each normalised and tokenised once, shared by every model), (title, body)
+        pairs or a DataFrame with title / body. ``routes``: the cases' routes when already made (serving
+        routes a case before the hot-issue detector places it). ``bursts``: where the detector placed each
+        case (its statistics are risk features); None: no detector. ``reasons`` False skips the risk
+        reasons (batch), which changes no level.
+        """
+        prepared = prepared_cases(cases)
+        if routes is None:
+            routes = self.route(prepared)
+        if len(routes) != len(prepared) or (bursts is not None and len(bursts) != len(prepared)):
+            raise ValueError("assess needs one route and one burst (or None) per case")
+        risks: list[RiskResult | None] = [None] * len(prepared)
+        if self.risk is not None and prepared:
+            proba = np.vstack([r.scores for r in routes])
+            stats = None if bursts is None else [None if b is None else b.features() for b in bursts]
+            risks = list(self.risk.predict(prepared, proba, self.classes, bursts=stats, reasons=reasons))
+        placed = bursts if bursts is not None else [None] * len(prepared)
+        return [Assessment(route, risk, burst) for route, risk, burst in zip(routes, risks, placed, strict=True)]
+
     def routes_from_proba(self, proba: np.ndarray, out_of_taxonomy: np.ndarray | None = None) -> list[Route]:
         classes = self.classes
         limits = self._limits()
@@ -118,17 +191,20 @@ class TriageBundle:
                     top=[(classes[i], float(row[i])) for i in idx],
                     needs_review=bool(row[best] < limits[best] or away),
                     out_of_taxonomy=bool(away),
+                    scores=row,
                 )
             )
         return routes
 
     def route(self, cases: Any) -> list[Route]:
-        if isinstance(cases, pd.DataFrame) and cases.empty:
+        """The department of each case (`PreparedCase`s, (title, body) pairs or a DataFrame)."""
+        prepared = prepared_cases(cases)
+        if not prepared:
             return []
-        return self.routes_from_proba(*self.score(cases))
+        return self.routes_from_proba(*self.score(prepared))
 
     def route_one(self, title: str | None, body: str | None) -> Route:
-        return self.route([(title or "", body or "")])[0]
+        return self.route([prepare(title, body)])[0]
 
     # -- persistence --------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:

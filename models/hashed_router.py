@@ -96,7 +96,7 @@ class HashedCaseVectorizer(CaseVectorizer):
 
     def counts(self, cases: Any) -> sp.csr_matrix:
         """Raw term counts of every block side by side (no fitted state): what the spill stores."""
-        chars, words, titles = self._prepare(cases)
+        chars, words, titles = self._documents(cases)
         docs = {"words": words, "title": titles, "chars": chars}
         return sp.hstack([h.transform(docs[name]) for name, h, _ in self._hashers()], format="csr")
 

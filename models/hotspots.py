@@ -82,7 +82,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from features.places import extract_places, is_specific, place_key, same_place
-from features.text import case_text, normalise, tokenise
+from features.prepared import PreparedCase, prepare
+from features.text import case_text, tokenise
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,10 @@ _SINGLE_CHAR = re.compile(r"^[\u4e00-\u9fff]$")
 #: Place kinds whose suffixes are reliable enough that a place read from a body may keep cases apart.
 _RELIABLE_KINDS = frozenset({"community", "school", "hospital"})
 _WEIGHT_DIGITS = 6  # member weights are rounded at intake, so snapshots reproduce them exactly
+
+
+#: A burst is a hot issue from its second case on (`Assignment.hot_issue_id`).
+HOT_ISSUE_MIN_CASES = 2
 
 
 class HotspotConfig(BaseModel):
@@ -158,12 +163,23 @@ class CaseTerms:
     place: tuple[str, str, str, str] | None  # (name, kind, key, "title"|"body")
 
 
-def case_terms(title: str, body: str, config: HotspotConfig) -> CaseTerms:
-    """Tokens (jieba), joined single-character runs and specific places of one case: see `CaseTerms`."""
-    title_n = case_text(title, "")
-    body_n = case_text("", normalise(body)[: config.body_max_chars])
-    counts: Counter[str] = Counter(_terms(body_n))
-    for term, n in Counter(_terms(title_n)).items():
+def case_terms(title: str, body: str, config: HotspotConfig, prepared: PreparedCase | None = None) -> CaseTerms:
+    """Tokens (jieba), joined single-character runs and specific places of one case: see `CaseTerms`.
+
+    ``prepared``: the case as the router prepared it (`features.prepared`); its tokens are reused, and only
+    a body longer than `HotspotConfig.body_max_chars` (the detector reads its beginning) is cut and
+    tokenised again.
+    """
+    if prepared is None:
+        prepared = prepare(title, body)
+    title_n, title_tokens = prepared.title_masked, prepared.title_tokens
+    if len(prepared.body) <= config.body_max_chars:
+        body_n, body_tokens = prepared.body_masked, prepared.body_tokens
+    else:
+        body_n = case_text("", prepared.body[: config.body_max_chars])
+        body_tokens = tuple(tokenise(body_n))
+    counts: Counter[str] = Counter(_terms(body_tokens))
+    for term, n in Counter(_terms(title_tokens)).items():
         counts[term] += n * (1.0 + config.title_weight)
     title_places = [p for p in extract_places(title_n) if is_specific(p)]
     body_places = [p for p in extract_places(body_n) if is_specific(p)]
@@ -223,6 +239,14 @@ class Assignment:
     votes: int
     age_days: float
     alert: Alert | None = None
+
+    @property
+    def hot_issue_id(self) -> str | None:
+        """The hot issue this case belongs to: its burst, once the burst holds `HOT_ISSUE_MIN_CASES` cases.
+
+        The one place the rule is written; serving, batch and Dask all ask here.
+        """
+        return self.burst_id if self.burst_id and self.cases >= HOT_ISSUE_MIN_CASES else None
 
     def features(self) -> dict[str, float]:
         """Numeric burst statistics, e.g. as risk-model inputs."""
@@ -656,12 +680,12 @@ def _naive(value: datetime) -> datetime:
     return value.replace(tzinfo=None) if value.tzinfo is not None else value
 
 
-def _terms(text: str) -> list[str]:
-    """Tokens for similarity: jieba words (single digits and letters dropped) plus runs of single CJK
-    characters joined into one token (names jieba does not know come out as single characters)."""
+def _terms(tokens: Iterable[str]) -> list[str]:
+    """Terms for similarity from a text's tokens: jieba words (single digits and letters dropped) plus runs
+    of single CJK characters joined into one token (names jieba does not know come out as single characters)."""
     out: list[str] = []
     run: list[str] = []
-    for token in tokenise(text):
+    for token in tokens:
         if _SINGLE_CHAR.match(token):
             run.append(token)
             out.append(token)  # single characters carry meaning too (堵, 臭, 漏)
@@ -708,6 +732,7 @@ def _keywords(centroid: Mapping[str, float], k: int) -> list[str]:
 
 
 __all__ = [
+    "HOT_ISSUE_MIN_CASES",
     "LEVELS",
     "SNAPSHOT_FORMAT",
     "Alert",

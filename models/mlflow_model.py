@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
-from models.bundle import BUNDLE_FILE, TOP_K, TriageBundle
+from models.bundle import BUNDLE_FILE, TOP_K, ReplayedBurst, TriageBundle
+from models.risk import BURST_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -30,16 +31,15 @@ CHALLENGER = "challenger"
 
 def routes_frame(bundle: TriageBundle, cases: pd.DataFrame) -> pd.DataFrame:
     """One output row per case: department, confidence, needs_review, the top-3 with probabilities and,
-    when the bundle has a risk model, the risk level and its probabilities.
+    when the bundle has a risk model, the risk level and its probabilities (`TriageBundle.assess`).
 
     Risk features include burst statistics when `cases` carries the `burst_*` columns (see
     `models.risk.BURST_COLUMNS`); without them the case is scored as if it joined no burst.
     """
-    pairs = cases[["title", "body"]]
-    proba, outside = bundle.score(pairs) if len(cases) else (np.zeros((0, len(bundle.classes))), None)
-    routes = bundle.routes_from_proba(proba, outside)
+    assessed = bundle.assess(cases, bursts=frame_bursts(cases), reasons=False)
     rows: list[dict[str, Any]] = []
-    for r in routes:
+    for a in assessed:
+        r = a.route
         row: dict[str, Any] = {
             "department": r.label,
             "department_confidence": r.confidence,
@@ -56,13 +56,26 @@ def routes_frame(bundle: TriageBundle, cases: pd.DataFrame) -> pd.DataFrame:
     ]
     out = pd.DataFrame(rows, columns=columns)
     if bundle.risk is not None:
-        levels = ("red", "yellow", "green")
-        frame = cases.reset_index(drop=True)
-        results = bundle.risk.predict(frame, proba, bundle.classes, reasons=False) if len(cases) else []
-        out["risk_level"] = pd.Series([r.level for r in results], dtype=object)
-        for level in levels:
-            out[f"risk_probability_{level}"] = pd.Series([r.probabilities[level] for r in results], dtype=float)
+        risks = [a.risk for a in assessed if a.risk is not None]
+        out["risk_level"] = pd.Series([r.level for r in risks], dtype=object)
+        for level in ("red", "yellow", "green"):
+            out[f"risk_probability_{level}"] = pd.Series([r.probabilities[level] for r in risks], dtype=float)
     return out
+
+
+def frame_bursts(cases: pd.DataFrame) -> list[ReplayedBurst | None] | None:
+    """The burst each row of a replayed frame records (`burst_*` columns, ``hot_issue_id``); None when the
+    frame has no burst column (scored as joining no burst)."""
+    present = [c for c in BURST_COLUMNS if c in cases.columns]
+    if not present:
+        return None
+    values = {c: pd.to_numeric(cases[c], errors="coerce").to_numpy(dtype=np.float64) for c in present}
+    hot = cases["hot_issue_id"].tolist() if "hot_issue_id" in cases.columns else [None] * len(cases)
+    return [
+        ReplayedBurst({c: float(v[i]) if np.isfinite(v[i]) else 0.0 for c, v in values.items()},
+                      h if isinstance(h, str) else None)
+        for i, h in enumerate(hot)
+    ]
 
 
 class TriagePyfunc(PythonModel):

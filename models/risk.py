@@ -59,9 +59,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from features import risk_cues
+from features.prepared import PreparedCase, as_pairs, prepare, prepared_cases
 from features.risk_cues import FEATURE_NAMES, LEVELS, CueMatch, Lexicon, load_lexicon, rule_risk_level
-from features.text import TEXT_PIPELINE_VERSION, case_text, case_tokens, normalise, tokenise
-from features.vectorizer import as_pairs
+from features.text import TEXT_PIPELINE_VERSION, case_text, tokenise
 from models.risk_text import TextScorer, text_doc, text_oof
 
 logger = logging.getLogger(__name__)
@@ -290,12 +290,12 @@ def _cue_block(text: str, lexicon: Lexicon) -> tuple[dict[str, float], list[CueM
     return feats, matches
 
 
-def _text_stats(title: str, body: str, text: str) -> list[float]:
-    body_n = normalise(body)
+def _text_stats(case: PreparedCase) -> list[float]:
+    text = case.text
     return [
-        float(len(normalise(title))),
-        float(len(body_n)),
-        float(not body_n),
+        float(len(case.title)),
+        float(len(case.body)),
+        float(not case.body),
         float(len(_DIGIT.findall(text))),
         float(len(_NUMBER_RUN.findall(text))),
         float(len(_MONEY.findall(text))),
@@ -361,36 +361,55 @@ def _router_block(
     return out
 
 
+def _case_columns(
+    case: PreparedCase, lexicon: Lexicon, cat_index: Mapping[str, int]
+) -> tuple[list[float], list[float], list[CueMatch]]:
+    """One case's cue and category columns, its text statistics, and its cue matches: the single place a
+    case's own features are computed, for training, batch and the one-case hot path alike."""
+    feats, matches = _cue_block(case.text, lexicon)
+    categories = [0.0] * len(cat_index)
+    for m in matches:
+        categories[cat_index[m.category]] += 1.0
+    return [*(feats[k] for k in FEATURE_NAMES), *categories], _text_stats(case), matches
+
+
 def _features_with_matches(
     cases: Any,
     router_proba: np.ndarray | None,
     router_classes: Sequence[str] | None,
     dept_classes: Sequence[str] | None = None,
-) -> tuple[np.ndarray, list[str], list[str], list[list[CueMatch]]]:
+    bursts: Sequence[Mapping[str, Any] | None] | None = None,
+) -> tuple[np.ndarray, list[str], list[PreparedCase], list[list[CueMatch]]]:
+    """The feature matrix, its column names, the prepared cases and their cue matches.
+
+    ``cases``: prepared cases, (title, body) pairs or a DataFrame; burst statistics come from ``bursts``
+    (one mapping of `BURST_COLUMNS` per case, None for none) or else from the frame's columns.
+    """
     lexicon = load_lexicon()
     categories = _category_names(lexicon)
     if dept_classes is None:
         dept_classes = [str(c) for c in router_classes] if router_classes is not None else []
-    pairs = as_pairs(cases)
-    n = len(pairs)
+    prepared = prepared_cases(cases)
+    n = len(prepared)
     names = _feature_names(categories, dept_classes)
     cat_index = {c: i for i, c in enumerate(categories)}
-    n_cue, n_cat = len(FEATURE_NAMES), len(categories)
+    n_own = len(FEATURE_NAMES) + len(categories)
+    start = n_own + len(dept_classes)
     X = np.zeros((n, len(names)), dtype=np.float64)
-    texts, all_matches = [], []
-    for i, (title, body) in enumerate(pairs):
-        text = case_text(title, body)
-        feats, matches = _cue_block(text, lexicon)
-        X[i, :n_cue] = [feats[k] for k in FEATURE_NAMES]
-        for m in matches:
-            X[i, n_cue + cat_index[m.category]] += 1.0
-        start = n_cue + n_cat + len(dept_classes)
-        X[i, start:start + len(TEXT_STAT_FEATURES)] = _text_stats(title, body, text)
-        texts.append(text)
+    all_matches = []
+    for i, case in enumerate(prepared):
+        own, stats, matches = _case_columns(case, lexicon, cat_index)
+        X[i, :n_own] = own
+        X[i, start:start + len(TEXT_STAT_FEATURES)] = stats
         all_matches.append(matches)
-    X[:, n_cue + n_cat:n_cue + n_cat + len(dept_classes)] = _router_block(router_proba, router_classes, dept_classes, n)
-    X[:, -len(BURST_FEATURES):] = _burst_matrix(cases, n)
-    return X.astype(np.float32), names, _CaseTexts(texts, pairs), all_matches
+    X[:, n_own:start] = _router_block(router_proba, router_classes, dept_classes, n)
+    if bursts is not None:
+        if len(bursts) != n:
+            raise ValueError(f"{len(bursts)} burst rows for {n} cases")
+        X[:, -len(BURST_FEATURES):] = [_burst_row(b) for b in bursts] if n else 0.0
+    else:
+        X[:, -len(BURST_FEATURES):] = _burst_matrix(cases, n)
+    return X.astype(np.float32), names, prepared, all_matches
 
 
 def risk_features(
@@ -407,27 +426,20 @@ def risk_features(
     return X, names
 
 
-def _doc(text: str) -> str:
-    """The text model's document for a ``case_text``: its jieba words (`tokenise` is cached, so a text the
-    router has just tokenised costs a lookup) and the text itself, for character n-grams."""
+def _doc(text: str | PreparedCase) -> str:
+    """The text model's document: a case's words (`PreparedCase.tokens`, or `tokenise` of a plain
+    ``case_text``) and the text itself, for character n-grams."""
+    if isinstance(text, PreparedCase):
+        return text_doc(text.tokens, text.text)
     return text_doc(tokenise(text), text)
 
 
-class _CaseTexts(list[str]):
-    """``case_text`` of each case, remembering its (title, body): their docs come from `case_tokens`, the
-    same tokens (see its docstring) under the cache keys the router has just filled. Tokenising the joined
-    text instead missed the cache and doubled jieba's share of batch scoring."""
-
-    def __init__(self, texts: Sequence[str], pairs: Sequence[tuple[str, str]]) -> None:
-        super().__init__(texts)
-        self.pairs = list(pairs)
-
-
-def _docs(texts: Sequence[str]) -> list[str]:
-    if isinstance(texts, _CaseTexts):
-        pairs = zip(texts, texts.pairs, strict=True)
-        return [text_doc(case_tokens(title, body), text) for text, (title, body) in pairs]
+def _docs(texts: Sequence[str | PreparedCase]) -> list[str]:
     return [_doc(t) for t in texts]
+
+
+def _plain(texts: Sequence[str | PreparedCase]) -> list[str]:
+    return [t.text if isinstance(t, PreparedCase) else t for t in texts]
 
 
 def criterion_column(cases: Any) -> list[str | None] | None:
@@ -883,10 +895,7 @@ class RiskModel:
                         self.weak_left_out_)
             X, y, w, weak = X[keep], y[keep], w[keep], weak[keep]
             groups = None if groups is None else np.asarray(groups, dtype=object)[keep]
-            if isinstance(texts, _CaseTexts):
-                texts = _CaseTexts([t for t, k in zip(texts, keep, strict=True) if k],
-                                   [p for p, k in zip(texts.pairs, keep, strict=True) if k])
-            elif texts is not None:
+            if texts is not None:
                 texts = [t for t, k in zip(texts, keep, strict=True) if k]
             criteria = None if criteria is None else [c for c, k in zip(criteria, keep, strict=True) if k]
 
@@ -1125,16 +1134,20 @@ class RiskModel:
         router_proba: np.ndarray | None = None,
         router_classes: Sequence[str] | None = None,
         *,
+        bursts: Sequence[Mapping[str, Any] | None] | None = None,
         reasons: bool = True,
     ) -> list[RiskResult]:
-        """Level, probabilities and reasons for each case (a DataFrame with title / body, optional burst
-        columns, or (title, body) pairs). ``router_proba`` rows align with the cases, columns with
-        ``router_classes``; None gives zero router features."""
+        """Level, probabilities and reasons for each case: `PreparedCase`s (the hot path: nothing is
+        normalised or tokenised again), (title, body) pairs, or a DataFrame with title / body and optional
+        burst columns. ``router_proba`` rows align with the cases, columns with ``router_classes``; None
+        gives zero router features. ``bursts``: each case's `BURST_COLUMNS` values (None: no burst)."""
         self._check_fitted()
-        X, names, texts, matches = _features_with_matches(cases, router_proba, router_classes, self.dept_classes_)
-        docs = _docs(texts) if self._text_scorer() is not None else None
-        X = self._with_text_score(X, names, texts, docs)
-        return self._results(X, matches, reasons, texts, docs)
+        X, names, prepared, matches = _features_with_matches(
+            cases, router_proba, router_classes, self.dept_classes_, bursts
+        )
+        docs = _docs(prepared) if self._text_scorer() is not None else None
+        X = self._with_text_score(X, names, prepared, docs)
+        return self._results(X, matches, reasons, _plain(prepared), docs)
 
     def predict_one(
         self,
@@ -1146,32 +1159,8 @@ class RiskModel:
         *,
         reasons: bool = True,
     ) -> RiskResult:
-        """One case without pandas (the serving hot path). ``burst``: the `BURST_COLUMNS` values, if any."""
-        self._check_fitted()
-        lexicon = load_lexicon()
-        title, body = title or "", body or ""
-        text = case_text(title, body)
-        feats, matches = _cue_block(text, lexicon)
-        categories = _category_names(lexicon)
-        cat_counts = dict.fromkeys(categories, 0.0)
-        for m in matches:
-            cat_counts[m.category] += 1.0
-        router = _router_block(router_proba, router_classes, self.dept_classes_, 1)[0]
-        row = [
-            *(feats[k] for k in FEATURE_NAMES),
-            *cat_counts.values(),
-            *router,
-            *_text_stats(title, body, text),
-            *_burst_row(burst),
-        ]
-        scorer = self._text_scorer()
-        docs = None
-        if scorer is not None:
-            docs = [text_doc(case_tokens(title, body), text)]  # = _doc(text), from the router's cached tokens
-            row.extend(self._text_block(scorer, docs)[0])
-        if len(row) != len(self.feature_names_):
-            raise ValueError("the feature layout differs from the one the model was trained with; retrain")
-        return self._results(np.asarray([row], dtype=np.float32), [matches], reasons, [text], docs)[0]
+        """`predict` for one case given as title and body. ``burst``: its `BURST_COLUMNS` values, if any."""
+        return self.predict([prepare(title, body)], router_proba, router_classes, bursts=[burst], reasons=reasons)[0]
 
     def levels(self, proba: np.ndarray, X: np.ndarray) -> np.ndarray:
         """Levels for probabilities from `predict_proba_features(X)`: the bands, then the safety floor."""

@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
+from features.prepared import PreparedCase
 from models.hotspots import Assignment, CaseEvent, CaseTerms, HotspotConfig, HotspotDetector, case_terms
 from serving.deadline import StoreHung
 from serving.spool import OUTAGE_ERRORS
@@ -165,17 +166,19 @@ class HotspotService:
         *,
         channel: str | None = None,
         answer: Answer | None = None,
+        prepared: PreparedCase | None = None,
     ) -> tuple[Assignment, str | None, PredictionRecord | None]:
         """`observe`, and on the shared feed `answer(assignment, level, save)` in the feed's transaction:
         the case's prediction, stored by `save`, commits with its feed row, members and alerts, so a
         process killed in between leaves neither. The third value is that committed prediction; None when
-        the case was observed without the feed (local mode, an outage): the caller stores its answer."""
+        the case was observed without the feed (local mode, an outage): the caller stores its answer.
+        ``prepared``: the case as the router prepared it; its tokens are reused (`models.hotspots.case_terms`)."""
         observed = _window_time(created_at, datetime.now(UTC).replace(tzinfo=None))
         intake = FeedIntake(
             CaseInput(case_id, title, body, created_at, reporter_id, channel), observed.replace(tzinfo=UTC), votes
         )
         # jieba before any lock: under the database lock observing a case is arithmetic only.
-        terms = case_terms(title, body, self.detector.config)
+        terms = case_terms(title, body, self.detector.config, prepared)
         with self._lock:
             if not self.shared:
                 if self._diverged and not getattr(self.sink, "degraded", False):
@@ -322,7 +325,7 @@ class HotspotService:
     ) -> tuple[DetectorWrites, str | None]:
         """The members and alert one case of this replica adds, and the burst's level after it."""
         writes = DetectorWrites()
-        if assignment.burst_id and assignment.cases >= 2:
+        if assignment.hot_issue_id:
             # A burst becomes a hot issue with its second case: its members are recorded then (the first
             # one too), and each later one as it joins. Lone cases need no row: the feed (or, in local
             # mode, the cases table) has them.

@@ -37,12 +37,7 @@ def warm_up(model: LoadedModel) -> None:
     after a start or a reload does not pay for it, and a model that cannot score fails here, not in a
     request.
     """
-    bundle = model.bundle
-    proba, outside = bundle.score([(WARM_UP_TITLE, "")])
-    bundle.routes_from_proba(proba, outside)
-    risk = getattr(bundle, "risk", None)
-    if risk is not None:
-        risk.predict_one(WARM_UP_TITLE, "", proba, bundle.classes)
+    model.bundle.assess([(WARM_UP_TITLE, "")])
 
 
 def load_and_warm(uri: str) -> tuple[LoadedModel | None, str | None]:

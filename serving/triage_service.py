@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from models.bundle import Route
+from features.prepared import prepare
+from models.bundle import Assessment, Route
 from models.hotspots import Assignment
 from models.mlflow_model import LoadedModel
 from serving.hotspot_service import HotspotService
@@ -70,10 +71,11 @@ def _score(
 ) -> list[CaseTriage]:
     started = time.perf_counter()
     bundle = model.bundle
-    proba, outside = bundle.score([(c.title, c.body) for c in cases])
-    routes = bundle.routes_from_proba(proba, outside)
+    # Each case's text is normalised and tokenised once, here; the router, the detector and the risk model
+    # all read that one PreparedCase.
+    prepared = [prepare(c.title, c.body) for c in cases]
+    routes = bundle.route(prepared)
     ref = model_ref(model)
-    risk_model = getattr(bundle, "risk", None)
     out: list[CaseTriage] = []
     for k, (case, route) in enumerate(zip(cases, routes, strict=True)):
         made_at = datetime.now(UTC)
@@ -84,8 +86,10 @@ def _score(
                    route: Route = route, assessed: list = assessed) -> tuple[CaseTriage, PredictionInput]:
             """Risk and answer for the case as the detector placed it (once per placement)."""
             if not assessed or assessed[-1][0] is not assignment:
-                result, prediction = _assess(case, route, proba[k : k + 1], bundle, risk_model, ref,
-                                             assignment, level, started, len(cases))
+                assessment = bundle.assess(
+                    [prepared[k]], routes=[route], bursts=None if hotspots is None else [assignment]
+                )[0]
+                result, prediction = _answer(case, assessment, level, ref, started, len(cases))
                 assessed.append((assignment, result, prediction))
             return assessed[-1][1], assessed[-1][2]
 
@@ -102,7 +106,7 @@ def _score(
                     return save(case_input, assess(assignment, level)[1], rescore=rescore, made_at=made_at)
             assignment, level, stored = hotspots.observe_and_answer(
                 case.case_id, case.created_at, case.title, case.body, case.reporter_id, channel=case.channel,
-                answer=answer,
+                answer=answer, prepared=prepared[k],
             )
         try:
             result, prediction = assess(assignment, level)
@@ -134,33 +138,25 @@ def _score(
     return out
 
 
-def _assess(
+def _answer(
     case: TriageRequest,
-    route: Route,
-    proba: Any,
-    bundle: Any,
-    risk_model: Any,
-    ref: Any,
-    assignment: Assignment | None,
+    assessment: Assessment,
     level: str | None,
+    ref: Any,
     started: float,
     batch: int,
 ) -> tuple[CaseTriage, PredictionInput]:
-    """The answer to one routed case, given where the hot-issue detector placed it (None: no detector)."""
+    """The API answer and the stored prediction of one assessed case (``level``: its hot issue's alert level)."""
+    route, burst = assessment.route, assessment.burst
     hot: HotIssue | None = None
-    burst_features: dict[str, float] | None = None
-    if assignment is not None:
-        burst_features = assignment.features()
-        if assignment.burst_id and assignment.cases >= 2:
-            hot = HotIssue(id=assignment.burst_id, level=level, cases=assignment.cases,
-                           reporters=assignment.reporters)
+    if burst is not None and assessment.hot_issue_id:
+        hot = HotIssue(id=assessment.hot_issue_id, level=level, cases=burst.cases, reporters=burst.reporters)
     risk: Risk | None = None
-    if risk_model is not None:
-        assessed = risk_model.predict_one(case.title, case.body, proba, bundle.classes, burst=burst_features)
+    if assessment.risk is not None:
         risk = Risk(
-            level=assessed.level,
-            probabilities=assessed.probabilities,
-            reasons=[RiskReason.model_validate(r.to_dict()) for r in assessed.reasons],
+            level=assessment.risk.level,
+            probabilities=assessment.risk.probabilities,
+            reasons=[RiskReason.model_validate(r.to_dict()) for r in assessment.risk.reasons],
         )
     latency_ms = 1000 * (time.perf_counter() - started) / batch
     result = CaseTriage(case_id=case.case_id, department=_department(route), risk=risk, hot_issue=hot)

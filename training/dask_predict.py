@@ -54,7 +54,7 @@ from models.hotspots import CaseEvent, CaseTerms, HotspotConfig, HotspotDetector
 from models.risk import BURST_COLUMNS
 from training.hotspots_cli import VOTE_COLUMNS, _missing, _text
 from training.loading import DataError, load_cases
-from training.predict import hot_issue_of, join_hot_issues, score_frame
+from training.predict import join_hot_issues, score_frame
 
 logger = logging.getLogger(__name__)
 
@@ -472,7 +472,8 @@ def _run(
             submit(p)
         detector = HotspotDetector(hot_issues)
         for p, _, event, terms in _merged(prepared):
-            stats, hot = hot_issue_of(detector.observe(event, terms))
+            assignment = detector.observe(event, terms)
+            stats, hot = assignment.features(), assignment.hot_issue_id
             ids, all_stats, all_hot = collected.setdefault(p, ([], [], []))
             ids.append(event.case_id)
             all_stats.append(stats)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from features.csv_safety import write_csv
 from models.bundle import TriageBundle
-from models.hotspots import Assignment, CaseEvent, HotspotConfig, HotspotDetector
+from models.hotspots import CaseEvent, HotspotConfig, HotspotDetector
 from models.mlflow_model import routes_frame
 from models.risk import BURST_COLUMNS
 from training.hotspots_cli import events_from_frame
@@ -75,17 +75,9 @@ def replay_hot_issues(
     stats: dict[str, dict[str, float]] = {}
     hot: dict[str, str | None] = {}
     for event in events:
-        stats[event.case_id], hot[event.case_id] = hot_issue_of(detector.observe(event))
+        assignment = detector.observe(event)
+        stats[event.case_id], hot[event.case_id] = assignment.features(), assignment.hot_issue_id
     return stats, hot
-
-
-def hot_issue_of(assignment: Assignment) -> tuple[dict[str, float], str | None]:
-    """A case's burst statistics and its hot-issue id (its burst once it holds two cases or more).
-
-    One rule for every engine, so the Dask replay (which feeds pre-tokenised cases) cannot drift.
-    """
-    hot = assignment.burst_id if assignment.burst_id and assignment.cases >= 2 else None
-    return assignment.features(), hot
 
 
 def join_hot_issues(

@@ -25,9 +25,9 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from features import tokenizer
 from features.text import TEXT_PIPELINE_VERSION
-from models.bundle import TriageBundle
+from models.bundle import Assessment, TriageBundle
 from models.hotspots import HotspotConfig
-from models.mlflow_model import CHALLENGER, CHAMPION, PYFUNC_ENTRY, routes_frame
+from models.mlflow_model import CHALLENGER, CHAMPION, PYFUNC_ENTRY, frame_bursts, routes_frame
 from models.risk import BoosterFitter, RiskModel
 from models.router import build_router
 from models.taxonomy_guard import TaxonomyGuard, max_class_score
@@ -272,15 +272,18 @@ def train(
         router=router, thresholds=thresholds, target_precision=config.target_precision, risk=risk,
         taxonomy_guard=guard,
     )
-    proba, outside = bundle.score(test_df[INPUT_COLUMNS])
+    # Held-out cases are assessed as serving and promotion assess them (`TriageBundle.assess`), so the
+    # figures logged here describe the rules that serve.
+    held_out = pd.concat([test_df, risk_test], ignore_index=True)
+    assessed = bundle.assess(held_out, bursts=frame_bursts(held_out), reasons=False)
+    routed = assessed[: len(test_df)]
+    proba = np.vstack([a.route.scores for a in routed]) if routed else np.zeros((0, len(bundle.classes)))
     evaluation = evaluate_router(test_df["department"], proba, bundle.classes, thresholds)
-    if outside is not None:
+    if guard is not None:
         # In-taxonomy held-out cases the guard sends to review (about the flag rate, if it generalises).
-        evaluation.metrics["out_of_taxonomy_rate"] = float(np.mean(outside)) if len(outside) else 0.0
-    risk_eval = pd.concat([test_df, risk_test], ignore_index=True)
-    risk_metrics, risk_confusion = evaluate_risk(
-        risk, risk_eval, np.vstack([proba, _router_proba(router, risk_test, bundle.classes)]), bundle.classes
-    )
+        outside = [a.route.out_of_taxonomy for a in routed]
+        evaluation.metrics["out_of_taxonomy_rate"] = float(np.mean(outside)) if outside else 0.0
+    risk_metrics, risk_confusion = evaluate_risk(held_out, assessed)
     evaluation.metrics.update(risk_metrics)
     digest = data_digest(frame)
     commit = git_commit()
@@ -474,18 +477,16 @@ def _router_proba(router: object, cases: pd.DataFrame, classes: list[str]) -> np
     return out
 
 
-def evaluate_risk(
-    risk: RiskModel, test: pd.DataFrame, proba: np.ndarray, classes: list[str]
-) -> tuple[dict[str, float], pd.DataFrame | None]:
-    """Risk metrics on the held-out cases that carry a real (not weak) risk level, with the levels serving
-    gives (bands, then the cue rules' safety floor)."""
-    if "risk_level" not in test.columns:
+def evaluate_risk(cases: pd.DataFrame, assessed: Sequence[Assessment]) -> tuple[dict[str, float], pd.DataFrame | None]:
+    """Risk metrics on the assessed cases that carry a real (not weak) risk level: the levels serving gives
+    (bands, then the cue rules' safety floor), since they come from `TriageBundle.assess`."""
+    if "risk_level" not in cases.columns or not assessed or assessed[0].risk is None:
         return {}, None
-    has = test["risk_level"].notna().to_numpy()
+    has = cases["risk_level"].notna().to_numpy()
     if not has.any():
         return {}, None
-    y = np.asarray(test["risk_level"][has], dtype=object)
-    pred = np.asarray([r.level for r in risk.predict(test[has], proba[has], classes, reasons=False)], dtype=object)
+    y = np.asarray(cases["risk_level"][has], dtype=object)
+    pred = np.asarray([a.risk.level for a, h in zip(assessed, has, strict=True) if h and a.risk], dtype=object)
     levels = ["red", "yellow", "green"]
     p, r, f, _ = precision_recall_fscore_support(y, pred, labels=levels, zero_division=0)
     metrics = {"risk_n_eval": float(has.sum()), "risk_macro_f1": float(np.mean(f))}

@@ -345,3 +345,26 @@ def test_training_ships_a_risk_model_whose_levels_survive_the_registry_round_tri
     assert got == expected
     out = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@{CHAMPION}").predict(pairs.astype(str))
     assert out["risk_level"].tolist() == expected
+
+
+@pytest.mark.slow
+def test_train_time_and_promote_time_metrics_agree_on_the_same_cases(
+    first: TrainResult, demo_cases: pd.DataFrame, fast_config: TrainConfig
+) -> None:
+    """Training's evaluation and promotion's comparison both assess through `TriageBundle.assess`: on the
+    held-out cases of the run, promotion's macro-F1 and red recall are the figures the run logged (they
+    once differed: the evaluation skipped the red-cue floor that serving applies)."""
+    from models.hotspots import HotspotConfig
+    from models.mlflow_model import LoadedModel
+    from training.promote import score
+    from training.predict import attach_hot_issues
+    from training.splitting import train_test_split_grouped
+
+    frame = attach_hot_issues(demo_cases, HotspotConfig())
+    _, held = train_test_split_grouped(frame, fast_config.test_size, fast_config.seed)
+    assert set(held["department"]) == set(first.bundle.classes), "every department held out: one label set"
+    logged = mlflow.MlflowClient().get_run(first.run_id).data.metrics
+    scored = score(LoadedModel(first.bundle, "test", version="1"), held, rule="held out by the training split")
+    assert logged["risk_n_eval"] == len(held) and (held["risk_level"] == "red").any()
+    assert scored.macro_f1 == pytest.approx(logged["macro_f1"], abs=1e-12)
+    assert scored.red_recall == pytest.approx(logged["risk_red_recall"], abs=1e-12)
