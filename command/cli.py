@@ -259,7 +259,7 @@ def predict(
     from models.tracking import configure_tracking
     from training.config import ConfigError
     from training.loading import DataError, load_cases
-    from training.predict import attach_hot_issues, check_output_path, default_workers, score_frame, write_predictions
+    from training.predict import check_output_path, default_workers, score_frame, write_predictions
 
     try:
         check_output_path(output_path)
@@ -274,12 +274,12 @@ def predict(
     except Exception as exc:
         raise _fail(f"could not load model '{model}': {exc}") from None
     init_tokenizer()
-    cases = attach_hot_issues(loaded.frame, detector_config) if detector_config else loaded.frame
+    cases = loaded.frame
     try:
         with _progress() as progress:
             task = progress.add_task("scoring", total=len(cases))
             scored = score_frame(model_ref.bundle, cases, lambda n: progress.advance(task, n),
-                                 workers=workers or default_workers())
+                                 workers=workers or default_workers(), hot_issues=detector_config)
         write_predictions(scored, output_path)
     except (OSError, ValueError, AttributeError, TypeError) as exc:
         raise _fail(f"scoring {input} with '{model}' failed: {type(exc).__name__}: {exc}") from None

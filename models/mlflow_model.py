@@ -8,6 +8,7 @@ MLflow model that `mlflow.pyfunc.load_model` can score anywhere.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
-from models.bundle import BUNDLE_FILE, TOP_K, ReplayedBurst, TriageBundle
+from models.bundle import BUNDLE_FILE, TOP_K, Assessment, ReplayedBurst, TriageBundle
 from models.risk import BURST_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,11 @@ def routes_frame(bundle: TriageBundle, cases: pd.DataFrame) -> pd.DataFrame:
     Risk features include burst statistics when `cases` carries the `burst_*` columns (see
     `models.risk.BURST_COLUMNS`); without them the case is scored as if it joined no burst.
     """
-    assessed = bundle.assess(cases, bursts=frame_bursts(cases), reasons=False)
+    return assessments_frame(bundle, bundle.assess(cases, bursts=frame_bursts(cases), reasons=False))
+
+
+def assessments_frame(bundle: TriageBundle, assessed: Sequence[Assessment]) -> pd.DataFrame:
+    """The output columns of `routes_frame` for assessments already made (batch scoring makes them)."""
     rows: list[dict[str, Any]] = []
     for a in assessed:
         r = a.route

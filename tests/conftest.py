@@ -63,6 +63,25 @@ def demo_bundle(demo_split: tuple[pd.DataFrame, pd.DataFrame], fast_config: Trai
 
 
 @pytest.fixture(scope="session")
+def demo_bundle_with_risk(
+    demo_bundle: TriageBundle, demo_split: tuple[pd.DataFrame, pd.DataFrame], fast_config: TrainConfig
+) -> TriageBundle:
+    """`demo_bundle` with a risk model trained on the training split, burst statistics included (the
+    detector replayed over the split), as training builds it."""
+    from dataclasses import replace
+
+    from models.hotspots import HotspotConfig
+    from models.risk import RiskModel
+    from training.predict import attach_hot_issues
+
+    train = attach_hot_issues(demo_split[0], HotspotConfig())
+    risk = RiskModel(fast_config.risk).fit(
+        train, router_proba=demo_bundle.predict_proba(train), router_classes=demo_bundle.classes, seed=fast_config.seed
+    )
+    return replace(demo_bundle, risk=risk)
+
+
+@pytest.fixture(scope="session")
 def demo_bundle_dir(demo_bundle: TriageBundle, tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("bundle")
     demo_bundle.save(directory)

@@ -25,30 +25,36 @@ VOTE_COLUMNS = ("votes", "点赞数", "点赞", "likes")
 
 
 def events_from_frame(frame: pd.DataFrame) -> Iterator[CaseEvent]:
-    """Cases of a `load_cases` frame as detector events, in time order.
+    """Cases of a `load_cases` frame as detector events, in time order (see `timed_events`)."""
+    for _, event in timed_events(frame):
+        yield event
+
+
+def timed_events(frame: pd.DataFrame) -> Iterator[tuple[int, CaseEvent]]:
+    """(row position, detector event) of every case of a `load_cases` frame, in time order.
 
     The sort is stable; a case without a time takes the time of the case before it in the file (the
     detector's own rule), so undated cases keep their place in file order; undated cases before the
     first dated one come first.
     """
-    times = frame["created_at"].ffill()
+    times = frame["created_at"].reset_index(drop=True).ffill()
     order = times.sort_values(kind="stable", na_position="first").index
     vote_column = next((c for c in VOTE_COLUMNS if c in frame.columns), None)
     votes = (
-        pd.to_numeric(frame[vote_column], errors="coerce")
+        pd.to_numeric(frame[vote_column], errors="coerce").tolist()
         if vote_column
-        else pd.Series(float("nan"), index=frame.index)
+        else [float("nan")] * len(frame)
     )
+    ids, titles, bodies = frame["case_id"].tolist(), frame["title"].tolist(), frame["body"].tolist()
+    created_at, reporters = frame["created_at"].tolist(), frame["reporter_id"].tolist()
     for i in order:
-        row = frame.loc[i]
-        created = row["created_at"]
-        vote = votes.loc[i]
-        yield CaseEvent(
-            case_id=str(row["case_id"]),
+        created, vote = created_at[i], votes[i]
+        yield int(i), CaseEvent(
+            case_id=str(ids[i]),
             created_at=None if pd.isna(created) else pd.Timestamp(created).to_pydatetime(),
-            title=_text(row["title"]),
-            body=_text(row["body"]),
-            reporter_id=None if _missing(row["reporter_id"]) else str(row["reporter_id"]),
+            title=_text(titles[i]),
+            body=_text(bodies[i]),
+            reporter_id=None if _missing(reporters[i]) else str(reporters[i]),
             votes=None if _missing(vote) else int(vote),
         )
 

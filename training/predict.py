@@ -1,34 +1,62 @@
 """`triage predict`: score a file of cases in batch with a registered or local model.
 
-Scoring is CPU-bound pure Python (jieba), so large files are split into chunks scored by worker
-processes; each worker receives the model once (inherited on fork, or unpickled once per worker),
-never once per chunk.
+Scoring is CPU-bound, so cases go to worker processes in chunks small enough that every worker has
+work (`chunk_size`); each worker receives the model once, warmed up before the fork (compiled scorers
+built once, inherited), never once per chunk. With hot issues, this process replays the cases in time
+order through the detector chunk by chunk, preparing each case once (`features.prepared`: the detector
+and the models read the same tokens), and a replayed chunk is assessed by a worker while the next one is
+replayed.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing as mp
 import os
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from features.csv_safety import write_csv
-from models.bundle import TriageBundle
-from models.hotspots import CaseEvent, HotspotConfig, HotspotDetector
-from models.mlflow_model import routes_frame
+from features.prepared import PreparedCase, as_pairs, prepare
+from models.bundle import ReplayedBurst, TriageBundle
+from models.hotspots import CaseEvent, HotspotConfig, HotspotDetector, case_terms
+from models.mlflow_model import assessments_frame, frame_bursts
 from models.risk import BURST_COLUMNS
-from training.hotspots_cli import events_from_frame
+from training.hotspots_cli import events_from_frame, timed_events
 from training.loading import DataError
 
 logger = logging.getLogger(__name__)
 
 OUTPUT_SUFFIXES = (".csv", ".parquet")
+#: Most cases per chunk; fewer when that leaves a worker idle (`chunk_size`).
 CHUNK = 1000
+#: Chunks waiting per worker: enough to keep it busy, few enough to bound memory.
+QUEUED_PER_WORKER = 2
 _worker_bundle: TriageBundle | None = None
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Cases to assess together: their positions in the input, texts (prepared, or raw pairs for the worker
+    to prepare) and bursts (None: scored as joining no burst)."""
+
+    positions: list[int]
+    cases: Sequence[PreparedCase] | Sequence[tuple[str, str]]
+    bursts: list[ReplayedBurst | None] | None
+
+
+def chunk_size(n: int, workers: int) -> int:
+    """`CHUNK`, or less so that each worker gets about four chunks (a 1,000-case file used to be one chunk,
+    and a second worker never helped)."""
+    if workers <= 1:
+        return CHUNK
+    return max(min(50, CHUNK), min(CHUNK, math.ceil(n / (4 * workers))))
 
 
 def _init_worker(bundle: TriageBundle | None) -> None:
@@ -40,17 +68,49 @@ def _init_worker(bundle: TriageBundle | None) -> None:
     init_tokenizer()
 
 
-def _score_chunk(chunk: pd.DataFrame) -> pd.DataFrame:
+def _assess_in_worker(chunk: Chunk) -> pd.DataFrame:
     assert _worker_bundle is not None, "worker started without a model"
-    return _route_chunk(_worker_bundle, chunk)
+    return _assess_chunk(_worker_bundle, chunk)
 
 
-def _route_chunk(bundle: TriageBundle, chunk: pd.DataFrame) -> pd.DataFrame:
-    routed = routes_frame(bundle, chunk.reset_index(drop=True))
-    routed.insert(0, "case_id", chunk["case_id"].to_numpy())
-    if "hot_issue_id" in chunk.columns:
-        routed["hot_issue_id"] = chunk["hot_issue_id"].to_numpy()
-    return routed
+def _assess_chunk(bundle: TriageBundle, chunk: Chunk) -> pd.DataFrame:
+    assessed = bundle.assess(chunk.cases, bursts=chunk.bursts, reasons=False)
+    out = assessments_frame(bundle, assessed)
+    if chunk.bursts is not None:
+        # Assigned as values, so pandas infers the column's type as it does for a replayed frame's column.
+        out["hot_issue_id"] = np.array([b.hot_issue_id if b else None for b in chunk.bursts], dtype=object)
+    out.index = chunk.positions
+    return out
+
+
+def _replayed_chunks(frame: pd.DataFrame, config: HotspotConfig, size: int) -> Iterator[Chunk]:
+    """The cases in time order through a fresh detector, each prepared once for it and for the models."""
+    detector = HotspotDetector(config)
+    titles, bodies = frame["title"].tolist(), frame["body"].tolist()
+    positions: list[int] = []
+    prepared: list[PreparedCase] = []
+    bursts: list[ReplayedBurst | None] = []
+    for position, event in timed_events(frame):
+        case = prepare(titles[position], bodies[position])
+        placed = detector.observe(event, case_terms(event.title, event.body, config, case))
+        positions.append(position)
+        prepared.append(case)
+        bursts.append(ReplayedBurst(placed.features(), placed.hot_issue_id))
+        if len(positions) == size:
+            yield Chunk(positions, prepared, bursts)
+            positions, prepared, bursts = [], [], []
+    if positions:
+        yield Chunk(positions, prepared, bursts)
+
+
+def _file_chunks(frame: pd.DataFrame, size: int) -> Iterator[Chunk]:
+    """The cases in file order, as raw pairs (each worker prepares its own), with the bursts the frame
+    carries (`burst_*` and ``hot_issue_id`` columns of an earlier replay), if any."""
+    for start in range(0, len(frame), size):
+        part = frame.iloc[start : start + size]
+        positions = list(range(start, start + len(part)))
+        bursts = frame_bursts(part)
+        yield Chunk(positions, as_pairs(part), bursts)
 
 
 def attach_hot_issues(cases: pd.DataFrame, config: HotspotConfig) -> pd.DataFrame:
@@ -102,36 +162,65 @@ def score_frame(
     on_chunk: Callable[[int], None] | None = None,
     *,
     workers: int = 1,
+    hot_issues: HotspotConfig | None = None,
 ) -> pd.DataFrame:
-    """One row per case, in input order: case_id, then department, confidence, review flag, top-3."""
-    chunks = [cases.iloc[start : start + CHUNK] for start in range(0, len(cases), CHUNK)]
-    if not chunks:
-        return _route_chunk(bundle, cases.iloc[:0])
-    parts: list[pd.DataFrame] = []
-    if workers <= 1 or len(chunks) == 1:
+    """One row per case, in input order: case_id, then department, confidence, review flag, top-3 and risk;
+    ``hot_issue_id`` too with ``hot_issues`` (the detector's settings: the cases are replayed in time order
+    here, overlapping the workers' scoring) or when ``cases`` carries it from an earlier replay."""
+    frame = cases.reset_index(drop=True)
+    size = chunk_size(len(frame), workers)
+    chunks = _replayed_chunks(frame, hot_issues, size) if hot_issues is not None else _file_chunks(frame, size)
+    if len(frame) == 0:
+        empty = Chunk([], [], [] if hot_issues is not None or "hot_issue_id" in frame.columns else None)
+        parts = [_assess_chunk(bundle, empty)]
+    elif workers <= 1 or len(frame) <= size:
+        parts = []
         for chunk in chunks:
-            parts.append(_route_chunk(bundle, chunk))
+            parts.append(_assess_chunk(bundle, chunk))
             if on_chunk:
-                on_chunk(len(chunk))
-        return pd.concat(parts, ignore_index=True)
+                on_chunk(len(chunk.positions))
+    else:
+        parts = _assess_in_pool(bundle, chunks, workers, on_chunk)
+    out = pd.concat(parts).sort_index().reset_index(drop=True)
+    out.insert(0, "case_id", frame["case_id"].to_numpy())  # positions are the input's rows: same order
+    if "hot_issue_id" in out.columns:
+        # Typed over the whole file, as one replayed frame's column is (chunks of none alone are objects).
+        out["hot_issue_id"] = out["hot_issue_id"].to_numpy(dtype=object)
+    return out
 
+
+def _assess_in_pool(
+    bundle: TriageBundle, chunks: Iterable[Chunk], workers: int, on_chunk: Callable[[int], None] | None
+) -> list[pd.DataFrame]:
     global _worker_bundle
+    # Built now, inherited by forked workers: the compiled scorers, fitted vocabularies and booster.
+    bundle.assess([("预热", "")], reasons=False)
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     _worker_bundle = bundle  # inherited by forked workers without pickling
+    parts: list[pd.DataFrame] = []
     try:
         with ProcessPoolExecutor(
-            max_workers=min(workers, len(chunks)),
+            max_workers=workers,
             mp_context=mp.get_context(method),
             initializer=_init_worker,
             initargs=(None if method == "fork" else bundle,),
         ) as pool:
-            for chunk, part in zip(chunks, pool.map(_score_chunk, chunks), strict=True):
-                parts.append(part)
-                if on_chunk:
-                    on_chunk(len(chunk))
+            pending: list[tuple[int, Future[pd.DataFrame]]] = []
+
+            def collect(limit: int) -> None:
+                while len(pending) > limit:
+                    n, future = pending.pop(0)
+                    parts.append(future.result())
+                    if on_chunk:
+                        on_chunk(n)
+
+            for chunk in chunks:  # with hot issues, the replay of the next chunk runs while workers score
+                pending.append((len(chunk.positions), pool.submit(_assess_in_worker, chunk)))
+                collect(QUEUED_PER_WORKER * workers)
+            collect(0)
     finally:
         _worker_bundle = None
-    return pd.concat(parts, ignore_index=True)
+    return parts
 
 
 def write_predictions(frame: pd.DataFrame, output: Path) -> None:

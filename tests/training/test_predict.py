@@ -44,6 +44,33 @@ def test_chunked_and_parallel_scoring_equal_one_pass(
     pd.testing.assert_frame_equal(parallel, whole)
 
 
+def test_a_small_file_is_cut_so_that_every_worker_has_chunks() -> None:
+    assert predict.chunk_size(1000, 1) == predict.CHUNK
+    assert predict.chunk_size(1000, 2) == 125  # four chunks per worker; one chunk of 1,000 left a worker idle
+    assert predict.chunk_size(20, 2) == 50 and predict.chunk_size(10**6, 4) == predict.CHUNK
+
+
+def test_replaying_while_scoring_equals_replaying_first(
+    demo_bundle_with_risk: TriageBundle, demo_cases: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`hot_issues=`: the replay runs chunk by chunk in this process while workers assess; each case is
+    prepared once for both. Same rows as the two-step path (replay the whole file, then score it)."""
+    from models.hotspot_settings import load_hotspot_config
+    from training.predict import attach_hot_issues
+
+    config = load_hotspot_config()
+    frame = demo_cases.sample(frac=1.0, random_state=3).reset_index(drop=True)  # file order is not time order
+    bundle = demo_bundle_with_risk
+    two_step = score_frame(bundle, attach_hot_issues(frame, config))
+    assert {"risk_level", "hot_issue_id"} <= set(two_step.columns)
+    monkeypatch.setattr(predict, "CHUNK", 64)
+    seen: list[int] = []
+    overlapped = score_frame(bundle, frame, seen.append, workers=2, hot_issues=config)
+    assert sum(seen) == len(frame) and max(seen) == 64
+    assert overlapped["hot_issue_id"].notna().sum() > 10, "the demo data has hot issues"
+    pd.testing.assert_frame_equal(overlapped, two_step, check_exact=False, rtol=0, atol=1e-12)
+
+
 def test_score_frame_of_no_cases_has_the_same_columns(demo_bundle: TriageBundle, cases: pd.DataFrame) -> None:
     empty = score_frame(demo_bundle, cases.iloc[:0])
     assert len(empty) == 0

@@ -356,8 +356,8 @@ def test_train_time_and_promote_time_metrics_agree_on_the_same_cases(
     once differed: the evaluation skipped the red-cue floor that serving applies)."""
     from models.hotspots import HotspotConfig
     from models.mlflow_model import LoadedModel
-    from training.promote import score
     from training.predict import attach_hot_issues
+    from training.promote import score
     from training.splitting import train_test_split_grouped
 
     frame = attach_hot_issues(demo_cases, HotspotConfig())
