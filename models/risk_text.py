@@ -18,6 +18,7 @@ arrays, so it pickles; lbfgs is deterministic, so the same data and C give the s
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -149,12 +150,9 @@ class TextScorer:
 
     def _weights(self, doc: str) -> tuple[np.ndarray, np.ndarray]:
         """(term indices, l2-normalised sublinear TF-IDF weights) of one document, as TfidfVectorizer does."""
-        counts: dict[int, int] = {}
-        vocabulary = self.vocabulary_
-        for gram in text_grams(doc):
-            j = vocabulary.get(gram)
-            if j is not None:
-                counts[j] = counts.get(j, 0) + 1
+        # Counted in C (Counter over the vocabulary look-ups), in order of first occurrence as before.
+        counts = Counter(map(self.vocabulary_.get, text_grams(doc)))
+        counts.pop(None, None)
         if not counts:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
         idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
