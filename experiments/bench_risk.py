@@ -62,17 +62,17 @@ from features.risk_cues import CRITERIA, LEVELS, rule_risk_level  # noqa: E402
 from features.text import case_text, init_tokenizer  # noqa: E402
 from models.hotspots import HotspotConfig  # noqa: E402
 from models.risk import (  # noqa: E402
-    FORM_FEATURES,
     RiskModel,
     RiskParams,
-    _docs,
     choose_bands,
     criterion_column,
     levels_from_proba,
     risk_features,
     weak_labels,
 )
-from models.risk_text import text_oof  # noqa: E402
+from models.risk.features import _docs  # noqa: E402
+from models.risk.model import FORM_FEATURES  # noqa: E402
+from models.risk.text_score import text_oof  # noqa: E402
 from models.router import build_router  # noqa: E402
 from training.config import TrainConfig, load_config  # noqa: E402
 from training.loading import load_cases  # noqa: E402

@@ -31,6 +31,7 @@ from typing import Any, TypeAlias
 import numpy as np
 import yaml
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted
 
 from features.text import case_text
@@ -796,6 +797,13 @@ class RiskCueVectorizer(TransformerMixin, BaseEstimator):
     apart from the lexicon version recorded by `fit`: transforming with another lexicon version raises,
     because the model downstream was trained on the features of the recorded one.
     """
+
+    def __sklearn_tags__(self) -> Tags:
+        """Cases of text in, not a numeric matrix."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        return tags
 
     def fit(self, X: Any, y: Iterable[Any] | None = None) -> RiskCueVectorizer:
         lexicon = load_lexicon()

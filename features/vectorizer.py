@@ -15,6 +15,7 @@ import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted
 
 from features.prepared import PreparedCase, as_pairs, prepare, prepared_cases
@@ -103,6 +104,13 @@ class CaseVectorizer(TransformerMixin, BaseEstimator):
             name: p for name, p in inspect.signature(cls.__init__).parameters.items()
             if p.kind == p.KEYWORD_ONLY
         }
+
+    def __sklearn_tags__(self) -> Tags:
+        """Cases of text in, not a numeric matrix."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        return tags
 
     # -- text preparation -------------------------------------------------------------------------
     def _cases(self, cases: Any) -> list[PreparedCase]:
@@ -199,6 +207,6 @@ class CaseVectorizer(TransformerMixin, BaseEstimator):
         return cache[name]
 
     def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # a copy: object.__getstate__ returns the live __dict__
         state.pop("_fitted_rows", None)
         return state

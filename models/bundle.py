@@ -8,6 +8,7 @@ alone); nothing outside this class turns probabilities into decisions.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from sklearn.pipeline import Pipeline
 from features import tokenizer
 from features.prepared import prepare, prepared_cases
 from models.fast_linear import CompiledCalibratedLinear
+from models.risk import text_score
 from models.taxonomy_guard import max_class_score
 
 if TYPE_CHECKING:
@@ -29,7 +31,20 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 BUNDLE_FILE = "bundle.joblib"
+#: Layout version of a pickled bundle. 1: every bundle before the version was recorded (risk model and
+#: taxonomy guard possibly absent; the risk model's text scorer pickled as ``models.risk_text``). 2: now.
+#: `TriageBundle.__setstate__` brings an older layout up to this one, in one place.
+BUNDLE_FORMAT = 2
 TOP_K = 3
+
+
+class BundleFormatError(ValueError):
+    """A pickled bundle this code cannot read; the message says which format and what to do."""
+
+
+# Bundles of format 1 pickled the risk model's text scorer under its old module name: unpickling them
+# finds it where it now lives.
+sys.modules.setdefault("models.risk_text", text_score)
 
 
 @dataclass(frozen=True)
@@ -93,6 +108,8 @@ class TriageBundle:
     #: Flags cases outside the known departments (`models.taxonomy_guard.TaxonomyGuard`); None in bundles
     #: trained before it existed, and for routers without raw class scores.
     taxonomy_guard: Any = None
+    #: `BUNDLE_FORMAT` of the code that built it (bundles say which layout they are, like hot-issue snapshots).
+    format: int = BUNDLE_FORMAT
 
     @property
     def classes(self) -> list[str]:
@@ -117,6 +134,16 @@ class TriageBundle:
         return {k: v for k, v in self.__dict__.items() if k != "_compiled_cache"}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        version = state.get("format", 1)
+        if not isinstance(version, int) or version > BUNDLE_FORMAT:
+            raise BundleFormatError(
+                f"this model is in bundle format {version!r}, newer than the {BUNDLE_FORMAT} this version of "
+                "grievance-triage reads; upgrade the service, or serve a model trained by this version"
+            )
+        if version < 2:
+            state.setdefault("risk", None)
+            state.setdefault("taxonomy_guard", None)
+        state["format"] = BUNDLE_FORMAT
         # However it is loaded (joblib, MLflow, a Dask worker), a model is only ever used with the word
         # segmenter it was trained with (`features.tokenizer`): this process switches to it, or refuses.
         tokenizer.ensure((state.get("metadata") or {}).get("tokenizer"))
@@ -133,7 +160,7 @@ class TriageBundle:
     def score(self, cases: Any) -> tuple[np.ndarray, np.ndarray | None]:
         """The probabilities, and which cases lie outside the known departments (None without a guard),
         from one pass of the vectorizer."""
-        guard = getattr(self, "taxonomy_guard", None)
+        guard = self.taxonomy_guard
         compiled = self._compiled()
         with sklearn.config_context(skip_parameter_validation=True, assume_finite=True):
             if compiled is None and guard is None:

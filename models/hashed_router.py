@@ -252,6 +252,7 @@ class CalibratedSGD(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X: sp.spmatrix) -> np.ndarray:
         """One sigmoid per department, normalised to sum to 1 (sklearn's multiclass sigmoid calibration)."""
+        check_is_fitted(self, "a_")
         p = expit(-(self.a_ * self.decision_function(X) + self.b_))
         if len(self.classes_) == 2:
             return np.hstack([1.0 - p, p])

@@ -16,15 +16,12 @@ from features.text import case_text
 from models.bundle import TriageBundle
 from models.risk import (
     BURST_COLUMNS,
-    FORM_FEATURES,
     LEVEL_ORDER,
     LEVELS,
     TEXT_SCORE_FEATURES,
     RiskModel,
     RiskParams,
     TextScorer,
-    _cue_block,
-    _doc,
     choose_bands,
     feature_text,
     levels_from_proba,
@@ -32,6 +29,8 @@ from models.risk import (
     situational_feature,
     weak_labels,
 )
+from models.risk.features import _cue_block, _doc
+from models.risk.model import FORM_FEATURES
 
 SEED = 7
 GREEN_TITLE = "请问新生儿落户需要准备哪些材料？"
@@ -98,10 +97,10 @@ def test_training_with_partial_labels_counts_weak_rows_and_chooses_bands_on_real
     assert report["n_rows"] == len(partial_cases) - n_missing
     # Red recall reaches its target unless the precision floor stopped the band, which the report says.
     if report["red_limited_by_precision"]:
-        assert report["oof_red_precision"] >= model.params.red_precision_floor
+        assert report["oof_red_precision"] >= model.resolved_params.red_precision_floor
     else:
-        assert report["oof_red_recall"] >= model.params.red_recall_target
-    assert report["oof_at_least_yellow_recall"] >= model.params.yellow_recall_target
+        assert report["oof_red_recall"] >= model.resolved_params.red_recall_target
+    assert report["oof_at_least_yellow_recall"] >= model.resolved_params.yellow_recall_target
     assert 0.0 < model.bands_["red"] <= 1.0 and 0.0 < model.bands_["yellow"] <= 1.0
     json.dumps(model.describe(), ensure_ascii=False)  # loggable as it is
 
@@ -183,11 +182,11 @@ def test_rebanded_rechooses_on_the_stored_out_of_fold_predictions(model: RiskMod
     labels, oof = model.band_oof_
     lower = model.rebanded(red_recall_target=0.8)
     assert lower.bands_ == choose_bands(
-        labels, oof, 0.8, model.params.yellow_recall_target, model.params.red_precision_floor
+        labels, oof, 0.8, model.resolved_params.yellow_recall_target, model.resolved_params.red_precision_floor
     )
-    assert lower.band_report_["red_precision_floor"] == model.params.red_precision_floor
+    assert lower.band_report_["red_precision_floor"] == model.resolved_params.red_precision_floor
     assert lower.bands_["red"] >= model.bands_["red"]
-    assert model.params.red_recall_target == RiskParams().red_recall_target  # the original is untouched
+    assert model.resolved_params.red_recall_target == RiskParams().red_recall_target  # the original is untouched
 
 
 # -- behaviour and reasons ---------------------------------------------------------------------------
@@ -209,7 +208,7 @@ def test_the_safety_floor_keeps_a_red_cue_case_out_of_green(model: RiskModel, de
                           demo_bundle.classes)
     assert [r.level for r in batch] == ["yellow", "green"]
     off = model.rebanded(bands={"red": 1.01, "yellow": 1.01})
-    off.params = off.params.model_copy(update={"red_cue_floor": False})
+    off.params = off.resolved_params.model_copy(update={"red_cue_floor": False})
     assert level_of(off, GREEN_TITLE, GREEN_BODY + GAS_LEAK, demo_bundle)[0] == "green"
 
 
@@ -242,7 +241,7 @@ def test_reasons_give_the_cue_phrase_with_offsets_and_model_reasons_in_chinese(
     lexicon_cues = [r for r in cues if r.category != "learned"]
     assert sorted((r.start, r.end) for r in lexicon_cues) == sorted((m.start, m.end) for m in match_cues(text))
     learned = [r for r in result.reasons if r.kind == "model"]
-    assert 1 <= len(learned) <= model.params.max_model_reasons
+    assert 1 <= len(learned) <= model.resolved_params.max_model_reasons
     assert all(_HAN.search(r.text) and r.feature in model.feature_names_ and r.weight > 0 for r in learned)
     assert [r.weight for r in learned] == sorted((r.weight for r in learned), reverse=True)
     assert "rule_level" in {r.feature for r in learned}  # the red rule fired: the model leans on it
@@ -414,7 +413,7 @@ def test_pickle_round_trip_gives_identical_predictions(
 
 
 def test_text_score_features_are_present_named_and_worded(model: RiskModel, demo_cases: pd.DataFrame) -> None:
-    assert model.params.text_score and isinstance(model.text_scorer_, TextScorer)
+    assert model.resolved_params.text_score and isinstance(model.text_scorer_, TextScorer)
     assert list(TEXT_SCORE_FEATURES) == ["text_p:red", "text_p:yellow", "text_p:green"]
     stacked = [f"text_c:{c}" for c in model.text_criterion_features_]
     assert stacked and all(c.startswith("text_c:red-") for c in stacked)  # the demo data names red criteria
@@ -435,7 +434,7 @@ def test_text_scorer_scores_like_sklearn_and_is_deterministic(demo_cases: pd.Dat
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from models.risk_text import text_grams
+    from models.risk.text_score import text_grams
 
     docs = [_doc(case_text(t, b)) for t, b in zip(demo_cases["title"], demo_cases["body"], strict=True)]
     y = np.array([LEVELS.index(v) for v in demo_cases["risk_level"]])

@@ -1,4 +1,4 @@
-"""`models.risk_text`: the text model's terms, its criterion head and the evidence phrases it quotes.
+"""`models.risk.text_score`: the text model's terms, its criterion head and the evidence phrases it quotes.
 Every text here is made up or comes from the shipped demo data."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import pytest
 
 from features.risk_cues import LEVELS
 from features.text import case_text
-from models.risk import _doc, criterion_column
-from models.risk_text import CHAR_MARK, TextScorer, phrase_of, text_doc, text_grams, text_oof
+from models.risk import criterion_column
+from models.risk.features import _doc
+from models.risk.text_score import CHAR_MARK, TextScorer, phrase_of, text_doc, text_grams, text_oof
 
 
 def test_terms_are_word_ngrams_then_character_ngrams_within_runs() -> None:
@@ -84,9 +85,9 @@ def test_out_of_fold_scores_never_come_from_a_scorer_that_saw_the_row(
 def test_fitting_the_folds_in_two_processes_gives_the_same_scores(
     scorer_and_docs: tuple[TextScorer, list[str], np.ndarray, list[str | None]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import models.risk_text
+    import models.risk.text_score
 
-    monkeypatch.setattr(models.risk_text, "PARALLEL_FROM", 0)
+    monkeypatch.setattr(models.risk.text_score, "PARALLEL_FROM", 0)
     _, docs, y, criteria = scorer_and_docs
     w = np.ones(len(y))
     one = text_oof(docs, y, w, None, 3, C=4.0, folds=3, criteria=criteria, criterion_features=["red-1"])

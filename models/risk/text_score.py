@@ -26,9 +26,12 @@ from typing import Any
 
 import numpy as np
 from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+from sklearn.utils import Tags
+from sklearn.utils.validation import check_is_fitted
 
 from features.risk_cues import CRITERIA, LEVELS
 from features.vectorizer import split_tokens
@@ -90,9 +93,10 @@ def _softmax(raw: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-class TextScorer:
+class TextScorer(BaseEstimator):
     """TF-IDF (`text_grams`, min_df 2, sublinear tf, l2) with a level head and an optional criterion head,
-    each a balanced multinomial logistic regression. See the module docstring."""
+    each a balanced multinomial logistic regression. See the module docstring. An sklearn estimator over
+    documents (`text_doc`): `clone` works, scoring before `fit` raises `NotFittedError`."""
 
     def __init__(self, C: float = 4.0, criterion_C: float | None = None) -> None:
         self.C = C
@@ -160,9 +164,16 @@ class TextScorer:
         weights = (np.log(tf) + 1.0) * self.idf_[idx]
         return idx, weights / np.sqrt(weights @ weights)
 
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        return tags
+
     def score_docs(self, docs: Sequence[str], criteria: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
         """(P(red), P(yellow), P(green)) and P(criterion) for each of ``criteria`` (zeros for one the head never
         saw), per document, from one pass over each document's terms (the serving path needs both)."""
+        check_is_fitted(self, "coef_")
         levels = np.empty((len(docs), len(LEVELS)), dtype=np.float64)
         named = np.zeros((len(docs), len(criteria)), dtype=np.float64)
         heads = self.criterion_classes_ if self.criterion_coef_ is not None else []
@@ -184,6 +195,7 @@ class TextScorer:
     def criterion_evidence(self, doc: str, level: str, max_phrases: int = 3) -> CriterionEvidence | None:
         """The most likely criterion of ``level`` for this document and the phrases that weigh most for it;
         None for green, or when the scorer has no criterion head or no criterion of that level."""
+        check_is_fitted(self, "coef_")
         if self.criterion_coef_ is None or level == "green":
             return None
         candidates = [k for k, c in enumerate(self.criterion_classes_) if c.startswith(f"{level}-")]
