@@ -1,9 +1,10 @@
 """Fill an empty audit store with the demo cases, so a newcomer's `make run` has a queue to audit.
 
 The cases go through the very path the API uses (`triage_cases`: router, hot-issue detector, risk model,
-store), in time order, so the review queue, the case views, the hot-issue alerts and the dashboard all
-show real predictions of the served model. A store that already holds predictions is left alone: the
-seed runs once, and never mixes demo cases into a store in use.
+store, all opened by the server's own `serving.services.open_services`), in time order, so the review
+queue, the case views, the hot-issue alerts and the dashboard all show real predictions of the served model.
+A store that already holds predictions is left alone: the seed runs once, and never mixes demo cases into a
+store in use.
 
     python -m command.demo_seed [--data CSV] [--limit N]
 """
@@ -17,15 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.text import init_tokenizer
-from models.hotspot_settings import load_hotspot_config
-from models.tracking import configure_tracking
-from serving.hotspot_service import HotspotService, shares_state
-from serving.model_reload import load_and_warm
 from serving.schemas import TriageRequest
+from serving.services import open_services, open_store
 from serving.settings import Settings
 from serving.triage_service import triage_cases
-from store import Store, upgrade_database
 from training.loading import DataError, load_cases
 
 logger = logging.getLogger(__name__)
@@ -62,27 +58,24 @@ def demo_requests(path: Path = DEMO_DATA, limit: int | None = None) -> list[Tria
 
 
 def seed(settings: Settings, requests: list[TriageRequest]) -> int:
-    """Triage `requests` into the store named by `settings` if it has no prediction yet; how many were."""
-    upgrade_database(settings.database_url)
-    store = Store.from_url(settings.database_url)
-    try:
+    """Triage `requests` into the store named by `settings` if it has no prediction yet; how many were.
+
+    The services are the server's own (`serving.services.open_services`: the store with its timeouts, the
+    spool-backed writer, the hot-issue detector, the model), opened only once the store is known to be
+    empty: a store in use is left alone without loading a model or claiming its hot-issue state."""
+    with open_store(settings) as store:
         if store.count_predictions():
             return 0
-        model, error = load_and_warm(settings.model_uri)
+    services = open_services(settings)
+    try:
+        model = services.model_state.model
         if model is None:
-            raise RuntimeError(f"cannot seed the demo cases: {error}")
-        init_tokenizer()
-        hotspots = HotspotService.restore(
-            store, load_hotspot_config(settings.hotspot_config), shared=shares_state(settings.hotspot_sharing, store)
-        )
-        try:
-            for start in range(0, len(requests), BATCH):
-                triage_cases(model, requests[start : start + BATCH], store=store, hotspots=hotspots)
-        finally:
-            hotspots.close()
+            raise RuntimeError(f"cannot seed the demo cases: {services.model_state.error}")
+        for start in range(0, len(requests), BATCH):
+            triage_cases(model, requests[start : start + BATCH], store=services.store, hotspots=services.hotspots)
         return len(requests)
     finally:
-        store.dispose()
+        services.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +84,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="only the newest N cases")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    configure_tracking()
     try:
         requests = demo_requests(args.data, args.limit)
         stored = seed(Settings(), requests)

@@ -37,6 +37,7 @@ from bench_load import load_average, resolve_model  # noqa: E402
 
 from serving.app import create_app  # noqa: E402
 from serving.auth import new_key  # noqa: E402
+from serving.dependencies import services_of  # noqa: E402
 from serving.settings import DEFAULT_MODEL_URI, Settings  # noqa: E402
 
 RESULTS = ROOT / "experiments" / "results" / "recovery.json"
@@ -62,7 +63,7 @@ def main() -> int:
                             api_keys=f"bench:intake:{key}", spool_retry_initial_seconds=0.5, spool_retry_max_seconds=2)
         down = {"now": False}
         with TestClient(create_app(settings), headers={"X-API-Key": key}) as client:
-            store, writer = client.app.state.store, client.app.state.durable_writer
+            store, writer = services_of(client.app).store, services_of(client.app).writer
             for name in FAILING:
                 real = getattr(store, name)
 

@@ -74,6 +74,7 @@ from models.mlflow_model import LoadedModel, load_model  # noqa: E402
 from models.tracking import configure_tracking, tracking_uri  # noqa: E402
 from serving.app import create_app  # noqa: E402
 from serving.auth import new_key  # noqa: E402
+from serving.dependencies import services_of  # noqa: E402
 from serving.schemas import TriageRequest  # noqa: E402
 from serving.settings import DEFAULT_MODEL_URI, Settings  # noqa: E402
 from serving.state import model_ref  # noqa: E402
@@ -254,7 +255,7 @@ def service(model_uri: str, database_url: str) -> Iterator[tuple[FastAPI, TestCl
     """The app with its lifespan running (store migrated and opened, hot-issue service, model loaded)."""
     app = create_app(Settings(model_uri=model_uri, database_url=database_url, api_keys=BENCH_KEYS))
     with TestClient(app, headers=BENCH_HEADERS) as client:
-        state = app.state.model_state
+        state = services_of(app).model_state
         if state.model is None:
             raise SystemExit(f"the service could not load {model_uri}: {state.error}")
         yield app, client
@@ -351,8 +352,8 @@ def run_backend(backend: str, dbs: Databases, model_uri: str, cases: Cases, warm
                 results: dict[str, dict[str, Any]]) -> None:
     """Direct triage_cases, HTTP single and HTTP batch against one kind of store (fresh database each)."""
     with service(model_uri, dbs.fresh(backend, "direct")) as (app, _client):
-        model = app.state.model_state.model
-        store, hotspots = app.state.store, app.state.hotspots
+        services = services_of(app)
+        model, store, hotspots = services.model_state.model, services.store, services.hotspots
 
         def direct(req: TriageRequest) -> dict[str, Any]:
             (result,) = triage_cases(model, [req], store=store, hotspots=hotspots)

@@ -11,11 +11,11 @@ from fastapi import APIRouter, Body, Depends, HTTPException, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
-from serving.auth import Role, require_role
+from serving.auth import Role
+from serving.dependencies import ModelStateDep, SettingsDep, require_role
 from serving.model_reload import ReloadError, reload_model
 from serving.routes import AUTH_ERRORS
 from serving.schemas import ErrorResponse, ModelRef, ValidationErrorResponse
-from serving.state import ModelStateDep, SettingsDep
 from store.tables import utcnow
 
 logger = logging.getLogger(__name__)

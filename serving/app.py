@@ -24,23 +24,16 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from features.text import init_tokenizer
-from models.hotspot_settings import load_hotspot_config
-from models.mlflow_model import LoadedModel
-from models.tracking import configure_tracking
 from serving.admin_routes import admin_router
 from serving.auth import KeyRing
-from serving.deadline import Deadline
-from serving.hotspot_service import HotspotService, claim_local_state, release_local_state, shares_state
-from serving.model_reload import load_and_warm
+from serving.dependencies import AppContext, context_of
 from serving.request_guard import AuthFailures, RequestGuardMiddleware
 from serving.review_routes import review_router
 from serving.routes import router
+from serving.services import open_services
 from serving.settings import Settings, get_settings
-from serving.spool import DurableWriter, Spool, attach, detach, engine_options
-from serving.state import ModelState
+from serving.spool import SpoolUnavailableError
 from serving.web import install as install_web_pages
-from store import Store, upgrade_database
 
 logger = logging.getLogger(__name__)
 
@@ -77,52 +70,16 @@ def _app_version() -> str:
         return "0.0.0+unknown"
 
 
-def _load(uri: str) -> tuple[LoadedModel | None, str | None]:
-    """Load and warm up the model, or return why not (`serving.model_reload.load_and_warm`, shared with reload)."""
-    return load_and_warm(uri)
-
-
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    settings: Settings = app.state.settings
-    configure_logging(settings.log_level)
-    state = ModelState()
-    app.state.model_state = state
-    configure_tracking()
-    init_tokenizer()
-    # The audit store is not optional at start-up: a service that cannot record predictions must not
-    # answer. Once running, an outage is bridged by the spool (serving.spool).
-    upgrade_database(settings.database_url)
-    store = Store.from_url(
-        settings.database_url,
-        **engine_options(settings.database_url, settings.db_connect_timeout, settings.db_call_timeout),
-    )
-    app.state.store = store
-    writer = DurableWriter(store, Spool(settings.spool_dir), retry_initial=settings.spool_retry_initial_seconds,
-                           retry_max=settings.spool_retry_max_seconds, deadline=Deadline(settings.db_call_timeout))
-    writer.drain_at_start()  # what an earlier run spooled goes in first (and before the detector replays cases)
-    app.state.durable_writer = writer
-    attach(writer)
-    shared = shares_state(settings.hotspot_sharing, store)
-    owner_lock = None if shared else claim_local_state(store)  # HotspotOwnerError: the start fails, saying why
-    app.state.hotspots = HotspotService.restore(
-        store, load_hotspot_config(settings.hotspot_config), sink=writer, shared=shared,
-    )
-    app.state.hotspots.follow(settings.hotspot_follow_seconds)
-    writer.start()
-    state.model, state.error = _load(settings.model_uri)
+    """Open the services (`serving.services.open_services`, as the demo seeder does) for the app's life."""
+    context = context_of(app)
+    configure_logging(context.settings.log_level)
+    context.services = open_services(context.settings)
     try:
         yield
     finally:
-        app.state.model_state = ModelState(error="the service is shutting down")
-        app.state.hotspots.close()
-        app.state.hotspots = None
-        release_local_state(owner_lock)
-        writer.stop()
-        detach(writer)
-        app.state.durable_writer = None
-        app.state.store = None
-        store.dispose()
+        context.close_services()
 
 
 async def database_unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -137,6 +94,12 @@ async def database_unavailable_handler(request: Request, exc: Exception) -> JSON
         content={"detail": "the audit store's database cannot be reached; try again shortly"},
         headers={"Retry-After": "5"},
     )
+
+
+async def spool_unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
+    """503 with the reason when neither the database nor the spool could keep a prediction."""
+    assert isinstance(exc, SpoolUnavailableError)
+    return JSONResponse(status_code=status.HTTP_503_SERVICE_UNAVAILABLE, content={"detail": exc.detail})
 
 
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -230,17 +193,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.keyring = KeyRing.from_spec(settings.api_keys.get_secret_value() if settings.api_keys else None)
-    app.state.model_state = ModelState()
-    app.state.store = None
-    app.state.hotspots = None
+    context = AppContext(
+        settings=settings,
+        keyring=KeyRing.from_spec(settings.api_keys.get_secret_value() if settings.api_keys else None),
+        auth_failures=AuthFailures(),
+    )
+    app.state.context = context  # the only thing on app.state; routes get its parts as dependencies
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(OperationalError, database_unavailable_handler)
+    app.add_exception_handler(SpoolUnavailableError, spool_unavailable_handler)
     app.add_exception_handler(HTTPException, body_parse_error_handler)
-    app.state.auth_failures = AuthFailures()
     app.add_middleware(
-        RequestGuardMiddleware, keyring=lambda: app.state.keyring, failures=app.state.auth_failures,
+        RequestGuardMiddleware, keyring=lambda: context.keyring, failures=context.auth_failures,
         max_bytes=settings.body_limit_bytes,
     )
     app.include_router(router)

@@ -12,9 +12,10 @@ Roles, as the ticket system and the review team use them:
 * `reviewer`: may read cases, alerts and the queue, and record reviews; its key's name is the reviewer;
 * `admin`: everything above, plus reloading the model and reading reports.
 
-Routes declare what they need with `Depends(require_role(Role.reviewer))`; `admin` passes every check.
-The key travels in the `X-API-Key` header (the reviewer web page exchanges it for a signed session
-cookie, see `serving.web`). 401 when no valid key is presented, 403 when the key's role is not allowed.
+Routes declare what they need with `Depends(require_role(Role.reviewer))` (`serving.dependencies`);
+`admin` passes every check. The key travels in the `X-API-Key` header (the reviewer web page exchanges it
+for a signed session cookie, see `serving.web`). 401 when no valid key is presented, 403 when the key's
+role is not allowed.
 """
 
 from __future__ import annotations
@@ -23,13 +24,10 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, Security, status
-from fastapi.security import APIKeyHeader
 from zxcvbn import zxcvbn
 
 API_KEY_HEADER = "X-API-Key"
@@ -168,65 +166,3 @@ class KeyRing:
     def digests(self) -> tuple[bytes, ...]:
         """Every configured digest, in configuration order (the web session secret is derived from them)."""
         return tuple(k.digest for k in self._keys)
-
-
-_header = APIKeyHeader(
-    name=API_KEY_HEADER,
-    auto_error=False,
-    description="An API key from TRIAGE_API_KEYS; its role decides which routes answer.",
-)
-
-
-def keyring_of(request: Request) -> KeyRing:
-    ring = getattr(request.app.state, "keyring", None)
-    return ring if ring is not None else KeyRing(())
-
-
-async def get_keyring(request: Request) -> KeyRing:
-    return keyring_of(request)
-
-
-def _unauthorized(detail: str) -> HTTPException:
-    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": API_KEY_HEADER})
-
-
-async def current_principal(
-    request: Request,
-    key: Annotated[str | None, Security(_header)],
-    ring: Annotated[KeyRing, Depends(get_keyring)],
-) -> Principal:
-    """The caller, from the `X-API-Key` header or (web pages) the signed session; 401 otherwise."""
-    checked = getattr(request.state, "key_principal", None)  # by serving.request_guard, before the body
-    if key and isinstance(checked, tuple) and checked[0] == key:
-        principal: Principal | None = checked[1]
-    else:
-        principal = ring.authenticate(key) if key else getattr(request.state, "principal", None)
-    if principal is not None:
-        return principal
-    if not len(ring):
-        raise _unauthorized("no API keys are configured on this server; set TRIAGE_API_KEYS")
-    if key:
-        raise _unauthorized("the API key is not valid")
-    raise _unauthorized(f"an API key is required in the {API_KEY_HEADER} header")
-
-
-def require_role(*roles: Role) -> Callable[..., Principal]:
-    """A dependency that answers 403 unless the caller's role is one of `roles` (admin always is)."""
-    allowed = ", ".join(dict.fromkeys(r.value for r in (*roles, Role.admin)))
-
-    async def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
-        if not principal.may(*roles):
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                detail=f"the {principal.role.value} role may not do this; it needs one of: {allowed}",
-            )
-        return principal
-
-    check.roles = frozenset((*roles, Role.admin))  # type: ignore[attr-defined]  # read by the route-table test
-    return check
-
-
-PrincipalDep = Annotated[Principal, Depends(current_principal)]
-IntakeDep = Annotated[Principal, Depends(require_role(Role.intake))]
-ReviewerDep = Annotated[Principal, Depends(require_role(Role.reviewer))]
-AdminDep = Annotated[Principal, Depends(require_role(Role.admin))]

@@ -11,13 +11,13 @@ from dataclasses import asdict
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, HTTPException, Path, Query, status
 from fastapi.exceptions import RequestValidationError
 
 from features.text import mask_contact_details
-from serving.auth import AdminDep, ReviewerDep
 from serving.bulk_review import confirm_many
-from serving.review_rules import MAX_NOTE_CHARS, Decision, Problem, decide
+from serving.dependencies import AdminDep, ModelStateDep, ReviewerDep, StoreDep
+from serving.review_rules import MAX_NOTE_CHARS, Decision, Problem, decide, known_departments
 from serving.review_schemas import (
     MAX_QUEUE_LIMIT,
     AgreementReportOut,
@@ -38,7 +38,6 @@ from serving.review_schemas import (
 )
 from serving.routes import AUTH_ERRORS, _alert_summary
 from serving.schemas import TIME_RANGE_MESSAGE, ErrorResponse, ModelRef, NulFree, ValidationErrorResponse, time_in_range
-from serving.store_dependency import StoreDep
 from serving.triage_service import _from_record
 from store import PredictionRecord, ReviewRecord, Store
 from store.claims import ClaimConflict
@@ -113,18 +112,6 @@ def _review_out(record: ReviewRecord) -> ReviewOut:
     return ReviewOut(**asdict(record))
 
 
-def known_departments(request: Request, store: Store) -> list[str]:
-    """Departments a review may decide: the serving model's; without a model, every one a prediction named.
-
-    The reviewer page offers and checks the same list, so the page and the API accept the same decisions.
-    """
-    state = getattr(request.app.state, "model_state", None)
-    model = getattr(state, "model", None)
-    if model is not None:
-        return [str(label) for label in model.bundle.classes]
-    return store.known_departments()
-
-
 def _reviewed_prediction(store: Store, case_id: str, prediction_id: int | None) -> PredictionRecord:
     """The prediction a review is about; 404 for an unknown case or a prediction not of this case."""
     if prediction_id is None:
@@ -188,13 +175,13 @@ def _decision(review: ReviewRequest, prediction: PredictionRecord, known: list[s
     responses={**NOT_FOUND, **INVALID, **AUTH_ERRORS},
 )
 def create_review(
-    case_id: CaseIdPath, review: ReviewRequest, principal: ReviewerDep, store: StoreDep, request: Request
+    case_id: CaseIdPath, review: ReviewRequest, principal: ReviewerDep, store: StoreDep, state: ModelStateDep
 ) -> ReviewOut:
     """Confirm the model's department and level, or change either with a note. Every call appends a new
     review (nothing is overwritten); the reviewer is the API key's name. Without `prediction_id` the
     decision is about the case's latest prediction, which takes the case out of the review queue."""
     prediction = _reviewed_prediction(store, case_id, review.prediction_id)
-    decision = _decision(review, prediction, known_departments(request, store))
+    decision = _decision(review, prediction, known_departments(state.model, store))
     try:
         stored = store.add_review(
             case_id, prediction.id, principal.name, decided_department=decision.department,

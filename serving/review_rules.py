@@ -13,7 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:  # the rules stay importable without the model and store packages' dependencies
+    from models.mlflow_model import LoadedModel
+    from store import Store
 
 LEVELS = ("red", "yellow", "green")
 MAX_NOTE_CHARS = 2000
@@ -84,3 +88,13 @@ def decide(
     if action == "confirm":
         return Decision(model_department, model_level, note)
     return Decision(department or model_department, level or model_level, note)
+
+
+def known_departments(model: LoadedModel | None, store: Store) -> list[str]:
+    """Departments a review may decide: the serving model's; without a model, every one a prediction named.
+
+    The reviewer page offers and checks the same list, so the page and the API accept the same decisions.
+    """
+    if model is not None:
+        return [str(label) for label in model.bundle.classes]
+    return store.known_departments()

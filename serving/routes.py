@@ -7,16 +7,23 @@ case id, department, model version and latency only; never the title, body or re
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import Counter
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 
-from serving.auth import Role, current_principal, require_role
-from serving.hotspot_service import HotspotService
+from serving.auth import Role
+from serving.dependencies import (
+    HotspotsDep,
+    ModelDep,
+    SettingsDep,
+    StoreDep,
+    WriterDep,
+    current_principal,
+    require_role,
+)
 from serving.schemas import (
     EXAMPLE_CASE,
     AlertDetail,
@@ -35,8 +42,7 @@ from serving.schemas import (
     TriageResponse,
 )
 from serving.settings import MAX_BATCH, Settings
-from serving.state import ModelDep, ModelStateDep, SettingsDep, model_ref
-from serving.store_dependency import StoreDep
+from serving.state import describe_model, model_ref
 from serving.triage_service import triage_cases
 from store import AlertRecord
 
@@ -57,12 +63,6 @@ ANY_ROLE = [Depends(current_principal)]
 router = APIRouter()
 
 
-async def get_hotspots(request: Request) -> HotspotService | None:
-    """The live hot-issue detector (None in apps started without one, e.g. some tests)."""
-    return getattr(request.app.state, "hotspots", None)
-
-
-HotspotsDep = Annotated[HotspotService | None, Depends(get_hotspots)]
 RescoreQuery = Annotated[
     bool,
     Query(description="Score again even if this case_id was already triaged with the same text."),
@@ -233,14 +233,6 @@ def get_alert(alert_id: Annotated[str, NulFree], store: StoreDep) -> AlertDetail
     )
 
 
-def _finite(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 @router.get(
     "/v1/model",
     response_model=ModelInfo,
@@ -251,23 +243,7 @@ def _finite(value: Any) -> float | None:
 )
 def model_info(model: ModelDep) -> ModelInfo:
     """Name, version and alias of the loaded model, when it was trained and its held-out metrics."""
-    bundle = model.bundle
-    meta = bundle.metadata
-    ref = model_ref(model)
-    return ModelInfo(
-        name=ref.name,
-        version=ref.version,
-        alias=model.alias,
-        uri=model.uri,
-        run_id=model.run_id,
-        trained_at=str(meta["trained_at"]) if meta.get("trained_at") else None,
-        classes=bundle.classes,
-        target_precision=_finite(bundle.target_precision),
-        metrics={str(k): _finite(v) for k, v in (meta.get("metrics") or {}).items()},
-        text_pipeline_version=str(meta["text_pipeline_version"])
-        if meta.get("text_pipeline_version")
-        else None,
-    )
+    return describe_model(model)
 
 
 @router.get("/healthz", response_model=Health, tags=["operations"], summary="The process is alive")
@@ -283,16 +259,14 @@ def healthz() -> Health:
     responses=NO_MODEL,
     response_model_exclude_unset=True,
 )
-def readyz(state: ModelStateDep, request: Request) -> Ready:
+def readyz(model: ModelDep, writer: WriterDep) -> Ready:
     """Ready while a model is loaded and writes can be kept: with the database down the service stays
     ready (it spools, see `store`), since taking every replica out of rotation would turn a storage
     outage into a full one; 503 when there is no model, or neither database nor spool can be written."""
-    if state.model is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=state.unavailable_reason)
-    writer = getattr(request.app.state, "durable_writer", None)
-    accepting, store = writer.status() if writer is not None else (True, "ok")
+    # `model` is asked for first: without one (starting, shutting down) the 503 gives the model's reason.
+    accepting, store = writer.status()
     if not accepting:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"audit store {store}")
     if store == "ok":  # the healthy answer stays as it was; `store` appears only when there is news
-        return Ready(status="ready", model=model_ref(state.model))
-    return Ready(status="ready", model=model_ref(state.model), store=store)
+        return Ready(status="ready", model=model_ref(model))
+    return Ready(status="ready", model=model_ref(model), store=store)

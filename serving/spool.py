@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from fastapi import HTTPException, status
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -61,11 +60,15 @@ REJECTED_PREFIX = "rejected-"
 OUTAGE_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, PoolTimeoutError, StoreHung)
 
 
-class SpoolUnavailableError(HTTPException):
-    """Neither the database nor the spool could take a write: the request fails with 503 and this reason."""
+class SpoolUnavailableError(RuntimeError):
+    """Neither the database nor the spool could take a write: nothing was kept, so nothing may be answered.
+
+    The app answers 503 with `detail` (`serving.app.spool_unavailable_handler`); other callers (the demo
+    seeder) see an error like any other."""
 
     def __init__(self, detail: str) -> None:
-        super().__init__(status.HTTP_503_SERVICE_UNAVAILABLE, detail=detail)
+        super().__init__(detail)
+        self.detail = detail
 
 
 def is_outage(exc: BaseException) -> bool:

@@ -1,20 +1,19 @@
-"""What the lifespan loaded, and the dependencies routes use to reach it.
+"""The served model's state, and how a loaded model describes itself.
 
-The app's lifespan puts one `ModelState` on `app.state.model_state`; routes ask for the model through
-`get_model` (`Annotated[LoadedModel, Depends(get_model)]`), so tests can override it.
+`serving.services.open_services` makes one `ModelState` per app; routes get it, or the model in it,
+through `serving.dependencies` (`ModelStateDep`, `ModelDep`). `describe_model` is the one description of
+a model that `GET /v1/model` answers and the dashboard shows.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field
-from typing import Annotated
-
-from fastapi import Depends, HTTPException, Request, status
+from typing import Any
 
 from models.mlflow_model import LoadedModel
-from serving.schemas import ModelRef
-from serving.settings import Settings
+from serving.schemas import ModelInfo, ModelRef
 
 HOW_TO_FIX = "train one with `triage train` or set TRIAGE_MODEL_URI"
 
@@ -43,23 +42,30 @@ def model_ref(model: LoadedModel) -> ModelRef:
     return ModelRef(name=model.name or meta.get("model_name"), version=str(version) if version else None)
 
 
-async def get_model_state(request: Request) -> ModelState:
-    state = getattr(request.app.state, "model_state", None)
-    return state if state is not None else ModelState()
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
-async def get_model(state: Annotated[ModelState, Depends(get_model_state)]) -> LoadedModel:
-    """The loaded model; 503 with the reason when there is none."""
-    if state.model is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=state.unavailable_reason)
-    return state.model
-
-
-async def get_app_settings(request: Request) -> Settings:
-    """The settings the app was created with."""
-    return request.app.state.settings
-
-
-ModelStateDep = Annotated[ModelState, Depends(get_model_state)]
-ModelDep = Annotated[LoadedModel, Depends(get_model)]
-SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+def describe_model(model: LoadedModel) -> ModelInfo:
+    """Name, version and alias of a loaded model, when it was trained and its held-out metrics."""
+    bundle = model.bundle
+    meta = bundle.metadata
+    ref = model_ref(model)
+    return ModelInfo(
+        name=ref.name,
+        version=ref.version,
+        alias=model.alias,
+        uri=model.uri,
+        run_id=model.run_id,
+        trained_at=str(meta["trained_at"]) if meta.get("trained_at") else None,
+        classes=bundle.classes,
+        target_precision=_finite(bundle.target_precision),
+        metrics={str(k): _finite(v) for k, v in (meta.get("metrics") or {}).items()},
+        text_pipeline_version=str(meta["text_pipeline_version"])
+        if meta.get("text_pipeline_version")
+        else None,
+    )

@@ -10,7 +10,7 @@ managed only by the Alembic migrations in `store/migrations/`:
     ...
     store.dispose()                               # at shutdown
 
-Routes reach the store through `serving.store_dependency.StoreDep`.
+Routes reach the store through `serving.dependencies.StoreDep`.
 """
 
 from store.engine import make_engine, redact

@@ -95,7 +95,7 @@ def _advisory_key(case_id: str) -> int:
 
 
 class Store:
-    """The audit store on one database. Thread-safe; one per process, kept on `app.state.store`.
+    """The audit store on one database. Thread-safe; one per process (`serving.services.open_services`).
 
     The schema must already be at the newest migration (`store.upgrade_database`); the store
     itself never creates tables.

@@ -18,7 +18,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving.auth import KeyRing
+from serving.dependencies import context_of
 from serving.settings import Settings
 from serving.web.pages import LOGIN_PATH, PAGE_PREFIXES, LoginRequired, public_router, router
 from serving.web.session import SESSION_COOKIE, SESSION_MAX_AGE_S, session_secret
@@ -68,11 +68,12 @@ async def login_redirect(request: Request, exc: Exception) -> Response:
 
 
 def install(app: FastAPI, settings: Settings) -> None:
-    """Add the pages to `app` (after `app.state.keyring` is set)."""
-    ring: KeyRing = app.state.keyring
+    """Add the pages to `app` (made by `serving.app.create_app`: its context holds the key ring), and put the
+    session secret in its context."""
+    context = context_of(app)
     configured = settings.session_secret.get_secret_value() if settings.session_secret else None
-    secret = session_secret(configured, ring)
-    app.state.session_secret = secret
+    secret = session_secret(configured, context.keyring)
+    context.session_secret = secret
     app.add_middleware(
         SessionMiddleware,
         secret_key=secret,

@@ -22,14 +22,22 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from features.csv_safety import csv_text
-from serving.auth import API_KEY_HEADER, KeyRing, Principal, ReviewerDep, Role, get_keyring, keyring_of
+from models.mlflow_model import LoadedModel
+from serving.auth import API_KEY_HEADER, KeyRing, Principal, Role
 from serving.bulk_review import CLAIMED, NOT_PENDING, confirm_many
+from serving.dependencies import (
+    KeyRingDep,
+    ModelStateDep,
+    OpenStoreDep,
+    ReviewerDep,
+    SessionSecretDep,
+    StoreDep,
+    context_of,
+)
 from serving.request_guard import client_of
-from serving.review_routes import known_departments
-from serving.review_rules import LEVELS, MAX_NOTE_CHARS, Decision, decide
-from serving.routes import model_info
+from serving.review_rules import LEVELS, MAX_NOTE_CHARS, Decision, decide, known_departments
 from serving.schemas import time_in_range
-from serving.store_dependency import StoreDep
+from serving.state import describe_model
 from serving.web import charts
 from serving.web.forms import FormError, read_form, read_form_lists
 from serving.web.present import (
@@ -87,25 +95,28 @@ class LoginRequired(Exception):
         self.next_url = next_url
 
 
-def session_secret_of(request: Request) -> str:
-    return request.app.state.session_secret
-
-
-def current_session(request: Request, ring: KeyRing) -> Principal | None:
+def current_session(request: Request, ring: KeyRing, secret: str, store: Store | None) -> Principal | None:
     """The session's principal, unless it expired or was logged out (a store read: call off the event loop)."""
-    store: Store | None = getattr(request.app.state, "store", None)
     revoked = store.web_session_revoked if store is not None else None
-    return session_principal(request, ring, session_secret_of(request), revoked)
+    return session_principal(request, ring, secret, revoked)
 
 
-async def page_session(request: Request, ring: Annotated[KeyRing, Depends(get_keyring)]) -> None:
+def _session_parts(request: Request) -> tuple[KeyRing, str, Store | None]:
+    """Key ring, session secret and (when open) store for the login and logout forms: plain Starlette
+    routes, which get no FastAPI dependencies, so they read the app's context themselves."""
+    context = context_of(request.app)
+    assert context.session_secret is not None  # set by `serving.web.install`, which adds these routes
+    return context.keyring, context.session_secret, None if context.services is None else context.services.store
+
+
+async def page_session(request: Request, ring: KeyRingDep, secret: SessionSecretDep, store: OpenStoreDep) -> None:
     """Put the session's principal on `request.state` for `require_role`, or send the browser to log in.
 
     A request with an `X-API-Key` header is left to `require_role` (401/403 as on the API).
     """
     if request.headers.get(API_KEY_HEADER):
         return
-    principal = await run_in_threadpool(current_session, request, ring)
+    principal = await run_in_threadpool(current_session, request, ring, secret, store)
     if principal is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(target if request.method == "GET" else request.url.path)
@@ -150,9 +161,10 @@ def safe_next(value: str | None) -> str:
 
 
 async def login_page(request: Request) -> Response:
+    ring, secret, store = _session_parts(request)
     if request.method == "GET":
         next_url = safe_next(request.query_params.get("next"))
-        if await run_in_threadpool(current_session, request, keyring_of(request)) is not None:
+        if await run_in_threadpool(current_session, request, ring, secret, store) is not None:
             return RedirectResponse(next_url, status.HTTP_303_SEE_OTHER)  # already logged in
         return render(request, "login.html", {"next": next_url, "error": None})
     try:
@@ -163,10 +175,9 @@ async def login_page(request: Request) -> Response:
     if not csrf_ok(request, form.get(CSRF_FIELD)):
         expired = {"next": next_url, "error": "页面已过期，请重新输入密钥。"}
         return render(request, "login.html", expired, status.HTTP_403_FORBIDDEN)
-    ring: KeyRing = keyring_of(request)
     principal = ring.authenticate(form.get("api_key", "").strip())
     if principal is None:
-        request.app.state.auth_failures.record(client_of(request.scope))
+        context_of(request.app).auth_failures.record(client_of(request.scope))
         logger.info("web login refused: unknown key")
         return render(request, "login.html", {"next": next_url, "error": "密钥无效。"}, status.HTTP_401_UNAUTHORIZED)
     if not principal.may(Role.reviewer):
@@ -175,7 +186,7 @@ async def login_page(request: Request) -> Response:
             request, status.HTTP_403_FORBIDDEN, "无权访问",
             f"“{principal.role.value}”角色的密钥不能登录审核页面，请使用审核员或管理员密钥。",
         )
-    open_session(request, principal, ring, session_secret_of(request))
+    open_session(request, principal, ring, secret)
     logger.info("web login: %s (%s)", principal.name, principal.role.value)
     return RedirectResponse(next_url, status.HTTP_303_SEE_OTHER)
 
@@ -187,7 +198,7 @@ async def logout(request: Request) -> Response:
         form = {}
     if request.session.get("name") and not csrf_ok(request, form.get(CSRF_FIELD)):
         return error_page(request, status.HTTP_403_FORBIDDEN, "请求无效", "页面已过期，请刷新后再退出。")
-    sid, store = session_id(request), getattr(request.app.state, "store", None)
+    sid, store = session_id(request), _session_parts(request)[2]
     if sid is not None and store is not None:
         # Recorded, not just forgotten by this browser: a copy of the cookie stops working too.
         await run_in_threadpool(store.revoke_web_session, sid)
@@ -207,10 +218,8 @@ def _day_start(value: date | None, plus_days: int = 0) -> datetime | None:
     return datetime.combine(value + timedelta(days=plus_days), time.min, tzinfo=DISPLAY_TZ)
 
 
-def _filter_departments(request: Request, store: Store) -> list[str]:
+def _filter_departments(model: LoadedModel | None, store: Store) -> list[str]:
     """Departments the queue can be filtered by: the model's classes, and any that stored predictions name."""
-    state = getattr(request.app.state, "model_state", None)
-    model = getattr(state, "model", None)
     known = list(model.bundle.classes) if model is not None else []
     for name in store.known_departments():
         if name not in known:
@@ -266,10 +275,11 @@ def queue_page(
     principal: ReviewerDep,
     store: StoreDep,
     queue_filters: QueueFilters,
+    state: ModelStateDep,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> HTMLResponse:
     filters, shown, search_error = queue_filters
-    departments = _filter_departments(request, store)
+    departments = _filter_departments(state.model, store)
     counts = store.review_queue_counts(**filters)
     total = sum(counts.values())
     items = store.review_queue(**filters, limit=QUEUE_PAGE_SIZE, offset=(page - 1) * QUEUE_PAGE_SIZE)
@@ -411,7 +421,7 @@ def _next_case(store: Store, case_id: str) -> str | None:
     return ids[0] if ids else None
 
 
-def _case_context(request: Request, store: Store, detail: CaseDetail) -> dict[str, Any]:
+def _case_context(store: Store, detail: CaseDetail, model: LoadedModel | None) -> dict[str, Any]:
     latest = detail.latest_prediction
     version = detail.latest_version
     assert latest is not None and version is not None
@@ -443,7 +453,7 @@ def _case_context(request: Request, store: Store, detail: CaseDetail) -> dict[st
         "alert": detail.alert,
         "burst_case_ids": [c for c in detail.burst_case_ids if c != detail.case_id],
         "audit": list(reversed(audit)),
-        "departments": known_departments(request, store),
+        "departments": known_departments(model, store),
         "pending": detail.pending,
         # The latest review of the prediction shown (a review of an older text does not decide this one).
         "decision": next((r for r in reversed(detail.reviews) if r.prediction_id == latest.id), None),
@@ -457,13 +467,15 @@ def _not_found(request: Request, case_id: str) -> HTMLResponse:
 
 
 @router.get("/review/cases/{case_id:path}", response_class=HTMLResponse)
-def case_page(request: Request, case_id: str, principal: ReviewerDep, store: StoreDep) -> HTMLResponse:
+def case_page(
+    request: Request, case_id: str, principal: ReviewerDep, store: StoreDep, state: ModelStateDep
+) -> HTMLResponse:
     if "\x00" in case_id:  # no case has one, and PostgreSQL would refuse the lookup (a 500)
         return _not_found(request, case_id.replace("\x00", ""))
     detail = store.case_detail(case_id)
     if detail is None or detail.latest_prediction is None:
         return _not_found(request, case_id)
-    context = _case_context(request, store, detail)
+    context = _case_context(store, detail, state.model)
     claim = store.live_claims([detail.case_id]).get(detail.case_id)
     return render(request, "case.html", {**context, "errors": [], "form": {}, "claim": claim,
                                          "reviewer": principal.name})
@@ -499,7 +511,9 @@ def _decision(form: dict[str, str], latest: PredictionRecord, departments: list[
 
 
 @router.post("/review/cases/{case_id:path}/reviews", response_class=HTMLResponse)
-async def post_review(request: Request, case_id: str, principal: ReviewerDep, store: StoreDep) -> Response:
+async def post_review(
+    request: Request, case_id: str, principal: ReviewerDep, store: StoreDep, state: ModelStateDep
+) -> Response:
     form = await _case_form(request)
     if isinstance(form, Response):
         return form
@@ -509,13 +523,14 @@ async def post_review(request: Request, case_id: str, principal: ReviewerDep, st
     if detail is None or detail.latest_prediction is None:
         return _not_found(request, case_id)
     latest = detail.latest_prediction
-    departments = await run_in_threadpool(known_departments, request, store)
+    model = state.model  # one model for the whole answer, even if a reload swaps it meanwhile
+    departments = await run_in_threadpool(known_departments, model, store)
     decided = _decision(form, latest, departments)
     errors = [] if isinstance(decided, Decision) else decided
     if str(latest.id) != form.get("prediction_id", ""):
         errors.insert(0, "案件已有新的预测，请核对页面上的最新结果后再提交。")
     if errors:
-        context = await run_in_threadpool(_case_context, request, store, detail)
+        context = await run_in_threadpool(_case_context, store, detail, model)
         return render(request, "case.html", {**context, "errors": errors, "form": form},
                       status.HTTP_422_UNPROCESSABLE_CONTENT)
     assert isinstance(decided, Decision)
@@ -532,11 +547,10 @@ async def post_review(request: Request, case_id: str, principal: ReviewerDep, st
 
 # -- dashboard --------------------------------------------------------------------------------------
 @router.get("/dashboard", response_class=HTMLResponse)
-def dashboard_page(request: Request, principal: ReviewerDep, store: StoreDep) -> HTMLResponse:
+def dashboard_page(request: Request, principal: ReviewerDep, store: StoreDep, state: ModelStateDep) -> HTMLResponse:
     rows = charts.case_rows(store)
-    state = getattr(request.app.state, "model_state", None)
-    model = getattr(state, "model", None)
-    info = model_info(model) if model is not None else None
+    model = state.model
+    info = describe_model(model) if model is not None else None
     report = store.agreement_report() if principal.may(Role.admin) else None
     return render(
         request,
@@ -548,6 +562,6 @@ def dashboard_page(request: Request, principal: ReviewerDep, store: StoreDep) ->
             "alerts": store.open_alerts(limit=20),
             "report": report,
             "model": info,
-            "model_error": None if model is not None else getattr(state, "unavailable_reason", "no model loaded"),
+            "model_error": None if model is not None else state.unavailable_reason,
         },
     )

@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from serving.app import create_app
+from serving.dependencies import services_of
 from serving.settings import Settings
 from tests.browser.seed import store_seeds
 from tests.keys import INTAKE
@@ -88,7 +89,7 @@ def live_server(demo_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory)
             raise RuntimeError("the test server did not start")
         time.sleep(0.05)
     url = f"http://127.0.0.1:{port}"
-    store_seeds(app.state.store)
+    store_seeds(services_of(app).store)
     with httpx.Client(base_url=url, headers=INTAKE, timeout=30) as client:
         for case in API_CASES:
             client.post("/v1/triage", json=case).raise_for_status()

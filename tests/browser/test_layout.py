@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from serving.dependencies import services_of
 from tests.browser.conftest import LiveServer
 from tests.browser.seed import RED_GAS, RED_WAGES, YELLOW_NOISE
 from tests.keys import REVIEWER, REVIEWER_KEY
@@ -26,7 +27,7 @@ WIDTHS = (1366, 800)
 @pytest.fixture(scope="module")
 def with_alert_and_review(live_server: LiveServer) -> LiveServer:
     """A hot-issue alert for the dashboard's table, and a reviewed case (changed from yellow to green)."""
-    store = live_server.app.state.store
+    store = services_of(live_server.app).store
     members = [RED_GAS.case_id, RED_WAGES.case_id, YELLOW_NOISE.case_id]
     store.add_alert("hot-WEB-RED-1:yellow", "hot-WEB-RED-1", "yellow", datetime(2026, 11, 2, 6, tzinfo=UTC), {
         "place": "兰亭苑小区", "keywords": ["燃气", "地下室", "燃气味", "物业", "兰亭"], "cases": 3, "reporters": 3,

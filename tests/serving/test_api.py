@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 from models.bundle import TriageBundle
 from models.mlflow_model import LoadedModel
 from serving.app import create_app, run
+from serving.dependencies import context_of, get_model
 from serving.schemas import EMPTY_TEXT_MESSAGE
 from serving.settings import MAX_BATCH, MAX_TEXT_CHARS, Settings, get_settings
-from serving.state import get_model
 from tests.keys import ADMIN
 
 WAGES_TITLE = "东港区恒发鞋厂拖欠我们二十多名工人四个月工资"
@@ -179,7 +179,7 @@ def test_model_routes_answer_503_without_a_model(
 def test_importing_the_module_loads_nothing() -> None:
     from serving.app import app
 
-    assert app.state.model_state.model is None
+    assert context_of(app).services is None  # no model, no store: the lifespan opens them
 
 
 def test_model_dependency_can_be_overridden(demo_bundle: TriageBundle, demo_bundle_dir: Path) -> None:

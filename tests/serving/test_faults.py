@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 
 from models.bundle import TriageBundle
 from serving.app import create_app
+from serving.dependencies import services_of
 from serving.settings import Settings
 from serving.spool import SPOOL_GLOB, DurableWriter, Spool
 from store import CaseInput, PredictionInput, Store, upgrade_database
@@ -158,12 +159,12 @@ def test_sqlite_outage_spools_and_a_restart_replays_what_was_left(
     settings = Settings(model_uri=str(demo_bundle_dir), database_url=f"sqlite:///{tmp_path / 'triage.db'}",
                         spool_dir=tmp_path / "spool", spool_retry_initial_seconds=0.1, spool_retry_max_seconds=0.5)
     with TestClient(create_app(settings), headers=ADMIN) as client:
-        outage = Outage(client.app.state.store, monkeypatch)
+        outage = Outage(services_of(client.app).store, monkeypatch)
         client.post("/v1/triage", json=case("S", 0))
         outage.down = True
         answers = [client.post("/v1/triage", json=case("S", i)) for i in range(1, 4)]
         assert [a.status_code for a in answers] == [200, 200, 200]
-        assert client.app.state.durable_writer.spool.pending() == 3
+        assert services_of(client.app).writer.spool.pending() == 3
     # The process stopped while the database was still down: the records stay on disk, nothing is lost...
     assert len(spool_files(tmp_path / "spool")) == 1
     # ...and the next start writes them before it serves.
@@ -178,7 +179,7 @@ def test_sqlite_outage_drains_in_the_background_when_the_database_returns(
     sqlite_client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app = sqlite_client.app
-    outage = Outage(app.state.store, monkeypatch)
+    outage = Outage(services_of(app).store, monkeypatch)
     outage.down = True
     for i in range(3):
         assert sqlite_client.post("/v1/triage", json=gas(i)).status_code == 200
@@ -188,7 +189,7 @@ def test_sqlite_outage_drains_in_the_background_when_the_database_returns(
     assert sqlite_client.get("/readyz").json()["store"].startswith("degraded: ")
     outage.down = False
     wait_for(lambda: "store" not in sqlite_client.get("/readyz").json(), "the spool to drain")
-    store: Store = app.state.store
+    store: Store = services_of(app).store
     assert store.count_predictions() == 7
     assert [len(store.predictions_for(f"B-{i}")) for i in range(4)] == [1, 1, 1, 1]
     assert [m.case_id for m in store.members_of(store.open_alerts()[0].burst_id)] == ["GAS-0", "GAS-1", "GAS-2"]
@@ -199,8 +200,8 @@ def test_after_an_outage_new_writes_go_to_the_database_while_the_backlog_drains_
 ) -> None:
     """Under continued load the writer had never left spool mode: every new write joined the backlog."""
     app = sqlite_client.app
-    writer = app.state.durable_writer
-    outage = Outage(app.state.store, monkeypatch)
+    writer = services_of(app).writer
+    outage = Outage(services_of(app).store, monkeypatch)
     outage.down = True
     spooled = [sqlite_client.post("/v1/triage", json=case("OUT", i)).json() for i in range(20)]
     assert all(a["prediction_id"] is None for a in spooled)
@@ -220,7 +221,7 @@ def test_after_an_outage_new_writes_go_to_the_database_while_the_backlog_drains_
     assert writer.spool.pending() == 0, "the backlog did not drain while requests kept coming"
     assert len(during) >= 5
     assert all(a["prediction_id"] is not None for a in during), "new writes still went to the spool"
-    store: Store = app.state.store
+    store: Store = services_of(app).store
     assert [len(store.predictions_for(f"OUT-{i}")) for i in range(20)] == [1] * 20
 
 
@@ -232,7 +233,7 @@ def test_with_neither_database_nor_spool_triage_refuses_with_503(
     settings = Settings(model_uri=str(demo_bundle_dir), database_url=f"sqlite:///{tmp_path / 'triage.db'}",
                         spool_dir=blocker / "spool")
     with TestClient(create_app(settings), headers=ADMIN) as client:
-        Outage(client.app.state.store, monkeypatch).down = True
+        Outage(services_of(client.app).store, monkeypatch).down = True
         answer = client.post("/v1/triage", json=case("X", 0))
         assert answer.status_code == 503
         assert "spool cannot be written" in answer.json()["detail"]
@@ -394,7 +395,7 @@ def test_start_up_with_no_registered_model_says_so_on_readyz_in_the_log_and_on_t
 def test_reads_that_need_an_unreachable_database_answer_503_not_500(
     sqlite_client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = sqlite_client.app.state.store
+    store = services_of(sqlite_client.app).store
 
     def unreachable(*args: object, **kwargs: object) -> None:
         raise OperationalError("SELECT … WHERE case_id = ?", {"case_id": "电话13812345678"}, ConnectionError("down"))

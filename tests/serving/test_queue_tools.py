@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from serving.app import create_app
+from serving.dependencies import services_of
 from serving.settings import Settings
 from store import Store
 from tests.browser.seed import GREEN_QUESTION, RED_GAS, RED_WAGES, YELLOW_NOISE, SeedCase, store_case, store_seeds
@@ -31,9 +32,9 @@ def client(demo_bundle_dir: Path, tmp_path: Path) -> Iterator[TestClient]:
     keys = SecretStr(f"{API_KEYS},reviewer-wang:reviewer:{OTHER_KEY}")
     settings = Settings(model_uri=str(demo_bundle_dir), database_url=f"sqlite:///{tmp_path / 'q.db'}", api_keys=keys)
     with TestClient(create_app(settings)) as c:
-        store_seeds(c.app.state.store)
-        store_case(c.app.state.store, FORMULA)
-        store_case(c.app.state.store, PERCENT)
+        store_seeds(services_of(c.app).store)
+        store_case(services_of(c.app).store, FORMULA)
+        store_case(services_of(c.app).store, PERCENT)
         yield c
 
 
@@ -75,7 +76,7 @@ def test_a_claimed_case_shows_who_holds_it_and_another_reviewer_cannot_take_it(c
 
 
 def test_several_cases_are_confirmed_at_once_and_the_others_skipped_with_why(client: TestClient) -> None:
-    store: Store = client.app.state.store
+    store: Store = services_of(client.app).store
     ids = {s.case_id: store.latest_prediction(s.case_id).id for s in (RED_GAS, RED_WAGES, YELLOW_NOISE, GREEN_QUESTION)}
     client.post(f"/v1/cases/{RED_WAGES.case_id}/claim", headers=OTHER)
     client.post(f"/v1/cases/{GREEN_QUESTION.case_id}/reviews", headers=REVIEWER, json={"action": "confirm"})
@@ -117,7 +118,7 @@ def test_the_page_searches_confirms_selected_cases_and_shows_claims(client: Test
     client.post(f"/v1/cases/{RED_WAGES.case_id}/claim", headers=OTHER)
     html = page.get("/review").text
     assert "reviewer-wang 处理中" in html
-    store: Store = client.app.state.store
+    store: Store = services_of(client.app).store
     gas, wages = store.latest_prediction(RED_GAS.case_id), store.latest_prediction(RED_WAGES.case_id)
     assert re.search(rf'value="{wages.id}"[^>]*disabled', html)  # another reviewer's claim: not selectable
     done = page.post("/review/confirm", data={"csrf_token": csrf_of(html), "back": "/review?level=red",

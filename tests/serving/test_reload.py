@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from models.bundle import TriageBundle
 from models.mlflow_model import LoadedModel
 from serving.app import create_app
+from serving.dependencies import services_of
 from serving.settings import Settings
 from tests.keys import ADMIN, INTAKE, REVIEWER
 
@@ -173,7 +174,8 @@ def test_a_request_in_flight_finishes_on_the_model_it_started_with(
                         metadata={**demo_bundle.metadata, "model_version": "in-flight"})
     entered, release = threading.Event(), threading.Event()
     gated.__dict__.update(entered=entered, release=release)
-    client.app.state.model_state.model = LoadedModel(gated, "memory", name="grievance-triage", version="in-flight")
+    state = services_of(client.app).model_state
+    state.model = LoadedModel(gated, "memory", name="grievance-triage", version="in-flight")
     with ThreadPoolExecutor(max_workers=1) as pool:
         in_flight = pool.submit(client.post, "/v1/triage", json=new_case())
         assert entered.wait(30)

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 import serving.auth
 from serving.app import create_app
 from serving.auth import KeyRing
+from serving.dependencies import context_of
 from serving.settings import Settings
 from tests.keys import ADMIN_KEY, API_KEYS, INTAKE, INTAKE_KEY, REVIEWER, REVIEWER_KEY
 
@@ -196,7 +197,7 @@ def test_every_configured_digest_is_compared_with_compare_digest(
 
 def test_requests_go_through_compare_digest(client: TestClient, compare_calls: list[tuple[bytes, bytes]]) -> None:
     """Once per configured key and request (other callers of hmac.compare_digest, e.g. cookie signing, aside)."""
-    ring: KeyRing = client.app.state.keyring
+    ring: KeyRing = context_of(client.app).keyring
     assert client.get("/v1/model", headers=REVIEWER).status_code == 200
     against_keys = [stored for _, stored in compare_calls if stored in ring.digests()]
     assert sorted(against_keys) == sorted(ring.digests())

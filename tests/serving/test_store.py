@@ -24,15 +24,15 @@ import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
+from serving.app import create_app
+from serving.dependencies import NO_STORE, StoreDep
 from serving.settings import Settings
-from serving.store_dependency import NO_STORE, StoreDep
 from store import (
     CaseInput,
     PredictionInput,
@@ -447,17 +447,17 @@ def test_the_store_offers_no_way_to_change_or_remove_a_row() -> None:
     assert {"record_case_and_prediction", "add_alert", "add_hotspot_member", "add_review", "save_snapshot"} <= public
 
 
-def test_get_store_answers_503_until_the_app_has_a_store(store: Store) -> None:
-    app = FastAPI()
+def test_get_store_answers_503_until_the_app_has_a_store(db_url: str, tmp_path: Path) -> None:
+    app = create_app(Settings(database_url=db_url, model_uri=str(tmp_path / "no-model"), spool_dir=tmp_path / "spool"))
 
     @app.get("/count")
     def count(opened: StoreDep) -> dict[str, int]:
         return {"predictions": opened.count_predictions()}
 
-    with TestClient(app, headers=ADMIN) as client:
-        response = client.get("/count")
-        assert response.status_code == 503 and response.json()["detail"] == NO_STORE
-        app.state.store = store
+    client = TestClient(app, headers=ADMIN)
+    response = client.get("/count")  # the lifespan has not run: no store yet
+    assert response.status_code == 503 and response.json()["detail"] == NO_STORE
+    with client:  # the lifespan opens the store
         assert client.get("/count").json() == {"predictions": 0}
 
 

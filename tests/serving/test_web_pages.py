@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from features.text import case_text
 from serving.app import create_app
 from serving.auth import KeyRing, Principal, Role
+from serving.dependencies import services_of
 from serving.settings import Settings
 from serving.web.present import highlight
 from serving.web.session import SESSION_COOKIE, session_principal, session_secret
@@ -32,8 +33,8 @@ def app_client(demo_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     database = tmp_path_factory.mktemp("web-pages") / "triage.db"
     app = create_app(Settings(model_uri=str(demo_bundle_dir), database_url=f"sqlite:///{database}"))
     with TestClient(app) as client:
-        store_seeds(client.app.state.store)
-        store_case(client.app.state.store, HOSTILE)
+        store_seeds(services_of(client.app).store)
+        store_case(services_of(client.app).store, HOSTILE)
         answer = client.post("/v1/triage", headers=INTAKE, json={
             "case_id": "WEB-API-HOSTILE", "title": "<script>alert(2)</script>", "body": "小区垃圾无人清运"})
         assert answer.status_code == 200, answer.text
@@ -42,7 +43,7 @@ def app_client(demo_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture(scope="module")
 def store(app_client: TestClient) -> Store:
-    return app_client.app.state.store
+    return services_of(app_client.app).store
 
 
 def new_client(app_client: TestClient) -> TestClient:

@@ -1,0 +1,94 @@
+"""The long-lived objects one serving process works with, opened and closed in one place.
+
+`open_services` is the wiring: the audit store (migrated, with the deployment's connect and lock timeouts),
+the spool-backed writer in front of it, the hot-issue detector writing through that writer, and the model.
+The app's lifespan and the demo seeder (`command.demo_seed`) both call it, so the seeded cases go through
+exactly what the server uses, and a change to the wiring cannot leave one of them behind.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+from features.text import init_tokenizer
+from models.hotspot_settings import load_hotspot_config
+from models.tracking import configure_tracking
+from serving.deadline import Deadline
+from serving.hotspot_service import HotspotService, claim_local_state, release_local_state, shares_state
+from serving.model_reload import load_and_warm
+from serving.settings import Settings
+from serving.spool import DurableWriter, Spool, attach, detach, engine_options
+from serving.state import ModelState
+from store import Store, upgrade_database
+
+
+@dataclass(eq=False)
+class Services:
+    """What `open_services` opened; `close()` closes it in the reverse order (idempotent)."""
+
+    settings: Settings
+    model_state: ModelState
+    store: Store
+    writer: DurableWriter
+    hotspots: HotspotService
+    _closing: ExitStack | None = field(default=None, repr=False)
+
+    @property
+    def closed(self) -> bool:
+        return self._closing is None
+
+    def close(self) -> None:
+        """Save the detector's state, release its owner lock, stop the writer (one last replay, or the spool
+        stays on disk), then dispose of the store. Every step runs even if an earlier one fails."""
+        closing, self._closing = self._closing, None
+        if closing is not None:
+            closing.close()
+
+
+def open_store(settings: Settings) -> Store:
+    """The audit store named by `settings`, migrated to the latest schema, with the deployment's timeouts.
+
+    The store is not optional at start-up: a service that cannot record predictions must not answer.
+    Once running, an outage is bridged by the spool (`serving.spool`)."""
+    upgrade_database(settings.database_url)
+    return Store.from_url(
+        settings.database_url,
+        **engine_options(settings.database_url, settings.db_connect_timeout, settings.db_call_timeout),
+    )
+
+
+def open_services(settings: Settings) -> Services:
+    """Open the store, the writer in front of it, the hot-issue detector and the model, in that order.
+
+    A model that cannot be loaded is not an error here: `model_state.error` says why (the app answers 503
+    on triage until a reload). Anything else that fails (the database, another process owning the
+    hot-issue state: `HotspotOwnerError`) closes what was already opened and propagates.
+    """
+    closing = ExitStack()
+    try:
+        configure_tracking()
+        init_tokenizer()
+        store = open_store(settings)
+        closing.callback(store.dispose)
+        writer = DurableWriter(store, Spool(settings.spool_dir), retry_initial=settings.spool_retry_initial_seconds,
+                               retry_max=settings.spool_retry_max_seconds, deadline=Deadline(settings.db_call_timeout))
+        closing.callback(writer.spool.close)  # a failed replay below lets go of the spool files it adopted
+        writer.drain_at_start()  # what an earlier run spooled goes in first (and before the detector replays cases)
+        attach(writer)  # `triage_cases` finds it by the store (`serving.spool.writer_for`)
+        closing.callback(detach, writer)
+        closing.callback(writer.stop)
+        shared = shares_state(settings.hotspot_sharing, store)
+        owner_lock = None if shared else claim_local_state(store)  # HotspotOwnerError: the start fails, saying why
+        closing.callback(release_local_state, owner_lock)
+        hotspots = HotspotService.restore(store, load_hotspot_config(settings.hotspot_config), sink=writer,
+                                          shared=shared)
+        closing.callback(hotspots.close)
+        hotspots.follow(settings.hotspot_follow_seconds)
+        writer.start()
+        state = ModelState()
+        state.model, state.error = load_and_warm(settings.model_uri)
+    except BaseException:
+        closing.close()
+        raise
+    return Services(settings, state, store, writer, hotspots, closing)
