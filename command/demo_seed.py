@@ -72,7 +72,7 @@ def seed(settings: Settings, requests: list[TriageRequest]) -> int:
         if model is None:
             raise RuntimeError(f"cannot seed the demo cases: {services.model_state.error}")
         for start in range(0, len(requests), BATCH):
-            triage_cases(model, requests[start : start + BATCH], store=services.store, hotspots=services.hotspots)
+            triage_cases(model, requests[start : start + BATCH], writer=services.writer, hotspots=services.hotspots)
         return len(requests)
     finally:
         services.close()

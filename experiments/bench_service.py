@@ -353,10 +353,10 @@ def run_backend(backend: str, dbs: Databases, model_uri: str, cases: Cases, warm
     """Direct triage_cases, HTTP single and HTTP batch against one kind of store (fresh database each)."""
     with service(model_uri, dbs.fresh(backend, "direct")) as (app, _client):
         services = services_of(app)
-        model, store, hotspots = services.model_state.model, services.store, services.hotspots
+        model, writer, hotspots = services.model_state.model, services.writer, services.hotspots
 
         def direct(req: TriageRequest) -> dict[str, Any]:
-            (result,) = triage_cases(model, [req], store=store, hotspots=hotspots)
+            (result,) = triage_cases(model, [req], writer=writer, hotspots=hotspots)
             return result.model_dump()
 
         lat, answers = timed(direct, cases.requests, warmup)

@@ -119,7 +119,7 @@ def triage(
     case: Annotated[TriageRequest, Body(openapi_examples=TRIAGE_EXAMPLES)],
     model: ModelDep,
     settings: SettingsDep,
-    store: StoreDep,
+    writer: WriterDep,
     hotspots: HotspotsDep,
     rescore: RescoreQuery = False,
 ) -> Response:
@@ -128,7 +128,7 @@ def triage(
     Every prediction is stored in the audit trail; the same case_id with the same text returns the
     stored prediction unless `rescore=true`."""
     _enforce_limits([case], settings, batch=False)
-    (result,) = triage_cases(model, [case], store=store, hotspots=hotspots, rescore=rescore)
+    (result,) = triage_cases(model, [case], writer=writer, hotspots=hotspots, rescore=rescore)
     # Built from validated parts: serialise it here rather than have FastAPI validate it a second time
     # (in another worker-thread hop). `response_model` still documents the shape.
     answer = TriageResponse.model_construct(**dict(result), model=model_ref(model))
@@ -147,14 +147,14 @@ def triage_batch(
     batch: BatchRequest,
     model: ModelDep,
     settings: SettingsDep,
-    store: StoreDep,
+    writer: WriterDep,
     hotspots: HotspotsDep,
     rescore: RescoreQuery = False,
 ) -> BatchResponse:
     """One result per case, in request order; case ids must be unique within the batch."""
     _enforce_limits(batch.cases, settings, batch=True)
     started = time.perf_counter()
-    results = triage_cases(model, batch.cases, store=store, hotspots=hotspots, rescore=rescore)
+    results = triage_cases(model, batch.cases, writer=writer, hotspots=hotspots, rescore=rescore)
     logger.info(
         "triage batch n=%d review=%d latency_ms=%.1f",
         len(results), sum(r.department.needs_review for r in results), 1000 * (time.perf_counter() - started),

@@ -18,7 +18,7 @@ from serving.deadline import Deadline
 from serving.hotspot_service import HotspotService, claim_local_state, release_local_state, shares_state
 from serving.model_reload import load_and_warm
 from serving.settings import Settings
-from serving.spool import DurableWriter, Spool, attach, detach, engine_options
+from serving.spool import DurableWriter, Spool, engine_options
 from serving.state import ModelState
 from store import Store, upgrade_database
 
@@ -75,8 +75,6 @@ def open_services(settings: Settings) -> Services:
                                retry_max=settings.spool_retry_max_seconds, deadline=Deadline(settings.db_call_timeout))
         closing.callback(writer.spool.close)  # a failed replay below lets go of the spool files it adopted
         writer.drain_at_start()  # what an earlier run spooled goes in first (and before the detector replays cases)
-        attach(writer)  # `triage_cases` finds it by the store (`serving.spool.writer_for`)
-        closing.callback(detach, writer)
         closing.callback(writer.stop)
         shared = shares_state(settings.hotspot_sharing, store)
         owner_lock = None if shared else claim_local_state(store)  # HotspotOwnerError: the start fails, saying why

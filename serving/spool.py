@@ -40,7 +40,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -585,19 +584,3 @@ class DurableWriter:
                                self.spool.pending(), self.spool.directory, type(exc).__name__)
         self.spool.close()
 
-
-#: The app's writer for each store it opened (set in the lifespan), found by `triage_service`.
-_WRITERS: WeakKeyDictionary[Store, DurableWriter] = WeakKeyDictionary()
-
-
-def attach(writer: DurableWriter) -> None:
-    _WRITERS[writer.store] = writer
-
-
-def detach(writer: DurableWriter) -> None:
-    _WRITERS.pop(writer.store, None)
-
-
-def writer_for(store: Store) -> DurableWriter | None:
-    """The spool-backed writer the app opened for `store`, if any (apps and tools without one write directly)."""
-    return _WRITERS.get(store)

@@ -5,7 +5,7 @@ bundle, the hot-issue detector and the audit store, so the single and batch endp
 A case resubmitted with the same case_id and text gets its stored prediction back (nothing is scored
 or counted twice) unless the client asks to re-score.
 
-When the app opened a spool for its store (`serving.spool.writer_for`), writes go through it: with the
+When the caller passes the spool-backed `writer` in front of the store, writes go through it: with the
 database unreachable the answer is the same but `prediction_id` and `stored_at` are null (the
 prediction is spooled and stored when the database returns); with neither database nor spool usable,
 `SpoolUnavailableError` (the route answers 503).
@@ -25,7 +25,7 @@ from models.hotspots import Assignment
 from models.mlflow_model import LoadedModel
 from serving.hotspot_service import HotspotService
 from serving.schemas import CaseTriage, Department, DepartmentScore, HotIssue, Risk, RiskReason, TriageRequest
-from serving.spool import DurableWriter, writer_for
+from serving.spool import DurableWriter
 from serving.state import model_ref
 from store import CaseInput, PredictionInput, PredictionRecord, Store
 from store.repository import SavePrediction
@@ -41,12 +41,16 @@ def triage_cases(
     cases: Sequence[TriageRequest],
     *,
     store: Store | None = None,
+    writer: DurableWriter | None = None,
     hotspots: HotspotService | None = None,
     rescore: bool = False,
 ) -> list[CaseTriage]:
+    """The answers to ``cases``, in order. ``writer``: the spool-backed writer in front of the store (the
+    service passes it; its store is the one written); ``store`` alone: writes go straight to it."""
+    if writer is not None:
+        store = writer.store
     results: list[CaseTriage | None] = [None] * len(cases)
     todo: list[int] = []
-    writer = None if store is None else writer_for(store)
     lookup = writer or store
     for i, case in enumerate(cases):
         hit = None if (lookup is None or rescore) else lookup.existing_prediction(case.case_id, case.title, case.body)

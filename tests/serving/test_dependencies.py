@@ -30,7 +30,7 @@ from serving.dependencies import (
 )
 from serving.services import Services
 from serving.settings import Settings
-from serving.spool import SpoolUnavailableError, writer_for
+from serving.spool import SpoolUnavailableError
 from tests.keys import ADMIN
 
 
@@ -106,7 +106,6 @@ def test_the_app_and_the_demo_seeder_open_their_services_through_one_function(
         services = serving.services.open_services(settings)
         wiring = {
             "writer fronts the store": services.writer.store is services.store,
-            "triage finds the writer": writer_for(services.store) is services.writer,
             "detector writes through it": services.hotspots.sink is services.writer,
             "model loaded": services.model_state.model is not None,
         }
@@ -144,7 +143,7 @@ def test_the_seeder_refuses_without_a_model_and_closes_what_it_opened(
     with pytest.raises(RuntimeError, match="cannot seed the demo cases: "):
         seed(settings_for(tmp_path, tmp_path / "no-model"), demo_requests(limit=3))
     (services,) = opened
-    assert services.closed and writer_for(services.store) is None
+    assert services.closed
 
 
 def test_a_write_neither_the_database_nor_the_spool_took_answers_503_with_its_reason(
