@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
 from models.bundle import BUNDLE_FILE, TOP_K, Assessment, ReplayedBurst, TriageBundle
 from models.risk import BURST_COLUMNS
+from models.risk.features import burst_matrix
 
 logger = logging.getLogger(__name__)
 
@@ -71,15 +71,13 @@ def assessments_frame(bundle: TriageBundle, assessed: Sequence[Assessment]) -> p
 def frame_bursts(cases: pd.DataFrame) -> list[ReplayedBurst | None] | None:
     """The burst each row of a replayed frame records (`burst_*` columns, ``hot_issue_id``); None when the
     frame has no burst column (scored as joining no burst)."""
-    present = [c for c in BURST_COLUMNS if c in cases.columns]
-    if not present:
+    if not any(c in cases.columns for c in BURST_COLUMNS):
         return None
-    values = {c: pd.to_numeric(cases[c], errors="coerce").to_numpy(dtype=np.float64) for c in present}
+    values = burst_matrix(cases, len(cases))  # the risk model's reading of the columns, so the two agree
     hot = cases["hot_issue_id"].tolist() if "hot_issue_id" in cases.columns else [None] * len(cases)
     return [
-        ReplayedBurst({c: float(v[i]) if np.isfinite(v[i]) else 0.0 for c, v in values.items()},
-                      h if isinstance(h, str) else None)
-        for i, h in enumerate(hot)
+        ReplayedBurst(dict(zip(BURST_COLUMNS, map(float, row), strict=True)), h if isinstance(h, str) else None)
+        for row, h in zip(values, hot, strict=True)
     ]
 
 

@@ -113,7 +113,8 @@ def _feature_names(categories: Sequence[str], dept_classes: Sequence[str]) -> li
     ]
 
 
-def _burst_matrix(cases: Any, n: int) -> np.ndarray:
+def burst_matrix(cases: Any, n: int) -> np.ndarray:
+    """The `BURST_COLUMNS` of a frame as numbers (0 where absent, missing or not finite); zeros for pairs."""
     out = np.zeros((n, len(BURST_COLUMNS)), dtype=np.float64)
     if isinstance(cases, pd.DataFrame):
         for j, col in enumerate(BURST_COLUMNS):
@@ -208,7 +209,7 @@ def _features_with_matches(
             raise ValueError(f"{len(bursts)} burst rows for {n} cases")
         X[:, -len(BURST_FEATURES):] = [_burst_row(b) for b in bursts] if n else 0.0
     else:
-        X[:, -len(BURST_FEATURES):] = _burst_matrix(cases, n)
+        X[:, -len(BURST_FEATURES):] = burst_matrix(cases, n)
     return X.astype(np.float32), names, prepared, all_matches
 
 
