@@ -50,7 +50,8 @@ def dump(root: Path, bundle_path: Path, data: Path, out: Path) -> None:
     sys.path.insert(0, str(root.resolve()))
     import pandas as pd
 
-    if not (bundle_path / "bundle.joblib").exists():
+    # Either file name: a bundle saved by an older checkout (bundle.joblib) loads in every newer one.
+    if not any((bundle_path / name).exists() for name in ("bundle.pkl.gz", "bundle.joblib")):
         _train(bundle_path, data)
     from models.bundle import TriageBundle
     from models.hotspot_settings import load_hotspot_config
@@ -143,7 +144,7 @@ def main() -> None:
     d = sub.add_parser("dump")
     d.add_argument("--root", type=Path, default=HERE, help="checkout whose code scores")
     d.add_argument("--bundle", type=Path, required=True,
-                   help="folder of bundle.joblib (trained with --root's code if absent)")
+                   help="bundle folder (trained with --root's code if absent; dump the older checkout first)")
     d.add_argument("--data", type=Path, default=DEMO)
     d.add_argument("--out", type=Path, required=True)
     c = sub.add_parser("compare")

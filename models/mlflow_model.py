@@ -17,7 +17,7 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
-from models.bundle import BUNDLE_FILE, TOP_K, Assessment, ReplayedBurst, TriageBundle
+from models.bundle import BUNDLE_FILE, LEGACY_BUNDLE_FILE, TOP_K, Assessment, ReplayedBurst, TriageBundle
 from models.risk import BURST_COLUMNS
 from models.risk.features import burst_matrix
 
@@ -116,8 +116,8 @@ def _parse_registry_uri(uri: str) -> tuple[str, str | None, str | None]:
 def load_model(uri: str) -> LoadedModel:
     """Load a bundle from `models:/name@alias`, `models:/name/version`, `runs:/…` or a local path.
 
-    A local path may be a directory holding `bundle.joblib`, the file itself, or an MLflow model
-    directory (with an `MLmodel` file).
+    A local path may be a directory holding `bundle.pkl.gz` (or an older `bundle.joblib`), the file itself,
+    or an MLflow model directory (with an `MLmodel` file).
     """
     if uri.startswith("models:/"):
         name, alias, version = _parse_registry_uri(uri)
@@ -137,7 +137,7 @@ def load_model(uri: str) -> LoadedModel:
     path = Path(uri)
     if (path / "MLmodel").exists():
         bundle = mlflow.pyfunc.load_model(str(path)).unwrap_python_model().bundle
-    elif path.is_dir() and not (path / BUNDLE_FILE).exists():
+    elif path.is_dir() and not (path / BUNDLE_FILE).exists() and not (path / LEGACY_BUNDLE_FILE).exists():
         raise FileNotFoundError(f"{path} holds neither {BUNDLE_FILE} nor an MLflow model (MLmodel)")
     else:
         bundle = TriageBundle.load(path)

@@ -10,15 +10,15 @@ variants the user dictionary lacks), with two multinomial logistic-regression he
   rubric criterion a red or yellow case meets, and which of its own phrases show it (`criterion_evidence`),
   so a reviewer's first reason is a rubric criterion with words from the case, not a feature name.
 
-Fitting uses scikit-learn; scoring is a sparse dot product over the fitted vocabulary, IDF and coefficients
-(the same arithmetic, without sklearn's per-call overhead on the single-case path). Holds only dicts and
+Fitting uses scikit-learn; scoring is a sparse product of the documents' TF-IDF rows, built straight from the
+fitted vocabulary and IDF (`text_terms.TermIndex`: character grams as numbers, looked up for a whole batch
+at once), with the coefficients: the same arithmetic without a Python string per character gram. Holds only dicts and
 arrays, so it pickles; lbfgs is deterministic, so the same data and C give the same scorer.
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -26,15 +26,18 @@ from typing import Any
 
 import numpy as np
 from joblib import Parallel, delayed
+from scipy import sparse
 from sklearn.base import BaseEstimator
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+from sklearn.preprocessing import normalize
 from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted
 
 from features.risk_cues import CRITERIA, LEVELS
 from features.vectorizer import split_tokens
+from models.risk.text_terms import TermIndex
 
 __all__ = ["CriterionEvidence", "TextScorer", "text_doc", "text_grams", "text_oof"]
 
@@ -130,6 +133,7 @@ class TextScorer(BaseEstimator):
         self.coef_ = np.ascontiguousarray(clf.coef_.T, dtype=np.float64)  # (n_terms, 3)
         self.intercept_ = np.asarray(clf.intercept_, dtype=np.float64)
         self._fit_criteria(Xt, criteria, sample_weight)
+        self._terms = TermIndex(self.vocabulary_, CHAR_MARK, CHAR_NGRAMS, _MAX_RUN)
         return self
 
     def _fit_criteria(self, Xt: Any, criteria: Sequence[str | None] | None, w: np.ndarray | None) -> None:
@@ -152,17 +156,20 @@ class TextScorer(BaseEstimator):
         self.criterion_coef_ = np.ascontiguousarray(coef.T, dtype=np.float64)  # (n_terms, n_criteria)
         self.criterion_intercept_ = np.asarray(intercept, dtype=np.float64)
 
-    def _weights(self, doc: str) -> tuple[np.ndarray, np.ndarray]:
-        """(term indices, l2-normalised sublinear TF-IDF weights) of one document, as TfidfVectorizer does."""
-        # Counted in C (Counter over the vocabulary look-ups), in order of first occurrence as before.
-        counts = Counter(map(self.vocabulary_.get, text_grams(doc)))
-        counts.pop(None, None)
-        if not counts:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
-        idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-        weights = (np.log(tf) + 1.0) * self.idf_[idx]
-        return idx, weights / np.sqrt(weights @ weights)
+    def _term_index(self) -> TermIndex:
+        # Built by `fit` and pickled with the scorer (building it takes a Python loop over the vocabulary,
+        # which a process that loads a model should not pay); a scorer pickled before it existed builds it here.
+        index = self.__dict__.get("_terms")
+        if index is None:
+            index = self._terms = TermIndex(self.vocabulary_, CHAR_MARK, CHAR_NGRAMS, _MAX_RUN)
+        return index
+
+    def tfidf(self, docs: Sequence[str]) -> sparse.csr_matrix:
+        """The documents' l2-normalised sublinear TF-IDF rows, as the fitted TfidfVectorizer gives them."""
+        check_is_fitted(self, "coef_")
+        matrix = self._term_index().counts(docs, DOC_SEPARATOR)
+        matrix.data = (np.log(matrix.data) + 1.0) * self.idf_[matrix.indices]
+        return normalize(matrix, copy=False)
 
     def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
@@ -173,19 +180,15 @@ class TextScorer(BaseEstimator):
     def score_docs(self, docs: Sequence[str], criteria: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
         """(P(red), P(yellow), P(green)) and P(criterion) for each of ``criteria`` (zeros for one the head never
         saw), per document, from one pass over each document's terms (the serving path needs both)."""
-        check_is_fitted(self, "coef_")
-        levels = np.empty((len(docs), len(LEVELS)), dtype=np.float64)
+        matrix = self.tfidf(docs)
+        levels = np.asarray(matrix @ self.coef_) + self.intercept_
         named = np.zeros((len(docs), len(criteria)), dtype=np.float64)
         heads = self.criterion_classes_ if self.criterion_coef_ is not None else []
         cols = [(j, heads.index(c)) for j, c in enumerate(criteria) if c in heads]
-        for i, doc in enumerate(docs):
-            idx, weights = self._weights(doc)
-            levels[i] = self.intercept_ + (weights @ self.coef_[idx] if len(idx) else 0.0)
-            if cols:
-                raw = self.criterion_intercept_ + (weights @ self.criterion_coef_[idx] if len(idx) else 0.0)
-                proba = _softmax(raw[None, :])[0]
-                for j, k in cols:
-                    named[i, j] = proba[k]
+        if cols and len(docs):
+            proba = _softmax(np.asarray(matrix @ self.criterion_coef_) + self.criterion_intercept_)
+            for j, k in cols:
+                named[:, j] = proba[:, k]
         return _softmax(levels), named
 
     def predict_proba_docs(self, docs: Sequence[str]) -> np.ndarray:
@@ -201,7 +204,8 @@ class TextScorer(BaseEstimator):
         candidates = [k for k, c in enumerate(self.criterion_classes_) if c.startswith(f"{level}-")]
         if not candidates:
             return None
-        idx, weights = self._weights(doc)
+        row = self.tfidf([doc])
+        idx, weights = row.indices, row.data
         raw = self.criterion_intercept_ + (weights @ self.criterion_coef_[idx] if len(idx) else 0.0)
         proba = _softmax(raw[None, :])[0]
         best = max(candidates, key=lambda k: proba[k])

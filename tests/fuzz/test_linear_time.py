@@ -87,9 +87,12 @@ def _steps() -> dict[str, Callable[[str], object]]:
     from features.text import case_text, normalise, tokenise
     from models.hotspots import HotspotConfig, case_terms
     from models.risk import risk_features
-    from models.risk.text_score import text_doc, text_grams
+    from models.risk.text_score import CHAR_MARK, CHAR_NGRAMS, DOC_SEPARATOR, text_doc, text_grams
+    from models.risk.text_terms import TermIndex
 
     config = HotspotConfig()
+    terms = TermIndex({"路": 0, "路 路": 1, f"{CHAR_MARK}路路": 2, f"{CHAR_MARK}1路": 3, f"{CHAR_MARK}a1路": 4},
+                      CHAR_MARK, CHAR_NGRAMS, 200)
     return {
         "normalise": normalise,
         "case_text": lambda t: case_text(t, t),
@@ -99,6 +102,7 @@ def _steps() -> dict[str, Callable[[str], object]]:
         "extract_counts": extract_counts,
         "rule_risk_level": rule_risk_level,
         "text_grams": lambda t: text_grams(text_doc(tokenise(t), t)),
+        "text_terms": lambda t: terms.counts([text_doc(tokenise(t), t)], DOC_SEPARATOR),
         "case_terms": lambda t: case_terms(t, t, config),
         "risk_features": lambda t: risk_features(pd.DataFrame({"title": [t], "body": [t]}), None, []),
     }
