@@ -196,8 +196,7 @@ class CaseVectorizer(TransformerMixin, BaseEstimator):
             blocks.append((self._fitted("title_vectorizer_"), self.title_weight, titles))
         if self.char_vectorizer_ is not None:
             blocks.append((self._fitted("char_vectorizer_"), self.char_weight, chars))
-        data, indices, indptr, n_columns = stack_rows(blocks, len(words))
-        return sp.csr_matrix((data, indices, indptr), shape=(len(words), n_columns))
+        return stack_rows(blocks, len(words))
 
     def _fitted(self, name: str) -> FittedTfidf:
         """The block's vocabulary and idf in the form `stack_rows` reads, taken once per loaded model."""
