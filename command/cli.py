@@ -255,7 +255,7 @@ def predict(
     input_path, output_path = Path(input), Path(output)
     from features.text import init_tokenizer
     from models.hotspot_settings import load_hotspot_config
-    from models.mlflow_model import load_model
+    from models.mlflow_model import load_model, needs_mlflow
     from models.tracking import configure_tracking
     from training.config import ConfigError
     from training.loading import DataError, load_cases
@@ -263,12 +263,13 @@ def predict(
 
     try:
         check_output_path(output_path)
-        loaded = load_cases([input_path], training=False, encoding=encoding)
+        loaded = load_cases([input_path], training=False, encoding=encoding, with_keys=False)
         detector_config = load_hotspot_config(hotspot_config) if hot_issues else None
     except (DataError, ConfigError) as exc:
         raise _fail(str(exc)) from None
     _print_load_report(loaded.report)
-    configure_tracking()
+    if needs_mlflow(model):
+        configure_tracking()
     try:
         model_ref = load_model(model)
     except Exception as exc:

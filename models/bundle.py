@@ -28,7 +28,7 @@ from models.risk import text_score
 from models.taxonomy_guard import max_class_score
 
 if TYPE_CHECKING:
-    from models.risk import RiskResult
+    from models.risk import RiskInputs, RiskResult
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +100,17 @@ class Assessment:
     @property
     def hot_issue_id(self) -> str | None:
         return None if self.burst is None else self.burst.hot_issue_id
+
+
+@dataclass(frozen=True)
+class PendingAssessments:
+    """A batch routed and read by the risk model, waiting only for where the hot-issue detector places each
+    case: the one step that must run in time order. `TriageBundle.pending` makes it (in any process: it
+    pickles), `TriageBundle.finish` completes it; `assess` is the two in a row."""
+
+    routes: list[Route]
+    #: None for bundles without a risk model, or no cases.
+    risk: RiskInputs | None
 
 
 @dataclass
@@ -195,17 +206,38 @@ class TriageBundle:
         case (its statistics are risk features); None: no detector. ``reasons`` False skips the risk
         reasons (batch), which changes no level.
         """
+        return self.finish(self.pending(cases, routes=routes, reasons=reasons), bursts=bursts, reasons=reasons)
+
+    def pending(
+        self, cases: Any, *, routes: Sequence[Route] | None = None, reasons: bool = True
+    ) -> PendingAssessments:
+        """Everything `assess` does that does not depend on other cases: routing, and the risk model's reading
+        of the cases. ``reasons`` False keeps only what levels need (light to send to another process)."""
         prepared = prepared_cases(cases)
         if routes is None:
             routes = self.route(prepared)
-        if len(routes) != len(prepared) or (bursts is not None and len(bursts) != len(prepared)):
-            raise ValueError("assess needs one route and one burst (or None) per case")
-        risks: list[RiskResult | None] = [None] * len(prepared)
+        if len(routes) != len(prepared):
+            raise ValueError("assess needs one route per case")
+        risk = None
         if self.risk is not None and prepared:
             proba = np.vstack([r.scores for r in routes])
+            risk = self.risk.inputs(prepared, proba, self.classes)
+            risk = risk if reasons else risk.for_levels()
+        return PendingAssessments(list(routes), risk)
+
+    def finish(
+        self, pending: PendingAssessments, *, bursts: Sequence[BurstView | None] | None = None, reasons: bool = True
+    ) -> list[Assessment]:
+        """The assessments of `pending` cases, now that ``bursts`` says where the detector placed each (its
+        statistics are risk features); None: no detector."""
+        routes = pending.routes
+        if bursts is not None and len(bursts) != len(routes):
+            raise ValueError("assess needs one burst (or None) per case")
+        risks: list[RiskResult | None] = [None] * len(routes)
+        if self.risk is not None and pending.risk is not None:
             stats = None if bursts is None else [None if b is None else b.features() for b in bursts]
-            risks = list(self.risk.predict(prepared, proba, self.classes, bursts=stats, reasons=reasons))
-        placed = bursts if bursts is not None else [None] * len(prepared)
+            risks = list(self.risk.predict_inputs(pending.risk, bursts=stats, reasons=reasons))
+        placed = bursts if bursts is not None else [None] * len(routes)
         return [Assessment(route, risk, burst) for route, risk, burst in zip(routes, risks, placed, strict=True)]
 
     def routes_from_proba(self, proba: np.ndarray, out_of_taxonomy: np.ndarray | None = None) -> list[Route]:

@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import pandas as pd
-from mlflow.pyfunc import PythonModel, PythonModelContext
 
 from models.bundle import BUNDLE_FILE, LEGACY_BUNDLE_FILE, TOP_K, Assessment, ReplayedBurst, TriageBundle
 from models.risk import BURST_COLUMNS
@@ -81,16 +79,14 @@ def frame_bursts(cases: pd.DataFrame) -> list[ReplayedBurst | None] | None:
     ]
 
 
-class TriagePyfunc(PythonModel):
-    """Pyfunc face of a `TriageBundle`; input columns title and body (strings)."""
+def __getattr__(name: str) -> Any:
+    # Models logged before `models.pyfunc_model` existed import their pyfunc class from here; it lives there
+    # so that loading a bundle from a path (`triage predict`, serving) never imports MLflow (~1 s).
+    if name == "TriagePyfunc":
+        from models.pyfunc_model import TriagePyfunc
 
-    def load_context(self, context: PythonModelContext) -> None:
-        self.bundle = TriageBundle.load(context.artifacts["bundle"])
-
-    def predict(
-        self, context: PythonModelContext, model_input: pd.DataFrame, params: dict[str, Any] | None = None
-    ) -> pd.DataFrame:
-        return routes_frame(self.bundle, model_input)
+        return TriagePyfunc
+    raise AttributeError(name)
 
 
 @dataclass(frozen=True)
@@ -113,12 +109,20 @@ def _parse_registry_uri(uri: str) -> tuple[str, str | None, str | None]:
     return name, None, version or None
 
 
+def needs_mlflow(uri: str) -> bool:
+    """Whether loading ``uri`` goes through MLflow (registry, run, or an MLflow model folder), so the tracking
+    store must be configured first; a bundle file or folder loads without importing MLflow at all."""
+    return uri.startswith(("models:/", "runs:/")) or (Path(uri) / "MLmodel").exists()
+
+
 def load_model(uri: str) -> LoadedModel:
     """Load a bundle from `models:/name@alias`, `models:/name/version`, `runs:/…` or a local path.
 
     A local path may be a directory holding `bundle.pkl.gz` (or an older `bundle.joblib`), the file itself,
     or an MLflow model directory (with an `MLmodel` file).
     """
+    if needs_mlflow(uri):
+        import mlflow  # only here: a bundle on disk loads without it
     if uri.startswith("models:/"):
         name, alias, version = _parse_registry_uri(uri)
         client = mlflow.MlflowClient()

@@ -4,6 +4,6 @@ when the model is loaded, so the model holds no pickled Python object, only this
 
 from mlflow.models import set_model
 
-from models.mlflow_model import TriagePyfunc
+from models.pyfunc_model import TriagePyfunc
 
 set_model(TriagePyfunc())

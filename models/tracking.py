@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import mlflow
-
 DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
 
@@ -28,6 +26,8 @@ def configure_tracking() -> str:
     """Point the MLflow client at the configured store (tracking and registry) and return its URI."""
     # Usage telemetry would try to reach the internet from training and serving; keep it off unless asked.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow  # here, not at import: `triage predict` on a bundle folder never needs it (~1 s)
+
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -36,6 +36,8 @@ def configure_tracking() -> str:
 
 def ensure_experiment(name: str) -> str:
     """The experiment's id, creating it with our artefact root the first time."""
+    import mlflow
+
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name(name)
     if exp is not None:

@@ -107,7 +107,7 @@ def load_partition(url: str, index: int, encoding: str = "utf-8") -> pd.DataFram
     A remote file is copied to a temporary local file first; errors still name the URL.
     """
     if _is_local(url):
-        loaded = load_cases([url.removeprefix("file://")], training=False, encoding=encoding)
+        loaded = load_cases([url.removeprefix("file://")], training=False, encoding=encoding, with_keys=False)
     else:
         with tempfile.TemporaryDirectory(prefix="triage-part-") as tmp:
             local = Path(tmp) / Path(url.rstrip("/")).name
@@ -117,7 +117,7 @@ def load_partition(url: str, index: int, encoding: str = "utf-8") -> pd.DataFram
             except (OSError, ValueError) as exc:
                 raise DataError(url, f"cannot read ({type(exc).__name__})") from None
             try:
-                loaded = load_cases([local], training=False, encoding=encoding)
+                loaded = load_cases([local], training=False, encoding=encoding, with_keys=False)
             except DataError as exc:
                 raise DataError(url, exc.reason, column=exc.column, row=exc.row) from None
             loaded.frame["source_file"] = url

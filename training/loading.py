@@ -695,6 +695,7 @@ def load_cases(
     training: bool = False,
     encoding: str = "utf-8",
     keep_risk_only: bool = False,
+    with_keys: bool = True,
 ) -> LoadedCases:
     """Read grievance tables into one canonical frame.
 
@@ -705,6 +706,8 @@ def load_cases(
     `triage export-reviews` writes) replace every other row of their case_id, and outvote unreviewed
     copies of the same text. With `require_department`, a row without a department is rejected unless
     `keep_risk_only` is set and it has a risk level: such a row trains the risk model, not the router.
+    ``with_keys`` False leaves out dedup_key / group_key (scoring never reads them, and they cost a
+    normalisation of every text); training always computes them.
     """
     if isinstance(paths, str | Path):
         paths = [paths]
@@ -732,15 +735,17 @@ def load_cases(
         )
     frame = _apply_reviews(frame[~(no_text | no_label)], report).copy()
 
-    keys = [text_keys(t, b) for t, b in zip(frame["title"], frame["body"], strict=True)]
-    frame["dedup_key"] = pd.Series([k[0] for k in keys], index=frame.index, dtype=object)
-    frame["group_key"] = pd.Series([k[1] for k in keys], index=frame.index, dtype=object)
+    if with_keys or training:
+        keys = [text_keys(t, b) for t, b in zip(frame["title"], frame["body"], strict=True)]
+        frame["dedup_key"] = pd.Series([k[0] for k in keys], index=frame.index, dtype=object)
+        frame["group_key"] = pd.Series([k[1] for k in keys], index=frame.index, dtype=object)
 
     if training:
         frame = _fold_duplicates(frame, report)
 
     extras = [c for c in frame.columns if c not in CANONICAL_COLUMNS + _DERIVED_COLUMNS]
-    frame = frame[[*CANONICAL_COLUMNS, *_DERIVED_COLUMNS, *extras]].reset_index(drop=True)
+    derived = [c for c in _DERIVED_COLUMNS if c in frame.columns]
+    frame = frame[[*CANONICAL_COLUMNS, *derived, *extras]].reset_index(drop=True)
     frame["source_row"] = frame["source_row"].astype("int64")
     report.rejected.sort(key=lambda r: (files.index(r.file) if r.file in files else 0, r.row))
     report.rows_kept = len(frame)

@@ -2,10 +2,12 @@
 
 Scoring is CPU-bound, so cases go to worker processes in chunks small enough that every worker has
 work (`chunk_size`); each worker receives the model once, warmed up before the fork (compiled scorers
-built once, inherited), never once per chunk. With hot issues, this process replays the cases in time
-order through the detector chunk by chunk, preparing each case once (`features.prepared`: the detector
-and the models read the same tokens), and a replayed chunk is assessed by a worker while the next one is
-replayed.
+built once, inherited), never once per chunk. With hot issues, the workers read chunks of cases in time
+order: each case prepared once (`features.prepared`: the detector and the models read the same tokens),
+its detector terms, its route and everything the risk model reads but its burst
+(`TriageBundle.pending`). This process then replays each chunk through the detector as it arrives, in
+order (the one step that must be sequential), and finishes the levels with the bursts
+(`TriageBundle.finish`), while the workers read the next chunks.
 """
 
 from __future__ import annotations
@@ -16,16 +18,18 @@ import multiprocessing as mp
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from features.csv_safety import write_csv
 from features.prepared import PreparedCase, as_pairs, prepare
-from models.bundle import ReplayedBurst, TriageBundle
-from models.hotspots import CaseEvent, HotspotConfig, HotspotDetector, case_terms
+from models.bundle import Assessment, BurstView, PendingAssessments, ReplayedBurst, TriageBundle
+from models.hotspots import CaseEvent, CaseTerms, HotspotConfig, HotspotDetector, case_terms
 from models.mlflow_model import assessments_frame, frame_bursts
 from models.risk import BURST_COLUMNS
 from training.hotspots_cli import events_from_frame, timed_events
@@ -75,32 +79,82 @@ def _assess_in_worker(chunk: Chunk) -> pd.DataFrame:
 
 def _assess_chunk(bundle: TriageBundle, chunk: Chunk) -> pd.DataFrame:
     assessed = bundle.assess(chunk.cases, bursts=chunk.bursts, reasons=False)
+    return _assessed_frame(bundle, chunk.positions, assessed, chunk.bursts)
+
+
+def _assessed_frame(
+    bundle: TriageBundle, positions: list[int], assessed: list[Assessment], bursts: Sequence[BurstView | None] | None
+) -> pd.DataFrame:
     out = assessments_frame(bundle, assessed)
-    if chunk.bursts is not None:
+    if bursts is not None:
         # Assigned as values, so pandas infers the column's type as it does for a replayed frame's column.
-        out["hot_issue_id"] = np.array([b.hot_issue_id if b else None for b in chunk.bursts], dtype=object)
-    out.index = chunk.positions
+        out["hot_issue_id"] = np.array([b.hot_issue_id if b else None for b in bursts], dtype=object)
+    out.index = positions
     return out
 
 
-def _replayed_chunks(frame: pd.DataFrame, config: HotspotConfig, size: int) -> Iterator[Chunk]:
-    """The cases in time order through a fresh detector, each prepared once for it and for the models."""
-    detector = HotspotDetector(config)
+@dataclass(frozen=True)
+class TimedChunk:
+    """Consecutive cases in time order, as raw pairs, for a worker to read (`_read_chunk`) before the replay
+    places them; ``events`` stay in this process for the replay."""
+
+    positions: list[int]
+    pairs: list[tuple[str, str]]
+    config: HotspotConfig
+    events: list[CaseEvent] = field(compare=False, repr=False)
+
+    def __getstate__(self) -> dict[str, object]:
+        # The events are the replay's, in this process: not sent to the worker.
+        return {**self.__dict__, "events": []}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+
+
+@dataclass(frozen=True)
+class ReadChunk:
+    """A `TimedChunk` as a worker read it: each case's detector terms and its pending assessment."""
+
+    positions: list[int]
+    terms: list[CaseTerms]
+    pending: PendingAssessments
+
+
+def _timed_chunks(frame: pd.DataFrame, config: HotspotConfig, size: int) -> Iterator[TimedChunk]:
     titles, bodies = frame["title"].tolist(), frame["body"].tolist()
     positions: list[int] = []
-    prepared: list[PreparedCase] = []
-    bursts: list[ReplayedBurst | None] = []
+    events: list[CaseEvent] = []
     for position, event in timed_events(frame):
-        case = prepare(titles[position], bodies[position])
-        placed = detector.observe(event, case_terms(event.title, event.body, config, case))
         positions.append(position)
-        prepared.append(case)
-        bursts.append(ReplayedBurst(placed.features(), placed.hot_issue_id))
+        events.append(event)
         if len(positions) == size:
-            yield Chunk(positions, prepared, bursts)
-            positions, prepared, bursts = [], [], []
+            yield TimedChunk(positions, [(titles[p], bodies[p]) for p in positions], config, events)
+            positions, events = [], []
     if positions:
-        yield Chunk(positions, prepared, bursts)
+        yield TimedChunk(positions, [(titles[p], bodies[p]) for p in positions], config, events)
+
+
+def _read_chunk(bundle: TriageBundle, chunk: TimedChunk) -> ReadChunk:
+    prepared = [prepare(title, body) for title, body in chunk.pairs]
+    terms = [case_terms(t, b, chunk.config, p) for (t, b), p in zip(chunk.pairs, prepared, strict=True)]
+    return ReadChunk(chunk.positions, terms, bundle.pending(prepared, reasons=False))
+
+
+def _read_in_worker(chunk: TimedChunk) -> ReadChunk:
+    assert _worker_bundle is not None, "worker started without a model"
+    return _read_chunk(_worker_bundle, chunk)
+
+
+def _placed_frame(
+    bundle: TriageBundle, detector: HotspotDetector, events: list[CaseEvent], read: ReadChunk
+) -> pd.DataFrame:
+    """Replay a read chunk through the detector (its events in time order) and finish its assessments."""
+    bursts: list[ReplayedBurst | None] = []
+    for event, terms in zip(events, read.terms, strict=True):
+        placed = detector.observe(event, terms)
+        bursts.append(ReplayedBurst(placed.features(), placed.hot_issue_id))
+    assessed = bundle.finish(read.pending, bursts=bursts, reasons=False)
+    return _assessed_frame(bundle, read.positions, assessed, bursts)
 
 
 def _file_chunks(frame: pd.DataFrame, size: int) -> Iterator[Chunk]:
@@ -169,18 +223,22 @@ def score_frame(
     here, overlapping the workers' scoring) or when ``cases`` carries it from an earlier replay."""
     frame = cases.reset_index(drop=True)
     size = chunk_size(len(frame), workers)
-    chunks = _replayed_chunks(frame, hot_issues, size) if hot_issues is not None else _file_chunks(frame, size)
+    jobs: Iterator[Job]
+    if hot_issues is not None:
+        detector = HotspotDetector(hot_issues)
+        jobs = (
+            Job(_read_in_worker, chunk, partial(_placed_frame, bundle, detector, chunk.events))
+            for chunk in _timed_chunks(frame, hot_issues, size)
+        )
+    else:
+        jobs = (Job(_assess_in_worker, chunk, _as_is) for chunk in _file_chunks(frame, size))
     if len(frame) == 0:
         empty = Chunk([], [], [] if hot_issues is not None or "hot_issue_id" in frame.columns else None)
         parts = [_assess_chunk(bundle, empty)]
     elif workers <= 1 or len(frame) <= size:
-        parts = []
-        for chunk in chunks:
-            parts.append(_assess_chunk(bundle, chunk))
-            if on_chunk:
-                on_chunk(len(chunk.positions))
+        parts = _run_here(bundle, jobs, on_chunk)
     else:
-        parts = _assess_in_pool(bundle, chunks, workers, on_chunk)
+        parts = _run_in_pool(bundle, jobs, workers, on_chunk)
     out = pd.concat(parts).sort_index().reset_index(drop=True)
     out.insert(0, "case_id", frame["case_id"].to_numpy())  # positions are the input's rows: same order
     if "hot_issue_id" in out.columns:
@@ -189,8 +247,35 @@ def score_frame(
     return out
 
 
-def _assess_in_pool(
-    bundle: TriageBundle, chunks: Iterable[Chunk], workers: int, on_chunk: Callable[[int], None] | None
+@dataclass(frozen=True)
+class Job:
+    """One chunk's work: ``work(chunk)`` in a worker (or here), then ``then(result)`` here, in chunk order."""
+
+    work: Callable[[Any], Any]
+    chunk: Any
+    then: Callable[[Any], pd.DataFrame]
+
+
+def _as_is(part: pd.DataFrame) -> pd.DataFrame:
+    return part
+
+
+def _run_here(bundle: TriageBundle, jobs: Iterable[Job], on_chunk: Callable[[int], None] | None) -> list[pd.DataFrame]:
+    global _worker_bundle
+    _worker_bundle = bundle
+    parts: list[pd.DataFrame] = []
+    try:
+        for job in jobs:
+            parts.append(job.then(job.work(job.chunk)))
+            if on_chunk:
+                on_chunk(len(parts[-1]))
+    finally:
+        _worker_bundle = None
+    return parts
+
+
+def _run_in_pool(
+    bundle: TriageBundle, jobs: Iterable[Job], workers: int, on_chunk: Callable[[int], None] | None
 ) -> list[pd.DataFrame]:
     global _worker_bundle
     # Built now, inherited by forked workers: the compiled scorers, fitted vocabularies and booster.
@@ -205,17 +290,17 @@ def _assess_in_pool(
             initializer=_init_worker,
             initargs=(None if method == "fork" else bundle,),
         ) as pool:
-            pending: list[tuple[int, Future[pd.DataFrame]]] = []
+            queued: list[tuple[Job, Future[Any]]] = []
 
             def collect(limit: int) -> None:
-                while len(pending) > limit:
-                    n, future = pending.pop(0)
-                    parts.append(future.result())
+                while len(queued) > limit:  # in submission order: the replay needs time order
+                    job, future = queued.pop(0)
+                    parts.append(job.then(future.result()))
                     if on_chunk:
-                        on_chunk(n)
+                        on_chunk(len(parts[-1]))
 
-            for chunk in chunks:  # with hot issues, the replay of the next chunk runs while workers score
-                pending.append((len(chunk.positions), pool.submit(_assess_in_worker, chunk)))
+            for job in jobs:
+                queued.append((job, pool.submit(job.work, job.chunk)))
                 collect(QUEUED_PER_WORKER * workers)
             collect(0)
     finally:

@@ -54,7 +54,15 @@ from models.risk.features import (
     risk_features,
     weak_labels,
 )
-from models.risk.model import BoosterFitter, Reason, RiskModel, RiskResult, fit_booster_locally, situational_feature
+from models.risk.model import (
+    BoosterFitter,
+    Reason,
+    RiskInputs,
+    RiskModel,
+    RiskResult,
+    fit_booster_locally,
+    situational_feature,
+)
 from models.risk.params import LEVEL_ORDER, RiskParams
 from models.risk.text_score import TextScorer
 from models.risk.wording import feature_text
@@ -68,6 +76,7 @@ __all__ = [
     "TEXT_STAT_FEATURES",
     "BoosterFitter",
     "Reason",
+    "RiskInputs",
     "RiskModel",
     "RiskParams",
     "RiskResult",

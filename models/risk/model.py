@@ -21,11 +21,13 @@ from features.risk_cues import LEVELS, CueMatch, load_lexicon
 from features.text import TEXT_PIPELINE_VERSION
 from models.risk.bands import _band_report, choose_bands, levels_from_proba
 from models.risk.features import (
+    BURST_FEATURES,
     DEPT_PREFIX,
     TEXT_CRITERION_PREFIX,
     TEXT_SCORE_FEATURES,
     TEXT_SCORE_PREFIX,
     TEXT_STAT_FEATURES,
+    _burst_row,
     _docs,
     _features_with_matches,
     _plain,
@@ -78,6 +80,27 @@ class RiskResult:
             "probabilities": dict(self.probabilities),
             "reasons": [r.to_dict() for r in self.reasons],
         }
+
+
+@dataclass(frozen=True)
+class RiskInputs:
+    """A batch as the risk model reads it, before the hot-issue detector has placed its cases.
+
+    Why a stage of its own: placing cases is the one step that must run in time order, in one process;
+    everything else about a case (cues, text score, router block) can be read in parallel first
+    (`RiskModel.inputs`), and the levels come after (`RiskModel.predict_inputs`), from the same matrix.
+    """
+
+    #: The full feature layout; burst columns as given to `inputs` (zero without), until bursts are set.
+    X: np.ndarray
+    #: Cue matches, texts and text-model documents: what reasons quote. None once `for_levels` dropped them.
+    matches: list[list[CueMatch]] | None
+    texts: list[str] | None
+    docs: list[str] | None
+
+    def for_levels(self) -> RiskInputs:
+        """Only what levels need: the matrix (the rest is the case's text, heavy to send between processes)."""
+        return RiskInputs(self.X, None, None, None)
 
 
 MAX_CRITERION_PHRASES = 3
@@ -510,13 +533,46 @@ class RiskModel(BaseEstimator):
         normalised or tokenised again), (title, body) pairs, or a DataFrame with title / body and optional
         burst columns. ``router_proba`` rows align with the cases, columns with ``router_classes``; None
         gives zero router features. ``bursts``: each case's `BURST_COLUMNS` values (None: no burst)."""
+        inputs = self.inputs(cases, router_proba, router_classes, bursts=bursts)
+        return self.predict_inputs(inputs, reasons=reasons)
+
+    def inputs(
+        self,
+        cases: Any,
+        router_proba: np.ndarray | None = None,
+        router_classes: Sequence[str] | None = None,
+        *,
+        bursts: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> RiskInputs:
+        """Everything `predict` reads of the cases, bursts included when given (else zero, or a frame's
+        columns); `predict_inputs` may set the bursts later."""
         self._check_fitted()
         X, names, prepared, matches = _features_with_matches(
             cases, router_proba, router_classes, self.dept_classes_, bursts
         )
         docs = _docs(prepared) if self._text_scorer() is not None else None
         X = self._with_text_score(X, names, prepared, docs)
-        return self._results(X, matches, reasons, _plain(prepared), docs)
+        return RiskInputs(X, matches, _plain(prepared), docs)
+
+    def predict_inputs(
+        self,
+        inputs: RiskInputs,
+        *,
+        bursts: Sequence[Mapping[str, Any] | None] | None = None,
+        reasons: bool = True,
+    ) -> list[RiskResult]:
+        """`predict` from `inputs`, with each case's `BURST_COLUMNS` values when given (None: no burst)."""
+        self._check_fitted()
+        X = inputs.X
+        if bursts is not None:
+            if len(bursts) != len(X):
+                raise ValueError(f"{len(bursts)} burst rows for {len(X)} cases")
+            X = X.copy()
+            if len(X):
+                X[:, [self.feature_names_.index(name) for name in BURST_FEATURES]] = [_burst_row(b) for b in bursts]
+        if reasons and inputs.matches is None:
+            raise ValueError("these inputs were kept for levels only (for_levels); reasons need the full inputs")
+        return self._results(X, inputs.matches or [], reasons, inputs.texts, inputs.docs)
 
     def predict_one(
         self,

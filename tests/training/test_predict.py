@@ -50,11 +50,13 @@ def test_a_small_file_is_cut_so_that_every_worker_has_chunks() -> None:
     assert predict.chunk_size(20, 2) == 50 and predict.chunk_size(10**6, 4) == predict.CHUNK
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_replaying_while_scoring_equals_replaying_first(
-    demo_bundle_with_risk: TriageBundle, demo_cases: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+    demo_bundle_with_risk: TriageBundle, demo_cases: pd.DataFrame, monkeypatch: pytest.MonkeyPatch, workers: int
 ) -> None:
-    """`hot_issues=`: the replay runs chunk by chunk in this process while workers assess; each case is
-    prepared once for both. Same rows as the two-step path (replay the whole file, then score it)."""
+    """`hot_issues=`: workers read chunks in time order (each case prepared once, for the detector and the
+    models) while this process replays the chunks already read and finishes their levels. Same rows as
+    the two-step path (replay the whole file, then score it)."""
     from models.hotspot_settings import load_hotspot_config
     from training.predict import attach_hot_issues
 
@@ -65,7 +67,7 @@ def test_replaying_while_scoring_equals_replaying_first(
     assert {"risk_level", "hot_issue_id"} <= set(two_step.columns)
     monkeypatch.setattr(predict, "CHUNK", 64)
     seen: list[int] = []
-    overlapped = score_frame(bundle, frame, seen.append, workers=2, hot_issues=config)
+    overlapped = score_frame(bundle, frame, seen.append, workers=workers, hot_issues=config)
     assert sum(seen) == len(frame) and max(seen) == 64
     assert overlapped["hot_issue_id"].notna().sum() > 10, "the demo data has hot issues"
     pd.testing.assert_frame_equal(overlapped, two_step, check_exact=False, rtol=0, atol=1e-12)

@@ -1,0 +1,65 @@
+"""`TriageBundle.assess` is `pending` then `finish`: batch scoring runs the first in workers and the second
+(after the hot-issue replay) in one process, so the two must give exactly what `assess` gives."""
+
+from __future__ import annotations
+
+import pickle
+
+import pandas as pd
+import pytest
+
+from models.bundle import ReplayedBurst, TriageBundle
+from models.risk import BURST_COLUMNS
+
+
+@pytest.fixture(scope="module")
+def cases(demo_cases: pd.DataFrame) -> list[tuple[str, str]]:
+    picked = demo_cases[demo_cases["risk_level"].isin(["red", "yellow"])].head(12)
+    return [*zip(picked["title"], picked["body"], strict=True), ("路灯坏了", "")]
+
+
+def bursts_for(n: int) -> list[ReplayedBurst | None]:
+    """Every other case in a growing burst; the rest in none."""
+    return [
+        ReplayedBurst(dict(zip(BURST_COLUMNS, (i + 2.0, i + 1.0, 2.0, 1.5, 0.0), strict=True)), f"HI-{i}")
+        if i % 2 == 0 else None
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("reasons", [True, False])
+def test_pending_then_finish_equals_assess(
+    demo_bundle_with_risk: TriageBundle, cases: list[tuple[str, str]], reasons: bool
+) -> None:
+    bundle = demo_bundle_with_risk
+    bursts = bursts_for(len(cases))
+    whole = bundle.assess(cases, bursts=bursts, reasons=reasons)
+    # Through a pickle, as a worker sends it back.
+    pending = pickle.loads(pickle.dumps(bundle.pending(cases, reasons=reasons)))
+    staged = bundle.finish(pending, bursts=bursts, reasons=reasons)
+    assert [a.route.label for a in staged] == [a.route.label for a in whole]
+    assert [a.risk for a in staged] == [a.risk for a in whole]  # level, probabilities and reasons
+    assert [a.hot_issue_id for a in staged] == [b.hot_issue_id if b else None for b in bursts]
+    if reasons:
+        assert any(a.risk.reasons for a in staged)
+
+
+def test_bursts_set_at_finish_change_the_levels_as_bursts_given_to_assess_do(
+    demo_bundle_with_risk: TriageBundle, cases: list[tuple[str, str]]
+) -> None:
+    bundle = demo_bundle_with_risk
+    pending = bundle.pending(cases, reasons=False)
+    without = [a.risk.probabilities for a in bundle.finish(pending, reasons=False)]
+    placed = [a.risk.probabilities for a in bundle.finish(pending, bursts=bursts_for(len(cases)), reasons=False)]
+    assert without == [a.risk.probabilities for a in bundle.assess(cases, reasons=False)]
+    assert placed != without  # the burst columns were read, not left at zero
+    # finish never changes the pending inputs: finishing again without bursts gives the first answer
+    assert [a.risk.probabilities for a in bundle.finish(pending, reasons=False)] == without
+
+
+def test_levels_only_inputs_refuse_reasons(demo_bundle_with_risk: TriageBundle, cases: list[tuple[str, str]]) -> None:
+    pending = demo_bundle_with_risk.pending(cases, reasons=False)
+    with pytest.raises(ValueError, match="levels only"):
+        demo_bundle_with_risk.finish(pending, reasons=True)
+    with pytest.raises(ValueError, match="one burst"):
+        demo_bundle_with_risk.finish(pending, bursts=[None], reasons=False)
