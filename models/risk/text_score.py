@@ -31,11 +31,11 @@ from sklearn.base import BaseEstimator
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
-from sklearn.preprocessing import normalize
 from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted
 
 from features.risk_cues import CRITERIA, LEVELS
+from features.tfidf_rows import tfidf_weights
 from features.vectorizer import split_tokens
 from models.risk.text_terms import TermIndex
 
@@ -160,16 +160,15 @@ class TextScorer(BaseEstimator):
         # Built by `fit` and pickled with the scorer (building it takes a Python loop over the vocabulary,
         # which a process that loads a model should not pay); a scorer pickled before it existed builds it here.
         index = self.__dict__.get("_terms")
-        if index is None:
+        if index is None or getattr(index, "version", None) != TermIndex.VERSION:
             index = self._terms = TermIndex(self.vocabulary_, CHAR_MARK, CHAR_NGRAMS, _MAX_RUN)
         return index
 
     def tfidf(self, docs: Sequence[str]) -> sparse.csr_matrix:
         """The documents' l2-normalised sublinear TF-IDF rows, as the fitted TfidfVectorizer gives them."""
         check_is_fitted(self, "coef_")
-        matrix = self._term_index().counts(docs, DOC_SEPARATOR)
-        matrix.data = (np.log(matrix.data) + 1.0) * self.idf_[matrix.indices]
-        return normalize(matrix, copy=False)
+        counts = self._term_index().counts(docs, DOC_SEPARATOR)
+        return tfidf_weights(counts, self.idf_, sublinear_tf=True, l2=True)
 
     def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()

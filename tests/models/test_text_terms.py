@@ -97,12 +97,32 @@ def test_scores_equal_the_fitted_sklearn_vectorizer(scorer: TextScorer, demo_doc
     assert abs(got - expected).max() < 1e-12
 
 
-def test_an_index_from_a_pickled_scorer_without_one_is_built_on_use(scorer: TextScorer, demo_docs: list[str]) -> None:
+@pytest.mark.parametrize("stale", ["absent", "older layout"])
+def test_a_scorer_without_a_current_index_builds_one_on_use(
+    scorer: TextScorer, demo_docs: list[str], stale: str
+) -> None:
     import pickle
 
     old = pickle.loads(pickle.dumps(scorer))
-    del old.__dict__["_terms"]  # as pickled before the index existed
+    if stale == "absent":
+        del old.__dict__["_terms"]  # as pickled before the index existed
+    else:
+        old._terms.version = TermIndex.VERSION - 1
+        del old._terms.chars  # an attribute this layout has and the older one did not
     np.testing.assert_array_equal(old.predict_proba_docs(demo_docs[:20]), scorer.predict_proba_docs(demo_docs[:20]))
+    assert old._terms.version == TermIndex.VERSION
+
+
+def test_sorted_search_and_hash_look_ups_find_the_same_columns(
+    scorer: TextScorer, demo_docs: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from models.risk import text_terms
+
+    monkeypatch.setattr(text_terms._KeyTable, "HASH_FROM", 10**12)
+    searched = batch_counts(scorer._term_index(), demo_docs)
+    monkeypatch.setattr(text_terms._KeyTable, "HASH_FROM", 0)
+    hashed = batch_counts(scorer._term_index(), demo_docs)
+    assert searched == hashed == [reference_counts(scorer.vocabulary_, d) for d in demo_docs]
 
 
 def test_character_grams_longer_than_three_are_refused() -> None:
