@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 
 from features.text import mask_contact_details
 from serving.bulk_review import confirm_many
-from serving.dependencies import AdminDep, ModelStateDep, ReviewerDep, StoreDep
+from serving.dependencies import AdminDep, ModelStateDep, ReviewerDep, StoreDep, WarningsDep
 from serving.review_rules import MAX_NOTE_CHARS, Decision, Problem, decide, known_departments
 from serving.review_schemas import (
     MAX_QUEUE_LIMIT,
@@ -175,11 +175,14 @@ def _decision(review: ReviewRequest, prediction: PredictionRecord, known: list[s
     responses={**NOT_FOUND, **INVALID, **AUTH_ERRORS},
 )
 def create_review(
-    case_id: CaseIdPath, review: ReviewRequest, principal: ReviewerDep, store: StoreDep, state: ModelStateDep
+    case_id: CaseIdPath, review: ReviewRequest, principal: ReviewerDep, store: StoreDep, state: ModelStateDep,
+    warnings: WarningsDep,
 ) -> ReviewOut:
     """Confirm the model's department and level, or change either with a note. Every call appends a new
     review (nothing is overwritten); the reviewer is the API key's name. Without `prediction_id` the
-    decision is about the case's latest prediction, which takes the case out of the review queue."""
+    decision is about the case's latest prediction, which takes the case out of the review queue.
+    The case's warning follows the decision: a new level or department updates it (never deletes it), and a
+    level that calls for a warning issues one if the case has none."""
     prediction = _reviewed_prediction(store, case_id, review.prediction_id)
     decision = _decision(review, prediction, known_departments(state.model, store))
     try:
@@ -193,6 +196,12 @@ def create_review(
         "review id=%s case_id=%s prediction_id=%s reviewer=%s action=%s",
         stored.id, case_id, prediction.id, principal.name, review.action,
     )
+    try:
+        warnings.after_review(case_id, principal.name, level=stored.decided_level,
+                              department=stored.decided_department, note=stored.note,
+                              model_department=prediction.department, stored=prediction.reasons)
+    except Exception as exc:  # the review is stored; the warning desk's sweep does not redo this, so say so
+        logger.error("review id=%s: the case's warning was not updated (%s)", stored.id, type(exc).__name__)
     return _review_out(stored)
 
 

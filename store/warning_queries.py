@@ -7,14 +7,16 @@ figures a daily or weekly report (issue 16, item 4) and the dashboard put beside
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from store.tables import EarlyWarning, as_utc
+from store.records import AlertRecord, PredictionRecord
+from store.tables import Case, EarlyWarning, HotspotAlert, Prediction, Review, as_utc
 from store.warning_records import OPEN_STATUSES, STATUSES
 
 
@@ -115,3 +117,57 @@ def warning_summary(session: Session, filters: WarningFilters, now: datetime) ->
         district_level=district_level,
         department_level=department_level,
     )
+
+
+def _has_warning(kind: str, source: Any) -> Any:
+    return exists(select(EarlyWarning.id).where(EarlyWarning.source_kind == kind, EarlyWarning.source_id == source))
+
+
+def unwarned_predictions(
+    session: Session, levels: Sequence[str], since: datetime, limit: int
+) -> list[tuple[PredictionRecord, str, str]]:
+    """Cases whose latest prediction (made since `since`) is at one of `levels`, not reviewed to another level,
+    and that have no warning: with the text the prediction scored (for the district)."""
+    latest = (
+        select(func.max(Prediction.id).label("id"))
+        .where(Prediction.created_at >= as_utc(since))
+        .group_by(Prediction.case_id)
+        .subquery()
+    )
+    overruled = exists(
+        select(Review.id).where(Review.prediction_id == Prediction.id, Review.decided_level.is_not(None),
+                                Review.decided_level.not_in(list(levels)))
+    )
+    rows = session.execute(
+        select(Prediction, Case.text_hash, Case.title, Case.body)
+        .join(latest, latest.c.id == Prediction.id)
+        .join(Case, Case.id == Prediction.case_row_id)
+        .where(Prediction.risk_level.in_(list(levels)), ~_has_warning("case", Prediction.case_id), ~overruled)
+        .order_by(Prediction.id)
+        .limit(limit)
+    ).all()
+    return [(PredictionRecord.of(p, digest), title, body) for p, digest, title, body in rows]
+
+
+def unwarned_alerts(session: Session, since: datetime, limit: int) -> list[tuple[AlertRecord, str, str, str]]:
+    """Alerts raised since `since` without a warning, each with the department and text of the case that
+    raised it (its last member's latest prediction; "unknown" when that case has none stored)."""
+    alerts = session.scalars(
+        select(HotspotAlert)
+        .where(HotspotAlert.raised_at >= as_utc(since), ~_has_warning("alert", HotspotAlert.alert_id))
+        .order_by(HotspotAlert.id)
+        .limit(limit)
+    ).all()
+    out = []
+    for alert in alerts:
+        case_id = str((alert.payload or {}).get("last_case_id") or "")
+        row = session.execute(
+            select(Prediction.department, Case.title, Case.body)
+            .join(Case, Case.id == Prediction.case_row_id)
+            .where(Prediction.case_id == case_id)
+            .order_by(Prediction.id.desc())
+            .limit(1)
+        ).first()
+        department, title, body = row if row is not None else ("unknown", "", "")
+        out.append((AlertRecord.of(alert), department, title, body))
+    return out

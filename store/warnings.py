@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,8 +29,16 @@ from models.warning_policy import WarningPolicy
 from store.engine import writer
 from store.jsonable import to_json
 from store.outbox import add_event
+from store.records import AlertRecord, PredictionRecord
 from store.tables import EarlyWarning, WarningEvent, as_utc, utcnow
-from store.warning_queries import WarningFilters, WarningSummary, filtered, warning_summary
+from store.warning_queries import (
+    WarningFilters,
+    WarningSummary,
+    filtered,
+    unwarned_alerts,
+    unwarned_predictions,
+    warning_summary,
+)
 from store.warning_records import OPEN_STATUSES, WarningDetail, WarningDraft, WarningEventRecord, WarningRecord
 
 logger = logging.getLogger(__name__)
@@ -126,15 +134,21 @@ class WarningBook:
 
     # -- issue --------------------------------------------------------------------------------------
     def issue(
-        self, draft: WarningDraft, *, actor: str = SYSTEM, at: datetime | None = None
+        self, draft: WarningDraft, *, actor: str = SYSTEM, at: datetime | None = None,
+        also: Sequence[tuple[str, Mapping[str, Any]]] = (),
     ) -> tuple[WarningRecord, bool]:
-        """The source's warning, issued now if it has none; True when this call issued it."""
+        """The source's warning, issued now if it has none; True when this call issued it.
+
+        `also`: further outbox events (type, body) written with a new warning, in its transaction (the
+        `alert.raised` of the alert it is about), so they too are announced once."""
         now = self._now(at)
         with self._writes.begin() as session:
             existing = self._by_source(session, draft.source_kind, draft.source_id)
             if existing is not None:
                 return WarningRecord.of(existing), False
             row = self._insert(session, draft, actor, now)
+            for event_type, body in also:
+                add_event(session, event_type, body, now)
             return WarningRecord.of(row), True
 
     def _by_source(self, session: Session, kind: str, source_id: str) -> EarlyWarning | None:
@@ -311,6 +325,18 @@ class WarningBook:
         """Counts by level, status, department and district, open and overdue (`store.warning_queries`)."""
         with self._reads() as session:
             return warning_summary(session, filters or WarningFilters(), self._now(at))
+
+    def unwarned_predictions(
+        self, levels: Sequence[str], since: datetime, limit: int = 500
+    ) -> list[tuple[PredictionRecord, str, str]]:
+        """Recent predictions at `levels` whose case has no warning (`store.warning_queries`)."""
+        with self._reads() as session:
+            return unwarned_predictions(session, levels, since, limit)
+
+    def unwarned_alerts(self, since: datetime, limit: int = 500) -> list[tuple[AlertRecord, str, str, str]]:
+        """Recent alerts without a warning, with the raising case's department and text."""
+        with self._reads() as session:
+            return unwarned_alerts(session, since, limit)
 
     def for_case(self, case_id: str) -> WarningRecord | None:
         with self._reads() as session:
