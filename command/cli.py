@@ -552,10 +552,10 @@ def warnings_sweep(
         escalated = desk.book.sweep_overdue()
         overdue = desk.book.summary().overdue
     console.print(f"issued {missing} missed warning(s); {len(escalated)} supervision notice(s) raised; "
-                  f"{overdue} open warning(s) overdue", highlight=False)
+                  f"{overdue} open warning(s) overdue", highlight=False, soft_wrap=True)
     for record in escalated:
         console.print(f"  {record.number} id={record.id} {record.department} escalation {record.escalation_level}",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
 
 
 @webhooks_app.command("deliver")
@@ -589,7 +589,7 @@ def webhooks_deliver(
         counts = desk.outbox.counts()
     console.print(f"delivered {delivered}, failed and retrying later {retrying}, dead {dead}; outbox now: "
                   f"{counts['pending']} pending, {counts['delivered']} delivered, {counts['dead']} dead",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":
