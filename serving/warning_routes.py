@@ -20,7 +20,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, status
 from features.text import mask_contact_details
 from serving.auth import Principal, Role
 from serving.dependencies import AdminDep, DelivererDep, WarningsDep, require_role
-from serving.review_routes import MAX_QUEUE_OFFSET, SinceQuery, UntilQuery, _bounds
+from serving.review_routes import INVALID, MAX_QUEUE_OFFSET, SinceQuery, UntilQuery, _bounds
 from serving.routes import AUTH_ERRORS
 from serving.schemas import ErrorResponse, NulFree
 from serving.warning_schemas import (
@@ -93,7 +93,7 @@ def _detail(desk: Any, warning_id: int, principal: Principal) -> WarningDetailOu
 
 
 @warning_router.get("", response_model=WarningListOut, summary="Warnings (预警单), newest first",
-                    responses=AUTH_ERRORS)
+                    responses={**INVALID, **AUTH_ERRORS})
 def list_warnings(
     principal: ReaderDep,
     desk: WarningsDep,
@@ -124,7 +124,7 @@ def list_warnings(
 
 
 @warning_router.get("/{warning_id}", response_model=WarningDetailOut, summary="One warning with its events",
-                    responses={**NOT_FOUND, **AUTH_ERRORS})
+                    responses={**NOT_FOUND, **INVALID, **AUTH_ERRORS})
 def get_warning(warning_id: WarningIdPath, principal: ReaderDep, desk: WarningsDep) -> WarningDetailOut:
     return _detail(desk, warning_id, principal)
 
@@ -141,7 +141,8 @@ def _step(desk: Any, warning_id: int, principal: Principal, action: str, run: An
 
 
 @warning_router.post("/{warning_id}/acknowledge", response_model=WarningDetailOut,
-                     summary="Acknowledge (签收) a warning", responses={**NOT_FOUND, **CONFLICT, **AUTH_ERRORS})
+                     summary="Acknowledge (签收) a warning",
+                     responses={**NOT_FOUND, **CONFLICT, **INVALID, **AUTH_ERRORS})
 def acknowledge_warning(
     warning_id: WarningIdPath, principal: DepartmentDep, desk: WarningsDep,
     body: Annotated[WarningAction | None, Body()] = None,
@@ -154,7 +155,7 @@ def acknowledge_warning(
 
 @warning_router.post("/{warning_id}/resolve", response_model=WarningDetailOut,
                      summary="Resolve (办结) a warning, with a note",
-                     responses={**NOT_FOUND, **CONFLICT, **AUTH_ERRORS})
+                     responses={**NOT_FOUND, **CONFLICT, **INVALID, **AUTH_ERRORS})
 def resolve_warning(warning_id: WarningIdPath, principal: DepartmentDep, desk: WarningsDep,
                     body: WarningClose) -> WarningDetailOut:
     """Issued or acknowledged -> resolved, with a note saying what was done; emits `warning.resolved`."""
@@ -164,7 +165,7 @@ def resolve_warning(warning_id: WarningIdPath, principal: DepartmentDep, desk: W
 
 @warning_router.post("/{warning_id}/withdraw", response_model=WarningDetailOut,
                      summary="Withdraw a warning (reviewers), with a note",
-                     responses={**NOT_FOUND, **CONFLICT, **AUTH_ERRORS})
+                     responses={**NOT_FOUND, **CONFLICT, **INVALID, **AUTH_ERRORS})
 def withdraw_warning(warning_id: WarningIdPath, principal: ReviewerOnlyDep, desk: WarningsDep,
                      body: WarningClose) -> WarningDetailOut:
     """Issued or acknowledged -> withdrawn (a false alarm, a duplicate), with a note saying why."""
@@ -183,7 +184,7 @@ def _outbox_out(record: OutboxRecord) -> OutboxEventOut:
 
 
 @outbox_router.get("", response_model=OutboxListOut, summary="Webhook events and their delivery state",
-                   responses=AUTH_ERRORS)
+                   responses={**INVALID, **AUTH_ERRORS})
 def list_outbox(
     principal: AdminDep,
     desk: WarningsDep,
@@ -204,7 +205,7 @@ def list_outbox(
 
 @outbox_router.post("/{event_id}/requeue", response_model=OutboxEventOut, summary="Send a dead event again",
                     responses={status.HTTP_404_NOT_FOUND: {"model": ErrorResponse, "description": "No such event."},
-                               **CONFLICT, **AUTH_ERRORS})
+                               **CONFLICT, **INVALID, **AUTH_ERRORS})
 def requeue_event(
     event_id: Annotated[str, Path(min_length=1, max_length=36), NulFree], principal: AdminDep, desk: WarningsDep,
 ) -> OutboxEventOut:
