@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -223,3 +226,50 @@ def test_outbox_claim_lease_backoff_dead_and_requeue(store: Store, outbox: Outbo
     assert outbox.delivered(retaken[0], ["ops"])
     assert outbox.get(first).state == DELIVERED and outbox.get(first).delivered_to == ["ops"]
     assert not outbox.delivered(retaken[0], ["ops"])  # the claim is spent: nothing changes twice
+
+
+def run_together(n: int, work: Callable[[int], Any]) -> list[Any]:
+    """`work(i)` on n threads released at the same moment; exceptions are returned, not raised."""
+    barrier = threading.Barrier(n)
+
+    def go(i: int) -> Any:
+        barrier.wait()
+        try:
+            return work(i)
+        except Exception as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(go, range(n)))
+
+
+def test_racing_writers_get_one_warning_per_source_unique_numbers_and_one_acknowledgement(
+    book: WarningBook, store: Store
+) -> None:
+    same = run_together(6, lambda i: book.issue(draft("SAME")))
+    assert len({w.id for w, _ in same}) == 1 and sum(new for _, new in same) == 1
+    distinct = run_together(6, lambda i: book.issue(draft(f"C{i}"))[0].number)
+    assert len(set(distinct)) == 6
+    target = same[0][0].id
+    outcomes = run_together(6, lambda i: book.acknowledge(target, f"dept-{i}"))
+    assert sum(not isinstance(o, Exception) for o in outcomes) == 1
+    assert all(isinstance(o, IllegalTransition) for o in outcomes if isinstance(o, Exception))
+    assert [e.kind for e in book.get(target).events] == ["issued", "acknowledged"]
+
+
+def test_racing_workers_claim_disjoint_events(outbox: Outbox) -> None:
+    for i in range(30):
+        outbox.add("alert.raised", {"alert": {"id": f"A{i}"}})
+    claimed = run_together(5, lambda i: [r.event_id for r in outbox.claim(limit=10)])
+    flat = [event_id for batch in claimed for event_id in batch]
+    assert len(flat) == len(set(flat)) == 30
+
+
+def test_racing_sweeps_escalate_each_deadline_once(book: WarningBook, clock: Clock, store: Store) -> None:
+    for i in range(5):
+        book.issue(draft(f"C{i}"))
+    clock.move(hours=3)
+    escalated = run_together(4, lambda i: [w.id for w in book.sweep_overdue()])
+    flat = [wid for batch in escalated for wid in batch]
+    assert sorted(flat) == sorted(set(flat)) and len(flat) == 5
+    assert outbox_types(store).count("warning.escalated") == 5
