@@ -39,6 +39,7 @@ from serving.review_schemas import (
 from serving.routes import AUTH_ERRORS, _alert_summary
 from serving.schemas import TIME_RANGE_MESSAGE, ErrorResponse, ModelRef, NulFree, ValidationErrorResponse, time_in_range
 from serving.triage_service import _from_record
+from serving.warning_desk import record_review
 from store import PredictionRecord, ReviewRecord, Store
 from store.claims import ClaimConflict
 from store.review_queries import SearchRefused, search_terms
@@ -186,22 +187,14 @@ def create_review(
     prediction = _reviewed_prediction(store, case_id, review.prediction_id)
     decision = _decision(review, prediction, known_departments(state.model, store))
     try:
-        stored = store.add_review(
-            case_id, prediction.id, principal.name, decided_department=decision.department,
-            decided_level=decision.level, note=decision.note,
-        )
+        stored = record_review(store, warnings, prediction, principal.name, department=decision.department,
+                               level=decision.level, note=decision.note)
     except ValueError as exc:  # the prediction is not the case's: checked above, so only on a race
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
     logger.info(
         "review id=%s case_id=%s prediction_id=%s reviewer=%s action=%s",
         stored.id, case_id, prediction.id, principal.name, review.action,
     )
-    try:
-        warnings.after_review(case_id, principal.name, level=stored.decided_level,
-                              department=stored.decided_department, note=stored.note,
-                              model_department=prediction.department, stored=prediction.reasons)
-    except Exception as exc:  # the review is stored; the warning desk's sweep does not redo this, so say so
-        logger.error("review id=%s: the case's warning was not updated (%s)", stored.id, type(exc).__name__)
     return _review_out(stored)
 
 
@@ -241,10 +234,12 @@ def release_case(case_id: CaseIdPath, principal: ReviewerDep, store: StoreDep) -
     summary="Confirm several cases at once",
     responses={**INVALID, **AUTH_ERRORS},
 )
-def confirm_cases(body: BulkConfirmRequest, principal: ReviewerDep, store: StoreDep) -> BulkConfirmOut:
+def confirm_cases(
+    body: BulkConfirmRequest, principal: ReviewerDep, store: StoreDep, warnings: WarningsDep
+) -> BulkConfirmOut:
     """Confirm the model's department and level for each listed prediction still waiting for a review;
     the others (reviewed or re-scored meanwhile, or claimed by another reviewer) are skipped with why."""
-    outcome = confirm_many(store, body.prediction_ids, principal.name)
+    outcome = confirm_many(store, body.prediction_ids, principal.name, warnings)
     return BulkConfirmOut(
         confirmed=[_review_out(r) for r in outcome.confirmed],
         skipped=[BulkSkipped(prediction_id=pid, case_id=case_id, reason=reason, claimed_by=holder)

@@ -8,6 +8,7 @@ the store's `WarningBook` and `Outbox`. The triage path calls `after_triage` onc
 * a hot-issue alert raised by the case (a new burst alert or its escalation to red) gets a warning of its
   own, with the `alert.raised` event in the same transaction.
 
+Reviews go through `record_review`, so a reviewer's decision and the warning change it causes commit together.
 Issuing is idempotent per case and per alert. A warning that could not be written (the database went away
 after the prediction was spooled) is not lost: `sweep` first issues the warnings the store's predictions
 and alerts call for and lack (`issue_missing`), then raises the overdue ones' supervision notices.
@@ -23,12 +24,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from features.districts import Gazetteer, district_of, load_gazetteer
 from features.text import mask_contact_details
 from models.hotspots import Alert
 from models.warning_policy import WarningPolicy, load_warning_policy
 from serving.schemas import CaseTriage, TriageRequest
-from store import Outbox, Store, WarningBook, WarningDraft, WarningRecord
+from store import Outbox, PredictionRecord, ReviewRecord, Store, WarningBook, WarningDraft, WarningRecord
 from store.tables import utcnow
 
 logger = logging.getLogger(__name__)
@@ -92,23 +95,28 @@ class WarningDesk:
                             case_id=alert.last_case_id, alert_id=alert.alert_id)
 
     # -- from reviews ---------------------------------------------------------------------------------
-    def after_review(self, case_id: str, reviewer: str, *, level: str | None, department: str | None,
-                     note: str | None, model_department: str, stored: Any = None) -> WarningRecord | None:
-        """A reviewer's decision applied to the case's warning: a changed level or department updates it; a
-        case without one gets one when the decided level calls for it (`stored`: the reviewed prediction's
-        reasons). The warning, or None when the case has and needs none."""
-        reasons = [{"kind": "review", "text": f"level {level} decided by a reviewer"}, *stored_reasons(stored)]
+    def review_hook(
+        self, case_id: str, reviewer: str, *, level: str | None, department: str | None, note: str | None,
+        model_department: str, stored: Any = None,
+    ) -> Callable[[Session, Any], object]:
+        """What a reviewer's decision does to the case's warning, to run in the review's own transaction
+        (`Store.add_review(then=...)`): a changed level or department updates it; a case without one gets one
+        when the decided level calls for it (`stored`: the reviewed prediction's reasons)."""
         draft = None
         if level is not None and self.policy.issues(level):
             versions = self.store.case_versions(case_id)
             text = versions[-1] if versions else None
+            reasons = [{"kind": "review", "text": f"level {level} decided by a reviewer"}, *stored_reasons(stored)]
             draft = self.case_draft(case_id, text.title if text else None, text.body if text else None, level,
-                                    department or model_department, reasons)
-        record, changed = self.book.review_update(case_id, reviewer, level=level, department=department, note=note,
-                                                  draft=draft)
-        if changed and record is not None:
-            logger.info("warning %s updated by review of case_id=%s reviewer=%s", record.number, case_id, reviewer)
-        return record
+                                    department or model_department, reasons[:MAX_REASONS])
+
+        def apply(session: Session, review: Any) -> None:
+            record, changed = self.book.apply_review(session, case_id, reviewer, level=level, department=department,
+                                                     note=note, draft=draft)
+            if changed and record is not None:
+                logger.info("warning %s follows review id=%s of case_id=%s", record.number, review.id, case_id)
+
+        return apply
 
     # -- periodic -------------------------------------------------------------------------------------
     def sweep(self, at: datetime | None = None) -> list[WarningRecord]:
@@ -138,6 +146,20 @@ class WarningDesk:
         if issued:
             logger.warning("issued %d warning(s) missed at intake", issued)
         return issued
+
+
+def record_review(
+    store: Store, desk: WarningDesk | None, prediction: PredictionRecord, reviewer: str, *,
+    department: str | None, level: str | None, note: str | None = None,
+) -> ReviewRecord:
+    """A reviewer's decision and what it does to the case's warning, committed together: the review API, the
+    reviewer page and bulk confirmation all record reviews through here. ValueError: not the case's prediction."""
+    hook = None if desk is None else desk.review_hook(
+        prediction.case_id, reviewer, level=level, department=department, note=note,
+        model_department=prediction.department, stored=prediction.reasons,
+    )
+    return store.add_review(prediction.case_id, prediction.id, reviewer, decided_department=department,
+                            decided_level=level, note=note, then=hook)
 
 
 def alert_payload(alert: Alert) -> dict[str, Any]:

@@ -231,28 +231,38 @@ class WarningBook:
         level; the department whose keys see it changes), appends an `updated` event and emits
         `warning.updated`; nothing is deleted, and a closed warning keeps its status. A case without a
         warning gets one when the reviewer's level issues one (`draft`)."""
-        now = self._now(at)
         with self._writes.begin() as session:
-            row = self._by_source(session, "case", case_id)
-            if row is None:
-                if draft is None or not self.policy.issues(draft.level):
-                    return None, False
-                return WarningRecord.of(self._insert(session, draft, actor, now)), True
-            changes: dict[str, list[Any]] = {}
-            if level is not None and level != row.level:
-                changes["level"] = [row.level, level]
-                row.level = level
-                row.acknowledge_due, row.resolve_due = self._deadlines(level, row.issued_at)
-            if department is not None and department != row.department:
-                changes["department"] = [row.department, department]
-                row.department = department
-            if not changes:
-                return WarningRecord.of(row), False
-            row.updated_at = now
-            self._event(session, row.id, "updated", actor, now, note, detail=changes)
-            record = WarningRecord.of(row)
-            add_event(session, UPDATED, {**warning_payload(record), "changes": changes}, now)
-            return record, True
+            return self.apply_review(session, case_id, actor, level=level, department=department, note=note,
+                                     draft=draft, at=at)
+
+    def apply_review(
+        self, session: Session, case_id: str, actor: str, *, level: str | None, department: str | None,
+        note: str | None, draft: WarningDraft | None = None, at: datetime | None = None,
+    ) -> tuple[WarningRecord | None, bool]:
+        """`review_update` in the caller's transaction (the one that stores the review: `Store.add_review`)."""
+        now = self._now(at)
+        row = self._by_source(session, "case", case_id)
+        if row is None:
+            if draft is None or not self.policy.issues(draft.level):
+                return None, False
+            return WarningRecord.of(self._insert(session, draft, actor, now)), True
+        if session.get_bind().dialect.name == "postgresql":
+            session.refresh(row, with_for_update=True)
+        changes: dict[str, list[Any]] = {}
+        if level is not None and level != row.level:
+            changes["level"] = [row.level, level]
+            row.level = level
+            row.acknowledge_due, row.resolve_due = self._deadlines(level, row.issued_at)
+        if department is not None and department != row.department:
+            changes["department"] = [row.department, department]
+            row.department = department
+        if not changes:
+            return WarningRecord.of(row), False
+        row.updated_at = now
+        self._event(session, row.id, "updated", actor, now, note, detail=changes)
+        record = WarningRecord.of(row)
+        add_event(session, UPDATED, {**warning_payload(record), "changes": changes}, now)
+        return record, True
 
     # -- overdue ------------------------------------------------------------------------------------
     def sweep_overdue(self, at: datetime | None = None, limit: int = 500) -> list[WarningRecord]:

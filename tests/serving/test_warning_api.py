@@ -232,3 +232,38 @@ def test_admins_see_the_outbox_and_requeue_dead_events(client: TestClient, desk:
     again = client.post(f"/v1/admin/outbox/{item['event_id']}/requeue", headers=ADMIN)
     assert again.status_code == 409 and "only a dead event" in again.json()["detail"]
     assert client.post("/v1/admin/outbox/no-such-event/requeue", headers=ADMIN).status_code == 404
+
+
+def test_a_review_and_the_warning_change_it_causes_commit_together(
+    client: TestClient, desk: WarningDesk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    triage(client, RED_CASE)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the warning tables are broken")
+
+    monkeypatch.setattr(desk.book, "apply_review", broken)
+    with pytest.raises(RuntimeError):
+        client.post("/v1/cases/RED-1/reviews", headers=REVIEWER,
+                    json={"action": "change", "department": "环境保护", "note": "由环保部门牵头"})
+    monkeypatch.undo()
+    assert client.get("/v1/cases/RED-1", headers=REVIEWER).json()["reviews"] == []  # no review without its warning
+
+
+def test_a_review_on_the_reviewer_page_moves_the_warning_too(client: TestClient) -> None:
+    from tests.serving.test_web_pages import log_in, post_review
+
+    triage(client, RED_CASE)
+    page = TestClient(client.app)
+    assert log_in(page).status_code == 303
+    store = services_of(client.app).store
+    answer = post_review(page, "RED-1", store, action="change", department="环境保护", level="red", note="由环保牵头")
+    assert answer.status_code == 303, answer.text
+    (warning,) = warnings(client)["items"]
+    assert warning["department"] == "环境保护"
+    # Bulk confirmation of a new prediction with the model's department moves it back.
+    rescored = client.post("/v1/triage?rescore=true", json=RED_CASE, headers=INTAKE).json()
+    confirmed = client.post("/v1/reviews/confirm", json={"prediction_ids": [rescored["prediction_id"]]},
+                            headers=REVIEWER)
+    assert confirmed.status_code == 200 and len(confirmed.json()["confirmed"]) == 1
+    assert warnings(client)["items"][0]["department"] == rescored["department"]["label"] == "城乡建设"
