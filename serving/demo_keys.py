@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"Demo API keys (kept in {path}; send one in the X-API-Key header):")
     for role, (name, key) in keys.items():
-        print(f"  {role.value:<9} {name:<14} {key}")
+        acts_for = f"  (warnings of {DEMO_DEPARTMENT})" if role is Role.department else ""
+        print(f"  {role.value:<10} {name:<14} {key}{acts_for}")
     print(f"Reviewer page: {base_url}/review  (log in with the reviewer or admin key)")
     return 0
 

@@ -203,3 +203,10 @@ def test_subscribers_parse_and_a_secret_is_required(store: Store) -> None:
     assert "token" not in repr(subscribers)
     with pytest.raises(WebhookConfigError, match="TRIAGE_WEBHOOK_SECRET is required"):
         Deliverer(Outbox(store.engine), subscribers, "")
+
+
+def test_subscribers_without_a_secret_stop_the_service_at_start(demo_bundle_dir: Path, db_url: str) -> None:
+    settings = Settings(model_uri=str(demo_bundle_dir), database_url=db_url,
+                        webhooks=SecretStr("ops=https://hooks.example.org/in"))
+    with pytest.raises(WebhookConfigError, match="TRIAGE_WEBHOOK_SECRET is required"), TestClient(create_app(settings)):
+        pass
