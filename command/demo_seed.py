@@ -87,8 +87,10 @@ def seed(settings: Settings, requests: list[TriageRequest]) -> int:
         for start in range(0, len(requests), BATCH):
             batch = requests[start : start + BATCH]
             issued_at = now - DEMO_SPAN * ((len(requests) - start - len(batch)) / len(requests))
+            triage_cases(model, batch, writer=services.writer, hotspots=services.hotspots)
             desk.clock = lambda at=issued_at: at
-            triage_cases(model, batch, writer=services.writer, hotspots=services.hotspots, warnings=desk)
+            while desk.issue_new():  # what the service's issuer does every half second
+                pass
         desk.clock = utcnow
         play_warning_states(desk, now)
         return len(requests)

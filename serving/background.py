@@ -1,9 +1,9 @@
-"""The service's periodic jobs, run in its lifespan: the overdue-warning sweep and webhook delivery.
+"""The service's periodic jobs, run in its lifespan: issuing warnings, the overdue sweep and webhook delivery.
 
 Each is an asyncio task whose round runs in a worker thread (the store and httpx calls block), so a slow
 receiver or database never holds the event loop. A failed round is logged and tried again next period; a
-job never stops the service. Several replicas may run them at once: the sweep escalates by conditional
-updates and deliveries are claimed (`store.outbox`), so nothing is done twice.
+job never stops the service. Several replicas may run them at once: issuing is idempotent per source, the
+sweep escalates by conditional updates and deliveries are claimed (`store.outbox`), so nothing is done twice.
 """
 
 from __future__ import annotations
@@ -30,8 +30,12 @@ async def _every(name: str, seconds: float, job: Callable[[], object]) -> None:
 def start_jobs(services: Services) -> list[asyncio.Task[None]]:
     """Start the sweep and (with subscribers configured) the delivery worker; cancel them with `stop_jobs`."""
     settings = services.settings
-    tasks = [asyncio.create_task(_every("warning sweep", settings.warning_sweep_seconds, services.warnings.sweep),
-                                 name="warning-sweep")]
+    tasks = [
+        asyncio.create_task(_every("warning issue", settings.warning_issue_seconds, services.warnings.issue_new),
+                            name="warning-issue"),
+        asyncio.create_task(_every("warning sweep", settings.warning_sweep_seconds, services.warnings.sweep),
+                            name="warning-sweep"),
+    ]
     if services.deliverer is not None:
         tasks.append(asyncio.create_task(
             _every("webhook delivery", settings.webhook_poll_seconds, services.deliverer.deliver_due),

@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     district_gazetteer: str | None = Field(
         None, description="District gazetteer (YAML) for warnings' 属地; default the policy's, else the shipped one.",
     )
+    warning_issue_seconds: float = Field(
+        0.5, gt=0, le=60, description="How often the service issues warnings for newly stored red/yellow cases "
+        "and hot-issue alerts.",
+    )
     warning_sweep_seconds: float = Field(
         60.0, gt=0, le=3600, description="How often the service raises supervision notices for overdue warnings.",
     )

@@ -27,7 +27,6 @@ from serving.hotspot_service import HotspotService
 from serving.schemas import CaseTriage, Department, DepartmentScore, HotIssue, Risk, RiskReason, TriageRequest
 from serving.spool import DurableWriter
 from serving.state import model_ref
-from serving.warning_desk import WarningDesk
 from store import CaseInput, PredictionInput, PredictionRecord, Store
 from store.repository import SavePrediction
 
@@ -45,11 +44,9 @@ def triage_cases(
     writer: DurableWriter | None = None,
     hotspots: HotspotService | None = None,
     rescore: bool = False,
-    warnings: WarningDesk | None = None,
 ) -> list[CaseTriage]:
     """The answers to ``cases``, in order. ``writer``: the spool-backed writer in front of the store (the
-    service passes it; its store is the one written); ``store`` alone: writes go straight to it.
-    ``warnings``: issue the warnings the answers call for (red or yellow cases, new hot-issue alerts)."""
+    service passes it; its store is the one written); ``store`` alone: writes go straight to it."""
     if writer is not None:
         store = writer.store
     results: list[CaseTriage | None] = [None] * len(cases)
@@ -62,7 +59,7 @@ def triage_cases(
         else:
             todo.append(i)
     if todo:
-        scored = _score([cases[i] for i in todo], model, store, writer, hotspots, rescore, warnings)
+        scored = _score([cases[i] for i in todo], model, store, writer, hotspots, rescore)
         for i, result in zip(todo, scored, strict=True):
             results[i] = result
     return [r for r in results if r is not None]
@@ -75,7 +72,6 @@ def _score(
     writer: DurableWriter | None,
     hotspots: HotspotService | None,
     rescore: bool,
-    warnings: WarningDesk | None = None,
 ) -> list[CaseTriage]:
     started = time.perf_counter()
     bundle = model.bundle
@@ -138,24 +134,12 @@ def _score(
                 update={"prediction_id": record.id, "stored_at": record.created_at}
             )
         out.append(result)
-        if warnings is not None and record is not None:
-            _issue_warnings(warnings, case, result, None if assignment is None else assignment.alert)
         logger.info(
             "triage case_id=%s department=%s needs_review=%s risk=%s hot_issue=%s model_version=%s latency_ms=%.1f",
             case.case_id, route.label, route.needs_review, prediction.risk_level,
             prediction.hot_issue_id, ref.version, prediction.latency_ms,
         )
     return out
-
-
-def _issue_warnings(desk: WarningDesk, case: TriageRequest, result: CaseTriage, alert: Any) -> None:
-    """The case's warnings; a failure here never fails the answer, which is stored already: the desk's
-    periodic sweep issues what is missing (`WarningDesk.issue_missing`)."""
-    try:
-        desk.after_triage(case, result, alert)
-    except Exception as exc:
-        logger.warning("warning for case_id=%s not issued now (%s); the sweep issues it", case.case_id,
-                       type(exc).__name__)
 
 
 def _answer(

@@ -158,16 +158,52 @@ def unwarned_alerts(session: Session, since: datetime, limit: int) -> list[tuple
         .order_by(HotspotAlert.id)
         .limit(limit)
     ).all()
-    out = []
-    for alert in alerts:
-        case_id = str((alert.payload or {}).get("last_case_id") or "")
-        row = session.execute(
-            select(Prediction.department, Case.title, Case.body)
-            .join(Case, Case.id == Prediction.case_row_id)
-            .where(Prediction.case_id == case_id)
-            .order_by(Prediction.id.desc())
-            .limit(1)
-        ).first()
-        department, title, body = row if row is not None else ("unknown", "", "")
-        out.append((AlertRecord.of(alert), department, title, body))
-    return out
+    return [_with_raising_case(session, alert) for alert in alerts]
+
+
+def predictions_after(
+    session: Session, after_id: int, up_to: int, levels: Sequence[str], limit: int
+) -> list[tuple[PredictionRecord, str, str]]:
+    """Predictions of rows (`after_id`, `up_to`] at one of `levels`, in id order, with the text they scored."""
+    rows = session.execute(
+        select(Prediction, Case.text_hash, Case.title, Case.body)
+        .join(Case, Case.id == Prediction.case_row_id)
+        .where(Prediction.id > after_id, Prediction.id <= up_to, Prediction.risk_level.in_(list(levels)))
+        .order_by(Prediction.id)
+        .limit(limit)
+    ).all()
+    return [(PredictionRecord.of(p, digest), title, body) for p, digest, title, body in rows]
+
+
+def alerts_after(
+    session: Session, after_id: int, up_to: int, limit: int
+) -> list[tuple[int, AlertRecord, str, str, str]]:
+    """Alerts of rows (`after_id`, `up_to`], in id order: (row id, alert, department, title, body) as
+    `unwarned_alerts` gives them."""
+    alerts = session.scalars(
+        select(HotspotAlert)
+        .where(HotspotAlert.id > after_id, HotspotAlert.id <= up_to)
+        .order_by(HotspotAlert.id)
+        .limit(limit)
+    ).all()
+    return [(alert.id, *_with_raising_case(session, alert)) for alert in alerts]
+
+
+def _with_raising_case(session: Session, alert: HotspotAlert) -> tuple[AlertRecord, str, str, str]:
+    case_id = str((alert.payload or {}).get("last_case_id") or "")
+    row = session.execute(
+        select(Prediction.department, Case.title, Case.body)
+        .join(Case, Case.id == Prediction.case_row_id)
+        .where(Prediction.case_id == case_id)
+        .order_by(Prediction.id.desc())
+        .limit(1)
+    ).first()
+    department, title, body = row if row is not None else ("unknown", "", "")
+    return AlertRecord.of(alert), department, title, body
+
+
+def last_ids(session: Session) -> tuple[int, int]:
+    """The newest prediction and alert row ids (0 for none)."""
+    prediction = session.execute(select(func.max(Prediction.id))).scalar()
+    alert = session.execute(select(func.max(HotspotAlert.id))).scalar()
+    return int(prediction or 0), int(alert or 0)

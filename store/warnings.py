@@ -34,7 +34,10 @@ from store.tables import EarlyWarning, WarningEvent, as_utc, utcnow
 from store.warning_queries import (
     WarningFilters,
     WarningSummary,
+    alerts_after,
     filtered,
+    last_ids,
+    predictions_after,
     unwarned_alerts,
     unwarned_predictions,
     warning_summary,
@@ -150,6 +153,23 @@ class WarningBook:
             for event_type, body in also:
                 add_event(session, event_type, body, now)
             return WarningRecord.of(row), True
+
+    def issue_many(
+        self, items: Sequence[tuple[WarningDraft, Sequence[tuple[str, Mapping[str, Any]]]]], *,
+        actor: str = SYSTEM, at: datetime | None = None,
+    ) -> list[WarningRecord]:
+        """`issue` for several sources in one transaction (one commit for a round of new predictions); the
+        warnings this call issued."""
+        now = self._now(at)
+        issued = []
+        with self._writes.begin() as session:
+            for draft, also in items:
+                if self._by_source(session, draft.source_kind, draft.source_id) is not None:
+                    continue
+                issued.append(WarningRecord.of(self._insert(session, draft, actor, now)))
+                for event_type, body in also:
+                    add_event(session, event_type, body, now)
+        return issued
 
     def _by_source(self, session: Session, kind: str, source_id: str) -> EarlyWarning | None:
         query = select(EarlyWarning).where(EarlyWarning.source_kind == kind, EarlyWarning.source_id == source_id)
@@ -335,6 +355,25 @@ class WarningBook:
         """Counts by level, status, department and district, open and overdue (`store.warning_queries`)."""
         with self._reads() as session:
             return warning_summary(session, filters or WarningFilters(), self._now(at))
+
+    def predictions_after(
+        self, after_id: int, up_to: int, levels: Sequence[str], limit: int = 500
+    ) -> list[tuple[PredictionRecord, str, str]]:
+        """Predictions of rows (`after_id`, `up_to`] at `levels`, with their text (`store.warning_queries`)."""
+        with self._reads() as session:
+            return predictions_after(session, after_id, up_to, levels, limit)
+
+    def alerts_after(
+        self, after_id: int, up_to: int, limit: int = 500
+    ) -> list[tuple[int, AlertRecord, str, str, str]]:
+        """Alerts of rows (`after_id`, `up_to`], with the raising case's department and text."""
+        with self._reads() as session:
+            return alerts_after(session, after_id, up_to, limit)
+
+    def last_ids(self) -> tuple[int, int]:
+        """The newest prediction and alert row ids: where a new issuer starts."""
+        with self._reads() as session:
+            return last_ids(session)
 
     def unwarned_predictions(
         self, levels: Sequence[str], since: datetime, limit: int = 500
