@@ -1,4 +1,4 @@
-"""The `triage` command line: train, predict, export reviews, promote, serve."""
+"""The `triage` command line: train, predict, export reviews, promote, serve; warnings and webhooks."""
 
 from __future__ import annotations
 
@@ -510,6 +510,87 @@ def serve(
     from serving.app import run
 
     run(host=host, port=port, model_uri=model)
+
+
+warnings_app = typer.Typer(help="Warnings (预警单): supervision notices for overdue ones.", no_args_is_help=True)
+webhooks_app = typer.Typer(help="Webhook push: deliver the outbox's events to TRIAGE_WEBHOOKS.", no_args_is_help=True)
+app.add_typer(warnings_app, name="warnings")
+app.add_typer(webhooks_app, name="webhooks")
+DatabaseOption = Annotated[
+    str | None, typer.Option(help="Audit store URL; default TRIAGE_DATABASE_URL or var/triage.db.")
+]
+
+
+def _warning_desk(database_url: str | None):
+    """The store (migrated) and the warning desk the service would open, from TRIAGE_* settings."""
+    from features.districts import GazetteerError
+    from models.config_file import ConfigError
+    from serving.services import open_store
+    from serving.settings import Settings
+    from serving.warning_desk import WarningDesk
+
+    settings = Settings(database_url=_database_url(database_url))
+    store = open_store(settings)
+    try:
+        return settings, store, WarningDesk.open(store, settings.warning_policy, settings.district_gazetteer)
+    except (ConfigError, GazetteerError) as exc:
+        store.dispose()
+        raise _fail(str(exc)) from None
+
+
+@warnings_app.command("sweep")
+def warnings_sweep(
+    database_url: DatabaseOption = None, verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False
+) -> None:
+    """Issue warnings missed at intake, then raise a supervision notice (督办单) for each deadline passed.
+
+    Idempotent: a deadline already supervised is not escalated again, so cron may run it as often as it
+    likes (the service also runs it every TRIAGE_WARNING_SWEEP_SECONDS)."""
+    _setup_logging(verbose)
+    _, store, desk = _warning_desk(database_url)
+    with store:
+        missing = desk.issue_missing()
+        escalated = desk.book.sweep_overdue()
+        overdue = desk.book.summary().overdue
+    console.print(f"issued {missing} missed warning(s); {len(escalated)} supervision notice(s) raised; "
+                  f"{overdue} open warning(s) overdue", highlight=False, soft_wrap=True)
+    for record in escalated:
+        console.print(f"  {record.number} id={record.id} {record.department} escalation {record.escalation_level}",
+                      highlight=False, soft_wrap=True)
+
+
+@webhooks_app.command("deliver")
+def webhooks_deliver(
+    database_url: DatabaseOption = None,
+    rounds: Annotated[int, typer.Option(min=1, help="At most this many rounds (each up to 20 events).")] = 1000,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Post the due outbox events to the subscribers until none is due (or `--rounds`), with the service's
+    retries and back-off; safe beside a running service (events are claimed, never sent twice at once)."""
+    _setup_logging(verbose)
+    from serving.webhooks import WebhookConfigError, deliverer_from_settings
+
+    settings, store, desk = _warning_desk(database_url)
+    with store:
+        try:
+            deliverer = deliverer_from_settings(desk.outbox, settings)
+        except WebhookConfigError as exc:
+            raise _fail(str(exc)) from None
+        if deliverer is None:
+            raise _fail("no webhook subscribers: set TRIAGE_WEBHOOKS=name=url[,name2=url2] and TRIAGE_WEBHOOK_SECRET")
+        delivered = retrying = dead = 0
+        try:
+            for _ in range(rounds):
+                done = deliverer.deliver_due()
+                delivered, retrying, dead = delivered + done.delivered, retrying + done.retrying, dead + done.dead
+                if done.claimed == 0:
+                    break
+        finally:
+            deliverer.close()
+        counts = desk.outbox.counts()
+    console.print(f"delivered {delivered}, failed and retrying later {retrying}, dead {dead}; outbox now: "
+                  f"{counts['pending']} pending, {counts['delivered']} delivered, {counts['dead']} dead",
+                  highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.admin_routes import admin_router
 from serving.auth import KeyRing
+from serving.background import start_jobs, stop_jobs
 from serving.dependencies import AppContext, context_of
 from serving.request_guard import AuthFailures, RequestGuardMiddleware
 from serving.review_routes import review_router
@@ -33,6 +34,7 @@ from serving.routes import router
 from serving.services import open_services
 from serving.settings import Settings, get_settings
 from serving.spool import SpoolUnavailableError
+from serving.warning_routes import outbox_router, warning_router
 from serving.web import install as install_web_pages
 
 logger = logging.getLogger(__name__)
@@ -50,12 +52,15 @@ people (hot issues); and keeps every prediction in an append-only audit trail.
 * `GET /v1/alerts`, `GET /v1/alerts/{id}`: hot-issue alerts (bursts of similar cases from many people).
 * `GET /v1/review-queue`, `GET /v1/cases/{case_id}`, `POST /v1/cases/{case_id}/reviews`: reviewers audit
   predictions; every review is kept. `GET /v1/reports/agreement`: model vs reviewers (admin).
+* `GET /v1/warnings`, `GET /v1/warnings/{id}`, `POST /v1/warnings/{id}/acknowledge|resolve|withdraw`: warnings
+  (预警单) for red and yellow cases and hot-issue alerts, with deadlines, supervision notices and webhook push.
 * `GET /v1/model`: the loaded model: name, version, alias, when it was trained, held-out metrics.
 * `POST /v1/admin/reload`: load the new champion without dropping requests in flight (admin).
 * `GET /healthz` (process alive) and `GET /readyz` (a model is loaded).
 
 Every route but health, readiness and these docs needs an API key in `X-API-Key` (`TRIAGE_API_KEYS`):
-role `intake` may triage, `reviewer` may read and review cases and alerts, `admin` may do everything.
+role `intake` may triage, `reviewer` may read and review cases and alerts, `department` may read and act on its
+own department's warnings, `admin` may do everything.
 No key answers 401, a key whose role may not answers 403. The reviewer web page is at `/review`.
 
 Invalid requests answer 422 with `error` and a `detail` list naming each field and the reason;
@@ -76,9 +81,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     context = context_of(app)
     configure_logging(context.settings.log_level)
     context.services = open_services(context.settings)
+    jobs = start_jobs(context.services)  # the overdue sweep and webhook delivery (serving.background)
     try:
         yield
     finally:
+        await stop_jobs(jobs)
         context.close_services()
 
 
@@ -211,6 +218,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_web_pages(app, settings)  # the reviewer pages: /review, /dashboard
     app.include_router(review_router)
     app.include_router(admin_router)
+    app.include_router(warning_router)
+    app.include_router(outbox_router)
     app.add_middleware(ApiHeadersMiddleware)  # outside the guard, so a 413 or 429 carries the headers too
     if settings.cors_origins:  # off by default: no Access-Control-* header, browsers keep other origins out
         app.add_middleware(

@@ -1,6 +1,7 @@
 """API keys and roles: who may call which route.
 
-Keys come from `TRIAGE_API_KEYS` as comma-separated `name:role:key` entries. Only a SHA-256 digest of
+Keys come from `TRIAGE_API_KEYS` as comma-separated `name:role:key` entries (`name:department:key:城乡建设`
+for a department's key: the department it acts for follows the key). Only a SHA-256 digest of
 each key is kept in memory (an entry may give the digest itself as `sha256:<64 hex>`, so a deployment's
 configuration need not hold the key at all). A presented key is hashed and compared with every stored
 digest by `hmac.compare_digest`, without stopping at the first match, so the time taken does not tell
@@ -10,7 +11,9 @@ Roles, as the ticket system and the review team use them:
 
 * `intake`: the ticket system; may triage cases;
 * `reviewer`: may read cases, alerts and the queue, and record reviews; its key's name is the reviewer;
-* `admin`: everything above, plus reloading the model and reading reports.
+* `admin`: everything above, plus reloading the model and reading reports;
+* `department`: a responsible department (城乡建设, 环境保护, ...): reads, acknowledges and resolves its own
+  department's warnings, and nothing else (another department's warning answers 404).
 
 Routes declare what they need with `Depends(require_role(Role.reviewer))` (`serving.dependencies`);
 `admin` passes every check. The key travels in the `X-API-Key` header (the reviewer web page exchanges it
@@ -33,6 +36,7 @@ from zxcvbn import zxcvbn
 API_KEY_HEADER = "X-API-Key"
 _DIGEST_PREFIX = "sha256:"
 _NAME = re.compile(r"^[\w.@-]{1,64}$")
+_DEPARTMENT = re.compile(r"^[^,:\s][^,:]{0,127}$")
 #: Shortest key accepted in configuration: a guessable key is refused at start-up, not in production.
 MIN_KEY_CHARS = 16
 #: Fewest guesses (log10) zxcvbn must estimate for a key: 10^12 is about 2^40. Random keys of 16 URL-safe
@@ -44,6 +48,7 @@ class Role(StrEnum):
     intake = "intake"
     reviewer = "reviewer"
     admin = "admin"
+    department = "department"
 
 
 class ApiKeyError(ValueError):
@@ -56,6 +61,8 @@ class Principal:
 
     name: str
     role: Role
+    #: The department a `department` key acts for (None for every other role).
+    department: str | None = None
 
     def may(self, *roles: Role) -> bool:
         return self.role is Role.admin or self.role in roles
@@ -66,6 +73,7 @@ class StoredKey:
     name: str
     role: Role
     digest: bytes
+    department: str | None = None
     #: Given as `sha256:<hex>`: the configuration holds no secret from which to derive a session secret.
     from_digest: bool = False
 
@@ -101,6 +109,15 @@ def parse_api_keys(spec: str | None) -> list[StoredKey]:
         except ValueError:
             allowed = ", ".join(r.value for r in Role)
             raise ApiKeyError(f"{where}: unknown role {role_text!r}; use one of {allowed}") from None
+        department = None
+        if role is Role.department:
+            secret, _, department = secret.rpartition(":")
+            department = department.strip()
+            if not secret or not _DEPARTMENT.match(department):
+                raise ApiKeyError(
+                    f"{where}: a department key is name:department:key:DEPARTMENT, the department 1-128 characters "
+                    "without ',' or ':'"
+                )
         if secret.startswith(_DIGEST_PREFIX):
             hex_digest = secret.removeprefix(_DIGEST_PREFIX)
             if not re.fullmatch(r"[0-9a-fA-F]{64}", hex_digest):
@@ -121,7 +138,8 @@ def parse_api_keys(spec: str | None) -> list[StoredKey]:
             raise ApiKeyError(f"{where}: the same key is given to an earlier entry")
         names.add(name)
         digests.add(digest)
-        keys.append(StoredKey(name=name, role=role, digest=digest, from_digest=secret.startswith(_DIGEST_PREFIX)))
+        keys.append(StoredKey(name=name, role=role, digest=digest, department=department,
+                              from_digest=secret.startswith(_DIGEST_PREFIX)))
     return keys
 
 
@@ -152,7 +170,7 @@ class KeyRing:
         for stored in self._keys:  # no early exit: every digest is compared
             if hmac.compare_digest(presented, stored.digest):
                 found = stored
-        return None if found is None else Principal(found.name, found.role)
+        return None if found is None else Principal(found.name, found.role, found.department)
 
     def stored(self, name: str) -> StoredKey | None:
         """The configured key named `name` (its digest, never the key): lets a web session check that

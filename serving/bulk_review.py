@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from serving.warning_desk import WarningDesk, record_review
 from store import ReviewRecord, Store
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,10 @@ class BulkOutcome:
     skipped: list[tuple[int, str | None, str, str | None]] = field(default_factory=list)
 
 
-def confirm_many(store: Store, prediction_ids: Iterable[int], reviewer: str) -> BulkOutcome:
+def confirm_many(
+    store: Store, prediction_ids: Iterable[int], reviewer: str, warnings: WarningDesk | None = None
+) -> BulkOutcome:
+    """Confirm each pending prediction (its case's warning follows, `record_review`), or skip it with why."""
     outcome = BulkOutcome()
     pending = {pid: store.pending_prediction(pid) for pid in dict.fromkeys(prediction_ids)}
     holders = store.live_claims([p.case_id for p in pending.values() if p is not None])
@@ -39,8 +43,8 @@ def confirm_many(store: Store, prediction_ids: Iterable[int], reviewer: str) -> 
         if holder is not None and holder.reviewer != reviewer:
             outcome.skipped.append((pid, prediction.case_id, CLAIMED, holder.reviewer))
             continue
-        review = store.add_review(prediction.case_id, prediction.id, reviewer,
-                                  decided_department=prediction.department, decided_level=prediction.risk_level)
+        review = record_review(store, warnings, prediction, reviewer, department=prediction.department,
+                               level=prediction.risk_level)
         outcome.confirmed.append(review)
         logger.info("review id=%s case_id=%s prediction_id=%s reviewer=%s action=confirm (bulk)",
                     review.id, prediction.case_id, prediction.id, reviewer)

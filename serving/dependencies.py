@@ -30,12 +30,15 @@ from serving.services import Services
 from serving.settings import Settings
 from serving.spool import DurableWriter
 from serving.state import ModelState
+from serving.warning_desk import WarningDesk
+from serving.webhooks import Deliverer
 from store.repository import Store
 
 NOT_OPEN = "the service is starting, shutting down, or could not reach its database"
 NO_STORE = f"the audit store is not open: {NOT_OPEN}"
 NO_WRITER = f"the audit store's writer (and its spool) is not open: {NOT_OPEN}"
 NO_HOTSPOTS = f"the hot-issue detector is not running: {NOT_OPEN}"
+NO_WARNINGS = f"the warning desk is not open: {NOT_OPEN}"
 NO_PAGES = "the reviewer pages are not set up on this app (serving.web.install)"
 SHUTTING_DOWN = "the service is shutting down"
 
@@ -143,6 +146,16 @@ async def get_hotspots(request: Request) -> HotspotService:
     return _open_services(request, NO_HOTSPOTS).hotspots
 
 
+async def get_warnings(request: Request) -> WarningDesk:
+    """The warning desk (policy, gazetteer, warnings and outbox); 503 when the services are not open."""
+    return _open_services(request, NO_WARNINGS).warnings
+
+
+async def get_deliverer(request: Request) -> Deliverer | None:
+    """The webhook deliverer, or None when no subscriber is configured; 503 when the services are not open."""
+    return _open_services(request, NO_WARNINGS).deliverer
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 KeyRingDep = Annotated[KeyRing, Depends(get_keyring)]
 AuthFailuresDep = Annotated[AuthFailures, Depends(get_auth_failures)]
@@ -153,6 +166,8 @@ StoreDep = Annotated[Store, Depends(get_store)]
 OpenStoreDep = Annotated[Store | None, Depends(get_store_if_open)]
 WriterDep = Annotated[DurableWriter, Depends(get_writer)]
 HotspotsDep = Annotated[HotspotService, Depends(get_hotspots)]
+WarningsDep = Annotated[WarningDesk, Depends(get_warnings)]
+DelivererDep = Annotated[Deliverer | None, Depends(get_deliverer)]
 
 
 # -- who is calling -------------------------------------------------------------------------------------

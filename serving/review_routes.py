@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 
 from features.text import mask_contact_details
 from serving.bulk_review import confirm_many
-from serving.dependencies import AdminDep, ModelStateDep, ReviewerDep, StoreDep
+from serving.dependencies import AdminDep, ModelStateDep, ReviewerDep, StoreDep, WarningsDep
 from serving.review_rules import MAX_NOTE_CHARS, Decision, Problem, decide, known_departments
 from serving.review_schemas import (
     MAX_QUEUE_LIMIT,
@@ -39,6 +39,7 @@ from serving.review_schemas import (
 from serving.routes import AUTH_ERRORS, _alert_summary
 from serving.schemas import TIME_RANGE_MESSAGE, ErrorResponse, ModelRef, NulFree, ValidationErrorResponse, time_in_range
 from serving.triage_service import _from_record
+from serving.warning_desk import record_review
 from store import PredictionRecord, ReviewRecord, Store
 from store.claims import ClaimConflict
 from store.review_queries import SearchRefused, search_terms
@@ -175,18 +176,19 @@ def _decision(review: ReviewRequest, prediction: PredictionRecord, known: list[s
     responses={**NOT_FOUND, **INVALID, **AUTH_ERRORS},
 )
 def create_review(
-    case_id: CaseIdPath, review: ReviewRequest, principal: ReviewerDep, store: StoreDep, state: ModelStateDep
+    case_id: CaseIdPath, review: ReviewRequest, principal: ReviewerDep, store: StoreDep, state: ModelStateDep,
+    warnings: WarningsDep,
 ) -> ReviewOut:
     """Confirm the model's department and level, or change either with a note. Every call appends a new
     review (nothing is overwritten); the reviewer is the API key's name. Without `prediction_id` the
-    decision is about the case's latest prediction, which takes the case out of the review queue."""
+    decision is about the case's latest prediction, which takes the case out of the review queue.
+    The case's warning follows the decision: a new level or department updates it (never deletes it), and a
+    level that calls for a warning issues one if the case has none."""
     prediction = _reviewed_prediction(store, case_id, review.prediction_id)
     decision = _decision(review, prediction, known_departments(state.model, store))
     try:
-        stored = store.add_review(
-            case_id, prediction.id, principal.name, decided_department=decision.department,
-            decided_level=decision.level, note=decision.note,
-        )
+        stored = record_review(store, warnings, prediction, principal.name, department=decision.department,
+                               level=decision.level, note=decision.note)
     except ValueError as exc:  # the prediction is not the case's: checked above, so only on a race
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
     logger.info(
@@ -232,10 +234,12 @@ def release_case(case_id: CaseIdPath, principal: ReviewerDep, store: StoreDep) -
     summary="Confirm several cases at once",
     responses={**INVALID, **AUTH_ERRORS},
 )
-def confirm_cases(body: BulkConfirmRequest, principal: ReviewerDep, store: StoreDep) -> BulkConfirmOut:
+def confirm_cases(
+    body: BulkConfirmRequest, principal: ReviewerDep, store: StoreDep, warnings: WarningsDep
+) -> BulkConfirmOut:
     """Confirm the model's department and level for each listed prediction still waiting for a review;
     the others (reviewed or re-scored meanwhile, or claimed by another reviewer) are skipped with why."""
-    outcome = confirm_many(store, body.prediction_ids, principal.name)
+    outcome = confirm_many(store, body.prediction_ids, principal.name, warnings)
     return BulkConfirmOut(
         confirmed=[_review_out(r) for r in outcome.confirmed],
         skipped=[BulkSkipped(prediction_id=pid, case_id=case_id, reason=reason, claimed_by=holder)

@@ -1,7 +1,8 @@
 """The long-lived objects one serving process works with, opened and closed in one place.
 
 `open_services` is the wiring: the audit store (migrated, with the deployment's connect and lock timeouts),
-the spool-backed writer in front of it, the hot-issue detector writing through that writer, and the model.
+the spool-backed writer in front of it, the hot-issue detector writing through that writer, the warning desk
+(policy, gazetteer, warnings and outbox on the store), and the model.
 The app's lifespan and the demo seeder (`command.demo_seed`) both call it, so the seeded cases go through
 exactly what the server uses, and a change to the wiring cannot leave one of them behind.
 """
@@ -20,6 +21,8 @@ from serving.model_reload import load_and_warm
 from serving.settings import Settings
 from serving.spool import DurableWriter, Spool, engine_options
 from serving.state import ModelState
+from serving.warning_desk import WarningDesk
+from serving.webhooks import Deliverer, deliverer_from_settings
 from store import Store, upgrade_database
 
 
@@ -32,6 +35,9 @@ class Services:
     store: Store
     writer: DurableWriter
     hotspots: HotspotService
+    warnings: WarningDesk
+    #: Posts outbox events to the webhook subscribers; None when none are configured.
+    deliverer: Deliverer | None = None
     _closing: ExitStack | None = field(default=None, repr=False)
 
     @property
@@ -84,9 +90,13 @@ def open_services(settings: Settings) -> Services:
         closing.callback(hotspots.close)
         hotspots.follow(settings.hotspot_follow_seconds)
         writer.start()
+        warnings = WarningDesk.open(store, settings.warning_policy, settings.district_gazetteer)
+        deliverer = deliverer_from_settings(warnings.outbox, settings)
+        if deliverer is not None:
+            closing.callback(deliverer.close)
         state = ModelState()
         state.model, state.error = load_and_warm(settings.model_uri)
     except BaseException:
         closing.close()
         raise
-    return Services(settings, state, store, writer, hotspots, closing)
+    return Services(settings, state, store, writer, hotspots, warnings, deliverer, closing)

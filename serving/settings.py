@@ -101,6 +101,35 @@ class Settings(BaseSettings):
         "(a digest alone is not secret).",
     )
 
+    warning_policy: str | None = Field(
+        None, description="Warning policy (YAML: deadlines, whether yellow issues); default "
+        "models/defaults/warnings.yaml.",
+    )
+    district_gazetteer: str | None = Field(
+        None, description="District gazetteer (YAML) for warnings' 属地; default the policy's, else the shipped one.",
+    )
+    warning_issue_seconds: float = Field(
+        0.5, gt=0, le=60, description="How often the service issues warnings for newly stored red/yellow cases "
+        "and hot-issue alerts.",
+    )
+    warning_sweep_seconds: float = Field(
+        60.0, gt=0, le=3600, description="How often the service raises supervision notices for overdue warnings.",
+    )
+    webhooks: SecretStr | None = Field(
+        None, description="Webhook subscribers, comma-separated name=url pairs (http or https). URLs may hold "
+        "tokens: kept secret, logged by name only.",
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="Signs every webhook body (X-Triage-Signature: sha256=HMAC); required with webhooks.",
+    )
+    webhook_timeout_seconds: float = Field(5.0, gt=0, le=60, description="Per delivery attempt.")
+    webhook_max_attempts: int = Field(8, ge=1, le=100, description="Attempts before an event is marked dead.")
+    webhook_backoff_seconds: float = Field(5.0, gt=0, description="First wait after a failure; doubles each time.")
+    webhook_backoff_max_seconds: float = Field(3600.0, gt=0, description="Longest wait between attempts.")
+    webhook_poll_seconds: float = Field(
+        0.5, gt=0, le=60, description="How often the service's delivery worker looks for due events.",
+    )
+
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Browser origins (scheme://host[:port]) allowed to call the API cross-origin, comma-separated. "

@@ -10,11 +10,14 @@ managed only by the Alembic migrations in `store/migrations/`:
     ...
     store.dispose()                               # at shutdown
 
-Routes reach the store through `serving.dependencies.StoreDep`.
+Routes reach the store through `serving.dependencies.StoreDep`. Warnings (预警单) and the webhook outbox
+are `WarningBook` and `Outbox` on the same engine (`store.warnings`, `store.outbox`); `WarningBook.summary`
+gives the counts a situation report needs (`store.warning_queries`).
 """
 
 from store.engine import make_engine, redact
 from store.migrate import current_revision, head_revision, upgrade_database
+from store.outbox import Outbox
 from store.records import (
     AlertRecord,
     CaseInput,
@@ -37,6 +40,9 @@ from store.review_records import (
     QueueItem,
     WeekAgreement,
 )
+from store.warning_queries import WarningFilters, WarningSummary
+from store.warning_records import OutboxRecord, WarningDetail, WarningDraft, WarningEventRecord, WarningRecord
+from store.warnings import IllegalTransition, WarningBook, WarningNotFound
 
 __all__ = [
     "PRIORITIES",
@@ -47,15 +53,26 @@ __all__ = [
     "CaseInput",
     "CaseRecord",
     "DepartmentAgreement",
+    "IllegalTransition",
     "LevelAgreement",
     "MemberRecord",
     "MissedRed",
+    "Outbox",
+    "OutboxRecord",
     "PredictionInput",
     "PredictionRecord",
     "QueueItem",
     "ReviewRecord",
     "SnapshotRecord",
     "Store",
+    "WarningBook",
+    "WarningDetail",
+    "WarningDraft",
+    "WarningEventRecord",
+    "WarningFilters",
+    "WarningNotFound",
+    "WarningRecord",
+    "WarningSummary",
     "WeekAgreement",
     "current_revision",
     "head_revision",

@@ -317,8 +317,12 @@ class Store:
         decided_department: str | None = None,
         decided_level: str | None = None,
         note: str | None = None,
+        then: Callable[[Session, ReviewRecord], object] | None = None,
     ) -> ReviewRecord:
-        """Append a reviewer's decision on one of the case's predictions (ValueError if it isn't one)."""
+        """Append a reviewer's decision on one of the case's predictions (ValueError if it isn't one).
+
+        `then(session, review)` runs in the same transaction (the case's warning following the decision,
+        `store.warnings.WarningBook.apply_review`): both commit, or neither."""
         with self._writes.begin() as session:
             owner = session.execute(select(Prediction.case_id).where(Prediction.id == prediction_id)).scalar()
             if owner != case_id:
@@ -334,7 +338,10 @@ class Store:
             )
             session.add(row)
             session.flush()
-            return ReviewRecord.of(row)
+            record = ReviewRecord.of(row)
+            if then is not None:
+                then(session, record)
+            return record
 
     # -- claims -----------------------------------------------------------------------------------
     def claim_case(self, case_id: str, reviewer: str) -> claims.Claim:

@@ -6,6 +6,9 @@ here creates tables (no `create_all` outside tests of the migrations themselves)
 
 Every table is append-only: rows are inserted and read, never updated in place or deleted. A re-score
 is a new prediction pointing at the one it supersedes; a changed text is a new `cases` row version.
+Two exceptions hold current state, each with an append-only history beside it: a `warnings` row (its
+status, level and escalation change; every change is a `warning_events` row written in the same
+transaction) and an `outbox` row (its delivery state; the event it carries never changes).
 
 Times are stored in UTC and read back as timezone-aware UTC datetimes on every backend (SQLite has no
 time-zone type, so `UTCDateTime` converts on the way in and out).
@@ -233,3 +236,89 @@ class WebSessionRevocation(Base):
 
     session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     revoked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+WARNING_NUMBER_LEN = 32
+DISTRICT_LEN = 64
+EVENT_ID_LEN = 36  # a UUID, as text
+
+
+class EarlyWarning(Base):
+    """A warning (预警单) on a case or a hot-issue alert, and where it stands now.
+
+    One per source (`source_kind` "case" or "alert", `source_id` the case id or alert id): a re-score or a
+    reviewer's change updates it. Its history is `warning_events`; nothing here is ever deleted.
+    """
+
+    __tablename__ = "warnings"
+    __table_args__ = (
+        UniqueConstraint("year", "seq"),
+        UniqueConstraint("source_kind", "source_id"),
+        Index("ix_warnings_status_level", "status", "level"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    number: Mapped[str] = mapped_column(String(WARNING_NUMBER_LEN), unique=True)
+    year: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Integer)
+    source_kind: Mapped[str] = mapped_column(String(LEVEL_LEN))
+    source_id: Mapped[str] = mapped_column(String(KEY_LEN))
+    case_id: Mapped[str | None] = mapped_column(String(CASE_ID_LEN), index=True)
+    alert_id: Mapped[str | None] = mapped_column(String(KEY_LEN))
+    level: Mapped[str] = mapped_column(String(LEVEL_LEN))
+    department: Mapped[str] = mapped_column(String(LABEL_LEN), index=True)
+    district: Mapped[str] = mapped_column(String(DISTRICT_LEN), index=True)
+    reasons: Mapped[Any] = mapped_column(Json)
+    status: Mapped[str] = mapped_column(String(LEVEL_LEN))
+    escalation_level: Mapped[int] = mapped_column(Integer)
+    acknowledge_due: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolve_due: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: When the sweep raised the supervision notice for each deadline (once per deadline: idempotent).
+    acknowledge_overdue_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolve_overdue_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    policy_version: Mapped[str] = mapped_column(String(VERSION_LEN))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class WarningEvent(Base):
+    """One step in a warning's life (issued, acknowledged, resolved, withdrawn, updated, supervised).
+
+    Append-only: written in the transaction that changed the warning."""
+
+    __tablename__ = "warning_events"
+    __table_args__ = (Index("ix_warning_events_warning_id_id", "warning_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    warning_id: Mapped[int] = mapped_column(BigId, ForeignKey("warnings.id"))
+    kind: Mapped[str] = mapped_column(String(LEVEL_LEN))
+    actor: Mapped[str] = mapped_column(String(NAME_LEN))
+    note: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[Any] = mapped_column(Json)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class OutboxEvent(Base):
+    """An event for the webhook subscribers, written in the transaction that caused it (transactional outbox).
+
+    `state`: pending (due at `next_attempt_at`, which a worker's claim also pushes forward as a lease),
+    delivered (every subscriber took it), dead (gave up after the configured attempts; an admin may
+    requeue it). `delivered_to` names the subscribers that already took it, so a retry skips them."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(EVENT_ID_LEN), unique=True)
+    event_type: Mapped[str] = mapped_column(String(LABEL_LEN))
+    payload: Mapped[Any] = mapped_column(Json)
+    state: Mapped[str] = mapped_column(String(LEVEL_LEN))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    claim_token: Mapped[str | None] = mapped_column(String(EVENT_ID_LEN))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_to: Mapped[Any] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

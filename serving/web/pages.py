@@ -32,12 +32,14 @@ from serving.dependencies import (
     ReviewerDep,
     SessionSecretDep,
     StoreDep,
+    WarningsDep,
     context_of,
 )
 from serving.request_guard import client_of
 from serving.review_rules import LEVELS, MAX_NOTE_CHARS, Decision, decide, known_departments
 from serving.schemas import time_in_range
 from serving.state import describe_model
+from serving.warning_desk import record_review
 from serving.web import charts
 from serving.web.forms import FormError, read_form, read_form_lists
 from serving.web.present import (
@@ -351,7 +353,7 @@ def export_queue(
 
 
 @router.post("/review/confirm", response_class=HTMLResponse)
-async def bulk_confirm(request: Request, principal: ReviewerDep, store: StoreDep) -> Response:
+async def bulk_confirm(request: Request, principal: ReviewerDep, store: StoreDep, warnings: WarningsDep) -> Response:
     """The queue's "confirm selected": each checked prediction confirmed as one review, or skipped with why."""
     try:
         form = await read_form_lists(request, max_fields=QUEUE_PAGE_SIZE + 8)
@@ -364,7 +366,7 @@ async def bulk_confirm(request: Request, principal: ReviewerDep, store: StoreDep
     if not ids:
         set_flash(request, "没有勾选案件。")
         return RedirectResponse(back, status.HTTP_303_SEE_OTHER)
-    outcome = await run_in_threadpool(confirm_many, store, ids, principal.name)
+    outcome = await run_in_threadpool(confirm_many, store, ids, principal.name, warnings)
     message = f"已批量确认 {len(outcome.confirmed)} 件。"
     claimed = [f"{case_id}（{holder} 已认领）" for _, case_id, reason, holder in outcome.skipped if reason == CLAIMED]
     gone = sum(1 for _, _, reason, _ in outcome.skipped if reason == NOT_PENDING)
@@ -512,7 +514,8 @@ def _decision(form: dict[str, str], latest: PredictionRecord, departments: list[
 
 @router.post("/review/cases/{case_id:path}/reviews", response_class=HTMLResponse)
 async def post_review(
-    request: Request, case_id: str, principal: ReviewerDep, store: StoreDep, state: ModelStateDep
+    request: Request, case_id: str, principal: ReviewerDep, store: StoreDep, state: ModelStateDep,
+    warnings: WarningsDep,
 ) -> Response:
     form = await _case_form(request)
     if isinstance(form, Response):
@@ -535,8 +538,8 @@ async def post_review(
                       status.HTTP_422_UNPROCESSABLE_CONTENT)
     assert isinstance(decided, Decision)
     review = await run_in_threadpool(
-        lambda: store.add_review(case_id, latest.id, principal.name, decided_department=decided.department,
-                                 decided_level=decided.level, note=decided.note)
+        lambda: record_review(store, warnings, latest, principal.name, department=decided.department,
+                              level=decided.level, note=decided.note)
     )
     confirmed = form.get("action") == "confirm"
     logger.info("web review id=%s case_id=%s reviewer=%s action=%s", review.id, case_id, principal.name,

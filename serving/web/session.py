@@ -131,7 +131,7 @@ def session_principal(
         return None
     if not hmac.compare_digest(kid.encode("utf-8"), _fingerprint(secret, stored).encode("utf-8")):
         return None
-    return Principal(stored.name, Role(stored.role))
+    return Principal(stored.name, Role(stored.role), stored.department)
 
 
 def set_flash(request: Request, message: str) -> None:

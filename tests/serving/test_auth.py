@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -16,7 +17,17 @@ from serving.auth import ApiKeyError, KeyRing, Role, key_digest, new_key, parse_
 from serving.demo_keys import ensure_demo_keys
 from serving.settings import Settings
 from serving.web.session import SessionSecretError
-from tests.keys import ADMIN, ADMIN_KEY, API_KEYS, INTAKE, INTAKE_KEY, REVIEWER, REVIEWER_KEY
+from tests.keys import (
+    ADMIN,
+    ADMIN_KEY,
+    API_KEYS,
+    BUILDING,
+    BUILDING_KEY,
+    INTAKE,
+    INTAKE_KEY,
+    REVIEWER,
+    REVIEWER_KEY,
+)
 
 PUBLIC = {"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 
@@ -107,7 +118,7 @@ def test_every_non_public_route_refuses_a_missing_or_wrong_key(app_client: TestC
 
 
 def test_every_role_restricted_route_refuses_the_other_roles(app_client: TestClient) -> None:
-    keys = {Role.intake: INTAKE, Role.reviewer: REVIEWER, Role.admin: ADMIN}
+    keys = {Role.intake: INTAKE, Role.reviewer: REVIEWER, Role.admin: ADMIN, Role.department: BUILDING}
     checked = 0
     for route in _protected_routes(app_client):
         allowed = _required_roles(route)
@@ -166,6 +177,28 @@ def test_demo_keys_are_made_once_private_and_accepted(tmp_path: Path) -> None:
     spec = path.read_text(encoding="utf-8").split("=", 1)[1].strip()
     ring = KeyRing.from_spec(spec)
     assert ring.authenticate(first[Role.reviewer][1]).role is Role.reviewer
+    department = ring.authenticate(first[Role.department][1])
+    assert department is not None and department.department == "城乡建设"
+
+
+def test_an_older_demo_key_file_keeps_its_keys_and_gains_a_department_key(tmp_path: Path) -> None:
+    path = tmp_path / "demo-api-keys.env"
+    path.write_text(f"TRIAGE_API_KEYS=old-reviewer:reviewer:{REVIEWER_KEY}\n", encoding="utf-8")
+    keys = ensure_demo_keys(path)
+    assert keys[Role.reviewer] == ("old-reviewer", REVIEWER_KEY) and Role.department in keys
+
+
+def test_department_keys_carry_their_department() -> None:
+    ring = KeyRing.from_spec(API_KEYS)
+    principal = ring.authenticate(BUILDING_KEY)
+    assert principal is not None and principal.role is Role.department and principal.department == "城乡建设"
+    assert ring.authenticate(REVIEWER_KEY).department is None
+    digest = hashlib.sha256(BUILDING_KEY.encode()).hexdigest()
+    by_digest = KeyRing.from_spec(f"b:department:sha256:{digest}:城乡建设").authenticate(BUILDING_KEY)
+    assert by_digest is not None and by_digest.department == "城乡建设"
+    for spec in (f"b:department:{BUILDING_KEY}", f"b:department:{BUILDING_KEY}:", "b:department::城乡建设"):
+        with pytest.raises(ApiKeyError, match="entry 1 \\('b'\\): a department key is name:department:key"):
+            parse_api_keys(spec)
 
 
 @pytest.mark.parametrize("weak", ["aaaaaaaaaaaaaaaa", "password12345678", "1234567890123456", "qwertyuiopasdfgh"])

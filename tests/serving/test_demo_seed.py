@@ -7,6 +7,7 @@ from pathlib import Path
 from command.demo_seed import demo_requests, seed
 from serving.settings import Settings
 from store import Store
+from tests.serving.test_review_api import risk_bundle_dir  # noqa: F401  # the fixture
 
 
 def test_demo_cases_become_requests_in_time_order_with_their_zone() -> None:
@@ -45,3 +46,29 @@ def test_seeded_cases_keep_their_text_as_written_like_api_cases(demo_bundle_dir:
     with Store.from_url(settings.database_url) as store:
         (version,) = store.case_versions(requests[0].case_id)
         assert (version.title, version.body) == (requests[0].title, requests[0].body)
+
+
+def test_the_demo_seeds_warnings_in_every_state(risk_bundle_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    """Issue 16: the warning pages have issued, acknowledged, resolved, withdrawn and overdue warnings to show."""
+    from datetime import timedelta
+
+    from models.warning_policy import load_warning_policy
+    from store import WarningBook, WarningFilters
+    from store.tables import utcnow
+
+    settings = Settings(model_uri=str(risk_bundle_dir), database_url=f"sqlite:///{tmp_path / 'seed.db'}")
+    assert seed(settings, demo_requests(limit=200)) == 200
+    with Store.from_url(settings.database_url) as store:
+        book = WarningBook(store.engine, load_warning_policy())
+        summary = book.summary()
+        assert all(summary.by_status[s] > 0 for s in ("issued", "acknowledged", "resolved", "withdrawn")), summary
+        assert summary.overdue > 0 and summary.open > summary.overdue  # some open ones are still in time
+        escalated, _ = book.list(WarningFilters(overdue=True), limit=500)
+        assert escalated and all(w.escalation_level >= 1 for w in escalated)
+        issued = [w.issued_at for w in book.list(WarningFilters(), limit=1000)[0]]
+        assert utcnow() - min(issued) > timedelta(days=1) and max(issued) <= utcnow()  # spread, oldest first
+        assert set(summary.by_level) <= {"red", "yellow"} and summary.by_district.get("unknown", 0) < summary.total
+        for warning in book.list(WarningFilters(status="resolved"), limit=5)[0]:
+            events = book.get(warning.id).events
+            assert [e.kind for e in events][:3] == ["issued", "acknowledged", "resolved"]
+            assert events[0].at <= events[1].at <= events[2].at <= utcnow()

@@ -25,15 +25,17 @@ from typing import Any
 import pytest
 
 from serving.auth import Role
-from serving.demo_keys import DEMO_NAMES
-from tests.keys import ADMIN_KEY, INTAKE_KEY, REVIEWER_KEY
+from serving.demo_keys import DEMO_DEPARTMENT, DEMO_NAMES
+from tests.keys import ADMIN_KEY, BUILDING_KEY, INTAKE_KEY, REVIEWER_KEY
 from tests.serving.uvicorn_servers import Server
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 README_URL = "http://127.0.0.1:8000"
 #: Values that differ on every run: only their presence (and null-ness) is compared.
-VOLATILE = {"prediction_id", "stored_at", "received_at", "created_at", "id", "week", "load_seconds", "reloaded_at"}
+VOLATILE = {"prediction_id", "stored_at", "received_at", "created_at", "id", "week", "load_seconds", "reloaded_at",
+            "issued_at", "updated_at", "acknowledge_due", "resolve_due", "acknowledged_at", "closed_at", "at",
+            "due", "event_id", "occurred_at", "next_attempt_at", "delivered_at"}
 FLOAT_TOLERANCE = 0.02
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
@@ -114,7 +116,7 @@ def differences(documented: Any, actual: Any, path: str = "$") -> list[str]:
 @pytest.fixture(scope="module")
 def served_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
     home = tmp_path_factory.mktemp("readme-demo")
-    keys = {Role.intake: INTAKE_KEY, Role.reviewer: REVIEWER_KEY, Role.admin: ADMIN_KEY}
+    keys = {Role.intake: INTAKE_KEY, Role.reviewer: REVIEWER_KEY, Role.admin: ADMIN_KEY, Role.department: BUILDING_KEY}
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": f"sqlite:///{home}/mlflow.db",
@@ -123,7 +125,10 @@ def served_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
         "TRIAGE_MODEL_URI": "models:/grievance-triage@champion",
         "TRIAGE_DATABASE_URL": f"sqlite:///{home}/var/triage.db",
         "TRIAGE_SPOOL_DIR": str(home / "var" / "spool"),
-        "TRIAGE_API_KEYS": ",".join(f"{DEMO_NAMES[role]}:{role.value}:{key}" for role, key in keys.items()),
+        "TRIAGE_API_KEYS": ",".join(
+            f"{DEMO_NAMES[role]}:{role.value}:{key}" + (f":{DEMO_DEPARTMENT}" if role is Role.department else "")
+            for role, key in keys.items()
+        ),
         "TRIAGE_LOG_LEVEL": "WARNING",
     }
     env.pop("MLFLOW_REGISTRY_URI", None)
@@ -144,7 +149,8 @@ def served_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     server = Server(env, home / "server.log")
     try:
         server.wait_ready()
-        yield server.url, {"INTAKE_KEY": INTAKE_KEY, "REVIEWER_KEY": REVIEWER_KEY, "ADMIN_KEY": ADMIN_KEY}
+        yield server.url, {"INTAKE_KEY": INTAKE_KEY, "REVIEWER_KEY": REVIEWER_KEY, "ADMIN_KEY": ADMIN_KEY,
+                           "DEPARTMENT_KEY": BUILDING_KEY}
     finally:
         server.stop()
 

@@ -51,6 +51,7 @@ STORE_TABLES = {
     "cases", "predictions", "reviews", "hotspot_members", "hotspot_alerts", "hotspot_snapshots", "hotspot_feed",
     "web_session_revocations",
     "review_claims",
+    "warnings", "warning_events", "outbox",
 }
 
 WAGES_TITLE = "临江县鑫隆电子厂拖欠六十多名工人三个月工资"

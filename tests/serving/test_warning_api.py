@@ -1,0 +1,279 @@
+"""The warning API through the app's lifespan on SQLite and PostgreSQL: red cases, reviews and hot-issue
+alerts issue warnings; departments acknowledge and resolve their own; the overdue sweep escalates when the
+injected clock passes a deadline; admins see and requeue the webhook outbox."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from serving.app import create_app
+from serving.dependencies import services_of
+from serving.settings import Settings
+from serving.warning_desk import WarningDesk
+from tests.keys import ADMIN, BUILDING, ENVIRONMENT, INTAKE, REVIEWER
+from tests.serving.test_review_api import risk_bundle_dir  # noqa: F401  # the fixture
+from tests.serving.test_triage_flow import GAS_REPORTS, gas_case
+
+RED_CASE = {
+    "case_id": "RED-1",
+    "title": "南湖区居民楼外墙开裂随时可能倒塌",
+    "body": "南湖区翠湖湾小区3栋承重墙出现大裂缝，楼体倾斜，随时可能倒塌，住户还在里面。我的电话13912345678。",
+    "reporter_id": "P-red",
+}
+GREEN_CASE = {"case_id": "GREEN-1", "title": "请问新生儿落户需要准备哪些材料？", "body": "东港区，谢谢。"}
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def settings(risk_bundle_dir: Path, db_url: str) -> Settings:  # noqa: F811
+    # Background rounds at start only (then an hour apart): the tests run the rounds themselves.
+    return Settings(model_uri=str(risk_bundle_dir), database_url=db_url, warning_sweep_seconds=3600,
+                    warning_issue_seconds=60)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+@pytest.fixture
+def desk(client: TestClient) -> WarningDesk:
+    return services_of(client.app).warnings
+
+
+def triage(client: TestClient, case: dict[str, Any]) -> dict[str, Any]:
+    """Triage a case, then run the issuer's round at once (the service runs one every half second)."""
+    response = client.post("/v1/triage", json=case, headers=INTAKE)
+    assert response.status_code == 200, response.text
+    services_of(client.app).warnings.issue_new()
+    return response.json()
+
+
+def warnings(client: TestClient, headers: dict[str, str] = REVIEWER, **params: Any) -> dict[str, Any]:
+    response = client.get("/v1/warnings", params=params, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def hand_to(client: TestClient, case_id: str, department: str) -> None:
+    """A reviewer makes `department` responsible (a change of department updates the warning)."""
+    current = client.get(f"/v1/cases/{case_id}", headers=REVIEWER).json()["predictions"][-1]["department"]["label"]
+    if current != department:
+        response = client.post(f"/v1/cases/{case_id}/reviews", headers=REVIEWER,
+                               json={"action": "change", "department": department, "note": "房屋安全归城乡建设"})
+        assert response.status_code == 201, response.text
+
+
+def outbox_types(desk: WarningDesk) -> list[str]:
+    return [e.event_type for e in reversed(desk.outbox.events(limit=200)[0])]
+
+
+def test_a_red_case_issues_a_warning_its_department_acts_on(client: TestClient, desk: WarningDesk) -> None:
+    answer = triage(client, RED_CASE)
+    assert answer["risk"]["level"] == "red"
+    listed = warnings(client)
+    assert listed["total"] == 1
+    (warning,) = listed["items"]
+    year = datetime.now(UTC).astimezone(desk.policy.zone).year
+    assert warning["number"] == f"预警〔{year}〕0001号" and warning["source"] == "case"
+    assert (warning["case_id"], warning["level"], warning["district"]) == ("RED-1", "red", "南湖区")
+    assert warning["department"] == answer["department"]["label"]
+    issued = datetime.fromisoformat(warning["issued_at"])
+    assert datetime.fromisoformat(warning["acknowledge_due"]) - issued == timedelta(hours=2)
+    assert datetime.fromisoformat(warning["resolve_due"]) - issued == timedelta(hours=24)
+    assert warning["reasons"] and "13912345678" not in str(warning["reasons"])
+    assert outbox_types(desk) == ["warning.issued"]
+    # Resubmitting the case issues nothing more.
+    triage(client, RED_CASE)
+    assert warnings(client)["total"] == 1
+
+    # The model hands it to 城乡建设; a reviewer gives it to 环境保护 (the warning follows, never a new one).
+    assert answer["department"]["label"] == "城乡建设"
+    changed = client.post("/v1/cases/RED-1/reviews", headers=REVIEWER,
+                          json={"action": "change", "department": "环境保护", "note": "经核实由环保部门牵头"})
+    assert changed.status_code == 201, changed.text
+    wid = warning["id"]
+    assert client.get(f"/v1/warnings/{wid}", headers=REVIEWER).json()["department"] == "环境保护"
+    assert warnings(client)["total"] == 1
+    # The department it left neither sees nor acts on it any more.
+    assert client.get(f"/v1/warnings/{wid}", headers=BUILDING).status_code == 404
+    assert warnings(client, BUILDING)["total"] == 0
+    refused = client.get("/v1/warnings", params={"department": "环境保护"}, headers=BUILDING)
+    assert refused.status_code == 403 and "own department" in refused.json()["detail"]
+    assert client.post(f"/v1/warnings/{wid}/acknowledge", headers=BUILDING).status_code == 404
+    # Intake keys have no business here; reviewers do not 签收 or 办结.
+    assert client.get("/v1/warnings", headers=INTAKE).status_code == 403
+    assert client.post(f"/v1/warnings/{wid}/acknowledge", headers=REVIEWER).status_code == 403
+
+    assert warnings(client, ENVIRONMENT)["total"] == 1
+    shown = client.get(f"/v1/warnings/{wid}", headers=ENVIRONMENT).json()["case"]
+    assert shown["title"] == RED_CASE["title"] and "承重墙" in shown["body"] and "13912345678" not in shown["body"]
+    acked = client.post(f"/v1/warnings/{wid}/acknowledge", json={"note": "已签收"}, headers=ENVIRONMENT)
+    assert acked.status_code == 200 and acked.json()["status"] == "acknowledged"
+    again = client.post(f"/v1/warnings/{wid}/acknowledge", headers=ENVIRONMENT)
+    assert again.status_code == 409 and "only an issued warning" in again.json()["detail"]
+    blank = client.post(f"/v1/warnings/{wid}/resolve", json={"note": "  "}, headers=ENVIRONMENT)
+    assert blank.status_code == 422 and blank.json()["detail"][0]["loc"] == ["body", "note"]
+    assert client.post(f"/v1/warnings/{wid}/resolve", json={}, headers=ENVIRONMENT).status_code == 422
+    done = client.post(f"/v1/warnings/{wid}/resolve", json={"note": "已组织排危，住户已疏散"}, headers=ENVIRONMENT)
+    assert done.status_code == 200 and done.json()["status"] == "resolved"
+    late = client.post(f"/v1/warnings/{wid}/withdraw", json={"note": "误报"}, headers=REVIEWER)
+    assert late.status_code == 409 and "already resolved" in late.json()["detail"]
+    events = done.json()["events"]
+    assert [e["kind"] for e in events] == ["issued", "updated", "acknowledged", "resolved"]
+    assert events[1]["detail"]["department"] == ["城乡建设", "环境保护"]
+    assert events[2]["actor"] == "environment-bureau" and events[3]["note"] == "已组织排危，住户已疏散"
+    assert outbox_types(desk) == ["warning.issued", "warning.updated", "warning.resolved"]
+    assert warnings(client, status="resolved", district="南湖区")["total"] == 1
+    assert warnings(client, status="issued")["total"] == 0
+
+
+def test_resolving_a_withdrawn_warning_is_a_conflict(client: TestClient) -> None:
+    triage(client, RED_CASE)
+    hand_to(client, "RED-1", "城乡建设")
+    wid = warnings(client)["items"][0]["id"]
+    assert client.post(f"/v1/warnings/{wid}/withdraw", json={"note": "重复"}, headers=BUILDING).status_code == 403
+    withdrawn = client.post(f"/v1/warnings/{wid}/withdraw", json={"note": "重复工单"}, headers=REVIEWER)
+    assert withdrawn.status_code == 200 and withdrawn.json()["status"] == "withdrawn"
+    refused = client.post(f"/v1/warnings/{wid}/resolve", json={"note": "办结"}, headers=BUILDING)
+    assert refused.status_code == 409
+    assert refused.json()["detail"].endswith("a withdrawn warning cannot be resolved (nothing to resolve)")
+    assert client.get("/v1/warnings/999999", headers=REVIEWER).status_code == 404
+
+
+def test_the_clock_past_a_deadline_raises_a_supervision_notice_once(client: TestClient, desk: WarningDesk) -> None:
+    triage(client, RED_CASE)
+    hand_to(client, "RED-1", "城乡建设")
+    wid = warnings(client)["items"][0]["id"]
+    assert desk.sweep() == [] and warnings(client, overdue=True)["total"] == 0
+    clock = Clock(datetime.now(UTC) + timedelta(hours=2, minutes=1))
+    desk.clock = clock
+    escalated = desk.sweep()
+    assert [w.id for w in escalated] == [wid] and escalated[0].escalation_level == 1
+    assert desk.sweep() == []  # the same deadline is not escalated twice
+    detail = client.get(f"/v1/warnings/{wid}", headers=BUILDING).json()
+    assert detail["escalation_level"] == 1 and detail["overdue"] == ["acknowledge"]
+    notice = detail["events"][-1]
+    assert notice["kind"] == "supervised" and notice["actor"] == "system"
+    assert notice["detail"]["notice"].startswith("督办〔") and notice["detail"]["deadline"] == "acknowledge"
+    assert outbox_types(desk).count("warning.escalated") == 1
+    assert [w["id"] for w in warnings(client, BUILDING, overdue=True)["items"]] == [wid]
+    assert warnings(client, overdue=False)["total"] == 0
+
+
+def test_a_reviewer_raising_a_case_to_red_issues_and_updates_one_warning(client: TestClient) -> None:
+    assert triage(client, GREEN_CASE)["risk"]["level"] != "red"
+    before = warnings(client)["total"]
+    raised = client.post("/v1/cases/GREEN-1/reviews", headers=REVIEWER,
+                         json={"action": "change", "level": "red", "note": "实为燃气泄漏"})
+    assert raised.status_code == 201, raised.text
+    listed = warnings(client, level="red")
+    (warning,) = [w for w in listed["items"] if w["case_id"] == "GREEN-1"]
+    assert warning["district"] == "东港区" and warnings(client)["total"] == before + 1
+    lowered = client.post("/v1/cases/GREEN-1/reviews", headers=REVIEWER,
+                          json={"action": "change", "level": "yellow", "note": "不紧急"})
+    assert lowered.status_code == 201
+    detail = client.get(f"/v1/warnings/{warning['id']}", headers=REVIEWER).json()
+    assert detail["level"] == "yellow" and detail["status"] == "issued"  # updated, never deleted
+    assert [e["kind"] for e in detail["events"]][-1] == "updated"
+    issued = datetime.fromisoformat(detail["issued_at"])
+    assert datetime.fromisoformat(detail["acknowledge_due"]) - issued == timedelta(days=1)
+
+
+def test_a_hot_issue_alert_issues_its_own_warning_and_alert_raised(client: TestClient, desk: WarningDesk) -> None:
+    for i in range(len(GAS_REPORTS)):
+        triage(client, gas_case(i))
+    alerts = client.get("/v1/alerts", headers=REVIEWER).json()["alerts"]
+    assert alerts, "five gas reports from five people make a hot issue"
+    from_alerts = [w for w in warnings(client, limit=200)["items"] if w["source"] == "alert"]
+    assert {w["alert_id"] for w in from_alerts} >= {alerts[0]["id"]}
+    assert all(w["reasons"][0]["kind"] == "hot_issue" for w in from_alerts)
+    raised = [e for e in desk.outbox.events(event_type="alert.raised")[0]]
+    assert len(raised) == len(from_alerts)
+    assert {e.payload["alert"]["id"] for e in raised} == {w["alert_id"] for w in from_alerts}
+
+
+def test_a_prediction_the_issuer_missed_is_issued_by_the_sweep(client: TestClient, desk: WarningDesk) -> None:
+    response = client.post("/v1/triage", json=RED_CASE, headers=INTAKE)
+    assert response.json()["risk"]["level"] == "red"
+    desk._after = desk.book.last_ids()  # as if the row had committed behind a newer one the issuer read
+    assert desk.issue_new() == 0 and warnings(client)["total"] == 0
+    assert desk.issue_missing() == 1 and desk.issue_missing() == 0
+    assert warnings(client)["items"][0]["case_id"] == "RED-1"
+
+
+def test_the_issuer_reads_each_new_row_once_and_pages_through_a_backlog(client: TestClient,
+                                                                        desk: WarningDesk) -> None:
+    for i in range(3):
+        client.post("/v1/triage", json={**RED_CASE, "case_id": f"RED-{i}"}, headers=INTAKE)
+    assert desk.issue_new(limit=2) == 2  # a full page: the cursor stops at the last row read
+    assert desk.issue_new(limit=2) == 1
+    assert desk.issue_new() == 0
+    assert sorted(w["case_id"] for w in warnings(client)["items"]) == ["RED-0", "RED-1", "RED-2"]
+
+
+def test_admins_see_the_outbox_and_requeue_dead_events(client: TestClient, desk: WarningDesk) -> None:
+    triage(client, RED_CASE)
+    (claimed,) = desk.outbox.claim()
+    desk.outbox.failed(claimed, "ops: HTTP 500", [], max_attempts=1, base=1, cap=1)
+    assert client.get("/v1/admin/outbox", headers=REVIEWER).status_code == 403
+    dead = client.get("/v1/admin/outbox", params={"state": "dead"}, headers=ADMIN).json()
+    assert dead["total"] == 1 and dead["counts"]["dead"] == 1 and dead["subscribers"] == []
+    item = dead["items"][0]
+    assert item["event_type"] == "warning.issued" and item["last_error"] == "ops: HTTP 500"
+    assert "title" not in str(item["payload"]) and "燃气味很重" not in str(item["payload"])
+    requeued = client.post(f"/v1/admin/outbox/{item['event_id']}/requeue", headers=ADMIN)
+    assert requeued.status_code == 200 and requeued.json()["state"] == "pending"
+    assert requeued.json()["attempts"] == 0
+    again = client.post(f"/v1/admin/outbox/{item['event_id']}/requeue", headers=ADMIN)
+    assert again.status_code == 409 and "only a dead event" in again.json()["detail"]
+    assert client.post("/v1/admin/outbox/no-such-event/requeue", headers=ADMIN).status_code == 404
+
+
+def test_a_review_and_the_warning_change_it_causes_commit_together(
+    client: TestClient, desk: WarningDesk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    triage(client, RED_CASE)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the warning tables are broken")
+
+    monkeypatch.setattr(desk.book, "apply_review", broken)
+    with pytest.raises(RuntimeError):
+        client.post("/v1/cases/RED-1/reviews", headers=REVIEWER,
+                    json={"action": "change", "department": "环境保护", "note": "由环保部门牵头"})
+    monkeypatch.undo()
+    assert client.get("/v1/cases/RED-1", headers=REVIEWER).json()["reviews"] == []  # no review without its warning
+
+
+def test_a_review_on_the_reviewer_page_moves_the_warning_too(client: TestClient) -> None:
+    from tests.serving.test_web_pages import log_in, post_review
+
+    triage(client, RED_CASE)
+    page = TestClient(client.app)
+    assert log_in(page).status_code == 303
+    store = services_of(client.app).store
+    answer = post_review(page, "RED-1", store, action="change", department="环境保护", level="red", note="由环保牵头")
+    assert answer.status_code == 303, answer.text
+    (warning,) = warnings(client)["items"]
+    assert warning["department"] == "环境保护"
+    # Bulk confirmation of a new prediction with the model's department moves it back.
+    rescored = client.post("/v1/triage?rescore=true", json=RED_CASE, headers=INTAKE).json()
+    confirmed = client.post("/v1/reviews/confirm", json={"prediction_ids": [rescored["prediction_id"]]},
+                            headers=REVIEWER)
+    assert confirmed.status_code == 200 and len(confirmed.json()["confirmed"]) == 1
+    assert warnings(client)["items"][0]["department"] == rescored["department"]["label"] == "城乡建设"
