@@ -5,15 +5,16 @@ What runs where (one partition = one input file):
   `load_cases`), so every error still names the file and the row. A partition is read where it is used
   and dropped after: memory is bounded by the partition size, not the dataset. With hot issues the
   prepare pass spills the loaded partition (pickle, exact) to a scratch directory next to the output
-  and the scoring pass reads it back and deletes it: the loader (normalising, masking, keys) costs about
-  as much as the detector's tokenisation, so it runs once; holding every partition in the cluster
+  with each case's pending assessment (`TriageBundle.pending`: route and risk inputs, from the one
+  tokenisation the detector's terms also come from), and the scoring pass reads it back and deletes it:
+  the loader and the text work run once per case; holding every partition in the cluster
   between the two passes (as before) made memory grow with the dataset.
 - The model reaches each worker once, through a worker plugin that loads it by URI at worker start-up
   (same MLflow tracking URI as the caller), never with each partition.
 - Hot issues (the detector is a sequential state machine, time order matters):
-  1. prepare, parallel: each worker tokenises its partition for the detector (`case_terms`: jieba,
-     places; the stateless half), sorts it by time and spills the events, without text, to a scratch
-     directory next to the output, in chunks;
+  1. prepare, parallel: each worker prepares each case of its partition once, for the detector
+     (`case_terms`: words, places; the stateless half) and for the models (`TriageBundle.pending`), sorts
+     it by time and spills the events, without text, to a scratch directory next to the output, in chunks;
   2. replay, sequential, in this process: a k-way merge of the sorted runs (one chunk per run in
      memory) feeds the detector in time order (then file order) with the terms already computed, so
      only idf, the burst search and the statistics run here;
@@ -49,12 +50,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from distributed import Client, LocalCluster, WorkerPlugin, get_worker
 
-from models.bundle import TriageBundle
+from features.prepared import prepare
+from models.bundle import PendingAssessments, TriageBundle
 from models.hotspots import CaseEvent, CaseTerms, HotspotConfig, HotspotDetector, case_terms
 from models.risk import BURST_COLUMNS
 from training.hotspots_cli import VOTE_COLUMNS, _missing, _text
 from training.loading import DataError, load_cases
-from training.predict import join_hot_issues, score_frame
+from training.predict import finish_frame, join_hot_issues, score_frame
 
 logger = logging.getLogger(__name__)
 
@@ -213,17 +215,18 @@ def score_partition(
 
     The partition is read here rather than passed in, so a worker holds one partition at a time and
     nothing stays in cluster memory between the replay and the scoring (memory bounded by partition size).
-    `spilled`: the loaded partition as the prepare pass left it (read instead of the input file, which
-    saves running the loader twice; deleted once read). Returns (rows, needs review, rows the loader
-    skipped as (file, row, reason)).
+    `spilled`: the prepare pass's spill of the partition: the loaded frame and its pending assessments
+    (routes and risk inputs: each text was prepared once, there); only the bursts and the levels are left
+    (deleted once read). Returns (rows, needs review, rows the loader skipped as (file, row, reason)).
     """
     plugin = _worker_plugin(plugin_name)
     plugin.partitions += 1
+    pending: PendingAssessments | None = None
     if spilled is None:
         cases = load_partition(url, index, encoding)
     else:
         with fsspec.open(spilled, "rb") as fh:
-            cases = pickle.load(fh)  # our own spill file, from this run
+            cases, pending = pickle.load(fh)  # our own spill file, from this run
         fs, _, (path,) = fsspec.core.get_fs_token_paths(spilled)
         fs.rm(path)
     skipped = list(cases.attrs.get(SKIPPED_ATTR, []))
@@ -234,8 +237,11 @@ def score_partition(
         hot = dict(zip(bursts["case_id"], bursts["hot_issue_id"], strict=True))
         cases = join_hot_issues(cases, stats, hot)
     assert plugin.bundle is not None
-    scored = score_frame(plugin.bundle, cases, workers=1)
-    del cases
+    if pending is None:
+        scored = score_frame(plugin.bundle, cases, workers=1)
+    else:
+        scored = finish_frame(plugin.bundle, cases, pending)
+    del cases, pending
     with fsspec.open(f"{output.rstrip('/')}/part-{index:05d}.parquet", "wb") as fh:
         pq.write_table(_as_table(scored), fh)
     return len(scored), int(scored["needs_review"].sum()) if len(scored) else 0, skipped
@@ -259,7 +265,7 @@ class Prepared:
     last_dated: int  # time (ns) of the last dated row, `_NAT` if none
     head: str  # spill file of the leading undated rows (file order)
     body: str  # spill file of the other rows, sorted by (filled time, row)
-    cases: str  # the loaded partition, pickled, for the scoring pass
+    cases: str  # the loaded partition and its pending assessments, pickled, for the scoring pass
 
 
 # One replay record: (time key or None for a head row, row in partition, event without text, its terms)
@@ -293,14 +299,20 @@ def _read_run(url: str) -> Iterator[_Record]:
         yield from chunk
 
 
-def prepare_partition(url: str, index: int, encoding: str, config: HotspotConfig, scratch: str) -> Prepared:
-    """The stateless half of the replay, on a worker: read one partition, tokenise each case for the
-    detector (`case_terms`, the jieba work), sort by time and spill the events (no text) to `scratch`.
+def prepare_partition(
+    url: str, index: int, encoding: str, config: HotspotConfig, scratch: str, plugin_name: str
+) -> Prepared:
+    """The stateless half of the replay, on a worker: read one partition, prepare each case once (the
+    detector's terms, `case_terms`, and everything the models read but the bursts, `TriageBundle.pending`),
+    sort by time and spill the events (no text) to `scratch`, and the pending assessments for scoring.
 
     Undated rows take the time of the dated row before them in file order (as `events_from_frame` does);
     the leading undated rows of a file depend on earlier files, so they form their own run, keyed later.
     """
+    plugin = _worker_plugin(plugin_name)
+    assert plugin.bundle is not None
     frame = load_partition(url, index, encoding)
+    prepared = [prepare(_text(t), _text(b)) for t, b in zip(frame["title"], frame["body"], strict=True)]
     times = frame["created_at"].astype("datetime64[ns]").to_numpy().view("int64")
     dated = np.flatnonzero(times != _NAT)
     lead = int(dated[0]) if len(dated) else len(frame)
@@ -316,7 +328,6 @@ def prepare_partition(url: str, index: int, encoding: str, config: HotspotConfig
         for row in rows.tolist():
             vote = votes.iat[row] if votes is not None else None
             when = created.iat[row]
-            title, body = _text(frame["title"].iat[row]), _text(frame["body"].iat[row])
             reporter = frame["reporter_id"].iat[row]
             event = CaseEvent(
                 case_id=str(frame["case_id"].iat[row]),
@@ -324,14 +335,16 @@ def prepare_partition(url: str, index: int, encoding: str, config: HotspotConfig
                 reporter_id=None if _missing(reporter) else str(reporter),
                 votes=None if vote is None or _missing(vote) else int(vote),
             )
-            yield (int(keys[row]) if keyed else None), row, event, case_terms(title, body, config)
+            case = prepared[row]
+            yield (int(keys[row]) if keyed else None), row, event, case_terms(case.title, case.body, config, case)
 
     stem = f"{scratch.rstrip('/')}/run-{index:05d}"
     _write_run(f"{stem}-head.pkl", records(np.arange(lead), keyed=False))
     _write_run(f"{stem}-body.pkl", records(body_rows, keyed=True))
-    # The loader costs about as much as the detector's tokenisation: keep its result rather than run it twice.
+    # The loader and the models' reading of each text are kept for the scoring pass, not run twice.
+    pending = plugin.bundle.pending(prepared, reasons=False)
     with fsspec.open(f"{stem}-cases.pkl", "wb") as fh:
-        pickle.dump(frame, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump((frame, pending), fh, protocol=pickle.HIGHEST_PROTOCOL)
     return Prepared(index, len(frame), lead, last_dated, f"{stem}-head.pkl", f"{stem}-body.pkl", f"{stem}-cases.pkl")
 
 
@@ -449,7 +462,7 @@ def _run(
     fs.makedirs(scratch_root, exist_ok=True)
     try:
         futures = client.map(prepare_partition, files, range(n), [encoding] * n, [hot_issues] * n,
-                             [scratch] * n, pure=False)
+                             [scratch] * n, [plugin.name] * n, pure=False)
         prepared: list[Prepared] = []
         for future in as_completed(futures):
             prepared.append(future.result())

@@ -239,6 +239,22 @@ def score_frame(
         parts = _run_here(bundle, jobs, on_chunk)
     else:
         parts = _run_in_pool(bundle, jobs, workers, on_chunk)
+    return _joined(frame, parts)
+
+
+def finish_frame(bundle: TriageBundle, cases: pd.DataFrame, pending: PendingAssessments) -> pd.DataFrame:
+    """`score_frame(bundle, cases)` for a replayed frame whose cases were already read (``pending``, from
+    `TriageBundle.pending` of its rows in order, without reasons): only the bursts and the levels are left,
+    so no text is prepared again (the Dask engine reads each partition once, in its prepare pass)."""
+    frame = cases.reset_index(drop=True)
+    if len(pending.routes) != len(frame):
+        raise ValueError(f"{len(pending.routes)} pending assessments for {len(frame)} cases")
+    bursts = frame_bursts(frame)
+    assessed = bundle.finish(pending, bursts=bursts, reasons=False)
+    return _joined(frame, [_assessed_frame(bundle, list(range(len(frame))), assessed, bursts)])
+
+
+def _joined(frame: pd.DataFrame, parts: list[pd.DataFrame]) -> pd.DataFrame:
     out = pd.concat(parts).sort_index().reset_index(drop=True)
     out.insert(0, "case_id", frame["case_id"].to_numpy())  # positions are the input's rows: same order
     if "hot_issue_id" in out.columns:
