@@ -504,11 +504,14 @@ def serve(
     model: Annotated[
         str | None, typer.Option(help="Model URI or path; default TRIAGE_MODEL_URI or the champion.")
     ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="uvicorn worker processes (metrics are summed over them).")
+    ] = 1,
 ) -> None:
     """Serve the triage API (and its docs at /docs)."""
     from serving.app import run
 
-    run(host=host, port=port, model_uri=model)
+    run(host=host, port=port, model_uri=model, workers=workers)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from serving.admin_routes import admin_router
 from serving.auth import KeyRing
 from serving.dependencies import AppContext, context_of
+from serving.metrics import RequestMetricsMiddleware, fresh_multiproc_dir, multiproc_dir, remove_multiproc_dir
+from serving.metrics_routes import metrics_router
 from serving.request_guard import AuthFailures, RequestGuardMiddleware
 from serving.review_routes import review_router
 from serving.routes import router
@@ -211,19 +213,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_web_pages(app, settings)  # the reviewer pages: /review, /dashboard
     app.include_router(review_router)
     app.include_router(admin_router)
+    app.include_router(metrics_router)
     app.add_middleware(ApiHeadersMiddleware)  # outside the guard, so a 413 or 429 carries the headers too
     if settings.cors_origins:  # off by default: no Access-Control-* header, browsers keep other origins out
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
             allow_headers=["X-API-Key", "Content-Type"], allow_credentials=False, max_age=600,
         )
+    if settings.metrics_enabled:  # outermost: every answer is counted, a 401, 413 or 429 too
+        app.add_middleware(RequestMetricsMiddleware)
     return app
 
 
 def run(
-    host: str = "127.0.0.1", port: int = 8000, model_uri: str | None = None, log_level: str | None = None
+    host: str = "127.0.0.1", port: int = 8000, model_uri: str | None = None, log_level: str | None = None,
+    workers: int = 1,
 ) -> None:
-    """Serve the API with uvicorn (used by `triage serve`); one process, model loaded at start-up."""
+    """Serve the API with uvicorn (used by `triage serve`); each worker loads the model at start-up.
+
+    Metrics of all workers are summed through a fresh PROMETHEUS_MULTIPROC_DIR made for this start and
+    removed when it ends (an inherited one is kept: whoever set it manages it)."""
     import uvicorn
 
     if model_uri:
@@ -233,9 +242,15 @@ def run(
     get_settings.cache_clear()
     settings = get_settings()
     configure_logging(settings.log_level)
-    uvicorn.run(
-        "serving.app:create_app", factory=True, host=host, port=port, log_level=settings.log_level.lower()
-    )
+    made = fresh_multiproc_dir() if settings.metrics_enabled and multiproc_dir() is None else None
+    try:
+        uvicorn.run(
+            "serving.app:create_app", factory=True, host=host, port=port, workers=workers,
+            log_level=settings.log_level.lower(),
+        )
+    finally:
+        if made is not None:
+            remove_multiproc_dir(made)
 
 
 app = create_app()

@@ -25,6 +25,7 @@ from starlette.applications import Starlette
 from models.mlflow_model import LoadedModel
 from serving.auth import API_KEY_HEADER, KeyRing, Principal, Role
 from serving.hotspot_service import HotspotService
+from serving.metrics import ServiceMetrics
 from serving.request_guard import AuthFailures
 from serving.services import Services
 from serving.settings import Settings
@@ -143,6 +144,12 @@ async def get_hotspots(request: Request) -> HotspotService:
     return _open_services(request, NO_HOTSPOTS).hotspots
 
 
+async def get_metrics(request: Request) -> ServiceMetrics | None:
+    """What the service counts for /metrics; None while the services are not open (nothing is counted)."""
+    services = context_of(request.app).services
+    return None if services is None else services.metrics
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 KeyRingDep = Annotated[KeyRing, Depends(get_keyring)]
 AuthFailuresDep = Annotated[AuthFailures, Depends(get_auth_failures)]
@@ -153,6 +160,7 @@ StoreDep = Annotated[Store, Depends(get_store)]
 OpenStoreDep = Annotated[Store | None, Depends(get_store_if_open)]
 WriterDep = Annotated[DurableWriter, Depends(get_writer)]
 HotspotsDep = Annotated[HotspotService, Depends(get_hotspots)]
+MetricsDep = Annotated[ServiceMetrics | None, Depends(get_metrics)]
 
 
 # -- who is calling -------------------------------------------------------------------------------------
