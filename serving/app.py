@@ -29,6 +29,7 @@ from serving.auth import KeyRing
 from serving.dependencies import AppContext, context_of
 from serving.metrics import RequestMetricsMiddleware, fresh_multiproc_dir, multiproc_dir, remove_multiproc_dir
 from serving.metrics_routes import metrics_router
+from serving.report_routes import report_router
 from serving.request_guard import AuthFailures, RequestGuardMiddleware
 from serving.review_routes import review_router
 from serving.routes import router
@@ -52,6 +53,8 @@ people (hot issues); and keeps every prediction in an append-only audit trail.
 * `GET /v1/alerts`, `GET /v1/alerts/{id}`: hot-issue alerts (bursts of similar cases from many people).
 * `GET /v1/review-queue`, `GET /v1/cases/{case_id}`, `POST /v1/cases/{case_id}/reviews`: reviewers audit
   predictions; every review is kept. `GET /v1/reports/agreement`: model vs reviewers (admin).
+* `GET /v1/reports/drift`: served traffic against the model's training profile, by week, with reviewed
+  results (admin). `GET /metrics`: Prometheus metrics (admin, or open on TRIAGE_METRICS_PORT).
 * `GET /v1/model`: the loaded model: name, version, alias, when it was trained, held-out metrics.
 * `POST /v1/admin/reload`: load the new champion without dropping requests in flight (admin).
 * `GET /healthz` (process alive) and `GET /readyz` (a model is loaded).
@@ -214,6 +217,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(review_router)
     app.include_router(admin_router)
     app.include_router(metrics_router)
+    app.include_router(report_router)
     app.add_middleware(ApiHeadersMiddleware)  # outside the guard, so a 413 or 429 carries the headers too
     if settings.cors_origins:  # off by default: no Access-Control-* header, browsers keep other origins out
         app.add_middleware(
