@@ -191,3 +191,44 @@ def test_a_red_heavy_stream_flags_the_risk_mix() -> None:
     (risk,) = [f for f in result["figures"] if f["name"] == "risk_mix"]
     assert risk["state"] == "drift" and "红色占比由5.0%升至25.0%" in risk["sentence"]
     assert compare(reference, base, vocabulary=None, config=load_drift_config())["flagged"] == []
+
+
+def test_results_over_time_from_reviews_beside_the_drift_and_on_the_dashboard(client: TestClient) -> None:
+    """Auto-routing coverage and precision and red recall, by week and department, from reviews."""
+    from serving.dependencies import services_of
+    from tests.keys import ADMIN_KEY
+    from tests.serving.test_web_pages import log_in
+
+    cases = new_topic_cases(12)
+    feed(client, cases)
+    store = services_of(client.app).store
+    predictions = [store.latest_prediction(c["case_id"]) for c in cases]
+    auto = [p for p in predictions if not p.needs_review]
+    assert len(auto) >= 3, "the demo router routes some of the drone cases without review"
+    # Three auto-routed cases reviewed: two kept, one moved to another department.
+    other = next(d for d in ("城乡建设", "交通运输") if d != auto[2].department)
+    store.add_review(auto[0].case_id, auto[0].id, "li")
+    store.add_review(auto[1].case_id, auto[1].id, "li")
+    store.add_review(auto[2].case_id, auto[2].id, "li", decided_department=other)
+    # Two other cases a reviewer made red (department left standing); the model (no risk model) called neither red.
+    reds = [p for p in predictions if p not in auto[:3]][:2]
+    for p in reds:
+        store.add_review(p.case_id, p.id, "wang", decided_level="red")
+    kept_auto = sum(not p.needs_review for p in reds)
+    results = report(client)["results"]
+    (week,) = results["by_week"]
+    assert week["predictions"] == 12
+    assert week["auto_routing_coverage"] == pytest.approx(len(auto) / 12)
+    assert week["reviewed_auto_routed"] == 3 + kept_auto
+    assert week["auto_routing_precision"] == pytest.approx((2 + kept_auto) / (3 + kept_auto))
+    assert week["reviewed_red"] == 2 and week["red_recall"] == 0
+    by_department = {d["department"]: d for d in results["by_department"]}
+    assert sum(d["predictions"] for d in by_department.values()) == 12
+    assert sum(d["reviewed_red"] for d in by_department.values()) == 2
+
+    page = TestClient(client.app)
+    assert log_in(page, ADMIN_KEY).status_code == 303
+    html = page.get("/dashboard").text
+    assert "数据漂移与模型效果" in html and week["week"] in html
+    assert "案件不足" in html  # 12 cases: shown, not judged
+    assert f"{100 * (2 + kept_auto) / (3 + kept_auto):.1f}%" in html and "红色召回率" in html
