@@ -175,6 +175,8 @@ def _print_scores(outcome, title: str, candidate_word: str) -> None:
     table.add_column(f"{candidate_word} v{outcome.candidate_version}", justify="right")
     table.add_row("macro-F1 (department)", f"{outcome.champion.macro_f1:.4f}", f"{outcome.candidate.macro_f1:.4f}")
     table.add_row("red recall", _maybe(outcome.champion.red_recall), _maybe(outcome.candidate.red_recall))
+    table.add_row("red precision", _maybe(outcome.champion.red_precision, "n/a (none called red)"),
+                  _maybe(outcome.candidate.red_precision, "n/a (none called red)"))
     console.print(table)
 
 
@@ -493,8 +495,8 @@ def _store_reviews(url: str, since: datetime | None):
         raise
 
 
-def _maybe(value: float | None) -> str:
-    return "n/a (no red cases)" if value is None else f"{value:.4f}"
+def _maybe(value: float | None, missing: str = "n/a (no red cases)") -> str:
+    return missing if value is None else f"{value:.4f}"
 
 
 @app.command()
