@@ -36,6 +36,7 @@ from serving.dependencies import (
 )
 from serving.drift_report import NoReferenceError, drift_report
 from serving.request_guard import client_of
+from serving.retrain_status import last_retraining
 from serving.review_rules import LEVELS, MAX_NOTE_CHARS, Decision, decide, known_departments
 from serving.schemas import time_in_range
 from serving.state import describe_model
@@ -555,6 +556,7 @@ def dashboard_page(request: Request, principal: ReviewerDep, store: StoreDep, st
     admin = principal.may(Role.admin)
     report = store.agreement_report() if admin else None
     drift, drift_error = (_dashboard_drift(store, model) if admin else (None, None))
+    retraining, retraining_error = last_retraining() if admin else (None, None)
     return render(
         request,
         "dashboard.html",
@@ -569,6 +571,9 @@ def dashboard_page(request: Request, principal: ReviewerDep, store: StoreDep, st
             "drift": drift,
             "drift_error": drift_error,
             "drift_weeks": DASHBOARD_DRIFT_WEEKS,
+            "is_admin": admin,
+            "retraining": retraining,
+            "retraining_error": retraining_error,
         },
     )
 
