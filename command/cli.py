@@ -445,7 +445,7 @@ def promote(
 ) -> None:
     """Move the champion alias to CANDIDATE only if it is not worse on reviewed cases neither model trained on.
 
-    Compares macro-F1 on the reviewers' departments and recall of their red level; logs the comparison to
+    Compares macro-F1 on the reviewers' departments, red precision and recall of their red level; logs the comparison to
     MLflow (experiment "promotion") either way. Exit code 0: promoted (or already champion); 1: refused;
     2: the comparison could not be made.
     """

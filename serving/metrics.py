@@ -58,8 +58,12 @@ class _Instruments:
 @lru_cache(maxsize=1)
 def instruments() -> _Instruments:
     """The process's metric objects, made once (prometheus_client registers each name once per process)."""
-    from prometheus_client import Counter, Gauge, Histogram
+    from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
+    disable_created_metrics()  # `*_created` series double the exposition and say nothing a scrape needs
+    directory = multiproc_dir()
+    if directory is not None:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # the gauges below open their files now
     return _Instruments(
         requests=Counter("triage_http_requests", "HTTP requests answered, by route template and status.",
                          ["method", "route", "status"]),
