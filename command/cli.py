@@ -552,7 +552,8 @@ def serve(
         str | None, typer.Option(help="Model URI or path; default TRIAGE_MODEL_URI or the champion.")
     ] = None,
     workers: Annotated[
-        int, typer.Option(min=1, max=64, help="uvicorn worker processes (metrics are summed over them).")
+        int, typer.Option(min=1, max=64, help="uvicorn worker processes (metrics are summed over them; with "
+                          "TRIAGE_HOTSPOT_SHARING=auto, several workers share the hot-issue state through the feed).")
     ] = 1,
 ) -> None:
     """Serve the triage API (and its docs at /docs)."""

@@ -245,6 +245,9 @@ def run(
         os.environ["TRIAGE_LOG_LEVEL"] = log_level
     get_settings.cache_clear()
     settings = get_settings()
+    if workers > 1 and settings.hotspot_sharing == "auto":
+        # "auto" picks local mode on SQLite, which one process owns: several workers must share the feed.
+        os.environ["TRIAGE_HOTSPOT_SHARING"] = "feed"
     configure_logging(settings.log_level)
     made = fresh_multiproc_dir() if settings.metrics_enabled and multiproc_dir() is None else None
     try:

@@ -210,3 +210,20 @@ def _wait_ready(url: str, process: subprocess.Popen, log: Path) -> None:
             pass
         time.sleep(0.3)
     raise AssertionError(f"not ready after {START_TIMEOUT}s:\n{log.read_text()[-3000:]}")
+
+
+def test_a_reload_moves_the_model_info_to_the_new_version(demo_bundle: Any, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    models = tmp_path / "models"
+    first, second = models / "one", models / "two"
+    demo_bundle.save(first)
+    replace(demo_bundle, metadata={**demo_bundle.metadata, "model_version": "test-2"}).save(second)
+    settings = Settings(model_uri=str(first), database_url=f"sqlite:///{tmp_path / 'r.db'}",
+                        spool_dir=tmp_path / "spool", reload_model_dir=models)
+    with TestClient(create_app(settings), headers=ADMIN) as c:
+        answer = c.post("/v1/admin/reload", json={"model_uri": str(second)})
+        assert answer.status_code == 200, answer.text
+        found = samples(c.get("/metrics").text)
+    info = {dict(ls)["version"]: v for (n, ls), v in found.items() if n == "triage_model_info"}
+    assert info["test-2"] == 1 and info["test"] == 0
