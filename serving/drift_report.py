@@ -9,10 +9,12 @@ store's predictions and case text (`store.drift_queries`) and the bundle's refer
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -99,6 +101,27 @@ def drift_report(
         "weeks": weeks,
         "results": results_over_time(rows, store.reviewed_outcomes(since=since, until=until)),
     }
+
+
+_cache_lock = threading.Lock()
+_cache: dict[tuple[Any, ...], tuple[float, dict[str, Any]]] = {}
+
+
+def recent_drift_report(store: Store, model: LoadedModel, *, weeks: int, limit: int,
+                        max_age: float = 300.0) -> dict[str, Any]:
+    """The report of the last `weeks` weeks, computed at most every `max_age` seconds per store and model:
+    the dashboard's (each case is tokenised again at report time, seconds for thousands of cases)."""
+    key = (repr(store), model.uri, model.version, weeks, limit)
+    now = time.monotonic()
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None and now - hit[0] < max_age:
+            return hit[1]
+    report = drift_report(store, model, since=datetime.now(UTC) - timedelta(weeks=weeks), limit=limit)
+    with _cache_lock:
+        _cache.clear()  # one entry: the dashboard's window of the model serving now
+        _cache[key] = (now, report)
+    return report
 
 
 @dataclass

@@ -10,7 +10,7 @@ and the decision only.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -34,7 +34,7 @@ from serving.dependencies import (
     StoreDep,
     context_of,
 )
-from serving.drift_report import NoReferenceError, drift_report
+from serving.drift_report import NoReferenceError, recent_drift_report
 from serving.request_guard import client_of
 from serving.retrain_status import last_retraining
 from serving.review_rules import LEVELS, MAX_NOTE_CHARS, Decision, decide, known_departments
@@ -584,11 +584,11 @@ DASHBOARD_DRIFT_CASES = 5_000
 
 
 def _dashboard_drift(store: Store, model: LoadedModel | None) -> tuple[dict[str, Any] | None, str | None]:
-    """The drift report of the last weeks, or why there is none (no model, or one without a reference)."""
+    """The drift report of the last weeks (at most 5 minutes old), or why there is none (no model, or one
+    without a reference)."""
     if model is None:
         return None, "没有加载模型，无法计算漂移。"
-    since = datetime.now(UTC) - timedelta(weeks=DASHBOARD_DRIFT_WEEKS)
     try:
-        return drift_report(store, model, since=since, limit=DASHBOARD_DRIFT_CASES), None
+        return recent_drift_report(store, model, weeks=DASHBOARD_DRIFT_WEEKS, limit=DASHBOARD_DRIFT_CASES), None
     except NoReferenceError:
         return None, "当前模型训练时没有保存参照画像（较早版本训练），请用当前版本重新训练后再看漂移。"

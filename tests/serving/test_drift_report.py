@@ -232,3 +232,17 @@ def test_results_over_time_from_reviews_beside_the_drift_and_on_the_dashboard(cl
     assert "数据漂移与模型效果" in html and week["week"] in html
     assert "案件不足" in html  # 12 cases: shown, not judged
     assert f"{100 * (2 + kept_auto) / (3 + kept_auto):.1f}%" in html and "红色召回率" in html
+
+
+def test_the_dashboards_report_is_reused_for_a_while_and_then_made_again(client: TestClient) -> None:
+    from serving.dependencies import services_of
+    from serving.drift_report import recent_drift_report
+
+    services = services_of(client.app)
+    model = services.model_state.model
+    feed(client, new_topic_cases(6))
+    first = recent_drift_report(services.store, model, weeks=8, limit=100)
+    feed(client, [dict(c, case_id=f"MORE-{i}") for i, c in enumerate(new_topic_cases(6))])
+    assert recent_drift_report(services.store, model, weeks=8, limit=100) is first
+    fresh = recent_drift_report(services.store, model, weeks=8, limit=100, max_age=0)
+    assert first["n_cases"] == 6 and fresh["n_cases"] == 12

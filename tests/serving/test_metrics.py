@@ -22,7 +22,7 @@ from serving.app import create_app
 from serving.metrics import forget_dead_workers, route_template
 from serving.settings import Settings
 from tests.keys import ADMIN, INTAKE, REVIEWER
-from tests.serving.test_replicas import demo_stream, send_all
+from tests.serving.test_replicas import demo_stream
 from tests.serving.uvicorn_servers import ROOT, START_TIMEOUT, free_port
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -163,7 +163,7 @@ def test_two_workers_counters_equal_the_stores_counts(server_env: dict[str, str]
         _wait_ready(url, process, log)
         metrics_dir = _both_workers_up(scratch)
         cases = demo_stream()
-        send_all([url], cases)
+        send_on_new_connections(url, cases)
         pids = {p.stem.rsplit("_", 1)[1] for p in metrics_dir.glob("counter_*.db")}
         assert len(pids) == 2, f"both workers should have answered: {sorted(pids)}"
         scraped = samples(httpx.get(f"{url}/metrics", headers=ADMIN, timeout=30).text)
@@ -181,6 +181,36 @@ def test_two_workers_counters_equal_the_stores_counts(server_env: dict[str, str]
         assert total(found, "triage_database_up") == 1
     assert alerts_stored, "the demo bursts raise alerts"
     assert not metrics_dir.exists(), "the start's metrics directory is removed when the service stops"
+
+
+def send_on_new_connections(url: str, cases: list[dict[str, Any]]) -> None:
+    """Each case on a connection of its own, from 4 threads: a kept-alive connection stays with the worker
+    that accepted it, and both workers must answer for the test to mean anything."""
+    import threading
+
+    todo = iter(cases)
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def work() -> None:
+        while True:
+            with lock:
+                case = next(todo, None)
+            if case is None:
+                return
+            payload = {k: v for k, v in case.items() if k != "burst"}
+            answer = httpx.post(f"{url}/v1/triage", json=payload, headers={**INTAKE, "Connection": "close"},
+                                timeout=60)
+            if answer.status_code != 200:
+                with lock:
+                    errors.append(f"{case['case_id']}: {answer.status_code} {answer.text[:200]}")
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert errors == []
 
 
 def _both_workers_up(scratch: Path) -> Path:
