@@ -155,8 +155,38 @@ def compare(
         _new_terms_figure(cases, vocabulary if vocabulary is not None else training_tokens, config, enough),
         _place_figure(ref, current, config, enough),
     ]
+    by_department = _by_department(ref, current)
+    for figure in figures:
+        if figure["name"] in ("confidence", "place_share"):
+            key = "mean_confidence" if figure["name"] == "confidence" else "place_share"
+            figure["detail"]["by_department"] = [
+                {"department": d["department"], "n_cases": d["n_cases"], "reference": d[f"reference_{key}"],
+                 "window": d[f"window_{key}"]} for d in by_department
+            ]
     return {"n_cases": n, "enough_cases": enough, "figures": figures,
             "flagged": [f["name"] for f in figures if f["state"] != "ok"]}
+
+
+def _by_department(ref: Mapping[str, Any], cur: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Mean confidence and place share per department, window beside reference (departments of the window,
+    most cases first): where a change overall comes from."""
+    reference = ref.get("by_department") or {}
+    rows = []
+    for department, figures in sorted(cur["by_department"].items(), key=lambda item: (-item[1]["n_cases"], item[0])):
+        before = reference.get(department) or {}
+        rows.append({
+            "department": department,
+            "n_cases": figures["n_cases"],
+            "reference_mean_confidence": _round(before.get("mean_confidence")),
+            "window_mean_confidence": _round(figures["mean_confidence"]),
+            "reference_place_share": _round(before.get("place_share")),
+            "window_place_share": _round(figures["place_share"]),
+        })
+    return rows
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
 
 
 def _vocabulary_figure(ref: dict[str, Any], cur: dict[str, Any], config: DriftConfig, enough: bool) -> dict[str, Any]:

@@ -142,6 +142,11 @@ def test_a_shifted_stream_flags_exactly_the_figures_that_moved_and_an_unshifted_
     figures = {f["name"]: f for f in drifted["figures"]}
     assert figures["department_mix"]["detail"]["moved"][0]["key"] == TRIPLED
     assert TRIPLED in figures["department_mix"]["sentence"]
+    confidence_by_department = {d["department"]: d for d in figures["confidence"]["detail"]["by_department"]}
+    assert sum(d["n_cases"] for d in confidence_by_department.values()) == len(shifted)
+    assert figures["department_mix"]["detail"]["moved"][0]["window"] == pytest.approx(
+        confidence_by_department[TRIPLED]["n_cases"] / len(shifted), abs=1e-4)
+    assert 0 < confidence_by_department[TRIPLED]["reference"] <= 1
     terms = [t["term"] for t in figures["new_terms"]["detail"]["terms"]]
     assert terms[0] == "无人机" and "无人机" in figures["new_terms"]["sentence"]
     assert figures["vocabulary"]["detail"]["window_unseen_share"] > figures["vocabulary"]["detail"][
