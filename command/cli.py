@@ -175,6 +175,8 @@ def _print_scores(outcome, title: str, candidate_word: str) -> None:
     table.add_column(f"{candidate_word} v{outcome.candidate_version}", justify="right")
     table.add_row("macro-F1 (department)", f"{outcome.champion.macro_f1:.4f}", f"{outcome.candidate.macro_f1:.4f}")
     table.add_row("red recall", _maybe(outcome.champion.red_recall), _maybe(outcome.candidate.red_recall))
+    table.add_row("red precision", _maybe(outcome.champion.red_precision, "n/a (none called red)"),
+                  _maybe(outcome.candidate.red_precision, "n/a (none called red)"))
     console.print(table)
 
 
@@ -444,7 +446,7 @@ def promote(
 ) -> None:
     """Move the champion alias to CANDIDATE only if it is not worse on reviewed cases neither model trained on.
 
-    Compares macro-F1 on the reviewers' departments and recall of their red level; logs the comparison to
+    Compares macro-F1 on the reviewers' departments, red precision and recall of their red level; logs the comparison to
     MLflow (experiment "promotion") either way. Exit code 0: promoted (or already champion); 1: refused;
     2: the comparison could not be made.
     """
@@ -480,6 +482,51 @@ def promote(
         raise typer.Exit(code=1)
 
 
+@app.command()
+def retrain(
+    history: Annotated[
+        list[Path], typer.Option("--history", help="Labeled history file(s) to train on; repeat for several.")
+    ],
+    config: Annotated[Path | None, typer.Option(help="Run configuration (YAML); default the shipped one.")] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="Audit store to export reviews from; default TRIAGE_DATABASE_URL.")
+    ] = None,
+    work_dir: Annotated[
+        Path, typer.Option(help="Where the exported reviews and last-run.json go (private; outside git).")
+    ] = Path("var/retrain"),
+    gate_share: Annotated[
+        float, typer.Option(min=0.05, max=0.9, help="Share of reviewed cases kept out of training for the gate.")
+    ] = 0.3,
+    min_cases: Annotated[int, typer.Option(min=1, help="Fewest gate cases a comparison needs.")] = 30,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Export reviews, retrain on history + reviews, and promote the new version only through the gate.
+
+    A fixed share of reviewed cases (by a hash of the case id) never trains a model: the gate judges
+    candidate and champion on them (macro-F1, red recall, red precision). The outcome is logged to MLflow
+    (experiment "retraining") and shown on the dashboard. Exit code 0: promoted; 1: refused; 2: failed.
+    """
+    _setup_logging(verbose)
+    from training.config import ConfigError, load_config
+    from training.retrain import FAILED, PROMOTED
+    from training.retrain import retrain as run_retrain
+
+    try:
+        train_config = load_config(config)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    outcome = run_retrain(history, _database_url(database_url), train_config, work_dir=work_dir,
+                          gate_share=gate_share, min_cases=min_cases)
+    colour = {"promoted": "green", "refused": "yellow"}.get(outcome.status, "red")
+    console.print(f"[bold {colour}]{outcome.status}[/]: {outcome.reason}", highlight=False)
+    console.print(f"candidate version {outcome.candidate_version or '-'}; champion {outcome.champion_before or '-'}"
+                  f" -> {outcome.champion_after or '-'}; reviews {outcome.n_train_reviews} trained on, "
+                  f"{outcome.n_gate_reviews} kept for the gate", highlight=False)
+    console.print(f"MLflow run: {outcome.link}", highlight=False, soft_wrap=True)
+    if outcome.status != PROMOTED:
+        raise typer.Exit(code=2 if outcome.status == FAILED else 1)
+
+
 def _store_reviews(url: str, since: datetime | None):
     """Reviews from the store; an empty store is fine when there is no champion to compare with."""
     from training.promote import reviews_from_store
@@ -494,8 +541,8 @@ def _store_reviews(url: str, since: datetime | None):
         raise
 
 
-def _maybe(value: float | None) -> str:
-    return "n/a (no red cases)" if value is None else f"{value:.4f}"
+def _maybe(value: float | None, missing: str = "n/a (no red cases)") -> str:
+    return missing if value is None else f"{value:.4f}"
 
 
 @app.command()
@@ -505,11 +552,15 @@ def serve(
     model: Annotated[
         str | None, typer.Option(help="Model URI or path; default TRIAGE_MODEL_URI or the champion.")
     ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="uvicorn worker processes (metrics are summed over them; with "
+                          "TRIAGE_HOTSPOT_SHARING=auto, several workers share the hot-issue state through the feed).")
+    ] = 1,
 ) -> None:
     """Serve the triage API (and its docs at /docs)."""
     from serving.app import run
 
-    run(host=host, port=port, model_uri=model)
+    run(host=host, port=port, model_uri=model, workers=workers)
 
 
 warnings_app = typer.Typer(help="Warnings (预警单): supervision notices for overdue ones.", no_args_is_help=True)

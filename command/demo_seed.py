@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         requests = demo_requests(args.data, args.limit)
-        stored = seed(Settings(), requests)
+        # The seeding process is not the server: nothing of it belongs in the server's /metrics.
+        stored = seed(Settings(metrics_enabled=False), requests)
     except (DataError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -38,9 +38,10 @@ logger = logging.getLogger(__name__)
 BUNDLE_FILE = "bundle.pkl.gz"
 LEGACY_BUNDLE_FILE = "bundle.joblib"
 #: Layout version of a pickled bundle. 1: every bundle before the version was recorded (risk model and
-#: taxonomy guard possibly absent; the risk model's text scorer pickled as ``models.risk_text``). 2: now.
+#: taxonomy guard possibly absent; the risk model's text scorer pickled as ``models.risk_text``). 2: no
+#: reference profile. 3: now (``reference``, `models.profile`).
 #: `TriageBundle.__setstate__` brings an older layout up to this one, in one place.
-BUNDLE_FORMAT = 2
+BUNDLE_FORMAT = 3
 TOP_K = 3
 
 
@@ -125,6 +126,9 @@ class TriageBundle:
     #: Flags cases outside the known departments (`models.taxonomy_guard.TaxonomyGuard`); None in bundles
     #: trained before it existed, and for routers without raw class scores.
     taxonomy_guard: Any = None
+    #: What the cases it was trained for look like (`models.profile.reference_from_training`): the drift
+    #: report's reference. None in bundles trained before it existed (format < 3): no drift report.
+    reference: dict[str, Any] | None = None
     #: `BUNDLE_FORMAT` of the code that built it (bundles say which layout they are, like hot-issue snapshots).
     format: int = BUNDLE_FORMAT
 
@@ -160,6 +164,8 @@ class TriageBundle:
         if version < 2:
             state.setdefault("risk", None)
             state.setdefault("taxonomy_guard", None)
+        if version < 3:
+            state.setdefault("reference", None)
         state["format"] = BUNDLE_FORMAT
         # However it is loaded (joblib, MLflow, a Dask worker), a model is only ever used with the word
         # segmenter it was trained with (`features.tokenizer`): this process switches to it, or refuses.

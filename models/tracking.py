@@ -7,9 +7,12 @@ directory; `MLFLOW_TRACKING_URI` (and `TRIAGE_MLFLOW_ARTIFACTS` for new experime
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 DEFAULT_DB = "mlflow.db"
+#: Where `triage retrain` records each scheduled run's outcome (and the dashboard reads the latest).
+RETRAINING_EXPERIMENT = "retraining"
 DEFAULT_ARTIFACTS = "mlartifacts"
 
 
@@ -54,3 +57,24 @@ def run_link(experiment_id: str, run_id: str) -> str:
         f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id} "
         f"(start the UI first: make mlflow-ui in the checkout, or mlflow ui --backend-store-uri {uri} --port 5000)"
     )
+
+
+def latest_run(experiment_name: str) -> dict[str, str] | None:
+    """The newest run of an experiment as its id, start time and own tags (MLflow's `mlflow.*` left out);
+    None when the experiment has no run, or the local store does not exist (reading must not create one)."""
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return None
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return None
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs:
+        return None
+    run = runs[0]
+    tags = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
+    started = datetime.fromtimestamp(run.info.start_time / 1000, tz=UTC).isoformat(timespec="seconds")
+    return {"run_id": run.info.run_id, "started_at": started, **tags}

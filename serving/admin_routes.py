@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
 from serving.auth import Role
-from serving.dependencies import ModelStateDep, SettingsDep, require_role
+from serving.dependencies import MetricsDep, ModelStateDep, SettingsDep, require_role
 from serving.model_reload import ReloadError, reload_model
 from serving.routes import AUTH_ERRORS
 from serving.schemas import ErrorResponse, ModelRef, ValidationErrorResponse
@@ -86,6 +86,7 @@ def _refuse_uri(uri: str, model_dir: Path | None) -> str | None:
 def reload(
     state: ModelStateDep,
     settings: SettingsDep,
+    metrics: MetricsDep,
     request: Annotated[ReloadRequest | None, Body()] = None,
 ) -> ReloadResponse:
     """Load TRIAGE_MODEL_URI (or `model_uri`), warm it up, then swap it in.
@@ -104,6 +105,8 @@ def reload(
         done = reload_model(state, uri)
     except ReloadError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+    if metrics is not None:  # this worker's model info at once; the others' at their next refresh
+        metrics.model(done.current.name, done.current.version)
     return ReloadResponse(
         previous=done.previous,
         current=done.current,

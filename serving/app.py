@@ -28,6 +28,9 @@ from serving.admin_routes import admin_router
 from serving.auth import KeyRing
 from serving.background import start_jobs, stop_jobs
 from serving.dependencies import AppContext, context_of
+from serving.metrics import RequestMetricsMiddleware, fresh_multiproc_dir, multiproc_dir, remove_multiproc_dir
+from serving.metrics_routes import metrics_router
+from serving.report_routes import report_router
 from serving.request_guard import AuthFailures, RequestGuardMiddleware
 from serving.review_routes import review_router
 from serving.routes import router
@@ -54,6 +57,8 @@ people (hot issues); and keeps every prediction in an append-only audit trail.
   predictions; every review is kept. `GET /v1/reports/agreement`: model vs reviewers (admin).
 * `GET /v1/warnings`, `GET /v1/warnings/{id}`, `POST /v1/warnings/{id}/acknowledge|resolve|withdraw`: warnings
   (预警单) for red and yellow cases and hot-issue alerts, with deadlines, supervision notices and webhook push.
+* `GET /v1/reports/drift`: served traffic against the model's training profile, by week, with reviewed
+  results (admin). `GET /metrics`: Prometheus metrics (admin, or open on TRIAGE_METRICS_PORT).
 * `GET /v1/model`: the loaded model: name, version, alias, when it was trained, held-out metrics.
 * `POST /v1/admin/reload`: load the new champion without dropping requests in flight (admin).
 * `GET /healthz` (process alive) and `GET /readyz` (a model is loaded).
@@ -220,19 +225,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(warning_router)
     app.include_router(outbox_router)
+    app.include_router(metrics_router)
+    app.include_router(report_router)
     app.add_middleware(ApiHeadersMiddleware)  # outside the guard, so a 413 or 429 carries the headers too
     if settings.cors_origins:  # off by default: no Access-Control-* header, browsers keep other origins out
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
             allow_headers=["X-API-Key", "Content-Type"], allow_credentials=False, max_age=600,
         )
+    if settings.metrics_enabled:  # outermost: every answer is counted, a 401, 413 or 429 too
+        app.add_middleware(RequestMetricsMiddleware)
     return app
 
 
 def run(
-    host: str = "127.0.0.1", port: int = 8000, model_uri: str | None = None, log_level: str | None = None
+    host: str = "127.0.0.1", port: int = 8000, model_uri: str | None = None, log_level: str | None = None,
+    workers: int = 1,
 ) -> None:
-    """Serve the API with uvicorn (used by `triage serve`); one process, model loaded at start-up."""
+    """Serve the API with uvicorn (used by `triage serve`); each worker loads the model at start-up.
+
+    Metrics of all workers are summed through a fresh PROMETHEUS_MULTIPROC_DIR made for this start and
+    removed when it ends (an inherited one is kept: whoever set it manages it)."""
     import uvicorn
 
     if model_uri:
@@ -241,10 +254,19 @@ def run(
         os.environ["TRIAGE_LOG_LEVEL"] = log_level
     get_settings.cache_clear()
     settings = get_settings()
+    if workers > 1 and settings.hotspot_sharing == "auto":
+        # "auto" picks local mode on SQLite, which one process owns: several workers must share the feed.
+        os.environ["TRIAGE_HOTSPOT_SHARING"] = "feed"
     configure_logging(settings.log_level)
-    uvicorn.run(
-        "serving.app:create_app", factory=True, host=host, port=port, log_level=settings.log_level.lower()
-    )
+    made = fresh_multiproc_dir() if settings.metrics_enabled and multiproc_dir() is None else None
+    try:
+        uvicorn.run(
+            "serving.app:create_app", factory=True, host=host, port=port, workers=workers,
+            log_level=settings.log_level.lower(),
+        )
+    finally:
+        if made is not None:
+            remove_multiproc_dir(made)
 
 
 app = create_app()

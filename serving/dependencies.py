@@ -25,6 +25,7 @@ from starlette.applications import Starlette
 from models.mlflow_model import LoadedModel
 from serving.auth import API_KEY_HEADER, KeyRing, Principal, Role
 from serving.hotspot_service import HotspotService
+from serving.metrics import ServiceMetrics
 from serving.request_guard import AuthFailures
 from serving.services import Services
 from serving.settings import Settings
@@ -156,6 +157,12 @@ async def get_deliverer(request: Request) -> Deliverer | None:
     return _open_services(request, NO_WARNINGS).deliverer
 
 
+async def get_metrics(request: Request) -> ServiceMetrics | None:
+    """What the service counts for /metrics; None while the services are not open (nothing is counted)."""
+    services = context_of(request.app).services
+    return None if services is None else services.metrics
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 KeyRingDep = Annotated[KeyRing, Depends(get_keyring)]
 AuthFailuresDep = Annotated[AuthFailures, Depends(get_auth_failures)]
@@ -168,6 +175,7 @@ WriterDep = Annotated[DurableWriter, Depends(get_writer)]
 HotspotsDep = Annotated[HotspotService, Depends(get_hotspots)]
 WarningsDep = Annotated[WarningDesk, Depends(get_warnings)]
 DelivererDep = Annotated[Deliverer | None, Depends(get_deliverer)]
+MetricsDep = Annotated[ServiceMetrics | None, Depends(get_metrics)]
 
 
 # -- who is calling -------------------------------------------------------------------------------------

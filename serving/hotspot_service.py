@@ -90,6 +90,8 @@ class HotspotService:
         self._diverged = False  # state no longer equals "snapshot + feed": rebuild at the next intake
         self._stop = threading.Event()
         self._follower: threading.Thread | None = None
+        #: Told the level of each alert this replica raised, once it is stored or spooled (the metrics).
+        self.on_alert: Callable[[str], None] | None = None
 
     @classmethod
     def restore(
@@ -266,9 +268,11 @@ class HotspotService:
         intakes = [*self._pending, intake]
         own_case = (intake.case.case_id, intake.case.title, intake.case.body)
         outcome: dict[int, tuple[Assignment, str | None]] = {}
+        raised: list[str] = []
 
         def apply(snapshot: SnapshotRecord | None, entries: list[FeedEntry], own: set[int]) -> DetectorWrites:
             writes = DetectorWrites()
+            raised.clear()
             for entry in entries:
                 mine = entry.seq in own and (entry.case_id, entry.title, entry.body) == own_case
                 assignment = self.detector.observe(_event(entry), terms if mine else None)
@@ -279,6 +283,7 @@ class HotspotService:
                     )
                     writes.members += case_writes.members
                     writes.alerts += case_writes.alerts
+                    raised.extend(alert[2] for alert in case_writes.alerts)
                     outcome[entry.seq] = (assignment, level)
             return writes
 
@@ -318,7 +323,13 @@ class HotspotService:
                         len(self._pending))
         self._pending.clear()
         self._diverged = False
+        self._tell_alerts(raised)
         return (*outcome[seqs[-1]], answered[0] if answered else None)
+
+    def _tell_alerts(self, levels: list[str]) -> None:
+        if self.on_alert is not None:
+            for level in levels:
+                self.on_alert(level)
 
     def _record(
         self, assignment: Assignment, case_id: str, observed: datetime, reporter_id: str | None
@@ -364,6 +375,7 @@ class HotspotService:
             # Not stored anywhere: the request fails, so the case must not join the feed later.
             self._drop_pending(case.case_id)
             raise
+        self._tell_alerts([alert[2] for alert in writes.alerts])
         return assignment, level
 
     def withdraw(self, case_id: str) -> None:

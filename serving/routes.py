@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from serving.auth import Role
 from serving.dependencies import (
     HotspotsDep,
+    MetricsDep,
     ModelDep,
     SettingsDep,
     StoreDep,
@@ -121,6 +122,7 @@ def triage(
     settings: SettingsDep,
     writer: WriterDep,
     hotspots: HotspotsDep,
+    metrics: MetricsDep,
     rescore: RescoreQuery = False,
 ) -> Response:
     """The most probable department with its calibrated confidence and the top three, whether a person
@@ -128,7 +130,7 @@ def triage(
     Every prediction is stored in the audit trail; the same case_id with the same text returns the
     stored prediction unless `rescore=true`."""
     _enforce_limits([case], settings, batch=False)
-    (result,) = triage_cases(model, [case], writer=writer, hotspots=hotspots, rescore=rescore)
+    (result,) = triage_cases(model, [case], writer=writer, hotspots=hotspots, rescore=rescore, metrics=metrics)
     # Built from validated parts: serialise it here rather than have FastAPI validate it a second time
     # (in another worker-thread hop). `response_model` still documents the shape.
     answer = TriageResponse.model_construct(**dict(result), model=model_ref(model))
@@ -149,12 +151,14 @@ def triage_batch(
     settings: SettingsDep,
     writer: WriterDep,
     hotspots: HotspotsDep,
+    metrics: MetricsDep,
     rescore: RescoreQuery = False,
 ) -> BatchResponse:
     """One result per case, in request order; case ids must be unique within the batch."""
     _enforce_limits(batch.cases, settings, batch=True)
     started = time.perf_counter()
-    results = triage_cases(model, batch.cases, writer=writer, hotspots=hotspots, rescore=rescore)
+    results = triage_cases(model, batch.cases, writer=writer, hotspots=hotspots, rescore=rescore,
+                           metrics=metrics)
     logger.info(
         "triage batch n=%d review=%d latency_ms=%.1f",
         len(results), sum(r.department.needs_review for r in results), 1000 * (time.perf_counter() - started),

@@ -17,10 +17,11 @@ from models.hotspot_settings import load_hotspot_config
 from models.tracking import configure_tracking
 from serving.deadline import Deadline
 from serving.hotspot_service import HotspotService, claim_local_state, release_local_state, shares_state
+from serving.metrics import MetricsPort, ServiceMetrics, forget_dead_workers, multiproc_dir
 from serving.model_reload import load_and_warm
 from serving.settings import Settings
 from serving.spool import DurableWriter, Spool, engine_options
-from serving.state import ModelState
+from serving.state import ModelState, model_ref
 from serving.warning_desk import WarningDesk
 from serving.webhooks import Deliverer, deliverer_from_settings
 from store import Store, upgrade_database
@@ -36,6 +37,7 @@ class Services:
     writer: DurableWriter
     hotspots: HotspotService
     warnings: WarningDesk
+    metrics: ServiceMetrics
     #: Posts outbox events to the webhook subscribers; None when none are configured.
     deliverer: Deliverer | None = None
     _closing: ExitStack | None = field(default=None, repr=False)
@@ -96,7 +98,34 @@ def open_services(settings: Settings) -> Services:
             closing.callback(deliverer.close)
         state = ModelState()
         state.model, state.error = load_and_warm(settings.model_uri)
+        metrics = open_metrics(settings, writer, state, hotspots)
+        closing.callback(metrics.close)
     except BaseException:
         closing.close()
         raise
-    return Services(settings, state, store, writer, hotspots, warnings, deliverer, closing)
+    return Services(settings, state, store, writer, hotspots, warnings, metrics, deliverer, closing)
+
+
+def open_metrics(
+    settings: Settings, writer: DurableWriter, state: ModelState, hotspots: HotspotService
+) -> ServiceMetrics:
+    """The counters and gauges of this process; the open metrics port if one is configured."""
+    metrics = ServiceMetrics(enabled=settings.metrics_enabled)
+    if not metrics.enabled:
+        return metrics
+    directory = multiproc_dir()
+    if directory is not None:
+        forget_dead_workers(directory)
+    hotspots.on_alert = metrics.alert
+
+    def read() -> tuple[bool, int, tuple[str | None, str | None] | None]:
+        model = state.model
+        ref = model_ref(model) if model is not None else None
+        return not writer.down, writer.spool.pending(), (ref.name, ref.version) if ref else None
+
+    metrics.watch(read, settings.metrics_refresh_seconds)
+    if settings.metrics_port is not None:
+        port = MetricsPort(settings.metrics_host, settings.metrics_port)
+        if port.start():
+            metrics.on_close(port.close)
+    return metrics

@@ -89,6 +89,18 @@ class Settings(BaseSettings):
         description="How often a replica replays the hot-issue feed other replicas appended to, in the background.",
     )
     log_level: str = "INFO"
+    metrics_enabled: bool = Field(
+        True, description="Count requests, cases and alerts for GET /metrics (Prometheus); false turns it all off."
+    )
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535,
+        description="Also serve /metrics without a key on this port (bind it to a private interface with "
+        "TRIAGE_METRICS_HOST). Without it, GET /metrics on the API port needs an admin key.",
+    )
+    metrics_host: str = Field("127.0.0.1", description="Interface of the open metrics port.")
+    metrics_refresh_seconds: float = Field(
+        5.0, gt=0, le=300, description="How often each worker refreshes its spool, database and model gauges."
+    )
     api_keys: SecretStr | None = Field(
         None,
         description="Comma-separated name:role:key entries (roles intake, reviewer, admin); the key may be "

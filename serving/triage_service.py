@@ -24,6 +24,7 @@ from models.bundle import Assessment, Route
 from models.hotspots import Assignment
 from models.mlflow_model import LoadedModel
 from serving.hotspot_service import HotspotService
+from serving.metrics import ServiceMetrics
 from serving.schemas import CaseTriage, Department, DepartmentScore, HotIssue, Risk, RiskReason, TriageRequest
 from serving.spool import DurableWriter
 from serving.state import model_ref
@@ -44,9 +45,11 @@ def triage_cases(
     writer: DurableWriter | None = None,
     hotspots: HotspotService | None = None,
     rescore: bool = False,
+    metrics: ServiceMetrics | None = None,
 ) -> list[CaseTriage]:
     """The answers to ``cases``, in order. ``writer``: the spool-backed writer in front of the store (the
-    service passes it; its store is the one written); ``store`` alone: writes go straight to it."""
+    service passes it; its store is the one written); ``store`` alone: writes go straight to it. ``metrics``
+    counts each prediction recorded (stored or spooled), not one answered from the store."""
     if writer is not None:
         store = writer.store
     results: list[CaseTriage | None] = [None] * len(cases)
@@ -59,7 +62,7 @@ def triage_cases(
         else:
             todo.append(i)
     if todo:
-        scored = _score([cases[i] for i in todo], model, store, writer, hotspots, rescore)
+        scored = _score([cases[i] for i in todo], model, store, writer, hotspots, rescore, metrics)
         for i, result in zip(todo, scored, strict=True):
             results[i] = result
     return [r for r in results if r is not None]
@@ -72,6 +75,7 @@ def _score(
     writer: DurableWriter | None,
     hotspots: HotspotService | None,
     rescore: bool,
+    metrics: ServiceMetrics | None = None,
 ) -> list[CaseTriage]:
     started = time.perf_counter()
     bundle = model.bundle
@@ -133,6 +137,8 @@ def _score(
             result = _from_record(record) if not record.is_new else result.model_copy(
                 update={"prediction_id": record.id, "stored_at": record.created_at}
             )
+        if metrics is not None and (record is None or record.is_new):
+            metrics.case(prediction.department, prediction.risk_level, prediction.needs_review)
         out.append(result)
         logger.info(
             "triage case_id=%s department=%s needs_review=%s risk=%s hot_issue=%s model_version=%s latency_ms=%.1f",

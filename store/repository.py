@@ -31,7 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
-from store import claims, hotspot_feed, review_queries
+from store import claims, drift_queries, hotspot_feed, review_queries
 from store.engine import make_engine, redact, writer
 from store.jsonable import to_json
 from store.records import (
@@ -424,6 +424,21 @@ class Store:
         """Model vs reviewer agreement over each case's latest review made in [since, until)."""
         with self._reads() as session:
             return review_queries.agreement_report(session, since=since, until=until)
+
+    def served_predictions(
+        self, *, since: datetime | None = None, until: datetime | None = None, limit: int = 20_000
+    ) -> tuple[list[drift_queries.ServedPrediction], bool]:
+        """Predictions made in [since, until) with their case text, newest first (at most `limit`), and whether
+        more were left out: the drift report's window."""
+        with self._reads() as session:
+            return drift_queries.served_predictions(session, since=since, until=until, limit=limit)
+
+    def reviewed_outcomes(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[drift_queries.ReviewedOutcome]:
+        """Each case's latest review of a prediction made in [since, until): results over time."""
+        with self._reads() as session:
+            return drift_queries.reviewed_outcomes(session, since=since, until=until)
 
     # -- hot issues ---------------------------------------------------------------------------------
     def add_hotspot_member(

@@ -6,8 +6,10 @@ training run's artefacts (`data/training_case_ids.txt.gz` and text fingerprints,
 for a model trained before those existed, only cases reviewed after it was trained count, and the
 comparison says so.
 
-The candidate is promoted when its macro-F1 on the reviewers' departments is at least the champion's and,
-when the set holds red cases, its recall of the reviewers' red level is at least the champion's. Fewer
+The candidate is promoted when its macro-F1 on the reviewers' departments is at least the champion's, its
+red precision (of the cases it calls red, the share reviewers made red) is at least the champion's, and,
+when the set holds red cases, its recall of the reviewers' red level is at least the champion's. Recall
+alone would let a model that calls every case red through; precision stops it. Fewer
 than `min_cases` evaluation cases is a refusal: a comparison on a handful of cases decides nothing.
 Every comparison is logged to MLflow (experiment `promotion`), promoted or not.
 """
@@ -67,6 +69,10 @@ class ModelScore:
     macro_f1: float
     red_recall: float | None
     held_out_rule: str
+    #: Of the cases the model called red, the share reviewers made red; None when it called none red.
+    red_precision: float | None = None
+    #: Cases the model called red.
+    called_red: int = 0
 
 
 @dataclass
@@ -211,11 +217,12 @@ def score(model: LoadedModel, cases: pd.DataFrame, rule: str) -> ModelScore:
     f1 = f1_score(truth, routed["department"].astype(str).to_numpy(), labels=sorted(set(truth)),
                   average="macro", zero_division=0)
     red = (cases["risk_level"] == RED).to_numpy()
-    recall: float | None = None
-    if red.any():
-        levels = routed["risk_level"].to_numpy() if "risk_level" in routed.columns else np.full(len(cases), None)
-        recall = float(np.mean(levels[red] == RED))
-    return ModelScore(version=str(model.version), macro_f1=float(f1), red_recall=recall, held_out_rule=rule)
+    levels = routed["risk_level"].to_numpy() if "risk_level" in routed.columns else np.full(len(cases), None)
+    called = levels == RED
+    recall = float(np.mean(called[red])) if red.any() else None
+    precision = float(np.mean(red[called])) if called.any() else None
+    return ModelScore(version=str(model.version), macro_f1=float(f1), red_recall=recall, held_out_rule=rule,
+                      red_precision=precision, called_red=int(called.sum()))
 
 
 @dataclass(frozen=True)
@@ -244,6 +251,11 @@ def decide(
         return False, f"candidate is worse on macro-F1: {f1}"
     if gate.must_beat and candidate.macro_f1 == champion.macro_f1:
         return False, f"candidate does not beat the champion on macro-F1: {f1}"
+    if candidate.red_precision is not None and champion.red_precision is not None \
+            and candidate.red_precision < champion.red_precision:
+        return False, (f"candidate calls red more cases reviewers did not: red precision "
+                       f"{candidate.red_precision:.4f} ({candidate.called_red} called red) vs champion "
+                       f"{champion.red_precision:.4f} ({champion.called_red}) ({f1})")
     if n_red == 0:
         better = "better" if gate.must_beat else "not worse"
         return True, f"{better} on macro-F1 ({f1}); no red cases among the {n_eval} evaluation cases, " \
@@ -345,6 +357,8 @@ def _log_run(result: PromotionResult, *, min_cases: int, source: str, since: dat
                 metrics[f"{role}_macro_f1"] = model_score.macro_f1
                 if model_score.red_recall is not None:
                     metrics[f"{role}_red_recall"] = model_score.red_recall
+                if model_score.red_precision is not None:
+                    metrics[f"{role}_red_precision"] = model_score.red_precision
         mlflow.log_metrics(metrics)
         mlflow.set_tags({"decision": result.decision, "reason": result.reason[:5000]})
         mlflow.log_dict(_comparison(result), "comparison.json")

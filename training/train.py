@@ -24,10 +24,12 @@ from rich.progress import Progress
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from features import tokenizer
+from features.prepared import prepared_cases
 from features.text import TEXT_PIPELINE_VERSION
 from models.bundle import Assessment, TriageBundle
 from models.hotspots import HotspotConfig
 from models.mlflow_model import CHALLENGER, CHAMPION, PYFUNC_ENTRY, frame_bursts, routes_frame
+from models.profile import case_figures, reference_from_training, router_vocabulary, without_tokens
 from models.risk import BoosterFitter, RiskModel
 from models.router import build_router
 from models.taxonomy_guard import TaxonomyGuard, max_class_score
@@ -52,6 +54,8 @@ MIN_CASES_PER_DEPARTMENT = 4
 #: cases it has not seen: case ids, and fingerprints of the texts (copies under other ids count as seen).
 TRAINING_CASE_IDS_ARTIFACT = "data/training_case_ids.txt.gz"
 TRAINING_TEXT_KEYS_ARTIFACT = "data/training_text_keys.txt.gz"
+#: The reference profile the drift report compares served traffic with (`models.profile`).
+REFERENCE_PROFILE_ARTIFACT = "reference/profile.json"
 
 
 class TrainingError(ValueError):
@@ -285,6 +289,7 @@ def train(
         evaluation.metrics["out_of_taxonomy_rate"] = float(np.mean(outside)) if outside else 0.0
     risk_metrics, risk_confusion = evaluate_risk(held_out, assessed)
     evaluation.metrics.update(risk_metrics)
+    bundle.reference = training_reference(bundle, train_df, test_df, routed)
     digest = data_digest(frame)
     commit = git_commit()
     bundle.metadata = {
@@ -354,6 +359,8 @@ def train(
             if risk_confusion is not None:
                 risk_confusion.to_csv(out / "risk_confusion_matrix.csv")
             mlflow.log_artifacts(str(out), artifact_path="evaluation")
+            # The drift report's reference (the training token list stays in the bundle only).
+            mlflow.log_dict(without_tokens(bundle.reference), REFERENCE_PROFILE_ARTIFACT)
             (out / "data").mkdir()
             log_training_cases(risk_frame, out / "data")  # every case the router or the risk model saw
             bundle_path = bundle.save(out / "bundle")
@@ -454,6 +461,21 @@ def _gate(result: TrainResult, comparison: ComparisonSet | None, config: TrainCo
     client.set_tag(result.run_id, "registry.version", version)
     client.set_tag(result.run_id, "registry.previous_champion", previous or "none")
     client.set_tag(result.run_id, "registry.reason", result.alias_reason[:5000])
+
+
+def training_reference(
+    bundle: TriageBundle, train_df: pd.DataFrame, test_df: pd.DataFrame, assessed: Sequence[Assessment]
+) -> dict:
+    """The reference profile (`models.profile`): the held-out cases as the bundle answers them, as serving
+    will answer unseen cases (a profile of the training split would carry its in-sample confidence), with
+    every token of the training split as what the model has seen."""
+    held = prepared_cases(test_df[INPUT_COLUMNS])
+    figures = [
+        case_figures(case, a.route.label, a.route.confidence, a.risk.level if a.risk is not None else None)
+        for case, a in zip(held, assessed, strict=True)
+    ]
+    seen = {t for case in prepared_cases(train_df[INPUT_COLUMNS]) for t in case.tokens}
+    return reference_from_training(figures, seen, router_vocabulary(bundle.router))
 
 
 def split_risk_only(cases: pd.DataFrame, config: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -35,7 +35,9 @@ from serving.dependencies import (
     WarningsDep,
     context_of,
 )
+from serving.drift_report import NoReferenceError, recent_drift_report
 from serving.request_guard import client_of
+from serving.retrain_status import last_retraining
 from serving.review_rules import LEVELS, MAX_NOTE_CHARS, Decision, decide, known_departments
 from serving.schemas import time_in_range
 from serving.state import describe_model
@@ -554,7 +556,10 @@ def dashboard_page(request: Request, principal: ReviewerDep, store: StoreDep, st
     rows = charts.case_rows(store)
     model = state.model
     info = describe_model(model) if model is not None else None
-    report = store.agreement_report() if principal.may(Role.admin) else None
+    admin = principal.may(Role.admin)
+    report = store.agreement_report() if admin else None
+    drift, drift_error = (_dashboard_drift(store, model) if admin else (None, None))
+    retraining, retraining_error = last_retraining() if admin else (None, None)
     return render(
         request,
         "dashboard.html",
@@ -566,5 +571,27 @@ def dashboard_page(request: Request, principal: ReviewerDep, store: StoreDep, st
             "report": report,
             "model": info,
             "model_error": None if model is not None else state.unavailable_reason,
+            "drift": drift,
+            "drift_error": drift_error,
+            "drift_weeks": DASHBOARD_DRIFT_WEEKS,
+            "is_admin": admin,
+            "retraining": retraining,
+            "retraining_error": retraining_error,
         },
     )
+
+
+#: The dashboard's drift section covers these last weeks, at most `DASHBOARD_DRIFT_CASES` predictions.
+DASHBOARD_DRIFT_WEEKS = 8
+DASHBOARD_DRIFT_CASES = 5_000
+
+
+def _dashboard_drift(store: Store, model: LoadedModel | None) -> tuple[dict[str, Any] | None, str | None]:
+    """The drift report of the last weeks (at most 5 minutes old), or why there is none (no model, or one
+    without a reference)."""
+    if model is None:
+        return None, "没有加载模型，无法计算漂移。"
+    try:
+        return recent_drift_report(store, model, weeks=DASHBOARD_DRIFT_WEEKS, limit=DASHBOARD_DRIFT_CASES), None
+    except NoReferenceError:
+        return None, "当前模型训练时没有保存参照画像（较早版本训练），请用当前版本重新训练后再看漂移。"

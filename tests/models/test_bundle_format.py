@@ -22,7 +22,7 @@ def _round_trip(bundle: TriageBundle, change: dict | None = None, drop: tuple[st
 
 
 def test_a_new_bundle_records_its_format(demo_bundle: TriageBundle) -> None:
-    assert demo_bundle.format == BUNDLE_FORMAT == 2
+    assert demo_bundle.format == BUNDLE_FORMAT == 3
     assert pickle.loads(pickle.dumps(demo_bundle)).format == BUNDLE_FORMAT
 
 
@@ -34,7 +34,13 @@ def test_a_format_1_bundle_without_risk_or_guard_loads_and_routes(demo_bundle: T
     assert assessed.risk is None
 
 
-@pytest.mark.parametrize("version", [3, 99, "2"])
+def test_a_format_2_bundle_without_a_reference_profile_loads_and_routes(demo_bundle: TriageBundle) -> None:
+    old = _round_trip(demo_bundle, change={"format": 2}, drop=("reference",))
+    assert old.format == BUNDLE_FORMAT and old.reference is None
+    assert old.route_one("路灯坏了", "小区门口的路灯不亮") == demo_bundle.route_one("路灯坏了", "小区门口的路灯不亮")
+
+
+@pytest.mark.parametrize("version", [4, 99, "2"])
 def test_a_bundle_of_a_format_this_code_does_not_know_is_refused_with_what_to_do(
     demo_bundle: TriageBundle, version: object
 ) -> None:

@@ -409,6 +409,7 @@ def test_the_dashboard_shows_charts_alerts_and_the_model(app_client: TestClient,
     assert log_in(admin, ADMIN_KEY).status_code == 303
     admin_html = admin.get("/dashboard").text
     assert "已审核" in admin_html and "部门一致" in admin_html
+    assert "数据漂移与模型效果" in admin_html and "没有保存参照画像" in admin_html  # demo bundle: no reference
 
 
 def test_the_chart_picks_its_period_and_stacks_counts() -> None:

@@ -232,6 +232,43 @@ def test_decision_rules() -> None:
     assert promoted and "red recall not compared" in reason
     promoted, reason = decide(replace(champ, macro_f1=0.99), champ, 29, 3, 30)
     assert not promoted and "only 29 reviewed cases" in reason
+    # Red precision: calling more cases red than reviewers did is worse, whatever it does to recall.
+    precise = replace(champ, red_precision=0.6, called_red=12)
+    promoted, reason = decide(replace(precise, red_recall=1.0, red_precision=0.1, called_red=100), precise, 100, 10, 30)
+    assert not promoted and "red precision 0.1000 (100 called red) vs champion 0.6000" in reason
+    assert decide(replace(precise, version="2", red_precision=0.6), precise, 100, 10, 30)[0]
+
+
+class AlwaysRed:
+    """A risk model that calls every case red: its recall of red is perfect, and it must not pass the gate."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def predict(self, *args: object, **kwargs: object) -> list:
+        return [replace(result, level="red") for result in self.inner.predict(*args, **kwargs)]
+
+
+@pytest.mark.slow
+def test_a_model_that_calls_every_case_red_cannot_pass_the_gate(good: TrainResult, reviews_csv: Path) -> None:
+    from training.promote import score
+
+    reviews = reviews_from_file(reviews_csv)
+    champion = load_model(f"models:/{MODEL_NAME}/{good.model_version}")
+    everything_red = LoadedModel(bundle=replace(champion.bundle, risk=AlwaysRed(champion.bundle.risk)),
+                                 uri="test:always-red", name=MODEL_NAME, version="always-red")
+    n_red = int((reviews["risk_level"] == "red").sum())
+    assert 0 < n_red < len(reviews)
+    candidate, incumbent = score(everything_red, reviews, ""), score(champion, reviews, "")
+    # Same router: the same macro-F1; every red case caught; but red precision is just the share of red cases.
+    assert candidate.macro_f1 == incumbent.macro_f1
+    assert candidate.red_recall == 1.0 >= incumbent.red_recall
+    assert candidate.called_red == len(reviews) and candidate.red_precision == pytest.approx(n_red / len(reviews))
+    promoted, reason = decide(candidate, incumbent, len(reviews), n_red, 30)
+    assert not promoted and "calls red more cases reviewers did not" in reason
 
 
 def test_a_model_without_training_ids_is_judged_on_cases_reviewed_after_it_was_trained(

@@ -368,3 +368,30 @@ def test_train_time_and_promote_time_metrics_agree_on_the_same_cases(
     assert logged["risk_n_eval"] == len(held) and (held["risk_level"] == "red").any()
     assert scored.macro_f1 == pytest.approx(logged["macro_f1"], abs=1e-12)
     assert scored.red_recall == pytest.approx(logged["risk_red_recall"], abs=1e-12)
+
+
+@pytest.mark.slow
+def test_the_reference_profile_describes_the_held_out_cases_and_is_logged(
+    first: TrainResult, held_out: pd.DataFrame, tmp_path: Path
+) -> None:
+    from models.profile import CONFIDENCE_EDGES
+
+    reference = first.bundle.reference
+    assert reference is not None and reference["n_cases"] == len(held_out)
+    assert set(reference["department_mix"]) <= set(first.bundle.classes)
+    assert sum(reference["department_mix"].values()) == pytest.approx(1.0)
+    assert sum(reference["risk_mix"].values()) == pytest.approx(1.0)
+    assert reference["confidence"]["edges"] == CONFIDENCE_EDGES
+    assert sum(reference["confidence"]["shares"]) == pytest.approx(1.0)
+    assert sum(reference["text_length"]["shares"]) == pytest.approx(1.0)
+    # Held-out text has words the training split never had, and the router keeps fewer words than it saw.
+    assert 0 < reference["vocabulary"]["unseen_share"] < 0.2
+    assert 0.5 < reference["vocabulary"]["coverage"] < 1 - reference["vocabulary"]["unseen_share"] + 1e-9
+    assert 0 < reference["place_share"] <= 1
+    assert set(reference["by_department"]) == set(reference["department_mix"])
+    assert "燃气" in reference["training_tokens"]
+    local = Path(mlflow.artifacts.download_artifacts(run_id=first.run_id, artifact_path="reference/profile.json",
+                                                     dst_path=str(tmp_path)))
+    logged = json.loads(local.read_text("utf-8"))
+    assert "training_tokens" not in logged and logged["n_training_tokens"] == len(reference["training_tokens"])
+    assert logged["department_mix"] == pytest.approx(reference["department_mix"])
