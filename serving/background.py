@@ -1,9 +1,13 @@
 """The service's periodic jobs, run in its lifespan: issuing warnings, the overdue sweep and webhook delivery.
 
-Each is an asyncio task whose round runs in a worker thread (the store and httpx calls block), so a slow
-receiver or database never holds the event loop. A failed round is logged and tried again next period; a
-job never stops the service. Several replicas may run them at once: issuing is idempotent per source, the
-sweep escalates by conditional updates and deliveries are claimed (`store.outbox`), so nothing is done twice.
+Each is an asyncio task whose round runs on a daemon thread of its own `Deadline` (the store and httpx calls
+block), so a slow receiver or database never holds the event loop. A database that hangs without failing
+(a stopped proxy) must not hang the service either: a round is awaited at most `ROUND_SECONDS`, and none
+starts while the writer counts the database as down; a round stuck in such a call keeps its daemon thread,
+never asyncio's default executor, which the service's shutdown waits for. A failed round is logged and
+tried again next period; a job never stops the service. Several replicas may run them at once: issuing is
+idempotent per source, the sweep escalates by conditional updates and deliveries are claimed
+(`store.outbox`), so nothing is done twice.
 """
 
 from __future__ import annotations
@@ -13,32 +17,48 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from serving.deadline import Deadline
 from serving.services import Services
 
 logger = logging.getLogger(__name__)
 
 
-async def _every(name: str, seconds: float, job: Callable[[], object]) -> None:
+#: Longest a round is awaited before it counts as hung (its thread is then left to the database).
+ROUND_SECONDS = 60.0
+
+
+async def _every(
+    name: str, seconds: float, job: Callable[[], object], rounds: Deadline, paused: Callable[[], bool]
+) -> None:
     while True:
-        try:
-            await asyncio.to_thread(job)
-        except Exception as exc:
-            logger.warning("%s round failed (%s); tried again in %.1f s", name, type(exc).__name__, seconds)
+        if not paused():
+            try:
+                await asyncio.wait_for(asyncio.wrap_future(rounds.submit(job)), timeout=rounds.seconds)
+            except TimeoutError:
+                logger.warning("%s round had no answer within %.0f s; tried again in %.1f s", name, rounds.seconds,
+                               seconds)
+            except Exception as exc:
+                logger.warning("%s round failed (%s); tried again in %.1f s", name, type(exc).__name__, seconds)
         await asyncio.sleep(seconds)
 
 
 def start_jobs(services: Services) -> list[asyncio.Task[None]]:
     """Start the sweep and (with subscribers configured) the delivery worker; cancel them with `stop_jobs`."""
     settings = services.settings
+    rounds = Deadline(ROUND_SECONDS, workers=3)  # one per job: a hung round never delays another job's
+
+    def paused() -> bool:
+        return services.writer.down  # the database is not answering: the writer retries it, the jobs wait
+
     tasks = [
-        asyncio.create_task(_every("warning issue", settings.warning_issue_seconds, services.warnings.issue_new),
-                            name="warning-issue"),
-        asyncio.create_task(_every("warning sweep", settings.warning_sweep_seconds, services.warnings.sweep),
-                            name="warning-sweep"),
+        asyncio.create_task(_every("warning issue", settings.warning_issue_seconds, services.warnings.issue_new,
+                                   rounds, paused), name="warning-issue"),
+        asyncio.create_task(_every("warning sweep", settings.warning_sweep_seconds, services.warnings.sweep,
+                                   rounds, paused), name="warning-sweep"),
     ]
     if services.deliverer is not None:
         tasks.append(asyncio.create_task(
-            _every("webhook delivery", settings.webhook_poll_seconds, services.deliverer.deliver_due),
+            _every("webhook delivery", settings.webhook_poll_seconds, services.deliverer.deliver_due, rounds, paused),
             name="webhook-delivery",
         ))
     return tasks

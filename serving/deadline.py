@@ -41,9 +41,15 @@ class Deadline:
         for thread in self._threads:
             thread.start()
 
-    def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def submit(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
+        """Queue a call on the daemon threads; it is dropped if not started within `seconds`. For callers that
+        wait in their own way (the service's periodic jobs await it without holding a thread)."""
         future: Future[T] = Future()
         self._jobs.put((time.monotonic() + self.seconds, future, lambda: function(*args, **kwargs)))
+        return future
+
+    def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        future = self.submit(function, *args, **kwargs)
         try:
             return future.result(timeout=self.seconds)
         except FutureTimeout:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
+from sqlalchemy.engine import make_url
+
 from features.text import init_tokenizer
 from models.hotspot_settings import load_hotspot_config
 from models.tracking import configure_tracking
@@ -66,6 +68,15 @@ def open_store(settings: Settings) -> Store:
     )
 
 
+def open_desk_store(settings: Settings) -> Store:
+    """The store the warning desk and its jobs use: the same database (already migrated), its own few
+    connections (PostgreSQL; SQLite's local file cannot hang that way)."""
+    options = engine_options(settings.database_url, settings.db_connect_timeout, settings.db_call_timeout)
+    if make_url(settings.database_url).get_backend_name() == "postgresql":
+        options |= {"pool_size": 2, "max_overflow": 2}
+    return Store.from_url(settings.database_url, **options)
+
+
 def open_services(settings: Settings) -> Services:
     """Open the store, the writer in front of it, the hot-issue detector and the model, in that order.
 
@@ -92,7 +103,12 @@ def open_services(settings: Settings) -> Services:
         closing.callback(hotspots.close)
         hotspots.follow(settings.hotspot_follow_seconds)
         writer.start()
-        warnings = WarningDesk.open(store, settings.warning_policy, settings.district_gazetteer)
+        # The warning desk and its periodic jobs get a small pool of their own: a round stuck in a database
+        # that hangs without failing holds its connection until the database answers, and must never take
+        # the connections the request path, the writer and the hot-issue feed need.
+        desk_store = open_desk_store(settings)
+        closing.callback(desk_store.dispose)
+        warnings = WarningDesk.open(desk_store, settings.warning_policy, settings.district_gazetteer)
         deliverer = deliverer_from_settings(warnings.outbox, settings)
         if deliverer is not None:
             closing.callback(deliverer.close)
