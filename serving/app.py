@@ -28,6 +28,7 @@ from serving.admin_routes import admin_router
 from serving.auth import KeyRing
 from serving.background import start_jobs, stop_jobs
 from serving.dependencies import AppContext, context_of
+from serving.report_routes import report_router
 from serving.request_guard import AuthFailures, RequestGuardMiddleware
 from serving.review_routes import review_router
 from serving.routes import router
@@ -220,6 +221,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(warning_router)
     app.include_router(outbox_router)
+    app.include_router(report_router)
     app.add_middleware(ApiHeadersMiddleware)  # outside the guard, so a 413 or 429 carries the headers too
     if settings.cors_origins:  # off by default: no Access-Control-* header, browsers keep other origins out
         app.add_middleware(

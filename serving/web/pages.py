@@ -10,6 +10,7 @@ and the decision only.
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -35,6 +36,10 @@ from serving.dependencies import (
     WarningsDep,
     context_of,
 )
+from serving.reports.build import build_report
+from serving.reports.pdf import PdfError, html_to_pdf
+from serving.reports.period import PERIODS, TITLES, PeriodError
+from serving.reports.render import render_body, render_document
 from serving.request_guard import client_of
 from serving.review_rules import LEVELS, MAX_NOTE_CHARS, Decision, decide, known_departments
 from serving.schemas import time_in_range
@@ -72,7 +77,7 @@ from store.review_queries import SearchRefused, search_terms
 
 logger = logging.getLogger(__name__)
 
-PAGE_PREFIXES = ("/review", "/dashboard")
+PAGE_PREFIXES = ("/review", "/dashboard", "/reports")
 LOGIN_PATH = "/review/login"
 QUEUE_PAGE_SIZE = 50
 STALE_PAGE = "页面已过期（CSRF 校验失败），请刷新页面后重试。"
@@ -550,11 +555,14 @@ async def post_review(
 
 # -- dashboard --------------------------------------------------------------------------------------
 @router.get("/dashboard", response_class=HTMLResponse)
-def dashboard_page(request: Request, principal: ReviewerDep, store: StoreDep, state: ModelStateDep) -> HTMLResponse:
+def dashboard_page(
+    request: Request, principal: ReviewerDep, store: StoreDep, state: ModelStateDep, warnings: WarningsDep
+) -> HTMLResponse:
     rows = charts.case_rows(store)
     model = state.model
     info = describe_model(model) if model is not None else None
     report = store.agreement_report() if principal.may(Role.admin) else None
+    summary = warnings.book.summary()
     return render(
         request,
         "dashboard.html",
@@ -566,5 +574,108 @@ def dashboard_page(request: Request, principal: ReviewerDep, store: StoreDep, st
             "report": report,
             "model": info,
             "model_error": None if model is not None else state.unavailable_reason,
+            "warnings": summary,
+            "district_levels": charts.level_table(summary.by_district, summary.district_level),
+            "department_levels": charts.level_table(summary.by_department, summary.department_level),
         },
     )
+
+
+# -- situation reports -------------------------------------------------------------------------------
+#: PDFs printed at once by the page (each a Chromium process); more wait for none and are told to retry.
+_printing = threading.BoundedSemaphore(2)
+PDF_TIMEOUT_S = 60.0
+
+
+def _report_request(period: str | None, day: str | None) -> tuple[str, str | None, str | None]:
+    """The period and date as the form shows them, and what is wrong with them (None if nothing)."""
+    period = period or "week"
+    if period not in PERIODS:
+        return "week", day, f"报告周期只能是：{'、'.join(f'{TITLES[p]}（{p}）' for p in PERIODS)}。"
+    return period, day or None, None
+
+
+def _admin_only(request: Request, principal: Principal) -> HTMLResponse | None:
+    if principal.may(Role.admin):
+        return None
+    return error_page(request, status.HTTP_403_FORBIDDEN, "无权访问", "形势报告仅管理员可见。")
+
+
+@router.get("/reports", response_class=HTMLResponse)
+def reports_page(
+    request: Request,
+    principal: ReviewerDep,
+    warnings: WarningsDep,
+    period: Annotated[str | None, Query(max_length=16)] = None,
+    day: Annotated[str | None, Query(alias="date", max_length=32)] = None,
+) -> HTMLResponse:
+    """The admins' report page: pick a period and its last day, read the report, download it as PDF or HTML."""
+    refused = _admin_only(request, principal)
+    if refused is not None:
+        return refused
+    period, day, error = _report_request(period, day)
+    built = None
+    if error is None:
+        try:
+            built = build_report(warnings, period, day)
+        except PeriodError:
+            error = "日期格式应为 YYYY-MM-DD，且在 2000-01-01 至 2100-12-31 之间。"
+    query = {"period": period} | ({"date": built.window.day.isoformat()} if built else {})
+    return render(
+        request,
+        "reports.html",
+        {
+            "periods": [(p, TITLES[p]) for p in PERIODS],
+            "period": period,
+            "day": built.window.day.isoformat() if built else (day or ""),
+            "error": error,
+            "body": render_body(built) if built else None,
+            "pdf_url": "/reports/download?" + urlencode(query | {"format": "pdf"}),
+            "html_url": "/reports/download?" + urlencode(query | {"format": "html"}),
+        },
+        status.HTTP_200_OK if error is None else status.HTTP_422_UNPROCESSABLE_CONTENT,
+    )
+
+
+@router.get("/reports/download")
+def download_report(
+    request: Request,
+    principal: ReviewerDep,
+    warnings: WarningsDep,
+    period: Annotated[str | None, Query(max_length=16)] = None,
+    day: Annotated[str | None, Query(alias="date", max_length=32)] = None,
+    fmt: Annotated[str, Query(alias="format", max_length=8)] = "pdf",
+) -> Response:
+    """The report as a file: PDF (A4, printed by Chromium) or the self-contained HTML."""
+    refused = _admin_only(request, principal)
+    if refused is not None:
+        return refused
+    period, day, error = _report_request(period, day)
+    if error is None and fmt not in ("pdf", "html"):
+        error = "文件格式只能是 pdf 或 html。"
+    if error is not None:
+        return error_page(request, status.HTTP_422_UNPROCESSABLE_CONTENT, "无法生成报告", error)
+    try:
+        built = build_report(warnings, period, day)
+    except PeriodError:
+        return error_page(request, status.HTTP_422_UNPROCESSABLE_CONTENT, "无法生成报告",
+                          "日期格式应为 YYYY-MM-DD，且在 2000-01-01 至 2100-12-31 之间。")
+    html = render_document(built)
+    name = f"report-{period}-{built.window.day.isoformat()}"
+    logger.info("web report download period=%s date=%s format=%s by %s", period, built.window.day, fmt,
+                principal.name)
+    if fmt == "html":
+        return Response(html, media_type="text/html; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}.html"'})
+    if not _printing.acquire(blocking=False):
+        return error_page(request, status.HTTP_503_SERVICE_UNAVAILABLE, "稍后重试", "正在生成其他报告，请稍后重试。")
+    try:
+        pdf = html_to_pdf(html, timeout_s=PDF_TIMEOUT_S)
+    except PdfError as exc:
+        logger.warning("report PDF failed: %s", exc)
+        return error_page(request, status.HTTP_503_SERVICE_UNAVAILABLE, "无法生成 PDF",
+                          "服务器无法打印 PDF（未安装 Chromium 或打印超时），请下载 HTML 版本。")
+    finally:
+        _printing.release()
+    return Response(pdf, media_type="application/pdf",
+                    headers={"Content-Disposition": f'attachment; filename="{name}.pdf"'})
