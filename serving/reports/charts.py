@@ -18,6 +18,7 @@ from functools import cache
 
 import matplotlib
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 logger = logging.getLogger(__name__)
 
@@ -80,15 +81,19 @@ def level_comparison(current: Mapping[str, int], previous: Mapping[str, int], cu
         ax.bar_label(bars, fontsize=8)
         ax.set_xticks(list(xs), [LEVEL_NAMES[lv] for lv in LEVEL_ORDER])
         ax.set_ylabel("案件数")
-        ax.legend(frameon=False, fontsize=8)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(frameon=False, fontsize=8, ncols=2, loc="lower center", bbox_to_anchor=(0.5, 1.0))
         ax.spines[["top", "right"]].set_visible(False)
         return figure
 
     return _draw(build)
 
 
-def daily_levels(by_day: Mapping[date, Mapping[str, int]]) -> str:
-    """Stacked bars: cases per day by level."""
+def daily_levels(by_day: Mapping[date, Mapping[str, int]]) -> str | None:
+    """Stacked bars: cases per day by level; None when the window has no case (an empty chart says nothing)."""
+    if not any(sum(levels.values()) for levels in by_day.values()):
+        return None
+
     def build() -> Figure:
         days = sorted(by_day)
         figure = _figure(7.0, 2.6)
@@ -101,20 +106,27 @@ def daily_levels(by_day: Mapping[date, Mapping[str, int]]) -> str:
         every = max(1, len(days) // 10)
         ax.set_xticks(range(0, len(days), every), [days[i].strftime("%m-%d") for i in range(0, len(days), every)])
         ax.set_ylabel("案件数")
-        ax.legend(frameon=False, fontsize=8, ncols=4)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(frameon=False, fontsize=8, ncols=4, loc="lower center", bbox_to_anchor=(0.5, 1.0))
         ax.spines[["top", "right"]].set_visible(False)
         return figure
 
     return _draw(build)
 
 
-def ranked_levels(pairs: Mapping[tuple[str, str], int], title: str, levels: Sequence[str] = ("red", "yellow")) -> str:
-    """Horizontal stacked bars of the `TOP_N` names (departments or districts) with most cases at `levels`."""
+def ranked_levels(
+    pairs: Mapping[tuple[str, str], int], levels: Sequence[str] = ("red", "yellow")
+) -> str | None:
+    """Horizontal stacked bars of the `TOP_N` names (departments or districts) with most cases at `levels`;
+    None when no case is at those levels."""
+    totals: dict[str, int] = {}
+    for (name, level), n in pairs.items():
+        if level in levels and n:
+            totals[name] = totals.get(name, 0) + n
+    if not totals:
+        return None
+
     def build() -> Figure:
-        totals: dict[str, int] = {}
-        for (name, level), n in pairs.items():
-            if level in levels:
-                totals[name] = totals.get(name, 0) + n
         names = [n for n, _ in sorted(totals.items(), key=lambda p: (-p[1], p[0]))[:TOP_N]][::-1]
         figure = _figure(5.2, 0.6 + 0.28 * max(3, len(names)))
         ax = figure.subplots()
@@ -123,11 +135,9 @@ def ranked_levels(pairs: Mapping[tuple[str, str], int], title: str, levels: Sequ
             values = [pairs.get((name, level), 0) for name in names]
             ax.barh(range(len(names)), values, 0.6, left=left, color=LEVEL_COLOURS[level], label=LEVEL_NAMES[level])
             left = [a + v for a, v in zip(left, values, strict=True)]
-        ax.set_yticks(range(len(names)), [("未识别" if n == "unknown" else n) for n in names])
-        ax.set_title(title, fontsize=10)
-        if not names:
-            ax.text(0.5, 0.5, "本期没有红色或黄色案件", ha="center", va="center", transform=ax.transAxes)
-        ax.legend(frameon=False, fontsize=8, loc="lower right")
+        ax.set_yticks(range(len(names)), [("未识别区县" if n == "unknown" else n) for n in names])
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(frameon=False, fontsize=8, ncols=2, loc="lower center", bbox_to_anchor=(0.5, 1.0))
         ax.spines[["top", "right"]].set_visible(False)
         return figure
 

@@ -85,9 +85,9 @@ def context(report: Report) -> dict[str, Any]:
         "previous_risk_districts": f.previous.risk_by_district,
         "charts": {
             "levels": charts.level_comparison(f.cases.by_level, f.previous.by_level, "本期", previous_name),
-            "daily": charts.daily_levels(f.cases.by_day) if len(w.days) > 1 else None,
-            "departments": charts.ranked_levels(f.cases.department_level, "红黄案件较多的部门"),
-            "districts": charts.ranked_levels(f.cases.district_level, "红黄案件较多的区县"),
+            "daily": charts.daily_levels(f.cases.by_day) if len(w.days) > 1 else None,  # a day: one bar
+            "departments": charts.ranked_levels(f.cases.department_level),
+            "districts": charts.ranked_levels(f.cases.district_level),
         },
     }
 

@@ -19,7 +19,7 @@ from command.cli import app as cli
 from features.districts import load_gazetteer
 from models.warning_policy import load_warning_policy
 from serving.app import create_app
-from serving.reports.build import build_report, report_summary
+from serving.reports.build import build_report
 from serving.reports.period import PeriodError, parse_day, report_window
 from serving.reports.render import change, render_document
 from serving.settings import Settings
@@ -91,7 +91,7 @@ def fill(store: Store, desk: WarningDesk) -> None:
     book = desk.book
     # Two warnings issued this week (one of them three days ago, so past its deadlines), one the week before.
     book.clock = lambda: NOW - timedelta(days=3)
-    old, _ = book.issue(WarningDraft("case", "A3", "red", "环境保护", "东港区", [], case_id="A3"))
+    book.issue(WarningDraft("case", "A3", "red", "环境保护", "东港区", [], case_id="A3"))
     book.clock = lambda: NOW - timedelta(hours=1)
     book.issue(WarningDraft("case", "A1", "red", "城乡建设", "南湖区", [], case_id="A1"))
     book.clock = lambda: NOW - timedelta(days=8)
