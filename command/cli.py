@@ -598,13 +598,14 @@ REPORT_SUFFIXES = (".html", ".pdf")
 
 @app.command("report")
 def report(
-    out: Annotated[Path, typer.Option("--out", help="Where to write the report: FILE.html (one self-contained "
-                                      "file) or FILE.pdf (A4, printed by Chromium; TRIAGE_CHROMIUM names it).")],
+    out: Annotated[str, typer.Option("--out", help="Where to write the report: FILE.html (one self-contained "
+                                     "file) or FILE.pdf (A4, printed by Chromium; TRIAGE_CHROMIUM names it). "
+                                     "{date} in the name is replaced by the last day covered.")],
     period: Annotated[
         str, typer.Option(help="day (调度日报), week (形势周报: 7 days) or month (月报: 30 days).")
     ] = "week",
-    date: Annotated[str | None, typer.Option(help="The last day covered, YYYY-MM-DD; default today in the "
-                                             "warning policy's time zone.")] = None,
+    date: Annotated[str, typer.Option(help="The last day covered: YYYY-MM-DD, today or yesterday (in the "
+                                       "warning policy's time zone).")] = "today",
     database_url: DatabaseOption = None,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds Chromium may take to print the PDF.")] = 90.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -617,31 +618,36 @@ def report(
     from serving.reports.period import PeriodError, parse_period
     from serving.reports.render import render_document
 
-    suffix = out.suffix.lower()
+    target = Path(out)
+    suffix = target.suffix.lower()
     if suffix not in REPORT_SUFFIXES:
-        raise _fail(f"--out {str(out)!r}: the file name must end in .html or .pdf")
-    if not out.parent.is_dir():
-        raise _fail(f"--out {str(out)!r}: folder {str(out.parent)!r} does not exist")
+        raise _fail(f"--out {out!r}: the file name must end in .html or .pdf")
+    if not target.parent.is_dir():
+        raise _fail(f"--out {out!r}: folder {str(target.parent)!r} does not exist")
     try:
         parse_period(period)
     except PeriodError as exc:
         raise _fail(f"--{exc}") from None
-    _, store, desk = _warning_desk(database_url)
+    settings, store, desk = _warning_desk(database_url)
     with store:
+        zone, now = desk.policy.zone, datetime.now(UTC)
+        relative = {"today": 0, "yesterday": 1}.get(date.strip().lower())
+        day = (now.astimezone(zone) - timedelta(days=relative)).date() if relative is not None else date
         try:
-            built = build_report(desk, period, date)
+            built = build_report(desk, period, day, now=now)
         except PeriodError as exc:
             raise _fail(f"--{exc}") from None
         html = render_document(built)
+    target = Path(out.replace("{date}", built.window.day.isoformat()))
     if suffix == ".pdf":
         try:
-            out.write_bytes(html_to_pdf(html, timeout_s=timeout))
+            target.write_bytes(html_to_pdf(html, chromium=settings.chromium, timeout_s=timeout))
         except PdfError as exc:
             raise _fail(str(exc)) from None
     else:
-        out.write_text(html, encoding="utf-8")
+        target.write_text(html, encoding="utf-8")
     cases = built.figures.cases
-    console.print(f"{built.title}（{built.window.label}）written to {out}: {cases.total} case(s), "
+    console.print(f"{built.title}（{built.window.label}）written to {target}: {cases.total} case(s), "
                   f"{built.figures.warnings.total} warning(s) issued, {built.figures.backlog.overdue} overdue, "
                   f"{len(built.figures.alerts)} hot issue(s)", highlight=False, soft_wrap=True)
 

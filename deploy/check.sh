@@ -29,13 +29,14 @@ fi
 if command -v systemd-analyze >/dev/null; then
     R="$WORK/root"
     mkdir -p "$R/opt/grievance-triage/.venv/bin" "$R/usr/bin" "$R/etc/systemd/system" "$R/usr/lib/systemd"
-    cp "$ROOT/.venv/bin/uvicorn" "$ROOT/.venv/bin/mlflow" "$R/opt/grievance-triage/.venv/bin/"
+    cp "$ROOT/.venv/bin/uvicorn" "$ROOT/.venv/bin/mlflow" "$ROOT/.venv/bin/triage" "$R/opt/grievance-triage/.venv/bin/"
     cp "$(command -v curl)" "$R/usr/bin/curl"
     cp -r /usr/lib/systemd/system "$R/usr/lib/systemd/"
-    cp "$HERE"/systemd/*.service "$R/etc/systemd/system/"
+    cp "$HERE"/systemd/*.service "$HERE"/systemd/*.timer "$R/etc/systemd/system/"
     # verify only warns (exit 0) about a line it cannot parse and then ignores it: any output fails here.
     if out=$(systemd-analyze verify --man=no --root="$R" \
-        grievance-triage@8001.service grievance-triage@8002.service mlflow.service 2>&1) && [ -z "$out" ]; then
+        grievance-triage@8001.service grievance-triage@8002.service mlflow.service \
+        triage-report.service triage-report.timer 2>&1) && [ -z "$out" ]; then
         echo "systemd units: ok"
     else
         printf '%s\n' "$out"; echo "systemd units: FAILED"; status=1

@@ -3,7 +3,7 @@
 Chromium lays out the Chinese text with the machine's fonts and embeds the subsets it used, so the PDF
 reads the same anywhere; the page size and margins come from the stylesheet's `@page` rule. It runs as a
 subprocess with its own throw-away profile and a timeout, so a stuck browser fails the report, not the
-caller. `TRIAGE_CHROMIUM` names another binary.
+caller. `TRIAGE_CHROMIUM` (`Settings.chromium`) names another binary.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ENV = "TRIAGE_CHROMIUM"
+CHROMIUM_SETTING = "TRIAGE_CHROMIUM"
 DEFAULT_TIMEOUT_S = 90.0
 
 
@@ -25,12 +25,12 @@ class PdfError(RuntimeError):
 
 
 def chromium_path(configured: str | None = None) -> str:
-    """The Chromium to run: `configured`, else $TRIAGE_CHROMIUM, else /usr/bin/chromium; PdfError if absent."""
-    name = configured or os.environ.get(CHROMIUM_ENV) or DEFAULT_CHROMIUM
+    """The Chromium to run (`configured`, else /usr/bin/chromium) as a path; PdfError if it is not there."""
+    name = configured or DEFAULT_CHROMIUM
     found = shutil.which(name)
     if found is None:
         raise PdfError(f"Chromium not found at {name!r}: install it (apt-get install chromium) or set "
-                       f"{CHROMIUM_ENV} to its path; or write the report as .html")
+                       f"{CHROMIUM_SETTING} to its path; or write the report as .html")
     return found
 
 

@@ -32,6 +32,7 @@ from serving.dependencies import (
     OpenStoreDep,
     ReviewerDep,
     SessionSecretDep,
+    SettingsDep,
     StoreDep,
     WarningsDep,
     context_of,
@@ -642,6 +643,7 @@ def download_report(
     request: Request,
     principal: ReviewerDep,
     warnings: WarningsDep,
+    settings: SettingsDep,
     period: Annotated[str | None, Query(max_length=16)] = None,
     day: Annotated[str | None, Query(alias="date", max_length=32)] = None,
     fmt: Annotated[str, Query(alias="format", max_length=8)] = "pdf",
@@ -670,7 +672,7 @@ def download_report(
     if not _printing.acquire(blocking=False):
         return error_page(request, status.HTTP_503_SERVICE_UNAVAILABLE, "稍后重试", "正在生成其他报告，请稍后重试。")
     try:
-        pdf = html_to_pdf(html, timeout_s=PDF_TIMEOUT_S)
+        pdf = html_to_pdf(html, chromium=settings.chromium, timeout_s=PDF_TIMEOUT_S)
     except PdfError as exc:
         logger.warning("report PDF failed: %s", exc)
         return error_page(request, status.HTTP_503_SERVICE_UNAVAILABLE, "无法生成 PDF",
