@@ -197,6 +197,10 @@ def test_the_command_writes_html_and_refuses_bad_options_clearly(filled_url: str
     assert done.exit_code == 0, done.output
     assert "形势周报（2026年11月30日—12月6日）written to" in done.output and "6 case(s)" in done.output
     assert "本期共受理案件 6 件" in out.read_text(encoding="utf-8")
+    # As the weekly job runs it: the day before today (policy's zone), named in the file.
+    yesterday = (datetime.now(ZONE) - timedelta(days=1)).date().isoformat()
+    named = run_report(filled_url, "--date", "yesterday", "--out", str(tmp_path / "weekly-{date}.html"))
+    assert named.exit_code == 0 and (tmp_path / f"weekly-{yesterday}.html").exists(), named.output
     for args, message in [
         (["--out", str(tmp_path / "r.docx")], "the file name must end in .html or .pdf"),
         (["--out", str(tmp_path / "missing" / "r.pdf")], "does not exist"),
@@ -302,3 +306,21 @@ def embedded(font: Any) -> bool:
         return "/CharProcs" in font
     descriptor = (font["/DescendantFonts"][0].get_object() if font["/Subtype"] == "/Type0" else font)["/FontDescriptor"]
     return any(key in descriptor.get_object() for key in ("/FontFile", "/FontFile2", "/FontFile3"))
+
+
+def test_the_reports_page_and_its_downloads(filled_url: str, demo_bundle_dir: Path, tmp_path: Path) -> None:
+    settings = Settings(model_uri=str(demo_bundle_dir), database_url=filled_url,
+                        chromium=str(tmp_path / "no-chromium"))
+    with TestClient(create_app(settings)) as client:
+        page = client.get("/reports", params={"period": "week", "date": "2026-12-06"}, headers=ADMIN)
+        assert page.status_code == 200 and "本期共受理案件 6 件" in page.text
+        assert "/reports/download?period=week&amp;date=2026-12-06&amp;format=pdf" in page.text
+        assert client.get("/reports", headers=REVIEWER).status_code == 403
+        assert client.get("/reports", params={"period": "year"}, headers=ADMIN).status_code == 422
+        assert "日期格式应为" in client.get("/reports", params={"date": "2026-02-30"}, headers=ADMIN).text
+        html = client.get("/reports/download", params={"date": "2026-12-06", "format": "html"}, headers=ADMIN)
+        assert html.status_code == 200 and "<title>形势周报（2026年11月30日—12月6日）</title>" in html.text
+        assert html.headers["content-disposition"] == 'attachment; filename="report-week-2026-12-06.html"'
+        pdf = client.get("/reports/download", params={"date": "2026-12-06"}, headers=ADMIN)
+        assert pdf.status_code == 503 and "请下载 HTML 版本" in pdf.text  # no Chromium at that path
+        assert client.get("/reports/download", params={"format": "doc"}, headers=ADMIN).status_code == 422
