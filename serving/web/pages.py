@@ -30,6 +30,7 @@ from serving.dependencies import (
     KeyRingDep,
     ModelStateDep,
     OpenStoreDep,
+    PrincipalDep,
     ReviewerDep,
     SessionSecretDep,
     SettingsDep,
@@ -596,24 +597,31 @@ def _report_request(period: str | None, day: str | None) -> tuple[str, str | Non
     return period, day or None, None
 
 
-def _admin_only(request: Request, principal: Principal) -> HTMLResponse | None:
-    if principal.may(Role.admin):
-        return None
+async def admin_page(principal: PrincipalDep) -> Principal | None:
+    """The caller if an admin; None for any other role, which the page answers with its own 403 page (not
+    the API's JSON). `roles` tells the route-table test who may enter, as `require_role` does."""
+    return principal if principal.may(Role.admin) else None
+
+
+admin_page.roles = frozenset({Role.admin})  # type: ignore[attr-defined]
+AdminPageDep = Annotated[Principal | None, Depends(admin_page)]
+
+
+def _admins_only(request: Request) -> HTMLResponse:
     return error_page(request, status.HTTP_403_FORBIDDEN, "无权访问", "形势报告仅管理员可见。")
 
 
 @router.get("/reports", response_class=HTMLResponse)
 def reports_page(
     request: Request,
-    principal: ReviewerDep,
+    principal: AdminPageDep,
     warnings: WarningsDep,
     period: Annotated[str | None, Query(max_length=16)] = None,
     day: Annotated[str | None, Query(alias="date", max_length=32)] = None,
 ) -> HTMLResponse:
     """The admins' report page: pick a period and its last day, read the report, download it as PDF or HTML."""
-    refused = _admin_only(request, principal)
-    if refused is not None:
-        return refused
+    if principal is None:
+        return _admins_only(request)
     period, day, error = _report_request(period, day)
     built = None
     if error is None:
@@ -641,7 +649,7 @@ def reports_page(
 @router.get("/reports/download")
 def download_report(
     request: Request,
-    principal: ReviewerDep,
+    principal: AdminPageDep,
     warnings: WarningsDep,
     settings: SettingsDep,
     period: Annotated[str | None, Query(max_length=16)] = None,
@@ -649,9 +657,8 @@ def download_report(
     fmt: Annotated[str, Query(alias="format", max_length=8)] = "pdf",
 ) -> Response:
     """The report as a file: PDF (A4, printed by Chromium) or the self-contained HTML."""
-    refused = _admin_only(request, principal)
-    if refused is not None:
-        return refused
+    if principal is None:
+        return _admins_only(request)
     period, day, error = _report_request(period, day)
     if error is None and fmt not in ("pdf", "html"):
         error = "文件格式只能是 pdf 或 html。"
