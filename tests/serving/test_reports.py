@@ -318,6 +318,8 @@ def test_the_reports_page_and_its_downloads(filled_url: str, demo_bundle_dir: Pa
         assert client.get("/reports", headers=REVIEWER).status_code == 403
         assert client.get("/reports", params={"period": "year"}, headers=ADMIN).status_code == 422
         assert "日期格式应为" in client.get("/reports", params={"date": "2026-02-30"}, headers=ADMIN).text
+        for hostile in ({"date": "2026-12\x00-06"}, {"period": "we\x00ek"}):  # PostgreSQL would refuse NUL
+            assert client.get("/reports", params=hostile, headers=ADMIN).status_code == 422
         html = client.get("/reports/download", params={"date": "2026-12-06", "format": "html"}, headers=ADMIN)
         assert html.status_code == 200 and "<title>形势周报（2026年11月30日—12月6日）</title>" in html.text
         assert html.headers["content-disposition"] == 'attachment; filename="report-week-2026-12-06.html"'
