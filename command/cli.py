@@ -644,5 +644,64 @@ def webhooks_deliver(
                   highlight=False, soft_wrap=True)
 
 
+REPORT_SUFFIXES = (".html", ".pdf")
+
+
+@app.command("report")
+def report(
+    out: Annotated[str, typer.Option("--out", help="Where to write the report: FILE.html (one self-contained "
+                                     "file) or FILE.pdf (A4, printed by Chromium; TRIAGE_CHROMIUM names it). "
+                                     "{date} in the name is replaced by the last day covered.")],
+    period: Annotated[
+        str, typer.Option(help="day (调度日报), week (形势周报: 7 days) or month (月报: 30 days).")
+    ] = "week",
+    date: Annotated[str, typer.Option(help="The last day covered: YYYY-MM-DD, today or yesterday (in the "
+                                       "warning policy's time zone).")] = "today",
+    database_url: DatabaseOption = None,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds Chromium may take to print the PDF.")] = 90.0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Write a situation report: cases by level, department and district against the previous period, open
+    and overdue warnings, the period's hot issues, where and in which fields risk concentrates, with charts."""
+    _setup_logging(verbose)
+    from serving.reports.build import build_report
+    from serving.reports.pdf import PdfError, html_to_pdf
+    from serving.reports.period import PeriodError, parse_period
+    from serving.reports.render import render_document
+
+    target = Path(out)
+    suffix = target.suffix.lower()
+    if suffix not in REPORT_SUFFIXES:
+        raise _fail(f"--out {out!r}: the file name must end in .html or .pdf")
+    if not target.parent.is_dir():
+        raise _fail(f"--out {out!r}: folder {str(target.parent)!r} does not exist")
+    try:
+        parse_period(period)
+    except PeriodError as exc:
+        raise _fail(f"--{exc}") from None
+    settings, store, desk = _warning_desk(database_url)
+    with store:
+        zone, now = desk.policy.zone, datetime.now(UTC)
+        relative = {"today": 0, "yesterday": 1}.get(date.strip().lower())
+        day = (now.astimezone(zone) - timedelta(days=relative)).date() if relative is not None else date
+        try:
+            built = build_report(desk, period, day, now=now)
+        except PeriodError as exc:
+            raise _fail(f"--{exc}") from None
+        html = render_document(built)
+    target = Path(out.replace("{date}", built.window.day.isoformat()))
+    if suffix == ".pdf":
+        try:
+            target.write_bytes(html_to_pdf(html, chromium=settings.chromium, timeout_s=timeout))
+        except PdfError as exc:
+            raise _fail(str(exc)) from None
+    else:
+        target.write_text(html, encoding="utf-8")
+    cases = built.figures.cases
+    console.print(f"{built.title}（{built.window.label}）written to {target}: {cases.total} case(s), "
+                  f"{built.figures.warnings.total} warning(s) issued, {built.figures.backlog.overdue} overdue, "
+                  f"{len(built.figures.alerts)} hot issue(s)", highlight=False, soft_wrap=True)
+
+
 if __name__ == "__main__":
     app()

@@ -36,7 +36,8 @@ if command -v systemd-analyze >/dev/null; then
     # verify only warns (exit 0) about a line it cannot parse and then ignores it: any output fails here.
     if out=$(systemd-analyze verify --man=no --root="$R" \
         grievance-triage@8001.service grievance-triage@8002.service mlflow.service \
-        grievance-triage-retrain.service grievance-triage-retrain.timer 2>&1) && [ -z "$out" ]; then
+        grievance-triage-retrain.service grievance-triage-retrain.timer \
+        triage-report.service triage-report.timer 2>&1) && [ -z "$out" ]; then
         echo "systemd units: ok"
     else
         printf '%s\n' "$out"; echo "systemd units: FAILED"; status=1

@@ -37,6 +37,7 @@ from serving.routes import router
 from serving.services import open_services
 from serving.settings import Settings, get_settings
 from serving.spool import SpoolUnavailableError
+from serving.summary_routes import summary_router
 from serving.warning_routes import outbox_router, warning_router
 from serving.web import install as install_web_pages
 
@@ -227,6 +228,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(outbox_router)
     app.include_router(metrics_router)
     app.include_router(report_router)
+    app.include_router(summary_router)
     app.add_middleware(ApiHeadersMiddleware)  # outside the guard, so a 413 or 429 carries the headers too
     if settings.cors_origins:  # off by default: no Access-Control-* header, browsers keep other origins out
         app.add_middleware(

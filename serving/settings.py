@@ -142,6 +142,11 @@ class Settings(BaseSettings):
         0.5, gt=0, le=60, description="How often the service's delivery worker looks for due events.",
     )
 
+    chromium: str = Field(
+        "/usr/bin/chromium", min_length=1, max_length=4096,
+        description="The Chromium that prints situation reports as PDF (`triage report`, /reports).",
+    )
+
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Browser origins (scheme://host[:port]) allowed to call the API cross-origin, comma-separated. "

@@ -146,3 +146,19 @@ def department_chart(rows: list[CaseRow]) -> Chart:
     order = [d for d, _ in totals.most_common()]
     colours = {d: DEPARTMENT_COLOURS[i] if i < len(DEPARTMENT_COLOURS) else "#9e9e9e" for i, d in enumerate(order)}
     return stacked_chart(rows, "department", order, colours, {}, "按部门")
+
+
+@dataclass(frozen=True)
+class LevelRow:
+    """One row of a name x level table (a district or a department): warnings at each level."""
+
+    name: str
+    red: int
+    yellow: int
+    total: int
+
+
+def level_table(totals: dict[str, int], pairs: dict[tuple[str, str], int], limit: int = 15) -> list[LevelRow]:
+    """Rows in the order of `totals` (most first), at most `limit`: where red and yellow warnings concentrate."""
+    return [LevelRow(name, pairs.get((name, "red"), 0), pairs.get((name, "yellow"), 0), n)
+            for name, n in list(totals.items())[:limit]]

@@ -10,6 +10,7 @@ and the decision only.
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,13 +30,19 @@ from serving.dependencies import (
     KeyRingDep,
     ModelStateDep,
     OpenStoreDep,
+    PrincipalDep,
     ReviewerDep,
     SessionSecretDep,
+    SettingsDep,
     StoreDep,
     WarningsDep,
     context_of,
 )
 from serving.drift_report import NoReferenceError, recent_drift_report
+from serving.reports.build import build_report
+from serving.reports.pdf import PdfError, html_to_pdf
+from serving.reports.period import PERIODS, TITLES, PeriodError
+from serving.reports.render import render_body, render_document
 from serving.request_guard import client_of
 from serving.retrain_status import last_retraining
 from serving.review_rules import LEVELS, MAX_NOTE_CHARS, Decision, decide, known_departments
@@ -74,7 +81,7 @@ from store.review_queries import SearchRefused, search_terms
 
 logger = logging.getLogger(__name__)
 
-PAGE_PREFIXES = ("/review", "/dashboard")
+PAGE_PREFIXES = ("/review", "/dashboard", "/reports")
 LOGIN_PATH = "/review/login"
 QUEUE_PAGE_SIZE = 50
 STALE_PAGE = "页面已过期（CSRF 校验失败），请刷新页面后重试。"
@@ -552,7 +559,9 @@ async def post_review(
 
 # -- dashboard --------------------------------------------------------------------------------------
 @router.get("/dashboard", response_class=HTMLResponse)
-def dashboard_page(request: Request, principal: ReviewerDep, store: StoreDep, state: ModelStateDep) -> HTMLResponse:
+def dashboard_page(
+    request: Request, principal: ReviewerDep, store: StoreDep, state: ModelStateDep, warnings: WarningsDep
+) -> HTMLResponse:
     rows = charts.case_rows(store)
     model = state.model
     info = describe_model(model) if model is not None else None
@@ -560,6 +569,7 @@ def dashboard_page(request: Request, principal: ReviewerDep, store: StoreDep, st
     report = store.agreement_report() if admin else None
     drift, drift_error = (_dashboard_drift(store, model) if admin else (None, None))
     retraining, retraining_error = last_retraining() if admin else (None, None)
+    summary = warnings.book.summary()
     return render(
         request,
         "dashboard.html",
@@ -577,6 +587,9 @@ def dashboard_page(request: Request, principal: ReviewerDep, store: StoreDep, st
             "is_admin": admin,
             "retraining": retraining,
             "retraining_error": retraining_error,
+            "warnings": summary,
+            "district_levels": charts.level_table(summary.by_district, summary.district_level),
+            "department_levels": charts.level_table(summary.by_department, summary.department_level),
         },
     )
 
@@ -595,3 +608,110 @@ def _dashboard_drift(store: Store, model: LoadedModel | None) -> tuple[dict[str,
         return recent_drift_report(store, model, weeks=DASHBOARD_DRIFT_WEEKS, limit=DASHBOARD_DRIFT_CASES), None
     except NoReferenceError:
         return None, "当前模型训练时没有保存参照画像（较早版本训练），请用当前版本重新训练后再看漂移。"
+
+
+# -- situation reports -------------------------------------------------------------------------------
+#: PDFs printed at once by the page (each a Chromium process); more wait for none and are told to retry.
+_printing = threading.BoundedSemaphore(2)
+PDF_TIMEOUT_S = 60.0
+
+
+def _report_request(period: str | None, day: str | None) -> tuple[str, str | None, str | None]:
+    """The period and date as the form shows them, and what is wrong with them (None if nothing)."""
+    period = period or "week"
+    if period not in PERIODS:
+        return "week", day, f"报告周期只能是：{'、'.join(f'{TITLES[p]}（{p}）' for p in PERIODS)}。"
+    return period, day or None, None
+
+
+async def admin_page(principal: PrincipalDep) -> Principal | None:
+    """The caller if an admin; None for any other role, which the page answers with its own 403 page (not
+    the API's JSON). `roles` tells the route-table test who may enter, as `require_role` does."""
+    return principal if principal.may(Role.admin) else None
+
+
+admin_page.roles = frozenset({Role.admin})  # type: ignore[attr-defined]
+AdminPageDep = Annotated[Principal | None, Depends(admin_page)]
+
+
+def _admins_only(request: Request) -> HTMLResponse:
+    return error_page(request, status.HTTP_403_FORBIDDEN, "无权访问", "形势报告仅管理员可见。")
+
+
+@router.get("/reports", response_class=HTMLResponse)
+def reports_page(
+    request: Request,
+    principal: AdminPageDep,
+    warnings: WarningsDep,
+    period: Annotated[str | None, Query(max_length=16)] = None,
+    day: Annotated[str | None, Query(alias="date", max_length=32)] = None,
+) -> HTMLResponse:
+    """The admins' report page: pick a period and its last day, read the report, download it as PDF or HTML."""
+    if principal is None:
+        return _admins_only(request)
+    period, day, error = _report_request(period, day)
+    built = None
+    if error is None:
+        try:
+            built = build_report(warnings, period, day)
+        except PeriodError:
+            error = "日期格式应为 YYYY-MM-DD，且在 2000-01-01 至 2100-12-31 之间。"
+    query = {"period": period} | ({"date": built.window.day.isoformat()} if built else {})
+    return render(
+        request,
+        "reports.html",
+        {
+            "periods": [(p, TITLES[p]) for p in PERIODS],
+            "period": period,
+            "day": built.window.day.isoformat() if built else (day or ""),
+            "error": error,
+            "body": render_body(built) if built else None,
+            "pdf_url": "/reports/download?" + urlencode(query | {"format": "pdf"}),
+            "html_url": "/reports/download?" + urlencode(query | {"format": "html"}),
+        },
+        status.HTTP_200_OK if error is None else status.HTTP_422_UNPROCESSABLE_CONTENT,
+    )
+
+
+@router.get("/reports/download")
+def download_report(
+    request: Request,
+    principal: AdminPageDep,
+    warnings: WarningsDep,
+    settings: SettingsDep,
+    period: Annotated[str | None, Query(max_length=16)] = None,
+    day: Annotated[str | None, Query(alias="date", max_length=32)] = None,
+    fmt: Annotated[str, Query(alias="format", max_length=8)] = "pdf",
+) -> Response:
+    """The report as a file: PDF (A4, printed by Chromium) or the self-contained HTML."""
+    if principal is None:
+        return _admins_only(request)
+    period, day, error = _report_request(period, day)
+    if error is None and fmt not in ("pdf", "html"):
+        error = "文件格式只能是 pdf 或 html。"
+    if error is not None:
+        return error_page(request, status.HTTP_422_UNPROCESSABLE_CONTENT, "无法生成报告", error)
+    try:
+        built = build_report(warnings, period, day)
+    except PeriodError:
+        return error_page(request, status.HTTP_422_UNPROCESSABLE_CONTENT, "无法生成报告",
+                          "日期格式应为 YYYY-MM-DD，且在 2000-01-01 至 2100-12-31 之间。")
+    html = render_document(built)
+    name = f"report-{period}-{built.window.day.isoformat()}"
+    logger.info("web report download period=%s date=%s format=%s by %s", period, built.window.day, fmt,
+                principal.name)
+    if fmt == "html":
+        return Response(html, media_type="text/html; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}.html"'})
+    if not _printing.acquire(blocking=False):
+        return error_page(request, status.HTTP_503_SERVICE_UNAVAILABLE, "稍后重试", "正在生成其他报告，请稍后重试。")
+    try:
+        pdf = html_to_pdf(html, chromium=settings.chromium, timeout_s=PDF_TIMEOUT_S)
+    except PdfError as exc:
+        logger.warning("report PDF failed: %s", exc)
+        return error_page(request, status.HTTP_503_SERVICE_UNAVAILABLE, "无法生成 PDF",
+                          "服务器无法打印 PDF（未安装 Chromium 或打印超时），请下载 HTML 版本。")
+    finally:
+        _printing.release()
+    return Response(pdf, media_type="application/pdf",
+                    headers={"Content-Disposition": f'attachment; filename="{name}.pdf"'})

@@ -28,6 +28,8 @@ TRIAGE_ENV = DEPLOY / "env" / "triage.env.example"
 MLFLOW_ENV = DEPLOY / "env" / "mlflow.env.example"
 TRIAGE_UNIT = DEPLOY / "systemd" / "grievance-triage@.service"
 MLFLOW_UNIT = DEPLOY / "systemd" / "mlflow.service"
+REPORT_UNIT = DEPLOY / "systemd" / "triage-report.service"
+REPORT_TIMER = DEPLOY / "systemd" / "triage-report.timer"
 NGINX = DEPLOY / "nginx" / "grievance-triage.conf"
 INIT_SQL = DEPLOY / "postgres" / "init.sql"
 #: Where the units expect the repository checkout (deploy/README.md).
@@ -241,6 +243,41 @@ def test_mlflow_unit_runs_the_venv_mlflow_server_with_proxied_artifacts() -> Non
     assert destination.startswith(unit["WorkingDirectory"][0] + "/")
     port = argv[argv.index("--port") + 1]
     assert active_env(TRIAGE_ENV)["MLFLOW_TRACKING_URI"].endswith(f":{port}")
+
+
+def test_report_unit_runs_triage_report_with_options_the_command_has() -> None:
+    """The weekly report job: the venv's `triage report`, options it accepts, into its own state folder."""
+    import typer.main
+
+    from command.cli import app
+
+    unit = parse_unit(REPORT_UNIT)
+    assert unit["Type"] == ["oneshot"]
+    argv = shlex.split(unit["ExecStart"][0])
+    assert in_checkout(argv[0]).relative_to(ROOT) == Path(".venv/bin/triage")
+    assert console_script("triage") == "command.cli:app"
+    assert argv[1] == "report"
+    command = typer.main.get_command(app).commands["report"]  # type: ignore[attr-defined]
+    assert command_flags(argv[2:]) <= click_options(command), "options `triage report` does not have"
+    assert argv[argv.index("--period") + 1] == "week" and argv[argv.index("--date") + 1] == "yesterday"
+    out = argv[argv.index("--out") + 1]
+    states = unit["StateDirectory"][0].split()
+    assert any(str(Path(out).parent) == f"/var/lib/{state}" for state in states), "written into its state folder"
+    assert out.endswith(".pdf") and "{date}" in out, "one file per week"
+    assert unit["EnvironmentFile"] == parse_unit(TRIAGE_UNIT)["EnvironmentFile"], "the replicas' settings"
+    assert unit["User"] == parse_unit(TRIAGE_UNIT)["User"]
+    # The job must finish printing before systemd gives up on it.
+    assert int(unit["TimeoutStartSec"][0]) > float(argv[argv.index("--timeout") + 1])
+
+
+def test_report_timer_starts_the_report_unit_weekly_in_beijing_time() -> None:
+    timer = parse_unit(REPORT_TIMER)
+    assert timer["Unit"] == [REPORT_UNIT.name]
+    (calendar,) = timer["OnCalendar"]
+    assert calendar.startswith("Mon ") and calendar.endswith(" Asia/Shanghai")
+    assert timer["Persistent"] == ["true"]
+    assert timer["WantedBy"] == ["timers.target"]
+    assert "triage-report.timer" in (DEPLOY / "check.sh").read_text(encoding="utf-8"), "verified by check.sh"
 
 
 # --- nginx ----------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from serving.app import create_app
 from serving.auth import ApiKeyError, KeyRing, Role, key_digest, new_key, parse_api_keys
 from serving.demo_keys import ensure_demo_keys
 from serving.settings import Settings
+from serving.web.pages import PAGE_PREFIXES
 from serving.web.session import SessionSecretError
 from tests.keys import (
     ADMIN,
@@ -112,7 +113,7 @@ def test_every_non_public_route_refuses_a_missing_or_wrong_key(app_client: TestC
         for headers in ({}, {"X-API-Key": "not-a-configured-key-at-all"}):
             status = _call(prober, route, headers)
             # Web pages send people to the login form instead of answering 401.
-            assert status == 401 or (status == 303 and route.path.startswith(("/review", "/dashboard"))), (
+            assert status == 401 or (status == 303 and route.path.startswith(PAGE_PREFIXES)), (
                 route.path, headers, status,
             )
 
