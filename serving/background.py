@@ -32,13 +32,19 @@ async def _every(
 ) -> None:
     while True:
         if not paused():
-            try:
-                await asyncio.wait_for(asyncio.wrap_future(rounds.submit(job)), timeout=rounds.seconds)
-            except TimeoutError:
+            # asyncio.wait, not wait_for: on Python 3.11 wait_for drops a cancellation that arrives as the round
+            # ends, and the job then never stops (the service's shutdown waited for it forever).
+            round_ = asyncio.wrap_future(rounds.submit(job))
+            done, _ = await asyncio.wait({round_}, timeout=rounds.seconds)
+            if not done:
+                round_.cancel()
                 logger.warning("%s round had no answer within %.0f s; tried again in %.1f s", name, rounds.seconds,
                                seconds)
-            except Exception as exc:
-                logger.warning("%s round failed (%s); tried again in %.1f s", name, type(exc).__name__, seconds)
+            elif round_.cancelled():  # queued past its deadline behind a hung round: never started
+                logger.warning("%s round did not start in time; tried again in %.1f s", name, seconds)
+            elif round_.exception() is not None:
+                logger.warning("%s round failed (%s); tried again in %.1f s", name,
+                               type(round_.exception()).__name__, seconds)
         await asyncio.sleep(seconds)
 
 
