@@ -251,6 +251,10 @@ class AlwaysRed:
     def predict(self, *args: object, **kwargs: object) -> list:
         return [replace(result, level="red") for result in self.inner.predict(*args, **kwargs)]
 
+    def predict_inputs(self, *args: object, **kwargs: object) -> list:
+        # What `TriageBundle.finish` calls (after `inputs`, which the wrapped model answers).
+        return [replace(result, level="red") for result in self.inner.predict_inputs(*args, **kwargs)]
+
 
 @pytest.mark.slow
 def test_a_model_that_calls_every_case_red_cannot_pass_the_gate(good: TrainResult, reviews_csv: Path) -> None:
