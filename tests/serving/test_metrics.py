@@ -23,7 +23,7 @@ from serving.metrics import forget_dead_workers, route_template
 from serving.settings import Settings
 from tests.keys import ADMIN, INTAKE, REVIEWER
 from tests.serving.test_replicas import demo_stream
-from tests.serving.uvicorn_servers import ROOT, START_TIMEOUT, free_port
+from tests.serving.uvicorn_servers import ROOT, START_TIMEOUT, free_port, wait_ready
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -160,7 +160,7 @@ def test_two_workers_counters_equal_the_stores_counts(server_env: dict[str, str]
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url, process, log)
+        wait_ready(url, process, log)
         metrics_dir = _both_workers_up(scratch)
         cases = demo_stream()
         send_on_new_connections(url, cases)
@@ -225,21 +225,6 @@ def _both_workers_up(scratch: Path) -> Path:
                 return directory
         time.sleep(0.3)
     raise AssertionError(f"two workers did not start: {sorted(str(p) for p in scratch.rglob('*'))}")
-
-
-def _wait_ready(url: str, process: subprocess.Popen, log: Path) -> None:
-    import time
-
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"the server exited:\n{log.read_text()[-3000:]}"
-        try:
-            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"not ready after {START_TIMEOUT}s:\n{log.read_text()[-3000:]}")
 
 
 def test_a_reload_moves_the_model_info_to_the_new_version(demo_bundle: Any, tmp_path: Path) -> None:

@@ -22,6 +22,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_ready(url: str, process: subprocess.Popen, log: Path) -> None:
+    """Until ``/readyz`` answers 200; fails with the server's log if it exits or is not ready in time."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the server exited:\n{log.read_text()[-3000:]}"
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"not ready after {START_TIMEOUT}s:\n{log.read_text()[-3000:]}")
+
+
 class Server:
     """`uvicorn serving.app:create_app --factory` on a free port, with its output in a file."""
 
@@ -39,16 +53,7 @@ class Server:
             )
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"the server exited:\n{self.log.read_text()[-3000:]}"
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"not ready after {START_TIMEOUT}s:\n{self.log.read_text()[-3000:]}")
+        wait_ready(self.url, self.process, self.log)
 
     def kill(self) -> None:
         if self.process.poll() is None:
