@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import Engine, Select, bindparam, func, insert, select
+from sqlalchemy import Connection, Engine, Row, Select, bindparam, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
@@ -73,14 +73,36 @@ _CASE_LOCK_NAMESPACE = b"triage-case:"
 
 
 #: Hot-path statements, built once (building a statement per call costs more than running it on SQLite).
+# Core statements run on the transaction's connection: no ORM object or session bookkeeping per case.
+_PREDICTIONS, _CASES = Prediction.__table__, Case.__table__
+#: A case's newest prediction with its text's hash, as one Core row.
 _LATEST_PREDICTION = (
-    select(Prediction, Case.text_hash)
-    .join(Case, Case.id == Prediction.case_row_id)
-    .where(Prediction.case_id == bindparam("case_id"))
-    .order_by(Prediction.id.desc())
+    select(_PREDICTIONS, _CASES.c.text_hash)
+    .join(_CASES, _CASES.c.id == _PREDICTIONS.c.case_row_id)
+    .where(_PREDICTIONS.c.case_id == bindparam("case_id"))
+    .order_by(_PREDICTIONS.c.id.desc())
     .limit(1)
 )
-_INSERT_PREDICTION = insert(Prediction.__table__).returning(*Prediction.__table__.c)
+_INSERT_PREDICTION = insert(_PREDICTIONS).returning(*_PREDICTIONS.c)
+#: The (case_id, text) version's row id when it is new (None when it was stored before), per dialect.
+_INSERT_CASE = {
+    name: dialect.insert(_CASES).on_conflict_do_nothing(index_elements=["case_id", "text_hash"]).returning(_CASES.c.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+#: A prediction of this case and text made at that instant (a spooled write replayed: `replay=True`).
+_MADE_AT = (
+    select(_PREDICTIONS, _CASES.c.text_hash)
+    .join(_CASES, _CASES.c.id == _PREDICTIONS.c.case_row_id)
+    .where(
+        _PREDICTIONS.c.case_id == bindparam("case_id"),
+        _CASES.c.text_hash == bindparam("text_hash"),
+        _PREDICTIONS.c.created_at == bindparam("made_at"),
+    )
+    .limit(1)
+)
+_CASE_ROW_ID = select(_CASES.c.id).where(
+    _CASES.c.case_id == bindparam("case_id"), _CASES.c.text_hash == bindparam("text_hash")
+)
 
 
 def text_hash(title: str | None, body: str | None) -> str:
@@ -104,7 +126,8 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._reads = sessionmaker(engine, expire_on_commit=False)
-        self._writes = sessionmaker(writer(engine), expire_on_commit=False)
+        self._write_engine = writer(engine)
+        self._writes = sessionmaker(self._write_engine, expire_on_commit=False)
 
     @classmethod
     def from_url(cls, url: str | URL, **engine_kwargs: Any) -> Store:
@@ -141,8 +164,7 @@ class Store:
 
     def _lock_case(self, session: Session, case_id: str) -> None:
         """Serialise writers of one case until the transaction ends (SQLite: BEGIN IMMEDIATE did)."""
-        if session.get_bind().dialect.name == "postgresql":
-            session.execute(select(func.pg_advisory_xact_lock(_advisory_key(case_id))))
+        _lock_case_on(session.connection(), case_id)
 
     @staticmethod
     def _predictions_of(case_id: str) -> Select[tuple[Prediction, str]]:
@@ -152,33 +174,29 @@ class Store:
             .where(Prediction.case_id == case_id)
         )
 
-    def _latest(self, session: Session, case_id: str) -> tuple[Prediction, str] | None:
-        row = session.execute(_LATEST_PREDICTION, {"case_id": case_id}).first()
-        return None if row is None else (row[0], row[1])
+    @staticmethod
+    def _latest(connection: Connection, case_id: str) -> tuple[Row[Any], str] | None:
+        """The case's newest prediction (a Core row `PredictionRecord.of` reads) and its text's hash."""
+        row = connection.execute(_LATEST_PREDICTION, {"case_id": case_id}).first()
+        return None if row is None else (row, row.text_hash)
 
-    def _case_row_id(self, session: Session, case: CaseInput, digest: str) -> int:
+    @staticmethod
+    def _case_row_id(connection: Connection, case: CaseInput, digest: str) -> int:
         """The id of the (case_id, text) version, inserting it if new."""
-        statement = (
-            self._insert(session, Case)
-            .values(
-                case_id=case.case_id,
-                text_hash=digest,
-                title=case.title or "",
-                body=case.body or "",
-                created_at=case.created_at,
-                reporter_id=case.reporter_id,
-                channel=case.channel,
-                received_at=case.received_at,
-            )
-            .on_conflict_do_nothing(index_elements=["case_id", "text_hash"])
-            .returning(Case.__table__.c.id)
-        )
-        inserted = session.execute(statement).scalar_one_or_none()
+        values = {
+            "case_id": case.case_id,
+            "text_hash": digest,
+            "title": case.title or "",
+            "body": case.body or "",
+            "created_at": case.created_at,
+            "reporter_id": case.reporter_id,
+            "channel": case.channel,
+            "received_at": case.received_at,
+        }
+        inserted = connection.execute(_INSERT_CASE[connection.dialect.name], values).scalar_one_or_none()
         if inserted is not None:
             return inserted
-        return session.execute(
-            select(Case.id).where(Case.case_id == case.case_id, Case.text_hash == digest)
-        ).scalar_one()
+        return connection.execute(_CASE_ROW_ID, {"case_id": case.case_id, "text_hash": digest}).scalar_one()
 
     # -- cases and predictions ----------------------------------------------------------------------
     def record_case_and_prediction(
@@ -203,8 +221,10 @@ class Store:
         instant and returns it instead of storing one: a spooled write replayed twice, or one that
         committed although its caller saw an error, is stored once, re-scores included.
         """
-        with self._writes.begin() as session:
-            record = self._store_prediction(session, case, prediction, rescore=rescore, made_at=made_at, replay=replay)
+        with self._write_engine.begin() as connection:
+            record = self._store_prediction(
+                connection, case, prediction, rescore=rescore, made_at=made_at, replay=replay
+            )
         if record.is_new:
             logger.debug(
                 "stored prediction id=%s case_id=%s supersedes=%s", record.id, record.case_id, record.supersedes_id
@@ -213,7 +233,7 @@ class Store:
 
     def _store_prediction(
         self,
-        session: Session,
+        connection: Connection,
         case: CaseInput,
         prediction: PredictionInput,
         *,
@@ -223,23 +243,21 @@ class Store:
     ) -> PredictionRecord:
         """`record_case_and_prediction` inside the caller's transaction."""
         digest = text_hash(case.title, case.body)
-        self._lock_case(session, case.case_id)
+        _lock_case_on(connection, case.case_id)
         if replay and made_at is not None:
-            seen = session.execute(
-                self._predictions_of(case.case_id)
-                .where(Case.text_hash == digest, Prediction.created_at == as_utc(made_at))
-                .limit(1)
+            seen = connection.execute(
+                _MADE_AT, {"case_id": case.case_id, "text_hash": digest, "made_at": as_utc(made_at)}
             ).first()
             if seen is not None:
-                return PredictionRecord.of(seen[0], digest)
-        latest = self._latest(session, case.case_id)
+                return PredictionRecord.of(seen, digest)
+        latest = self._latest(connection, case.case_id)
         if latest is not None and latest[1] == digest and not rescore:
             return PredictionRecord.of(latest[0], digest)
         # A Core INSERT ... RETURNING: one statement, no unit-of-work bookkeeping on the hot path.
-        row = session.execute(
+        row = connection.execute(
             _INSERT_PREDICTION,
             {
-                "case_row_id": self._case_row_id(session, case, digest),
+                "case_row_id": self._case_row_id(connection, case, digest),
                 "case_id": case.case_id,
                 "model_name": prediction.model_name,
                 "model_version": prediction.model_version,
@@ -264,16 +282,16 @@ class Store:
         Lets a route skip scoring a resubmission; `record_case_and_prediction` still decides under its
         lock, so a race between the two costs one wasted scoring, never a duplicate row.
         """
-        with self._reads() as session:
-            latest = self._latest(session, case_id)
+        with self.engine.connect() as connection:
+            latest = self._latest(connection, case_id)
         if latest is None or latest[1] != text_hash(title, body):
             return None
         return PredictionRecord.of(latest[0], latest[1])
 
     def latest_prediction(self, case_id: str) -> PredictionRecord | None:
         """The case's newest prediction (of its newest text), or None if the case is unknown."""
-        with self._reads() as session:
-            latest = self._latest(session, case_id)
+        with self.engine.connect() as connection:
+            latest = self._latest(connection, case_id)
         return None if latest is None else PredictionRecord.of(*latest)
 
     def predictions_for(self, case_id: str) -> list[PredictionRecord]:
@@ -601,7 +619,7 @@ class Store:
         with self._writes.begin() as session:
             seqs = hotspot_feed.intake(
                 session,
-                lambda s, case: self._case_row_id(s, case, text_hash(case.title, case.body)),
+                lambda s, case: self._case_row_id(s.connection(), case, text_hash(case.title, case.body)),
                 intakes,
                 after_seq,
                 apply,
@@ -609,7 +627,7 @@ class Store:
                 durable=then is not None,
             )
             if then is not None:
-                then(functools.partial(self._store_prediction, session))
+                then(functools.partial(self._store_prediction, session.connection()))
             return seqs
 
     def save_snapshot(self, payload: Mapping[str, Any], *, detector_version: str | None = None) -> SnapshotRecord:
@@ -644,3 +662,8 @@ class Store:
         with self._reads() as session:
             return session.get(WebSessionRevocation, session_id) is not None
 
+
+def _lock_case_on(connection: Connection, case_id: str) -> None:
+    """Serialise writers of one case until the transaction ends (SQLite: its BEGIN IMMEDIATE did)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(select(func.pg_advisory_xact_lock(_advisory_key(case_id))))
