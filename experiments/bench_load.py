@@ -21,7 +21,11 @@ service stamps each case with its arrival time, as for a live intake stream.
 Afterwards the server is stopped and the predictions table is read: the rows of this run must be exactly
 the case_ids that got 200 (nothing lost, nothing stored twice). The server's log is also searched for
 the texts sent (they must never appear). Writes experiments/results/load.json with no message text in it.
-Target: no 5xx, nothing lost, p99 ≤ 100 ms.
+Target: no 5xx, nothing lost, p99 ≤ 100 ms; issue 15's: ≥ 250 requests/s and p99 ≤ 500 ms with 50 clients.
+
+``--old-root PATH`` drives the service of another checkout (e.g. ``git worktree add /tmp/base <commit>``) the
+same way right after this one's, on a schema of its own, and reports both and their throughput ratio; the
+model must be one both checkouts load (a bundle folder holding each one's file).
 
 The load generator runs on the same 2 cores as the two workers and PostgreSQL, so figures are of the
 whole machine under load; its own CPU time is recorded.
@@ -70,6 +74,8 @@ DEMO_DATA = ROOT / "training" / "demo_data" / "grievances.csv"
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 RESULTS = ROOT / "experiments" / "results" / "load.json"
 TARGET_P99_MS = 100.0
+#: Issue 15: 50 clients x 60 s against 2 workers.
+TARGET_RPS, TARGET_P99_UNDER_LOAD_MS, TARGET_CLIENTS = 250.0, 500.0, 50
 STARTUP_TIMEOUT_S = 180.0
 REQUEST_TIMEOUT_S = 30.0
 
@@ -118,11 +124,15 @@ class Schema:
         self.admin.dispose()
 
 
-def start_server(port: int, workers: int, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+def start_server(
+    port: int, workers: int, env: dict[str, str], log_path: Path, code_root: Path = ROOT
+) -> subprocess.Popen[bytes]:
+    """uvicorn serving the app of the checkout `code_root` (this one, or another one to compare against)."""
     command = [sys.executable, "-m", "uvicorn", "serving.app:create_app", "--factory", "--workers", str(workers),
                "--host", "127.0.0.1", "--port", str(port), "--log-level", "info"]
     log = log_path.open("wb")
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    env = {**env, "PYTHONPATH": str(code_root)}  # ahead of the editable install of this checkout
+    return subprocess.Popen(command, cwd=code_root, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
 
 
@@ -343,6 +353,112 @@ def findings(report: dict[str, Any]) -> list[str]:
     return notes
 
 
+@dataclass
+class Run:
+    """One server's measurement: the closed loop, the optional open loop, what the store kept."""
+
+    code_root: Path
+    startup_s: float
+    exit_code: int | None
+    server_log: str
+    warm: Outcome
+    outcome: Outcome
+    wall_s: float
+    opened: tuple[Outcome, float] | None
+    stored: list[str]
+    spread: dict[str, dict[str, int] | None]
+    cpu_client_s: float
+
+
+def measure(code_root: Path, args: argparse.Namespace, messages: list[tuple[str, str]], model_uri: str,
+            label: str) -> Run:
+    """Start the service of checkout `code_root` on a fresh PostgreSQL schema, drive it, stop it, count."""
+    schema = Schema(args.postgres_url)
+    key = new_key()
+    env = {**os.environ, "TRIAGE_DATABASE_URL": schema.url, "TRIAGE_MODEL_URI": model_uri,
+           "TRIAGE_API_KEYS": f"load-bench:intake:{key}", "TRIAGE_LOG_LEVEL": "INFO"}
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="bench_load_server_", ignore_cleanup_errors=True) as tmp_name:
+        log_path = Path(tmp_name) / "server.log"
+        process = start_server(port, args.workers, env, log_path, code_root)
+        prefix = f"LOAD-{uuid.uuid4().hex[:6]}-"
+        try:
+            startup_s = wait_ready(process, log_path, args.workers)
+            print(f"[{label}] {args.workers} workers up in {startup_s:.1f} s on port {port}; schema {schema.name}; "
+                  f"{len(messages)} messages; load average {load_average()}")
+            base_url = f"http://127.0.0.1:{port}"
+            warm, _ = asyncio.run(drive(base_url, key, messages, prefix, min(args.clients, 10), 60.0, args.warmup))
+            spread: dict[str, dict[str, int] | None] = {}
+            sampler = threading.Timer(args.seconds / 2, lambda: spread.update(mid_run=connections_per_process(port)))
+            sampler.start()
+            cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+            outcome, wall_s = asyncio.run(drive(base_url, key, messages, prefix, args.clients, args.seconds,
+                                                args.max_requests, offset=args.warmup))
+            cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+            sampler.cancel()
+            opened: tuple[Outcome, float] | None = None
+            if args.then_rate:
+                opened = asyncio.run(drive_rate(base_url, key, messages, prefix, args.then_rate, args.seconds,
+                                                args.clients, offset=args.warmup + args.max_requests))
+        finally:
+            exit_code = stop_server(process)
+            server_log = log_path.read_text(errors="replace")
+    try:
+        stored = schema.predictions(prefix)
+    finally:
+        schema.close()
+    cpu_client_s = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    return Run(code_root, startup_s, exit_code, server_log, warm, outcome, wall_s, opened, stored, spread,
+               cpu_client_s)
+
+
+def store_counts(run: Run) -> tuple[dict[str, int], bool]:
+    """Every 200 stored exactly once, and nothing stored that was not answered 200."""
+    phases = [run.warm, run.outcome] + ([run.opened[0]] if run.opened else [])
+    ok_ids = {case_id for phase in phases for case_id in phase.ok_case_ids}
+    stored_set = set(run.stored)
+    check = {
+        "ok_responses_all_phases": sum(len(phase.ok_case_ids) for phase in phases),
+        "prediction_rows": len(run.stored),
+        "distinct_case_ids_stored": len(stored_set),
+        "ok_but_not_stored": len(ok_ids - stored_set),
+        "stored_twice": len(run.stored) - len(stored_set),
+        "stored_without_ok_response": len(stored_set - ok_ids),
+        "five_xx": sum(n for phase in phases for status, n in phase.statuses.items() if status.startswith("5")),
+    }
+    nothing_lost = (check["prediction_rows"] == check["ok_responses_all_phases"]
+                    and check["ok_but_not_stored"] == 0 and check["stored_twice"] == 0)
+    return check, nothing_lost
+
+
+def targets(run: Run, check: dict[str, int], nothing_lost: bool) -> dict[str, Any]:
+    """This benchmark's first target (p99 ≤ 100 ms) and issue 15's (≥ 250 requests/s, p99 ≤ 500 ms)."""
+    lat = percentiles(run.outcome.latencies_ms)
+    rps = summary(run.outcome, run.wall_s)["throughput_rps"]
+    target: dict[str, Any] = {
+        "what": f"no 5xx, every 200 stored exactly once, p99 ≤ {TARGET_P99_MS:g} ms",
+        "no_5xx": check["five_xx"] == 0,
+        "nothing_lost_or_doubled": nothing_lost,
+        "p99_ms": lat["p99_ms"],
+        "p99_met": lat["p99_ms"] is not None and lat["p99_ms"] <= TARGET_P99_MS,
+    }
+    target["met"] = target["no_5xx"] and target["nothing_lost_or_doubled"] and target["p99_met"]
+    throughput_met = rps is not None and rps >= TARGET_RPS
+    p99_met = lat["p99_ms"] is not None and lat["p99_ms"] <= TARGET_P99_UNDER_LOAD_MS
+    target["issue_15"] = {
+        "what": f"≥ {TARGET_RPS:g} requests/s and p99 ≤ {TARGET_P99_UNDER_LOAD_MS:g} ms under "
+                f"{TARGET_CLIENTS} clients, no 5xx, nothing lost",
+        "throughput_rps": rps, "throughput_met": throughput_met, "p99_met": p99_met,
+        "met": throughput_met and p99_met and target["no_5xx"] and nothing_lost,
+    }
+    return target
+
+
+def git_commit(root: Path) -> str | None:
+    done = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip() or None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)
@@ -351,10 +467,14 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=100, help="untimed requests first (stored and counted too)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--then-rate", type=float, default=None, metavar="RPS",
-                        help="after the closed-loop run, an open-loop run at this many requests/s for --seconds on the "
-                             "same server (latency at a load below capacity)")
+                        help="after the closed loop, an open loop at this many requests/s for --seconds "
+                             "(latency below saturation)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--model", default=DEFAULT_MODEL_URI)
+    parser.add_argument("--old-root", type=Path, default=None,
+                        help="another checkout (e.g. a worktree of the commit before a change) whose service is "
+                             "driven the same way right after this one's, for a same-run comparison; --model must "
+                             "be one both load (a bundle folder)")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -373,83 +493,33 @@ def main() -> int:
     messages, data_info = load_messages(data_path)
 
     with tempfile.TemporaryDirectory(prefix="bench_load_", ignore_cleanup_errors=True) as tmp_name:
-        tmp = Path(tmp_name)
-        model_uri, _model, model_info = resolve_model(args.model, True, tmp)
+        model_uri, _model, model_info = resolve_model(args.model, True, Path(tmp_name))
         del _model  # the server loads its own copy; this process only needed to know it loads
-        schema = Schema(args.postgres_url)
-        key = new_key()
-        env = {**os.environ, "TRIAGE_DATABASE_URL": schema.url, "TRIAGE_MODEL_URI": model_uri,
-               "TRIAGE_API_KEYS": f"load-bench:intake:{key}", "TRIAGE_LOG_LEVEL": "INFO"}
-        port = free_port()
-        log_path = tmp / "server.log"
-        process = start_server(port, args.workers, env, log_path)
-        prefix = f"LOAD-{uuid.uuid4().hex[:6]}-"
-        try:
-            startup_s = wait_ready(process, log_path, args.workers)
-            print(f"{args.workers} workers up in {startup_s:.1f} s on port {port}; schema {schema.name}; "
-                  f"{len(messages)} messages from {data_info['file']}; load average {load_start}")
-            base_url = f"http://127.0.0.1:{port}"
-            warm, _ = asyncio.run(drive(base_url, key, messages, prefix, min(args.clients, 10), 60.0, args.warmup))
-            spread: dict[str, dict[str, int] | None] = {}
-            sampler = threading.Timer(args.seconds / 2, lambda: spread.update(mid_run=connections_per_process(port)))
-            sampler.start()
-            cpu_before = resource.getrusage(resource.RUSAGE_SELF)
-            outcome, wall_s = asyncio.run(drive(base_url, key, messages, prefix, args.clients, args.seconds,
-                                                args.max_requests, offset=args.warmup))
-            cpu_after = resource.getrusage(resource.RUSAGE_SELF)
-            sampler.cancel()
-            opened: tuple[Outcome, float] | None = None
-            if args.then_rate:
-                opened = asyncio.run(drive_rate(base_url, key, messages, prefix, args.then_rate, args.seconds,
-                                                args.clients, offset=args.warmup + args.max_requests))
-            load_end = load_average()
-        finally:
-            exit_code = stop_server(process)
-            server_log = log_path.read_text(errors="replace")
-        try:
-            stored = schema.predictions(prefix)
-        finally:
-            schema.close()
+        run = measure(ROOT, args, messages, model_uri, "this checkout")
+        old = None if args.old_root is None else measure(args.old_root.resolve(), args, messages, model_uri,
+                                                         f"old: {args.old_root}")
+    load_end = load_average()
 
-    phases = [warm, outcome] + ([opened[0]] if opened else [])
-    ok_ids = {case_id for phase in phases for case_id in phase.ok_case_ids}
-    stored_set = set(stored)
-    sent = len(outcome.sent_case_ids)
-    five_xx = sum(n for phase in phases for status, n in phase.statuses.items() if status.startswith("5"))
+    outcome, wall_s, opened = run.outcome, run.wall_s, run.opened
+    store_check, nothing_lost = store_counts(run)
+    target = targets(run, store_check, nothing_lost)
     lat = percentiles(outcome.latencies_ms)
-    store_check = {
-        "ok_responses_all_phases": sum(len(phase.ok_case_ids) for phase in phases),
-        "prediction_rows": len(stored),
-        "distinct_case_ids_stored": len(stored_set),
-        "ok_but_not_stored": len(ok_ids - stored_set),
-        "stored_twice": len(stored) - len(stored_set),
-        "stored_without_ok_response": len(stored_set - ok_ids),
-    }
-    nothing_lost = (store_check["prediction_rows"] == store_check["ok_responses_all_phases"]
-                    and store_check["ok_but_not_stored"] == 0 and store_check["stored_twice"] == 0)
-    target = {
-        "what": f"no 5xx, every 200 stored exactly once, p99 ≤ {TARGET_P99_MS:g} ms",
-        "no_5xx": five_xx == 0,
-        "nothing_lost_or_doubled": nothing_lost,
-        "p99_ms": lat["p99_ms"],
-        "p99_met": lat["p99_ms"] is not None and lat["p99_ms"] <= TARGET_P99_MS,
-    }
-    target["met"] = target["no_5xx"] and target["nothing_lost_or_doubled"] and target["p99_met"]
-    cpu_client_s = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    sent = len(outcome.sent_case_ids)
     report = {
         "data": {**data_info, "note": data_note,
                  "reuse": f"{sent + args.warmup} requests over {len(messages)} messages: texts reused in file "
                           "order after the file is used up, each with a new case_id"},
         "server": {"command": f"uvicorn serving.app:create_app --factory --workers {args.workers} --host 127.0.0.1 "
-                              "--log-level info", "workers": args.workers, "startup_s": round(startup_s, 1),
-                   "exit_code_after_sigterm": exit_code, "store": f"{redact(args.postgres_url)}, a schema made "
-                   "for the run and dropped after it", "log_lines": server_log.count("\n"),
-                   "sent_texts_found_in_log": texts_in_log(server_log, messages, sent + args.warmup)},
+                              "--log-level info", "workers": args.workers, "startup_s": round(run.startup_s, 1),
+                   "code": {"root": str(ROOT), "commit": git_commit(ROOT)},
+                   "exit_code_after_sigterm": run.exit_code, "store": f"{redact(args.postgres_url)}, a schema made "
+                   "for the run and dropped after it", "log_lines": run.server_log.count("\n"),
+                   "sent_texts_found_in_log": texts_in_log(run.server_log, messages, sent + args.warmup)},
         "model": model_info,
         "load": {"clients": args.clients, "seconds": args.seconds, "max_requests": args.max_requests,
                  "warmup_requests": args.warmup, "client": "httpx.AsyncClient, one event loop, keep-alive"},
-        "results": {**summary(outcome, wall_s), "load_generator_cpu_s": round(cpu_client_s, 1),
-                    "connections_per_worker_mid_run": spread.get("mid_run")},
+        "results": {**summary(outcome, wall_s), "load_generator_cpu_s": round(run.cpu_client_s, 1),
+                    "connections_per_worker_mid_run": run.spread.get("mid_run")},
         "results_open_loop": None if opened is None else {
             "rate_rps": args.then_rate, "max_in_flight": args.clients,
             "latency_from": "the moment each request was due (includes waiting for a free client)",
@@ -462,6 +532,19 @@ def main() -> int:
         "duration_s": round(time.perf_counter() - started, 1),
         "measured_at": measured_at,
     }
+    if old is not None:
+        old_check, old_nothing_lost = store_counts(old)
+        old_summary = summary(old.outcome, old.wall_s)
+        new_rps, old_rps = report["results"]["throughput_rps"], old_summary["throughput_rps"]
+        report["old_code"] = {
+            "code": {"root": str(old.code_root), "commit": git_commit(old.code_root)},
+            "note": "driven right after this checkout's service, same model, data, clients and seconds; "
+                    "a fresh schema of its own",
+            "results": old_summary,
+            "store_check": old_check,
+            "nothing_lost_or_doubled": old_nothing_lost,
+            "throughput_ratio_new_over_old": None if not (new_rps and old_rps) else round(new_rps / old_rps, 3),
+        }
     report["notes"] = findings(report)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
@@ -479,6 +562,13 @@ def main() -> int:
     print(f"store: {store_check}")
     print(f"target ({target['what']}): {'met' if target['met'] else 'NOT met'}: no 5xx {target['no_5xx']}, "
           f"nothing lost {nothing_lost}, p99 ≤ {TARGET_P99_MS:g} ms {target['p99_met']}")
+    i15 = target["issue_15"]
+    print(f"issue 15 target ({i15['what']}): {'met' if i15['met'] else 'NOT met'}")
+    if old is not None:
+        o = report["old_code"]
+        old_r = o["results"]
+        print(f"old code ({o['code']['commit']}): {old_r['throughput_rps']:.1f} ok/s, p50 {old_r['p50_ms']:.1f} ms, "
+              f"p99 {old_r['p99_ms']:.1f} ms; this checkout / old = {o['throughput_ratio_new_over_old']}x")
     print(f"load average start {load_start}, end {load_end}; {report['duration_s']} s; written to {args.output}")
     return 0
 
