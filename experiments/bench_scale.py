@@ -17,6 +17,8 @@ Why: issue 6 asks whether 1M cases can be scored in batch with bounded memory (p
 
 Example: python experiments/bench_scale.py --sizes 10000 100000 --repeats 2
          python experiments/bench_scale.py --sizes 1000000 --engines dask --merge
+         python experiments/bench_scale.py --sizes 100000 --engines dask --model DIR --old-root /tmp/base
+           (the same runs from another checkout right after each of this one's, labelled dask@old)
 """
 
 from __future__ import annotations
@@ -140,11 +142,16 @@ def _role(proc: psutil.Process) -> str:
     return "child"
 
 
-def run_measured(cmd: list[str], log: Path, interval: float) -> tuple[float, int, dict[str, Any]]:
-    """Run `cmd`, sampling the RSS of every process in its tree and the load average, until it exits."""
+def run_measured(
+    cmd: list[str], log: Path, interval: float, code_root: Path = ROOT
+) -> tuple[float, int, dict[str, Any]]:
+    """Run `cmd`, sampling the RSS of every process in its tree and the load average, until it exits.
+
+    `code_root`: the checkout whose code runs (first on PYTHONPATH, so Dask's spawned workers import it too)."""
     started = time.perf_counter()
+    env = os.environ.copy() if code_root == ROOT else {**os.environ, "PYTHONPATH": str(code_root)}
     with log.open("w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env=os.environ.copy())
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=code_root, env=env)
     root = psutil.Process(proc.pid)
     peaks: dict[int, float] = {}
     roles: dict[int, str] = {}
@@ -185,21 +192,32 @@ def run_measured(cmd: list[str], log: Path, interval: float) -> tuple[float, int
                         "load_max": round(max(loads), 2) if loads else 0.0}
 
 
+def triage_command(code_root: Path) -> list[str]:
+    """The `triage` command of checkout `code_root` (this one: the installed entry point)."""
+    if code_root == ROOT:
+        return [TRIAGE]
+    module = "command.cli" if (code_root / "command" / "cli.py").exists() else "training.cli"
+    return [sys.executable, "-c", f"import sys; from {module} import app; sys.argv[0] = 'triage'; app()"]
+
+
 def run_engine(engine: str, inputs: dict[str, Any], model: str, workdir: Path, repeat: int, interval: float,
-               hot_issues: bool) -> Run:
-    out = workdir / f"out-{engine}-{inputs['rows']}-{repeat}"
+               hot_issues: bool, code_root: Path = ROOT) -> Run:
+    """One `triage predict` run; from another checkout (`code_root`), recorded as engine ``<engine>@old``."""
+    label = engine if code_root == ROOT else f"{engine}@old"
+    out = workdir / f"out-{label}-{inputs['rows']}-{repeat}"
     shutil.rmtree(out, ignore_errors=True)
     flags = [] if hot_issues else ["--no-hot-issues"]
+    triage = triage_command(code_root)
     if engine == "pandas":
-        cmd = [TRIAGE, "predict", "--model", model, "--input", inputs["single"], "--output", f"{out}.parquet",
+        cmd = [*triage, "predict", "--model", model, "--input", inputs["single"], "--output", f"{out}.parquet",
                "--workers", "1", *flags]
     else:
-        cmd = [TRIAGE, "predict", "--model", model, "--input", inputs["parts_glob"], "--output", str(out),
+        cmd = [*triage, "predict", "--model", model, "--input", inputs["parts_glob"], "--output", str(out),
                "--engine", "dask", "--workers", "2", "-v", *flags]
-    log = Path(tempfile.gettempdir()) / f"bench_scale-{engine}-{inputs['rows']}-{repeat}.log"
+    log = Path(tempfile.gettempdir()) / f"bench_scale-{label}-{inputs['rows']}-{repeat}.log"
     logger.info("running %s (log %s)", " ".join(cmd), log)
     begun = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    wall, code, mem = run_measured(cmd, log, interval)
+    wall, code, mem = run_measured(cmd, log, interval, code_root)
     text = log.read_text(errors="replace")
     phases: dict[str, float] = {}
     match = re.search(r"dask phases \(s\): (.*)", text)
@@ -207,7 +225,7 @@ def run_engine(engine: str, inputs: dict[str, Any], model: str, workdir: Path, r
         phases = {k: float(v) for k, v in (item.rsplit(" ", 1) for item in match.group(1).split(", "))}
     if code != 0:
         logger.error("%s on %d rows failed (exit %d); see %s", engine, inputs["rows"], code, log)
-    return Run(engine, inputs["rows"], repeat, round(wall, 1), code, mem["driver"], mem["workers"], mem["tree"],
+    return Run(label, inputs["rows"], repeat, round(wall, 1), code, mem["driver"], mem["workers"], mem["tree"],
                mem["load_mean"], mem["load_max"], begun, phases, " ".join(cmd))
 
 
@@ -341,15 +359,17 @@ def plot(summary: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    labels = {"pandas": "1 process (triage predict --workers 1)", "dask": "Dask LocalCluster, 2 workers"}
-    for engine, marker in (("pandas", "o"), ("dask", "s")):
+    labels = {"pandas": "1 process (triage predict --workers 1)", "dask": "Dask LocalCluster, 2 workers",
+              "pandas@old": "1 process, old code (--old-root)", "dask@old": "Dask, 2 workers, old code (--old-root)"}
+    for engine, marker in (("pandas", "o"), ("dask", "s"), ("pandas@old", "o"), ("dask@old", "s")):
         pts = [(s["rows"], s["wall_s_median"]) for s in summary if s["engine"] == engine]
         if pts:
-            ax.plot(*zip(*pts, strict=True), marker=marker, label=labels[engine])
+            ax.plot(*zip(*pts, strict=True), marker=marker, label=labels[engine],
+                    linestyle="--" if engine.endswith("@old") else "-")
         for s in summary:  # each point says how loaded the machine was
             if s["engine"] == engine:
                 ax.annotate(f"load {s['load_avg_mean']:.1f}", (s["rows"], s["wall_s_median"]), fontsize=7,
-                            textcoords="offset points", xytext=(6, 4 if engine == "pandas" else -12))
+                            textcoords="offset points", xytext=(6, 4 if engine.startswith("pandas") else -12))
     if summary:
         x0, y0 = summary[0]["rows"], summary[0]["wall_s_median"]
         xs = np.array([x0, max(s["rows"] for s in summary)])
@@ -419,6 +439,12 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temporary inputs and outputs")
     parser.add_argument("--merge", action="store_true", help="add to the runs already in the results JSON")
     parser.add_argument("--results", type=Path, default=RESULTS / "scale.json")
+    parser.add_argument("--old-root", type=Path, default=None,
+                        help="also run each engine from this checkout (e.g. a worktree of the commit before a "
+                             "change), right after this one's, at sizes up to --old-max-rows; runs are labelled "
+                             "<engine>@old. --model must be one both checkouts load")
+    parser.add_argument("--old-max-rows", type=int, default=100_000,
+                        help="largest size run from --old-root (the old path can take an hour at 1M)")
     parser.add_argument("--combine", type=Path, nargs="+", default=None,
                         help="run nothing: merge these results files (e.g. a long 1M run made apart) into --results")
     args = parser.parse_args()
@@ -465,6 +491,13 @@ def main() -> None:
                     logger.info("%s %d: %.1f s, driver %.0f MB, workers %s, load %.2f", engine, n, run.wall_s,
                                 run.driver_peak_rss_mb, run.worker_peak_rss_mb, run.load_avg_mean)
                     save()  # after every run: a long run cut short still leaves the ones before it
+                    if args.old_root is not None and n <= args.old_max_rows:
+                        old = run_engine(engine, inputs, args.model, workdir, repeat, args.interval,
+                                         not args.no_hot_issues, args.old_root.resolve())
+                        runs.append(asdict(old))
+                        logger.info("%s %d: %.1f s (this checkout %.1f s: %.2fx)", old.engine, n, old.wall_s,
+                                    run.wall_s, old.wall_s / run.wall_s if run.wall_s else float("nan"))
+                        save()
                 if set(args.engines) == {"pandas", "dask"} and n <= 100_000:
                     result.setdefault("equal_outputs", {})[f"{n}-{repeat}"] = outputs_equal(workdir, n, repeat)
             save()
