@@ -37,6 +37,9 @@ PostgreSQL schema) fed the same cases in the same order; the first `--warmup` ca
 configuration through ``options=-csearch_path=...``, created and dropped here). Writes
 experiments/results/service.json with the data, model, machine (load average at start and end: another
 benchmark may share the 2 cores) and the command. Skips PostgreSQL, with the reason, when unreachable.
+
+``--old-root PATH`` then runs that checkout's own copy of this script with the same options (e.g. a worktree
+of the commit before a change) and reports its p50s and the old/new ratios (issue 15: p50 ≤ 3 ms and ≥ 3x).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ import logging
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import tempfile
 import time
@@ -89,6 +93,8 @@ DEMO_DATA = ROOT / "training" / "demo_data" / "grievances.csv"
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 RESULTS = ROOT / "experiments" / "results" / "service.json"
 TARGET_P50_MS = 10.0
+#: Issue 15: /v1/triage in process on SQLite.
+ISSUE_15_P50_MS = 3.0
 SOURCE_TZ = "+08:00"  # the sources' times are China local time without an offset
 #: A run-only intake key: the routes check it as they do in production (hash lookup, role check).
 _BENCH_KEY = new_key()
@@ -429,6 +435,33 @@ def render(results: dict[str, dict[str, Any]], ratios: dict[str, dict[str, float
     return table
 
 
+def run_old(args: argparse.Namespace, data_path: Path, new: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Run the old checkout's own bench_service.py with the same options; its p50s next to these."""
+    old_root = args.old_root.resolve()
+    with tempfile.TemporaryDirectory(prefix="bench_service_old_") as tmp:
+        output = Path(tmp) / "service.json"
+        command = [sys.executable, str(old_root / "experiments" / "bench_service.py"), "--model", args.model,
+                   "--data", str(data_path.resolve()), "--n", str(args.n), "--warmup", str(args.warmup),
+                   "--batch-size", str(args.batch_size), "--postgres-url", args.postgres_url,
+                   "--output", str(output), *(["--no-postgres"] if args.no_postgres else []),
+                   *(["--no-train"] if args.no_train else [])]
+        console.print(f"old code: {shlex.join(command)}", highlight=False)
+        done = subprocess.run(command, cwd=old_root, env={**os.environ, "PYTHONPATH": str(old_root)},
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"the old checkout's bench_service.py failed ({done.returncode}):\n{done.stderr[-2000:]}")
+        old = json.loads(output.read_text(encoding="utf-8"))["results"]
+    commit = subprocess.run(["git", "-C", str(old_root), "rev-parse", "HEAD"], capture_output=True, text=True)
+    p50 = {k: round(v["p50_ms"], 3) for k, v in old.items() if "p50_ms" in v}
+    return {
+        "code": {"root": str(old_root), "commit": commit.stdout.strip() or None},
+        "note": "the old checkout's own bench_service.py, run right after this one with the same options",
+        "p50_ms": p50,
+        "p50_old_over_new": {k: round(v / new[k]["p50_ms"], 3) for k, v in p50.items()
+                             if k in new and new[k].get("p50_ms")},
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=DEFAULT_MODEL_URI, help="registry URI, runs:/ URI or bundle path")
@@ -441,6 +474,10 @@ def main() -> int:
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-train", action="store_true",
                         help="fail instead of training a stand-in when the default champion is not registered")
+    parser.add_argument("--old-root", type=Path, default=None,
+                        help="another checkout (e.g. a worktree of the commit before a change): its own "
+                             "bench_service.py is run right after, with the same options, data and model, and its "
+                             "figures are reported next to these; --model must be one both checkouts load")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.n < 1 or args.warmup < 0 or args.batch_size < 1:
@@ -522,6 +559,15 @@ def main() -> int:
     }
     if "http_postgresql" in results:
         target["postgresql_p50_ms"] = results["http_postgresql"]["p50_ms"]
+    old_code = None if args.old_root is None else run_old(args, data_path, results)
+    if old_code is not None:
+        speedup = old_code["p50_old_over_new"].get("asgi_sqlite")
+        target["issue_15"] = {
+            "what": f"/v1/triage in process on SQLite p50 ≤ {ISSUE_15_P50_MS:g} ms and ≥ 3x the old code's "
+                    "throughput in the same run (ASGI transport)",
+            "p50_ms": asgi["p50_ms"], "old_over_new_p50": speedup,
+            "met": asgi["p50_ms"] <= ISSUE_15_P50_MS and speedup is not None and speedup >= 3.0,
+        }
     load_end = load_average()
     report = {
         "data": {**cases.info, "note": data_note},
@@ -538,6 +584,7 @@ def main() -> int:
         "http_overhead_ms_p50": {b: results[f"http_{b}"]["p50_ms"] - results[f"triage_cases_{b}"]["p50_ms"]
                                  for b in ("sqlite", "postgresql") if f"http_{b}" in results},
         "target": target,
+        "old_code": old_code,
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
                     "load_average_start": load_start, "load_average_end": load_end},
         "command": shlex.join([os.path.relpath(sys.executable, Path.cwd()), *sys.argv]),
@@ -551,6 +598,9 @@ def main() -> int:
                                           f"({n} timed cases, warm-up {warmup})"))
     verdict = "[green]met[/]" if target["met"] else "[red]not met[/]"
     console.print(f"target {target['what']}: p50 {target['p50_ms']:.2f} ms, {verdict}", highlight=False)
+    if old_code is not None:
+        console.print(f"old code ({old_code['code']['commit']}), same run, p50 old/new: "
+                      + ", ".join(f"{k} {v:.2f}x" for k, v in old_code["p50_old_over_new"].items()), highlight=False)
     console.print(f"load average start {load_start}, end {load_end}; {report['duration_s']} s; "
                   f"written to {args.output}", highlight=False)
     return 0
