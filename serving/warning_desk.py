@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 ALERT_RAISED = "alert.raised"
 MAX_REASONS = 5
+#: Warnings issued per transaction by a round (`WarningDesk.issue_new`).
+ISSUE_CHUNK = 16
 
 
 @dataclass(eq=False)
@@ -88,7 +90,12 @@ class WarningDesk:
                 alert = Alert.from_dict(record.payload)
                 items.append((self.alert_draft(alert, title, body, department),
                               [(ALERT_RAISED, alert_payload(alert))]))
-            issued = self.book.issue_many(items) if items else []
+            issued: list[WarningRecord] = []
+            # A few warnings per transaction: on SQLite a round's write lock would otherwise hold every triage
+            # write back for the whole round (60 warnings: ~90 ms). A round cut short by an error is resumed
+            # by the next one (the cursor below has not moved; issued sources are skipped).
+            for start in range(0, len(items), ISSUE_CHUNK):
+                issued += self.book.issue_many(items[start : start + ISSUE_CHUNK])
             # Up to the newest row seen at the start of the round, unless a full page stopped short of it.
             self._after = (
                 predictions[-1][0].id if len(predictions) == limit else top_prediction,

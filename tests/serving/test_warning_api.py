@@ -277,3 +277,26 @@ def test_a_review_on_the_reviewer_page_moves_the_warning_too(client: TestClient)
                             headers=REVIEWER)
     assert confirmed.status_code == 200 and len(confirmed.json()["confirmed"]) == 1
     assert warnings(client)["items"][0]["department"] == rescored["department"]["label"] == "城乡建设"
+
+
+def test_a_round_issues_a_backlog_a_few_warnings_per_transaction(
+    client: TestClient, desk: WarningDesk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long round must not hold the store's write lock (SQLite: every triage write waits) for all of it."""
+    import serving.warning_desk as warning_desk
+
+    monkeypatch.setattr(warning_desk, "ISSUE_CHUNK", 2)
+    for i in range(5):
+        client.post("/v1/triage", json={**RED_CASE, "case_id": f"RED-{i}"}, headers=INTAKE)
+    sizes: list[int] = []
+    issue_many = desk.book.issue_many
+
+    def counted(items: Any, **kwargs: Any) -> Any:
+        sizes.append(len(items))
+        return issue_many(items, **kwargs)
+
+    monkeypatch.setattr(desk.book, "issue_many", counted)
+    assert desk.issue_new() == 5
+    assert sizes == [2, 2, 1]
+    assert sorted(w["case_id"] for w in warnings(client)["items"]) == [f"RED-{i}" for i in range(5)]
+    assert desk.issue_new() == 0
