@@ -7,7 +7,10 @@
   transaction only at the first INSERT, so a read followed by a write would not be one transaction.
   Connections from `writer(engine)` begin with `BEGIN IMMEDIATE`: they take the write lock before
   reading, so read-then-write methods cannot race another writer (threads or processes) and wait up to
-  the busy timeout instead of failing with "database is locked".
+  the busy timeout instead of failing with "database is locked". Within one process those writers queue
+  on a lock per database file (`_WriteGate`) before `BEGIN IMMEDIATE`, and each goes as soon as the one
+  before it is back in the pool: SQLite's own busy handler polls with sleeps of up to 100 ms, which made
+  a triage write wait up to ~100 ms behind a background job's short transaction.
 * PostgreSQL: `postgresql://` and `postgresql+psycopg://` both use psycopg 3; the store's writers use
   unique constraints, `ON CONFLICT DO NOTHING` and transaction-scoped advisory locks (see
   `store.repository`).
@@ -18,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -112,9 +116,58 @@ def _use_wal(cursor: sqlite3.Cursor) -> None:
         pause = min(2 * pause, 0.25)
 
 
-def _on_sqlite_begin(connection: Connection) -> None:
-    mode = "IMMEDIATE" if connection.get_execution_options().get(WRITE_OPTION) else "DEFERRED"
-    connection.exec_driver_sql(f"BEGIN {mode}")
+class _WriteGate:
+    """This process's writers of one SQLite file, one at a time, in the order they arrive.
+
+    Held from before `BEGIN IMMEDIATE` until the connection goes back to the pool (after its commit or
+    rollback), or is closed or invalidated. A writer that cannot get it within the busy timeout goes on
+    without it (SQLite's lock still serialises the writes): a gate never blocks a write for good.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holder: Any = None  # the DBAPI connection holding the gate
+
+    def enter(self, dbapi_connection: Any) -> None:
+        if self._holder is dbapi_connection:  # a second transaction before check-in: already ours
+            return
+        if self._lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+            self._holder = dbapi_connection
+        else:
+            logger.warning("SQLite write gate not free within %d ms; writing without it", SQLITE_BUSY_TIMEOUT_MS)
+
+    def leave(self, dbapi_connection: Any, *_: Any) -> None:
+        if dbapi_connection is not None and self._holder is dbapi_connection:
+            self._holder = None
+            self._lock.release()
+
+
+_gates: dict[str, _WriteGate] = {}
+_gates_lock = threading.Lock()
+
+
+def _write_gate(url: URL) -> _WriteGate:
+    """The gate of the database file `url` names (engines on the same file share it)."""
+    database = url.database or ""
+    key = database if database.startswith("file:") else str(Path(database).expanduser().resolve())
+    with _gates_lock:
+        return _gates.setdefault(key, _WriteGate())
+
+
+def _sqlite_begin(gate: _WriteGate) -> Any:
+    def on_begin(connection: Connection) -> None:
+        if not connection.get_execution_options().get(WRITE_OPTION):
+            connection.exec_driver_sql("BEGIN DEFERRED")
+            return
+        dbapi_connection = connection.connection.dbapi_connection
+        gate.enter(dbapi_connection)
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            gate.leave(dbapi_connection)
+            raise
+
+    return on_begin
 
 
 def make_engine(url: str | URL, **kwargs: Any) -> Engine:
@@ -131,7 +184,10 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
         _ensure_sqlite_folder(parsed)
         engine = create_engine(parsed, **kwargs)
         event.listen(engine, "connect", _on_sqlite_connect)
-        event.listen(engine, "begin", _on_sqlite_begin)
+        gate = _write_gate(parsed)
+        event.listen(engine, "begin", _sqlite_begin(gate))
+        for released in ("checkin", "close", "close_detached", "invalidate", "soft_invalidate"):
+            event.listen(engine, released, gate.leave)
     else:
         connect_args = kwargs.pop("connect_args", {})
         connect_args.setdefault("connect_timeout", 10)

@@ -153,6 +153,53 @@ def test_a_second_process_waits_for_wal_mode_while_another_writes_a_new_file(tmp
         first.close()
 
 
+def test_sqlite_writers_of_one_process_queue_before_begin_immediate(tmp_path: Path) -> None:
+    """A second writer waits in this process until the first is back in the pool, instead of inside SQLite's
+    busy handler (which polls with sleeps of up to 100 ms); engines on the same file share the queue."""
+    from sqlalchemy import event
+
+    url = f"sqlite:///{tmp_path / 'triage.db'}"
+    upgrade_database(url)
+    first, second = Store.from_url(url), Store.from_url(url)
+    events: list[str] = []
+    for store, name in ((first, "first"), (second, "second")):
+        event.listen(store.engine, "before_cursor_execute",
+                     lambda *args, name=name: events.append(f"{name}: {args[2]}") if args[2].startswith("BEGIN IMM")
+                     else None)
+    holding, finish = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with first._writes.begin() as session:
+            session.execute(select(1))
+            holding.set()
+            finish.wait(5)
+            events.append("first: done")
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(5)
+    writer = threading.Thread(target=lambda: second.record_case_and_prediction(a_case(), a_prediction()))
+    writer.start()
+    writer.join(0.3)
+    assert writer.is_alive() and events == ["first: BEGIN IMMEDIATE"]  # queued before its BEGIN
+    finish.set()
+    holder.join(5)
+    writer.join(5)
+    assert events == ["first: BEGIN IMMEDIATE", "first: done", "second: BEGIN IMMEDIATE"]
+    assert second.count_predictions() == 1
+
+
+def test_a_failed_sqlite_write_lets_the_next_writer_through(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'triage.db'}"
+    upgrade_database(url)
+    store = Store.from_url(url)
+    with pytest.raises(ZeroDivisionError), store._writes.begin() as session:
+        session.execute(select(1))
+        raise ZeroDivisionError
+    done = ThreadPoolExecutor(1).submit(store.record_case_and_prediction, a_case(), a_prediction())
+    assert done.result(timeout=5).is_new
+
+
 def test_foreign_keys_are_enforced(store: Store) -> None:
     with pytest.raises(IntegrityError), Session(store.engine) as session, session.begin():
         session.add(
