@@ -106,11 +106,9 @@ def let_through(proba: np.ndarray, limits: np.ndarray) -> np.ndarray:
     """Which cases the department thresholds route without review: the top department's probability at or
     above its threshold (``limits`` in class order, inf for a department always reviewed). The same test as
     `models.bundle.TriageBundle.routes_from_proba` (ties: the first department, as its stable sort)."""
-    proba = np.asarray(proba, dtype=float)
     if not len(proba):
         return np.zeros(0, dtype=bool)
-    best = proba.argmax(axis=1)
-    return proba[np.arange(len(proba)), best] >= np.asarray(limits, dtype=float)[best]
+    return proba.max(axis=1) >= limits[proba.argmax(axis=1)]  # two reductions: ~5 us for one case
 
 
 def max_class_score(classifier: Any, features: Any) -> np.ndarray | None:
