@@ -25,7 +25,7 @@ from features import tokenizer
 from features.prepared import prepare, prepared_cases
 from models.fast_linear import CompiledCalibratedLinear
 from models.risk import text_score
-from models.taxonomy_guard import max_class_score
+from models.taxonomy_guard import let_through, max_class_score
 
 if TYPE_CHECKING:
     from models.risk import RiskInputs, RiskResult
@@ -39,9 +39,11 @@ BUNDLE_FILE = "bundle.pkl.gz"
 LEGACY_BUNDLE_FILE = "bundle.joblib"
 #: Layout version of a pickled bundle. 1: every bundle before the version was recorded (risk model and
 #: taxonomy guard possibly absent; the risk model's text scorer pickled as ``models.risk_text``). 2: no
-#: reference profile. 3: now (``reference``, `models.profile`).
+#: reference profile. 3: no ``routed_threshold`` in the taxonomy guard (it flags on its threshold alone). 4: now
+#: (the guard spends its budget on cases the department thresholds let through, `models.taxonomy_guard`: code
+#: before it would load such a guard and flag on its lower threshold alone, so it refuses this format).
 #: `TriageBundle.__setstate__` brings an older layout up to this one, in one place.
-BUNDLE_FORMAT = 3
+BUNDLE_FORMAT = 4
 TOP_K = 3
 
 
@@ -166,6 +168,8 @@ class TriageBundle:
             state.setdefault("taxonomy_guard", None)
         if version < 3:
             state.setdefault("reference", None)
+        # version < 4: its taxonomy guard has no routed_threshold and loads as one that flags on its threshold
+        # alone, as it did (`TaxonomyGuard.__setstate__`).
         state["format"] = BUNDLE_FORMAT
         # However it is loaded (joblib, MLflow, a Dask worker), a model is only ever used with the word
         # segmenter it was trained with (`features.tokenizer`): this process switches to it, or refuses.
@@ -194,7 +198,9 @@ class TriageBundle:
                 raw = max_class_score(self.router[-1], features)
             else:
                 proba, raw = compiled.predict_proba_and_margin(features)
-        return proba, None if guard is None or raw is None else guard.flags(raw)
+        if guard is None or raw is None:
+            return proba, None
+        return proba, guard.flags(raw, let_through(proba, self._limits()))
 
     def assess(
         self,

@@ -32,7 +32,7 @@ from models.mlflow_model import CHALLENGER, CHAMPION, PYFUNC_ENTRY, frame_bursts
 from models.profile import case_figures, reference_from_training, router_vocabulary, without_tokens
 from models.risk import BoosterFitter, RiskModel
 from models.router import build_router
-from models.taxonomy_guard import TaxonomyGuard, max_class_score
+from models.taxonomy_guard import TaxonomyGuard, let_through, max_class_score
 from models.thresholds import choose_thresholds
 from models.tracking import configure_tracking, ensure_experiment, run_link
 from training.comparison import ComparisonSet, without_comparison_cases
@@ -164,6 +164,15 @@ def out_of_fold_scores(
     return proba, classes, raw
 
 
+def fit_taxonomy_guard(oof: np.ndarray, oof_raw: np.ndarray, classes: list[str], thresholds: dict[str, float | None],
+                       flag_rate: float) -> TaxonomyGuard:
+    """The taxonomy guard, chosen on out-of-fold scores of the training cases only, knowing which of them the
+    department thresholds (chosen on the same predictions) let through: its budget goes where it changes the
+    outcome (`models.taxonomy_guard`)."""
+    limits = np.array([np.inf if thresholds.get(c) is None else thresholds[c] for c in classes])
+    return TaxonomyGuard.from_scores(oof_raw, flag_rate, routed=let_through(oof, limits))
+
+
 def department_report(train_df: pd.DataFrame, thresholds: dict[str, float | None], config: TrainConfig) -> dict:
     """Training cases per department, and the rare ones: fewer than two cases per calibration fold, so some
     out-of-fold fits calibrate them on fewer folds than configured and few of their cases can vouch for a
@@ -271,7 +280,7 @@ def train(
     fit_seconds = time.perf_counter() - started
     guard = None
     if oof_raw is not None and config.out_of_taxonomy_flag_rate > 0:
-        guard = TaxonomyGuard.from_scores(oof_raw, config.out_of_taxonomy_flag_rate)
+        guard = fit_taxonomy_guard(oof, oof_raw, classes, thresholds, config.out_of_taxonomy_flag_rate)
     bundle = TriageBundle(
         router=router, thresholds=thresholds, target_precision=config.target_precision, risk=risk,
         taxonomy_guard=guard,
@@ -305,7 +314,7 @@ def train(
             if k in evaluation.metrics
         },
         "risk": risk.describe(),
-        "taxonomy_guard": None if guard is None else {"threshold": guard.threshold, "flag_rate": guard.flag_rate},
+        "taxonomy_guard": None if guard is None else guard.describe(),
         "data_digest": digest,
         "git_commit": commit,
         "text_pipeline_version": TEXT_PIPELINE_VERSION,

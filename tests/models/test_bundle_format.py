@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pickle
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from models.bundle import BUNDLE_FORMAT, BundleFormatError, TriageBundle
 from models.risk import RiskModel, TextScorer
+from models.taxonomy_guard import TaxonomyGuard, max_class_score
 
 
 def _round_trip(bundle: TriageBundle, change: dict | None = None, drop: tuple[str, ...] = ()) -> TriageBundle:
@@ -22,7 +24,7 @@ def _round_trip(bundle: TriageBundle, change: dict | None = None, drop: tuple[st
 
 
 def test_a_new_bundle_records_its_format(demo_bundle: TriageBundle) -> None:
-    assert demo_bundle.format == BUNDLE_FORMAT == 3
+    assert demo_bundle.format == BUNDLE_FORMAT == 4
     assert pickle.loads(pickle.dumps(demo_bundle)).format == BUNDLE_FORMAT
 
 
@@ -40,7 +42,21 @@ def test_a_format_2_bundle_without_a_reference_profile_loads_and_routes(demo_bun
     assert old.route_one("路灯坏了", "小区门口的路灯不亮") == demo_bundle.route_one("路灯坏了", "小区门口的路灯不亮")
 
 
-@pytest.mark.parametrize("version", [4, 99, "2"])
+def test_a_format_3_bundle_whose_guard_flags_on_the_raw_score_alone_still_does(
+    demo_bundle: TriageBundle, demo_cases: pd.DataFrame
+) -> None:
+    cases = demo_cases[["title", "body"]].head(60)
+    raw = max_class_score(demo_bundle.router[-1], demo_bundle.router[:-1].transform(cases))
+    guard = object.__new__(TaxonomyGuard)  # pickled before routed thresholds existed
+    guard.__dict__.update({"threshold": float(np.median(raw)), "flag_rate": 0.5})
+    old = _round_trip(demo_bundle, change={"format": 3, "taxonomy_guard": guard})
+    assert old.format == BUNDLE_FORMAT and old.taxonomy_guard.routed_threshold is None
+    routes = old.route(cases)
+    np.testing.assert_array_equal([r.out_of_taxonomy for r in routes], raw < np.median(raw))  # confident or not
+    assert all(r.needs_review for r in routes if r.out_of_taxonomy)
+
+
+@pytest.mark.parametrize("version", [5, 99, "2"])
 def test_a_bundle_of_a_format_this_code_does_not_know_is_refused_with_what_to_do(
     demo_bundle: TriageBundle, version: object
 ) -> None:
@@ -49,8 +65,6 @@ def test_a_bundle_of_a_format_this_code_does_not_know_is_refused_with_what_to_do
 
 
 def test_a_text_scorer_pickled_under_its_old_module_name_still_loads(demo_cases: pd.DataFrame) -> None:
-    import numpy as np
-
     from models.risk.features import _doc
     from models.risk.params import LEVEL_ORDER
 
