@@ -67,6 +67,15 @@ def start_jobs(services: Services) -> list[asyncio.Task[None]]:
             _every("webhook delivery", settings.webhook_poll_seconds, services.deliverer.deliver_due, rounds, paused),
             name="webhook-delivery",
         ))
+    running = set(tasks)
+
+    def ended(task: asyncio.Task[None]) -> None:
+        running.discard(task)
+        if not running:
+            rounds.close()  # its threads end (one still in a hung round ends when the round returns)
+
+    for task in tasks:
+        task.add_done_callback(ended)
     return tasks
 
 

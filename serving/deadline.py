@@ -25,6 +25,9 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+_STOP: Any = object()  # tells one thread to end (`Deadline.close`)
+
+
 class StoreHung(Exception):
     """The database did not answer within the deadline."""
 
@@ -56,9 +59,18 @@ class Deadline:
             future.cancel()  # not started yet: it never will be
             raise StoreHung(f"no answer from the database within {self.seconds:g} s") from None
 
+    def close(self) -> None:
+        """Let the threads end: each one still running a call ends when that call returns. Calls queued after
+        this are never started (their callers time out as for a hung database)."""
+        for _ in self._threads:
+            self._jobs.put(_STOP)
+
     def _work(self) -> None:
         while True:
-            due, future, job = self._jobs.get()
+            item = self._jobs.get()
+            if item is _STOP:
+                return
+            due, future, job = item
             if time.monotonic() > due or not future.set_running_or_notify_cancel():
                 continue  # its caller gave up: a write that late must not run
             try:

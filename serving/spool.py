@@ -583,4 +583,6 @@ class DurableWriter:
                 logger.warning("%d records stay spooled in %s (%s); the next start writes them",
                                self.spool.pending(), self.spool.directory, type(exc).__name__)
         self.spool.close()
+        if self.deadline is not None:
+            self.deadline.close()  # its threads end; a later bounded call times out as against a hung database
 
