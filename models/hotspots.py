@@ -574,10 +574,7 @@ class HotspotDetector:
             return None, None
         bursts = self._bursts
         ranked = sorted(overlap, key=lambda b: (-overlap[b], bursts[b].seq))[: cfg.max_candidates]
-        # The dot product runs over the terms the case shares with a centroid, in the case's term order:
-        # the others add w * 0.0 = +0.0 (weights are positive), which leaves a float sum unchanged.
-        terms = weights.keys()
-        position = {t: i for i, t in enumerate(terms)}
+        position = {t: i for i, t in enumerate(weights)}
         best: tuple[float, int, _Burst, float] | None = None
         for burst_id in ranked:
             burst = bursts[burst_id]
@@ -587,10 +584,7 @@ class HotspotDetector:
             norm = burst.norm
             if norm == 0.0:
                 continue
-            centroid = burst.centroid
-            shared = sorted(terms & centroid.keys(), key=position.__getitem__)
-            dot = sum([weights[t] * centroid[t] for t in shared])
-            similarity = dot / norm
+            similarity = _dot(weights, burst.centroid, position) / norm
             score = similarity + (cfg.same_place_bonus if relation == "same" else 0.0)
             if score >= cfg.similarity_threshold and (best is None or (score, -burst.seq) > (best[0], -best[1])):
                 best = (score, burst.seq, burst, similarity)
@@ -762,6 +756,14 @@ class _TermKinds(dict[str, int]):
 
 
 _TERM_KIND = _TermKinds()
+
+
+def _dot(weights: dict[str, float], centroid: dict[str, float], position: dict[str, int]) -> float:
+    """``sum([w * centroid.get(t, 0.0) for t, w in weights.items()])``, bit for bit, from the terms the two
+    share (``position``: each term's place in ``weights``): the others add w * 0.0 = +0.0 (weights are
+    positive), which leaves a float sum unchanged, and a case shares a few of its ~40 terms with a burst."""
+    shared = sorted(weights.keys() & centroid.keys(), key=position.__getitem__)
+    return sum([weights[t] * centroid[t] for t in shared], 0.0)
 
 
 def _is_strong(place: tuple[str, str, str, str]) -> bool:
