@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
 from itertools import accumulate
 from typing import NamedTuple
 
@@ -74,6 +75,9 @@ _DISTRICT = re.compile(
     rf"(?:(?<![A-Za-z0-9])[A-Z][0-9]{{0,2}}(?:市|区|县|镇|乡|省)(?!场|委|民|政府)"
     rf"|[{_CJK}]{{2,4}}?(?:街道|新区|开发区|经开区|高新区|自治县|区|县|镇|乡|市|省)(?!场|委|民|政府|级))"
 )
+# The last character of every suffix above, and how far after a name's start it can be (4 + 开发区).
+_DISTRICT_HINT = re.compile("[市区县镇乡省道]")
+_DISTRICT_REACH = 6
 # Last character of a written-out district's core that makes it no district (小区, 景区, 超市, 老城区…).
 _DISTRICT_BAD_END = {
     "区": set("小社景城片辖郊山校院园营灾禁军厂库街"),
@@ -183,6 +187,7 @@ _BOUNDARY_WORDS = (
     "办了", "区域", "片区", "辖区", "境内", "地区", "其中", "以后", "之后", "以前", "之前",
 )
 _BOUNDARY_CHARS = set("的在了是我你他她们这那该此其某个住于被把给向从到和与及或对为就也都还又很并且而即等去次")
+_HAS_LETTER = re.compile(f"[{_CJK}A-Za-z]")
 _BOUNDARY_RE = re.compile("|".join(sorted(map(re.escape, _BOUNDARY_WORDS), key=len, reverse=True)))
 
 # -- roads: numbered variants -----------------------------------------------------------------------
@@ -205,9 +210,20 @@ _BUS_LINE = re.compile(
 _GENERIC_LINE = re.compile(r"^(?:[0-9]+kV)?高压(?:电)?线(?:路)?$|^[0-9]+kV(?:线路|电线|线)$")
 
 
+def _district_matches(text: str) -> Iterator[re.Match[str]]:
+    """``_DISTRICT.finditer(text)``, without trying the pattern where it cannot start: every district
+    name holds one of `_DISTRICT_HINT` at most `_DISTRICT_REACH` characters after its start, so the
+    search resumes that far before the next such character (about twice as fast on grievance texts)."""
+    pos = 0
+    hint, district = _DISTRICT_HINT.search, _DISTRICT.search
+    while (h := hint(text, pos)) is not None and (m := district(text, max(pos, h.start() - _DISTRICT_REACH))):
+        yield m
+        pos = m.end()  # matches are never empty
+
+
 def _district_spans(text: str) -> list[Place]:
     found: list[Place] = []
-    for m in _DISTRICT.finditer(text):
+    for m in _district_matches(text):
         name, start = m.group(0), m.start()
         if not name[0].isascii():
             # Trim boundary characters on the left (我在青林区 -> 青林区) and check what is left.
@@ -262,7 +278,7 @@ def _named_places(text: str, districts: list[Place]) -> list[Place]:
         if len(prefix) > _MAX_PREFIX[kind]:
             start += len(prefix) - _MAX_PREFIX[kind]
             prefix = prefix[-_MAX_PREFIX[kind] :]
-        if len(prefix) < 2 or not re.search(f"[{_CJK}A-Za-z]", prefix):
+        if len(prefix) < 2 or not _HAS_LETTER.search(prefix):
             continue
         if suffix in _BAD_PREFIX_END_ALL and prefix[-1] in _BAD_PREFIX_END_ALL[suffix]:
             continue
@@ -281,20 +297,26 @@ def _kv(volt: str, unit: str) -> str:
 
 
 def _lines(text: str) -> list[Place]:
+    # Each pattern needs a character (or word) most texts lack: testing for it first skips most scans.
     found: list[Place] = []
-    for m in _POWER_LINE.finditer(text):
-        line = m.group("line")
-        name = f"{_kv(m.group('volt'), m.group('unit'))}{m.group('mid')}{'高压线' if line in ('线', '电线') else line}"
-        found.append(Place(name, "line", m.start(), m.end()))
-    for m in _HIGH_VOLTAGE.finditer(text):
-        found.append(Place("高压线", "line", m.start(), m.end()))
-    for m in _METRO_LINE.finditer(text):
-        num = m.group("num")
-        if not num.isdigit():
-            num = str(_cn_number(num))
-        found.append(Place(f"地铁{num}号线", "line", m.start(), m.end()))
-    for m in _BUS_LINE.finditer(text):
-        found.append(Place(f"{m.group('num')}路", "line", m.start(), m.end()))
+    if "线" in text:
+        for m in _POWER_LINE.finditer(text):
+            line = m.group("line")
+            kv = _kv(m.group("volt"), m.group("unit"))
+            name = f"{kv}{m.group('mid')}{'高压线' if line in ('线', '电线') else line}"
+            found.append(Place(name, "line", m.start(), m.end()))
+        if "高压" in text:
+            for m in _HIGH_VOLTAGE.finditer(text):
+                found.append(Place("高压线", "line", m.start(), m.end()))
+        if "号线" in text:
+            for m in _METRO_LINE.finditer(text):
+                num = m.group("num")
+                if not num.isdigit():
+                    num = str(_cn_number(num))
+                found.append(Place(f"地铁{num}号线", "line", m.start(), m.end()))
+    if "路" in text:
+        for m in _BUS_LINE.finditer(text):
+            found.append(Place(f"{m.group('num')}路", "line", m.start(), m.end()))
     return found
 
 

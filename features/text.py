@@ -111,8 +111,30 @@ def case_tokens(title: str | None, body: str | None) -> list[str]:
 # router's tokens; a few MB.
 @lru_cache(maxsize=4096)
 def _tokenise_cached(text: str) -> tuple[str, ...]:
-    stops = stop_words()
-    return tuple(t for t in tokenizer.segmenter()(text) if t not in stops and _TOKEN_KEEP.search(t))
+    return tuple(filter(_kept().__getitem__, tokenizer.segmenter()(text)))
+
+
+class _KeptTokens(dict[str, bool]):
+    """Whether a token is kept (no stop word, not only punctuation or spaces), decided once per distinct
+    token: a batch segments into millions of tokens, of ~100k distinct ones."""
+
+    MAX = 1 << 18  # entries; dropped whole when full
+
+    def __init__(self, stops: frozenset[str]) -> None:
+        super().__init__()
+        self.stops = stops
+
+    def __missing__(self, token: str) -> bool:
+        kept = token not in self.stops and _TOKEN_KEEP.search(token) is not None
+        if len(self) >= self.MAX:
+            self.clear()
+        self[token] = kept
+        return kept
+
+
+@lru_cache(maxsize=1)
+def _kept() -> _KeptTokens:
+    return _KeptTokens(stop_words())
 
 
 # Tokens cached under one segmenter are not the other's.

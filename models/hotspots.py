@@ -73,10 +73,11 @@ import heapq
 import logging
 import math
 import re
-from collections import Counter
+from collections import Counter, _count_elements  # type: ignore[attr-defined]
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from itertools import compress, islice
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -178,18 +179,24 @@ def case_terms(title: str, body: str, config: HotspotConfig, prepared: PreparedC
     else:
         body_n = case_text("", prepared.body[: config.body_max_chars])
         body_tokens = tuple(tokenise(body_n))
-    counts: Counter[str] = Counter(_terms(body_tokens))
-    for term, n in Counter(_terms(title_tokens)).items():
-        counts[term] += n * (1.0 + config.title_weight)
-    title_places = [p for p in extract_places(title_n) if is_specific(p)]
-    body_places = [p for p in extract_places(body_n) if is_specific(p)]
-    for p in title_places + body_places:
-        counts[_PLACE_PREFIX + place_key(p)] += 1
-    first = title_places[0] if title_places else (body_places[0] if body_places else None)
+    counts: dict[str, float] = {}
+    _count_elements(counts, _terms(body_tokens))  # Counter's C helper, on a plain dict
+    title_counts: dict[str, int] = {}
+    _count_elements(title_counts, _terms(title_tokens))
+    title_factor = 1.0 + config.title_weight
+    get = counts.get
+    for term, n in title_counts.items():
+        counts[term] = get(term, 0) + n * title_factor
     place = None
-    if first is not None:
-        place = (first.name, first.kind, place_key(first), "title" if title_places else "body")
-    return CaseTerms(dict(counts), place)
+    for where, text in (("title", title_n), ("body", body_n)):
+        for p in extract_places(text):
+            if is_specific(p):
+                key = place_key(p)
+                term = _PLACE_PREFIX + key
+                counts[term] = get(term, 0) + 1
+                if place is None:
+                    place = (p.name, p.kind, key, where)
+    return CaseTerms(counts, place)
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,16 +310,26 @@ class _Burst:
     fired: set[str] = field(default_factory=set)
     members: dict[str, _Member] = field(default_factory=dict)
     centroid: dict[str, float] = field(default_factory=dict)
-    norm: float = 0.0
+    norm_: float | None = 0.0  # None: not computed since the centroid last changed (see `norm`)
     places: Counter[str] = field(default_factory=Counter)  # place key -> members naming it
     strong_places: Counter[str] = field(default_factory=Counter)  # the same, for places that can conflict
     place_info: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (name, kind) first seen
 
+    @property
+    def norm(self) -> float:
+        """L2 norm of the centroid, computed when first asked for after a change: most bursts change more
+        often than a case is compared with them, and the sum runs over the whole centroid."""
+        if self.norm_ is None:
+            self.norm_ = math.sqrt(math.fsum(v * v for v in self.centroid.values()))
+        return self.norm_
+
     def add(self, member: _Member) -> None:
         self.members[member.case_id] = member
+        centroid = self.centroid
+        get = centroid.get
         for term, weight in member.weights.items():
-            self.centroid[term] = self.centroid.get(term, 0.0) + weight
-        self.norm = math.sqrt(math.fsum(v * v for v in self.centroid.values()))
+            centroid[term] = get(term, 0.0) + weight
+        self.norm_ = None
         if member.place:
             name, kind, key, _ = member.place
             self.places[key] += 1
@@ -324,7 +341,7 @@ class _Burst:
         for case_id in case_ids:
             del self.members[case_id]
         members = list(self.members.values())
-        self.members, self.centroid, self.place_info = {}, {}, {}
+        self.members, self.centroid, self.place_info, self.norm_ = {}, {}, {}, 0.0
         self.places, self.strong_places = Counter(), Counter()
         for member in members:  # rebuild in member order: the same floats as a restored detector
             self.add(member)
@@ -414,11 +431,12 @@ class HotspotDetector:
             seq=self._seq,
         )
         self._add_member(burst, member)
-        alert = self._check_alert(burst, case.case_id)
+        stats = self._stats(burst)  # raising an alert changes none of them
+        alert = self._check_alert(burst, case.case_id, stats)
         if alert is not None:
             self.alerts.append(alert)
             logger.info("hot-issue alert %s (%d cases, %d reporters)", alert.alert_id, alert.cases, alert.reporters)
-        return self._assignment(case.case_id, burst, joined, similarity, alert)
+        return self._assignment(case.case_id, burst, joined, similarity, alert, stats)
 
     def replay(self, events: Iterable[CaseEvent]) -> list[Alert]:
         """Observe events in the given order; return the alerts they raised."""
@@ -526,40 +544,47 @@ class HotspotDetector:
             return {}
         self._n_docs += 1
         self._df.update(counts.keys())
-        n = self._n_docs
-        raw = {
-            term: (1.0 + math.log(tf)) * (math.log((1 + n) / (1 + self._df[term])) + 1.0)
-            for term, tf in counts.items()
-        }
-        top = sorted(raw.items(), key=lambda kv: (-kv[1], kv[0]))[: self.config.max_terms]
-        norm = math.sqrt(math.fsum(w * w for _, w in top))
-        return {term: round(w / norm, _WEIGHT_DIGITS) for term, w in top}
+        df, log, n1 = self._df, math.log, 1 + self._n_docs
+        raw = {term: (1.0 + log(tf)) * (log(n1 / (1 + df[term])) + 1.0) for term, tf in counts.items()}
+        # Heaviest first, ties by term: sort by term, then stably by weight, descending (two sorts in C
+        # instead of a key tuple per term).
+        top = sorted(raw)
+        top.sort(key=raw.__getitem__, reverse=True)
+        del top[self.config.max_terms :]
+        weights = list(map(raw.__getitem__, top))
+        norm = math.sqrt(math.fsum([w * w for w in weights]))
+        return dict(zip(top, [round(w / norm, _WEIGHT_DIGITS) for w in weights], strict=True))
 
     def _best_burst(
         self, weights: dict[str, float], place: tuple[str, str, str, str] | None
     ) -> tuple[_Burst | None, float | None]:
         cfg = self.config
         overlap: dict[str, float] = {}
-        for term, weight in list(weights.items())[: cfg.index_terms]:
-            posting = self._term_index.get(term)
-            if posting and len(posting) <= cfg.max_posting:
+        overlap_get = overlap.get
+        term_index, max_posting = self._term_index, cfg.max_posting
+        for term, weight in islice(weights.items(), cfg.index_terms):
+            posting = term_index.get(term)
+            if posting and len(posting) <= max_posting:
                 for burst_id in posting:
-                    overlap[burst_id] = overlap.get(burst_id, 0.0) + weight
+                    overlap[burst_id] = overlap_get(burst_id, 0.0) + weight
         if place is not None:
             for burst_id in self._place_index.get(place[2], ()):
-                overlap[burst_id] = overlap.get(burst_id, 0.0) + 1.0
+                overlap[burst_id] = overlap_get(burst_id, 0.0) + 1.0
         if not overlap:
             return None, None
-        ranked = sorted(overlap, key=lambda b: (-overlap[b], self._bursts[b].seq))[: cfg.max_candidates]
+        bursts = self._bursts
+        ranked = sorted(overlap, key=lambda b: (-overlap[b], bursts[b].seq))[: cfg.max_candidates]
+        position = {t: i for i, t in enumerate(weights)}
         best: tuple[float, int, _Burst, float] | None = None
         for burst_id in ranked:
-            burst = self._bursts[burst_id]
+            burst = bursts[burst_id]
             relation = _place_relation(place, burst)
-            if relation == "conflict" or burst.norm == 0.0:
+            if relation == "conflict":
                 continue
-            centroid = burst.centroid
-            dot = sum([w * centroid.get(t, 0.0) for t, w in weights.items()])
-            similarity = dot / burst.norm
+            norm = burst.norm
+            if norm == 0.0:
+                continue
+            similarity = _dot(weights, burst.centroid, position) / norm
             score = similarity + (cfg.same_place_bonus if relation == "same" else 0.0)
             if score >= cfg.similarity_threshold and (best is None or (score, -burst.seq) > (best[0], -best[1])):
                 best = (score, burst.seq, burst, similarity)
@@ -604,29 +629,41 @@ class HotspotDetector:
     def _stats(self, burst: _Burst) -> tuple[int, int, int, float, int, float]:
         cfg = self.config
         assert self._now is not None
-        members = burst.members.values()
         cases = len(burst.members)
-        reporter_ids = {m.reporter for m in members if m.reporter is not None}
-        anonymous = sum(1 for m in members if m.reporter is None) if cfg.anonymous_reporters_are_distinct else 0
-        reporters = len(reporter_ids) + anonymous
         recent_from = self._now - timedelta(days=cfg.growth_days)
-        recent = sum(1 for m in members if m.time > recent_from)
+        reporter_ids: set[str] = set()
+        anonymous = recent = votes = 0
+        for m in burst.members.values():  # one pass: a burst can hold hundreds of members
+            if m.reporter is None:
+                anonymous += 1
+            else:
+                reporter_ids.add(m.reporter)
+            if m.time > recent_from:
+                recent += 1
+            if m.votes:
+                votes += m.votes
+        reporters = len(reporter_ids) + (anonymous if cfg.anonymous_reporters_are_distinct else 0)
         growth = (recent / cfg.growth_days) / (cases / cfg.window_days) if cases else 0.0
-        votes = sum(m.votes or 0 for m in members)
         age = (self._now - burst.created_at).total_seconds() / 86400.0
         return cases, reporters, recent, round(growth, 4), votes, round(age, 4)
 
     def _assignment(
-        self, case_id: str, burst: _Burst, joined: bool, similarity: float | None, alert: Alert | None
+        self,
+        case_id: str,
+        burst: _Burst,
+        joined: bool,
+        similarity: float | None,
+        alert: Alert | None,
+        stats: tuple[int, int, int, float, int, float] | None = None,
     ) -> Assignment:
-        cases, reporters, recent, growth, votes, age = self._stats(burst)
+        cases, reporters, recent, growth, votes, age = stats or self._stats(burst)
         return Assignment(
             case_id, burst.burst_id, joined, similarity, cases, reporters, recent, growth, votes, age, alert
         )
 
-    def _check_alert(self, burst: _Burst, case_id: str) -> Alert | None:
+    def _check_alert(self, burst: _Burst, case_id: str, stats: tuple[int, int, int, float, int, float]) -> Alert | None:
         cfg = self.config
-        cases, reporters, recent, growth, votes, _ = self._stats(burst)
+        cases, reporters, recent, growth, votes, _ = stats
         if cases < cfg.yellow_min_cases or reporters < cfg.yellow_min_reporters:
             return None
         reasons = []
@@ -683,21 +720,50 @@ def _naive(value: datetime) -> datetime:
 def _terms(tokens: Iterable[str]) -> list[str]:
     """Terms for similarity from a text's tokens: jieba words (single digits and letters dropped) plus runs
     of single CJK characters joined into one token (names jieba does not know come out as single characters)."""
+    tokens = tokens if isinstance(tokens, tuple | list) else tuple(tokens)
+    kinds = bytes(map(_TERM_KIND.__getitem__, tokens))
     out: list[str] = []
-    run: list[str] = []
-    for token in tokens:
-        if _SINGLE_CHAR.match(token):
-            run.append(token)
-            out.append(token)  # single characters carry meaning too (堵, 臭, 漏)
-            continue
-        if len(run) >= 2:
-            out.append("".join(run))
-        run = []
-        if len(token) > 1 or not token.isascii():
-            out.append(token)
-    if len(run) >= 2:
-        out.append("".join(run))
+    done = 0
+    for run in _RUNS.finditer(kinds):  # two or more single characters in a row: kept, then joined
+        start, end = run.span()
+        out += compress(tokens[done:end], kinds[done:end])
+        out.append("".join(tokens[start:end]))
+        done = end
+    out += compress(tokens[done:], kinds[done:])
     return out
+
+
+# What `_terms` does with a token (kept as a single CJK character, kept as a word, dropped: one ASCII
+# character), decided once per distinct token: a batch has ~100k distinct tokens and millions of occurrences.
+_DROP, _SINGLE, _WORD = 0, 1, 2
+_RUNS = re.compile(re.escape(bytes((_SINGLE,))) + b"{2,}")
+
+
+class _TermKinds(dict[str, int]):
+    MAX = 1 << 18  # entries; dropped whole when full
+
+    def __missing__(self, token: str) -> int:
+        if _SINGLE_CHAR.match(token):
+            kind = _SINGLE
+        elif len(token) > 1 or not token.isascii():
+            kind = _WORD
+        else:
+            kind = _DROP
+        if len(self) >= self.MAX:
+            self.clear()
+        self[token] = kind
+        return kind
+
+
+_TERM_KIND = _TermKinds()
+
+
+def _dot(weights: dict[str, float], centroid: dict[str, float], position: dict[str, int]) -> float:
+    """``sum([w * centroid.get(t, 0.0) for t, w in weights.items()])``, bit for bit, from the terms the two
+    share (``position``: each term's place in ``weights``): the others add w * 0.0 = +0.0 (weights are
+    positive), which leaves a float sum unchanged, and a case shares a few of its ~40 terms with a burst."""
+    shared = sorted(weights.keys() & centroid.keys(), key=position.__getitem__)
+    return sum([weights[t] * centroid[t] for t in shared], 0.0)
 
 
 def _is_strong(place: tuple[str, str, str, str]) -> bool:
@@ -713,7 +779,7 @@ def _place_relation(place: tuple[str, str, str, str] | None, burst: _Burst) -> s
     if place is None or not burst.places:
         return "none"
     key = place[2]
-    if any(same_place(key, other) for other in burst.places):
+    if key in burst.places or any(same_place(key, other) for other in burst.places):
         return "same"
     if not _is_strong(place):
         return "none"
