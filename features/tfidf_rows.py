@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain, repeat
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -61,6 +61,27 @@ class FittedTfidf:
         return tfidf_weights(counts, self.idf, sublinear_tf=self.sublinear_tf, l2=self.norm == "l2")
 
 
+    def row(self, doc: str) -> tuple[np.ndarray, np.ndarray]:
+        """One document's tf-idf row as (sorted column indices, values): `rows` for one document, bit for bit,
+        without building sparse matrices (their construction checks cost more than the arithmetic here)."""
+        cols = np.fromiter(map(self.vocabulary.get, self.analyzer(doc), repeat(-1)), dtype=np.int64)
+        columns, counts = np.unique(cols[cols >= 0], return_counts=True)
+        columns = columns.astype(np.int32)
+        data = counts.astype(self.dtype)
+        _weigh(data, columns, np.array([0, len(data)], dtype=np.int32), (1, self.n_features), self.idf,
+               sublinear_tf=self.sublinear_tf, l2=self.norm == "l2")
+        return columns, data
+
+
+class _CsrArrays(NamedTuple):
+    """The four arrays sklearn's `inplace_csr_row_normalize_l2` reads, without a matrix around them."""
+
+    data: np.ndarray
+    shape: tuple[int, int]
+    indices: np.ndarray
+    indptr: np.ndarray
+
+
 def term_counts(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int], dtype: Any) -> sp.csr_matrix:
     """How often each (row, column) pair occurs, as a CSR matrix with each row's columns sorted.
 
@@ -75,15 +96,20 @@ def term_counts(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int], dtyp
 
 def tfidf_weights(counts: sp.csr_matrix, idf: np.ndarray | None, *, sublinear_tf: bool, l2: bool) -> sp.csr_matrix:
     """`TfidfTransformer`'s arithmetic on a count matrix, in place and in its dtype (sklearn's own l2 step)."""
-    data = counts.data
+    _weigh(counts.data, counts.indices, counts.indptr, counts.shape, idf, sublinear_tf=sublinear_tf, l2=l2)
+    return counts
+
+
+def _weigh(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape: tuple[int, int],
+           idf: np.ndarray | None, *, sublinear_tf: bool, l2: bool) -> None:
+    """`tfidf_weights` on a CSR matrix's arrays: one arithmetic for a batch and for one document."""
     if sublinear_tf:
         np.log(data, data)
         data += 1.0
     if idf is not None:
-        data *= idf[counts.indices]  # in the row dtype, rounded as sklearn does
+        data *= idf[indices]  # in the row dtype, rounded as sklearn does
     if l2:
-        inplace_csr_row_normalize_l2(counts)
-    return counts
+        inplace_csr_row_normalize_l2(_CsrArrays(data, shape, indices, indptr))
 
 
 def stack_rows(blocks: Sequence[tuple[FittedTfidf, float, Sequence[str]]], n_docs: int) -> sp.csr_matrix:
@@ -91,6 +117,8 @@ def stack_rows(blocks: Sequence[tuple[FittedTfidf, float, Sequence[str]]], n_doc
     would place them. ``blocks``: (fitted vectorizer, weight, one document per row)."""
     if not blocks:
         return sp.csr_matrix((n_docs, 0), dtype=np.float32)
+    if n_docs == 1:  # a request's case: one matrix built at the end instead of one per block and a stack
+        return _one_row(blocks)
     parts = []
     for fitted, weight, docs in blocks:
         part = fitted.rows(docs)
@@ -98,3 +126,18 @@ def stack_rows(blocks: Sequence[tuple[FittedTfidf, float, Sequence[str]]], n_doc
             part.data *= part.dtype.type(weight)
         parts.append(part)
     return sp.hstack(parts, format="csr")
+
+
+def _one_row(blocks: Sequence[tuple[FittedTfidf, float, Sequence[str]]]) -> sp.csr_matrix:
+    """`stack_rows` for one document: each block's `FittedTfidf.row`, weighted, placed after the blocks before."""
+    columns, values, offset = [], [], 0
+    for fitted, weight, (doc,) in blocks:
+        cols, data = fitted.row(doc)
+        if weight != 1.0:
+            data *= data.dtype.type(weight)
+        columns.append(cols + np.int32(offset))
+        values.append(data)
+        offset += fitted.n_features
+    data = np.concatenate(values)
+    return sp.csr_matrix((data, np.concatenate(columns), np.array([0, len(data)], dtype=np.int32)),
+                         shape=(1, offset))

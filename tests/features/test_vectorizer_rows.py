@@ -53,6 +53,21 @@ def test_rows_equal_sklearns_transform_on_every_demo_case(demo_cases: pd.DataFra
     assert (ours.toarray() != 0).sum() == (theirs.toarray() != 0).sum()
 
 
+@pytest.mark.parametrize("params", [{}, {"char_weight": 0.0}, {"title_weight": 0.0}], ids=["shipped", "no-chars",
+                                                                                        "no-title"])
+def test_one_case_gets_the_batch_row_bit_for_bit(demo_cases: pd.DataFrame, params: dict) -> None:
+    """A request's single case goes through its own path (no matrix per block): the same row a batch gives."""
+    cases = demo_cases[["title", "body"]]
+    vec = CaseVectorizer(**params).fit(cases.iloc[:500])
+    rest = [*cases.iloc[500:].itertuples(index=False, name=None), ("", ""), ("！！！", "。。。")]
+    batch = vec.transform(rest)
+    for i, case in enumerate(rest):
+        one = vec.transform([case])
+        assert one.shape == (1, batch.shape[1]) and one.dtype == batch.dtype
+        np.testing.assert_array_equal(one.indices, batch[i].indices)
+        np.testing.assert_array_equal(one.data, batch[i].data)
+
+
 def test_the_default_vectorizer_is_the_shipped_recipe() -> None:
     from models.router import FeatureParams as ConfigFeatures
     from training.config import TrainConfig
