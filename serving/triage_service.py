@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from features.prepared import prepare
-from models.bundle import Assessment, Route
+from models.bundle import Assessment, PendingAssessments, Route
 from models.hotspots import Assignment
 from models.mlflow_model import LoadedModel
 from serving.hotspot_service import HotspotService
@@ -89,14 +89,17 @@ def _score(
         made_at = datetime.now(UTC)
         case_input = CaseInput(case.case_id, case.title, case.body, case.created_at, case.reporter_id, case.channel)
         assessed: list[tuple[Assignment | None, CaseTriage, PredictionInput]] = []
+        # All of the risk model's reading of the case but its burst, before the detector's lock: under it (on
+        # the shared feed, every replica waits for that lock) only the burst's part is left (`finish`).
+        pending = bundle.pending([prepared[k]], routes=[route])
 
-        def assess(assignment: Assignment | None, level: str | None, k: int = k, case: TriageRequest = case,
-                   route: Route = route, assessed: list = assessed) -> tuple[CaseTriage, PredictionInput]:
+        def assess(
+            assignment: Assignment | None, level: str | None, case: TriageRequest = case,
+            pending: PendingAssessments = pending, assessed: list = assessed,
+        ) -> tuple[CaseTriage, PredictionInput]:
             """Risk and answer for the case as the detector placed it (once per placement)."""
             if not assessed or assessed[-1][0] is not assignment:
-                assessment = bundle.assess(
-                    [prepared[k]], routes=[route], bursts=None if hotspots is None else [assignment]
-                )[0]
+                assessment = bundle.finish(pending, bursts=None if hotspots is None else [assignment])[0]
                 result, prediction = _answer(case, assessment, level, ref, started, len(cases))
                 assessed.append((assignment, result, prediction))
             return assessed[-1][1], assessed[-1][2]
