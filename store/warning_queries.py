@@ -164,11 +164,13 @@ def unwarned_alerts(session: Session, since: datetime, limit: int) -> list[tuple
 def predictions_after(
     session: Session, after_id: int, up_to: int, levels: Sequence[str], limit: int
 ) -> list[tuple[PredictionRecord, str, str]]:
-    """Predictions of rows (`after_id`, `up_to`] at one of `levels`, in id order, with the text they scored."""
+    """Predictions of rows (`after_id`, `up_to`] at one of `levels` whose case has no warning yet, in id order,
+    with the text they scored. Another replica's round may have issued some already: they are not read again."""
+    warned = exists().where(EarlyWarning.source_kind == "case", EarlyWarning.source_id == Prediction.case_id)
     rows = session.execute(
         select(Prediction, Case.text_hash, Case.title, Case.body)
         .join(Case, Case.id == Prediction.case_row_id)
-        .where(Prediction.id > after_id, Prediction.id <= up_to, Prediction.risk_level.in_(list(levels)))
+        .where(Prediction.id > after_id, Prediction.id <= up_to, Prediction.risk_level.in_(list(levels)), ~warned)
         .order_by(Prediction.id)
         .limit(limit)
     ).all()
@@ -178,11 +180,12 @@ def predictions_after(
 def alerts_after(
     session: Session, after_id: int, up_to: int, limit: int
 ) -> list[tuple[int, AlertRecord, str, str, str]]:
-    """Alerts of rows (`after_id`, `up_to`], in id order: (row id, alert, department, title, body) as
-    `unwarned_alerts` gives them."""
+    """Alerts of rows (`after_id`, `up_to`] without a warning yet, in id order: (row id, alert, department,
+    title, body) as `unwarned_alerts` gives them."""
+    warned = exists().where(EarlyWarning.source_kind == "alert", EarlyWarning.source_id == HotspotAlert.alert_id)
     alerts = session.scalars(
         select(HotspotAlert)
-        .where(HotspotAlert.id > after_id, HotspotAlert.id <= up_to)
+        .where(HotspotAlert.id > after_id, HotspotAlert.id <= up_to, ~warned)
         .order_by(HotspotAlert.id)
         .limit(limit)
     ).all()

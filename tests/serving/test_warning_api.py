@@ -300,3 +300,22 @@ def test_a_round_issues_a_backlog_a_few_warnings_per_transaction(
     assert sizes == [2, 2, 1]
     assert sorted(w["case_id"] for w in warnings(client)["items"]) == [f"RED-{i}" for i in range(5)]
     assert desk.issue_new() == 0
+
+
+def test_a_replicas_round_skips_what_another_replica_already_issued(
+    client: TestClient, desk: WarningDesk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every worker runs the issuer: each must read only rows still without a warning, not redo the others'."""
+    other = WarningDesk(desk.store, desk.policy, desk.gazetteer)  # a second worker's desk, open since the start
+    for i in range(3):
+        client.post("/v1/triage", json={**RED_CASE, "case_id": f"RED-{i}"}, headers=INTAKE)
+    assert desk.issue_new() == 3
+    handed: list[int] = []
+    issue_many = other.book.issue_many
+    monkeypatch.setattr(other.book, "issue_many",
+                        lambda items, **kw: handed.append(len(items)) or issue_many(items, **kw))
+    assert other.issue_new() == 0 and handed == []
+    client.post("/v1/triage", json={**RED_CASE, "case_id": "RED-9"}, headers=INTAKE)
+    assert other.issue_new() == 1 and handed == [1]
+    assert desk.issue_new() == 0
+    assert sorted(w["case_id"] for w in warnings(client)["items"]) == ["RED-0", "RED-1", "RED-2", "RED-9"]
