@@ -43,6 +43,8 @@ LEGACY_BUNDLE_FILE = "bundle.joblib"
 #: (the guard spends its budget on cases the department thresholds let through, `models.taxonomy_guard`: code
 #: before it would load such a guard and flag on its lower threshold alone, so it refuses this format).
 #: `TriageBundle.__setstate__` brings an older layout up to this one, in one place.
+#: Most cases `TriageBundle.pending` reads at once; larger batches go in parts of this size (bounded memory).
+PENDING_BATCH = 1000
 BUNDLE_FORMAT = 4
 TOP_K = 3
 
@@ -114,6 +116,12 @@ class PendingAssessments:
     routes: list[Route]
     #: None for bundles without a risk model, or no cases.
     risk: RiskInputs | None
+
+    @classmethod
+    def concat(cls, parts: Sequence[PendingAssessments]) -> PendingAssessments:
+        """Consecutive batches as one, in order."""
+        risks = [p.risk for p in parts if p.risk is not None]
+        return cls([r for p in parts for r in p.routes], type(risks[0]).concat(risks) if risks else None)
 
 
 @dataclass
@@ -226,10 +234,18 @@ class TriageBundle:
         """Everything `assess` does that does not depend on other cases: routing, and the risk model's reading
         of the cases. ``reasons`` False keeps only what levels need (light to send to another process)."""
         prepared = prepared_cases(cases)
+        if routes is not None and len(routes) != len(prepared):
+            raise ValueError("assess needs one route per case")
+        if len(prepared) > PENDING_BATCH:
+            # Each case is read alone (rows are the same in any batch), and a large batch's sparse matrices
+            # (character n-grams of every text at once) took a Dask worker to 2 GB for a 20,000-case part.
+            return PendingAssessments.concat([
+                self.pending(prepared[i : i + PENDING_BATCH], reasons=reasons,
+                             routes=None if routes is None else routes[i : i + PENDING_BATCH])
+                for i in range(0, len(prepared), PENDING_BATCH)
+            ])
         if routes is None:
             routes = self.route(prepared)
-        if len(routes) != len(prepared):
-            raise ValueError("assess needs one route per case")
         risk = None
         if self.risk is not None and prepared:
             proba = np.vstack([r.scores for r in routes])

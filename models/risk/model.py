@@ -102,6 +102,15 @@ class RiskInputs:
         """Only what levels need: the matrix (the rest is the case's text, heavy to send between processes)."""
         return RiskInputs(self.X, None, None, None)
 
+    @classmethod
+    def concat(cls, parts: Sequence[RiskInputs]) -> RiskInputs:
+        """Consecutive batches' inputs as one (what reasons read kept only if every part kept it)."""
+        def joined(lists: list[list[Any] | None]) -> list[Any] | None:
+            return None if any(x is None for x in lists) else [item for x in lists for item in x]  # type: ignore[union-attr]
+
+        return cls(np.vstack([p.X for p in parts]), joined([p.matches for p in parts]),
+                   joined([p.texts for p in parts]), joined([p.docs for p in parts]))
+
 
 MAX_CRITERION_PHRASES = 3
 #: Category of a cue reason that the text model found, not the lexicon.
