@@ -51,7 +51,7 @@ import pyarrow.parquet as pq
 from distributed import Client, LocalCluster, WorkerPlugin, get_worker
 
 from features.prepared import prepare
-from models.bundle import PendingAssessments, TriageBundle
+from models.bundle import PENDING_BATCH, PendingAssessments, TriageBundle
 from models.hotspots import CaseEvent, CaseTerms, HotspotConfig, HotspotDetector, case_terms
 from models.risk import BURST_COLUMNS
 from training.hotspots_cli import VOTE_COLUMNS, _missing, _text
@@ -312,7 +312,16 @@ def prepare_partition(
     plugin = _worker_plugin(plugin_name)
     assert plugin.bundle is not None
     frame = load_partition(url, index, encoding)
-    prepared = [prepare(_text(t), _text(b)) for t, b in zip(frame["title"], frame["body"], strict=True)]
+    # Read in parts of `PENDING_BATCH` cases: a prepared case (its texts and tokens) is ~20 KB, so a whole
+    # 20,000-case part held at once took ~400 MB per worker; its detector terms are what outlives the part.
+    terms: list[CaseTerms] = []
+    parts: list[PendingAssessments] = []
+    pairs = list(zip(frame["title"], frame["body"], strict=True))
+    for start in range(0, len(pairs), PENDING_BATCH):
+        prepared = [prepare(_text(t), _text(b)) for t, b in pairs[start : start + PENDING_BATCH]]
+        terms += [case_terms(case.title, case.body, config, case) for case in prepared]
+        parts.append(plugin.bundle.pending(prepared, reasons=False))
+    del pairs
     times = frame["created_at"].astype("datetime64[ns]").to_numpy().view("int64")
     dated = np.flatnonzero(times != _NAT)
     lead = int(dated[0]) if len(dated) else len(frame)
@@ -335,14 +344,13 @@ def prepare_partition(
                 reporter_id=None if _missing(reporter) else str(reporter),
                 votes=None if vote is None or _missing(vote) else int(vote),
             )
-            case = prepared[row]
-            yield (int(keys[row]) if keyed else None), row, event, case_terms(case.title, case.body, config, case)
+            yield (int(keys[row]) if keyed else None), row, event, terms[row]
 
     stem = f"{scratch.rstrip('/')}/run-{index:05d}"
     _write_run(f"{stem}-head.pkl", records(np.arange(lead), keyed=False))
     _write_run(f"{stem}-body.pkl", records(body_rows, keyed=True))
     # The loader and the models' reading of each text are kept for the scoring pass, not run twice.
-    pending = plugin.bundle.pending(prepared, reasons=False)
+    pending = PendingAssessments.concat(parts) if parts else plugin.bundle.pending([], reasons=False)
     with fsspec.open(f"{stem}-cases.pkl", "wb") as fh:
         pickle.dump((frame, pending), fh, protocol=pickle.HIGHEST_PROTOCOL)
     return Prepared(index, len(frame), lead, last_dated, f"{stem}-head.pkl", f"{stem}-body.pkl", f"{stem}-cases.pkl")
