@@ -72,8 +72,8 @@ UNVERSIONED = "unversioned"
 _CASE_LOCK_NAMESPACE = b"triage-case:"
 
 
-#: Hot-path statements, built once (building a statement per call costs more than running it on SQLite).
-# Core statements run on the transaction's connection: no ORM object or session bookkeeping per case.
+# Hot-path statements, built once (building a statement per call costs more than running it on SQLite), and
+# run as Core on the transaction's connection: no ORM object or session bookkeeping per case.
 _PREDICTIONS, _CASES = Prediction.__table__, Case.__table__
 #: A case's newest prediction with its text's hash, as one Core row.
 _LATEST_PREDICTION = (
