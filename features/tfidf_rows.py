@@ -21,6 +21,70 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 
+from features.key_table import KeyTable
+
+
+@dataclass(frozen=True)
+class WordGrams:
+    """A word analyzer's terms looked up by word number: each token once in a dict, each bigram as a pair of
+    numbers in a `KeyTable`, so no "a b" string is built per bigram (building and hashing them was most of
+    the router's features for a batch).
+
+    Exact for a tokenizer whose tokens hold no space (``split_on_spaces``): a vocabulary bigram then splits
+    into its two tokens in one way only. Every word of a vocabulary bigram has a number even when it is no
+    unigram of the vocabulary (``max_df`` or ``max_features`` may drop it), so nothing depends on that.
+    """
+
+    tokenizer: Callable[[str], list[str]]
+    words: dict[str, int]  # a word of a vocabulary unigram or bigram -> its number
+    unigram: np.ndarray  # word number -> column of the word as a unigram, -1 if it is none
+    pairs: KeyTable | None  # first * len(words) + second -> column of the bigram; None: unigrams only
+
+    @classmethod
+    def of(cls, vectorizer: TfidfVectorizer) -> WordGrams | None:
+        """None where the analyzer is more than ``tokenizer`` and word 1- or 1..2-grams (then the analyzer runs)."""
+        if (vectorizer.analyzer != "word" or vectorizer.tokenizer is None or vectorizer.preprocessor is not None
+                or vectorizer.lowercase or vectorizer.strip_accents is not None or vectorizer.stop_words is not None
+                or vectorizer.input != "content" or tuple(vectorizer.ngram_range) not in ((1, 1), (1, 2))):
+            return None
+        words: dict[str, int] = {}
+        unigram: dict[int, int] = {}
+        bigrams: list[tuple[int, int, int]] = []
+        for term, column in vectorizer.vocabulary_.items():
+            parts = term.split(" ")
+            if len(parts) == 1:
+                unigram[words.setdefault(term, len(words))] = column
+            elif len(parts) == 2:
+                bigrams.append((words.setdefault(parts[0], len(words)), words.setdefault(parts[1], len(words)), column))
+            else:
+                return None
+        columns = np.full(len(words), -1, dtype=np.int64)
+        columns[list(unigram)] = list(unigram.values())
+        pairs = None
+        if tuple(vectorizer.ngram_range) == (1, 2):
+            table = np.asarray(bigrams, dtype=np.int64).reshape(-1, 3)
+            pairs = KeyTable(table[:, 0] * len(words) + table[:, 1], table[:, 2])
+        return cls(vectorizer.tokenizer, words, columns, pairs)
+
+    def matches(self, docs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(document, column) of every vocabulary uni- and bigram occurrence in ``docs``."""
+        tokens = [self.tokenizer(doc) for doc in docs]
+        lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+        ids = np.fromiter(map(self.words.get, chain.from_iterable(tokens), repeat(-1)), dtype=np.int64,
+                          count=int(lengths.sum()))
+        rows = np.repeat(np.arange(len(tokens), dtype=np.int64), lengths)
+        known = ids >= 0
+        cols = np.full(len(ids), -1, dtype=np.int64)
+        cols[known] = self.unigram[ids[known]]
+        if self.pairs is not None and len(ids) > 1:
+            first, second = ids[:-1], ids[1:]
+            paired = (first >= 0) & (second >= 0) & (rows[:-1] == rows[1:])
+            bigrams = np.full(len(first), -1, dtype=np.int64)
+            bigrams[paired] = self.pairs.columns_of(first[paired] * len(self.words) + second[paired])
+            rows, cols = np.concatenate([rows, rows[:-1]]), np.concatenate([cols, bigrams])
+        found = cols >= 0
+        return rows[found], cols[found]
+
 
 @dataclass(frozen=True)
 class FittedTfidf:
@@ -32,40 +96,44 @@ class FittedTfidf:
     sublinear_tf: bool
     norm: str | None
     dtype: np.dtype
+    words: WordGrams | None = None  # the word analyzer's terms by number, where exact (see `WordGrams`)
 
     @classmethod
-    def of(cls, vectorizer: TfidfVectorizer) -> FittedTfidf:
+    def of(cls, vectorizer: TfidfVectorizer, *, split_on_spaces: bool = False) -> FittedTfidf:
+        """``split_on_spaces``: the vectorizer's tokenizer splits text on spaces, so no token holds one."""
         if vectorizer.binary or vectorizer.norm not in ("l2", None):
             raise ValueError("only non-binary vectorizers with l2 or no norm are supported")
         idf = vectorizer.idf_ if vectorizer.use_idf else None
         return cls(vectorizer.build_analyzer(), vectorizer.vocabulary_, idf, vectorizer.sublinear_tf,
-                   vectorizer.norm, np.dtype(vectorizer.dtype))
+                   vectorizer.norm, np.dtype(vectorizer.dtype), WordGrams.of(vectorizer) if split_on_spaces else None)
 
     @property
     def n_features(self) -> int:
         return len(self.vocabulary)
 
-    def rows(self, docs: Sequence[str]) -> sp.csr_matrix:
-        """The documents' tf-idf rows (sorted column indices), from one vocabulary look-up over all their terms.
-
-        The terms are the analyzer's, so they are sklearn's; looked up together (``map`` in C, misses as -1)
-        rather than counted document by document, which cost most of the time for a batch.
-        """
+    def matches(self, docs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(document, column) of every vocabulary term occurrence: the analyzer's terms, looked up together
+        (``map`` in C, misses dropped) rather than counted document by document."""
+        if self.words is not None:
+            return self.words.matches(docs)
         grams = [self.analyzer(doc) for doc in docs]
         lengths = np.fromiter(map(len, grams), dtype=np.int64, count=len(grams))
         cols = np.fromiter(map(self.vocabulary.get, chain.from_iterable(grams), repeat(-1)), dtype=np.int64,
                            count=int(lengths.sum()))
         rows = np.repeat(np.arange(len(grams), dtype=np.int64), lengths)
         found = cols >= 0
-        counts = term_counts(rows[found], cols[found], (len(grams), self.n_features), self.dtype)
-        return tfidf_weights(counts, self.idf, sublinear_tf=self.sublinear_tf, l2=self.norm == "l2")
+        return rows[found], cols[found]
 
+    def rows(self, docs: Sequence[str]) -> sp.csr_matrix:
+        """The documents' tf-idf rows (sorted column indices)."""
+        rows, cols = self.matches(docs)
+        counts = term_counts(rows, cols, (len(docs), self.n_features), self.dtype)
+        return tfidf_weights(counts, self.idf, sublinear_tf=self.sublinear_tf, l2=self.norm == "l2")
 
     def row(self, doc: str) -> tuple[np.ndarray, np.ndarray]:
         """One document's tf-idf row as (sorted column indices, values): `rows` for one document, bit for bit,
         without building sparse matrices (their construction checks cost more than the arithmetic here)."""
-        cols = np.fromiter(map(self.vocabulary.get, self.analyzer(doc), repeat(-1)), dtype=np.int64)
-        columns, counts = np.unique(cols[cols >= 0], return_counts=True)
+        columns, counts = np.unique(self.matches([doc])[1], return_counts=True)
         columns = columns.astype(np.int32)
         data = counts.astype(self.dtype)
         _weigh(data, columns, np.array([0, len(data)], dtype=np.int32), (1, self.n_features), self.idf,

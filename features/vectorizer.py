@@ -201,8 +201,8 @@ class CaseVectorizer(TransformerMixin, BaseEstimator):
     def _fitted(self, name: str) -> FittedTfidf:
         """The block's vocabulary and idf in the form `stack_rows` reads, taken once per loaded model."""
         cache = self.__dict__.setdefault("_fitted_rows", {})
-        if name not in cache:
-            cache[name] = FittedTfidf.of(getattr(self, name))
+        if name not in cache:  # the word blocks' tokenizer is `split_tokens`: no token holds a space
+            cache[name] = FittedTfidf.of(getattr(self, name), split_on_spaces=name != "char_vectorizer_")
         return cache[name]
 
     def __getstate__(self) -> dict[str, Any]:

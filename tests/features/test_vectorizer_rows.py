@@ -6,10 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.feature_extraction.text import TfidfVectorizer
 
 from features.prepared import prepare_all
 from features.text import case_text, case_tokens, mask_personal_data, normalise, tokenise
-from features.vectorizer import TOKEN_SEPARATOR, CaseVectorizer, FeatureParams, as_pairs
+from features.tfidf_rows import FittedTfidf
+from features.vectorizer import TOKEN_SEPARATOR, CaseVectorizer, FeatureParams, as_pairs, split_tokens
 
 
 def sklearn_reference(vec: CaseVectorizer, cases: pd.DataFrame) -> sp.csr_matrix:
@@ -97,3 +101,35 @@ def test_refitting_forgets_the_old_vocabulary(demo_cases: pd.DataFrame) -> None:
     first = vec.fit(demo_cases[["title", "body"]].head(100)).transform(demo_cases[["title", "body"]].head(5))
     second = vec.fit(demo_cases[["title", "body"]].tail(300)).transform(demo_cases[["title", "body"]].head(5))
     assert second.shape[1] == vec.n_features_out_ != first.shape[1]
+
+
+_token = st.sampled_from(["路灯", "不亮", "噪音", "", "a", "施工", "夜间", "b"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    docs=st.lists(st.lists(_token, max_size=8).map(" ".join), min_size=2, max_size=12),
+    queries=st.lists(st.lists(_token, max_size=10).map(" ".join), min_size=1, max_size=6),
+    ngrams=st.sampled_from([(1, 1), (1, 2)]),
+    max_df=st.sampled_from([1.0, 0.5]),
+    max_features=st.sampled_from([None, 5]),
+)
+def test_word_terms_by_number_equal_sklearns_analyzer(
+    docs: list[str], queries: list[str], ngrams: tuple[int, int], max_df: float, max_features: int | None
+) -> None:
+    """Word uni- and bigrams looked up as word numbers give sklearn's rows, also where ``max_df`` or
+    ``max_features`` dropped a word that a kept bigram holds, and for empty tokens (doubled spaces)."""
+    vectorizer = TfidfVectorizer(tokenizer=split_tokens, token_pattern=None, lowercase=False, ngram_range=ngrams,
+                                 max_df=max_df, max_features=max_features, sublinear_tf=True, dtype=np.float32)
+    try:
+        vectorizer.fit(docs)
+    except ValueError:  # no term left after pruning
+        return
+    fitted = FittedTfidf.of(vectorizer, split_on_spaces=True)
+    assert fitted.words is not None  # the fast path, not the analyzer
+    ours, theirs = fitted.rows(queries), vectorizer.transform(queries)
+    np.testing.assert_array_equal(ours.toarray(), theirs.toarray())
+    for i, query in enumerate(queries):
+        cols, data = fitted.row(query)
+        np.testing.assert_array_equal(cols, theirs[i].indices)
+        np.testing.assert_array_equal(data, theirs[i].data)
