@@ -561,6 +561,9 @@ def _run(
     scratch = f"{out.rstrip('/')}/_replay-{uuid.uuid4().hex[:8]}"
     fs, _, (scratch_root,) = fsspec.core.get_fs_token_paths(scratch)
     fs.makedirs(scratch_root, exist_ok=True)
+    scans: list[Any] = []
+    futures: list[Any] = []
+    done: list[Any] = []
     try:
         # Each partition's times first (a fast read), so the replay knows which cases no later partition can
         # precede and runs while the others are prepared; scoring jumps the queue to free the spill early.
@@ -568,12 +571,11 @@ def _run(
         futures = client.map(prepare_partition, files, range(n), [encoding] * n, [hot_issues] * n,
                              [scratch] * n, [plugin.name] * n, pure=False)
         merge = ReplayMerge(client.gather(scans))
-        del scans
+        scans = []
         phases["scan"] = time.perf_counter() - started
         remaining: dict[int, int] = {}
         by_index: dict[int, Prepared] = {}
         collected: dict[int, tuple[list[str], list[dict[str, float]], list[str | None]]] = {}
-        done = []
         detector = HotspotDetector(hot_issues)
         replaying = 0.0
 
@@ -604,7 +606,6 @@ def _run(
             began = time.perf_counter()
             replay()
             replaying += time.perf_counter() - began
-        del futures
         phases["prepare"] = time.perf_counter() - started
         began = time.perf_counter()
         replay()  # what the last partition held back
@@ -612,6 +613,12 @@ def _run(
         phases["replay_tail"] = time.perf_counter() - started - phases["prepare"]
         phases["replay_busy"] = replaying
         counts = client.gather(done)
+    except BaseException:
+        # A bad file or a failed worker: the partitions still queued or running would write to the scratch
+        # folder removed below (and hold the cluster) for nothing.
+        with contextlib.suppress(Exception):
+            client.cancel([*scans, *futures, *done])
+        raise
     finally:
         with contextlib.suppress(OSError):
             fs.rm(scratch_root, recursive=True)

@@ -6,8 +6,10 @@ The cluster starts once for the module (worker processes cost seconds each).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -106,8 +108,21 @@ def test_input_error_names_the_file(client: Client, demo_bundle_dir: Path, parts
     bad.mkdir()
     (bad / "a.csv").write_text((parts_dir / "part-0.csv").read_text(encoding="utf-8"), encoding="utf-8")
     (bad / "b.csv").write_text("编号,备注\n1,x\n", encoding="utf-8")
+    for i in range(4):  # good partitions still queued when the bad one fails
+        (bad / f"c{i}.csv").write_text((parts_dir / "part-0.csv").read_text(encoding="utf-8"), encoding="utf-8")
     with pytest.raises(DataError, match=r"b\.csv: no text column"):
-        predict_dask(client, str(demo_bundle_dir), str(bad / "*.csv"), tmp_path / "out")
+        predict_dask(client, str(demo_bundle_dir), str(bad / "*.csv"), tmp_path / "out",
+                     hot_issues=load_hotspot_config(None))
+    # nothing is left running for the failed run, and its scratch folder is gone
+    deadline = time.monotonic() + 30
+    while client.run_on_scheduler(_task_count) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert client.run_on_scheduler(_task_count) == 0
+    assert [p.name for p in (tmp_path / "out").iterdir()] == []
+
+
+def _task_count(dask_scheduler: Any = None) -> int:
+    return len(dask_scheduler.tasks)
 
 
 def test_no_matching_file_is_an_error(client: Client, demo_bundle_dir: Path, tmp_path: Path) -> None:
