@@ -60,6 +60,9 @@ class WarningDesk:
     #: The last prediction and alert rows `issue_new` has read: the newest when the desk opened, at first.
     _after: tuple[int, int] = field(default=(0, 0), init=False, repr=False)
     _round: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    #: Rounds and sweeps run to the end since the desk opened (a caller can tell the start-up ones are done).
+    rounds: int = field(default=0, init=False)
+    sweeps: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         now = lambda: self.clock()  # noqa: E731  # read at each call, so replacing `clock` moves both
@@ -103,6 +106,7 @@ class WarningDesk:
                 predictions[-1][0].id if len(predictions) == limit else top_prediction,
                 alerts[-1][0] if len(alerts) == limit else top_alert,
             )
+            self.rounds += 1
             return len(issued)
 
     def prediction_draft(self, prediction: PredictionRecord, title: str | None, body: str | None) -> WarningDraft:
@@ -154,6 +158,7 @@ class WarningDesk:
         escalated = self.book.sweep_overdue(at)
         if escalated:
             logger.info("overdue sweep: %d supervision notice(s)", len(escalated))
+        self.sweeps += 1
         return escalated
 
     def issue_missing(self, lookback: timedelta = timedelta(days=2), limit: int = 500) -> int:

@@ -4,6 +4,7 @@ injected clock passes a deadline; admins see and requeue the webhook outbox."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -52,7 +53,14 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 @pytest.fixture
 def desk(client: TestClient) -> WarningDesk:
-    return services_of(client.app).warnings
+    """The app's desk, once its start-up round and sweep have run: on a loaded machine they could start late
+    and issue the warnings of cases a test posted before the test's own round."""
+    desk = services_of(client.app).warnings
+    deadline = time.monotonic() + 30
+    while (desk.rounds < 1 or desk.sweeps < 1) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert desk.rounds >= 1 and desk.sweeps >= 1, "the start-up warning rounds did not run"
+    return desk
 
 
 def triage(client: TestClient, case: dict[str, Any]) -> dict[str, Any]:
