@@ -24,6 +24,15 @@ from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 from features.key_table import KeyTable
 
 
+def _looked_up(items: Sequence[list[str]], table: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(document, value) of every item of every document, -1 for an item not in ``table``: one ``map`` in C over
+    a whole batch instead of a look-up loop per document."""
+    lengths = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
+    values = np.fromiter(map(table.get, chain.from_iterable(items), repeat(-1)), dtype=np.int64,
+                         count=int(lengths.sum()))
+    return np.repeat(np.arange(len(items), dtype=np.int64), lengths), values
+
+
 @dataclass(frozen=True)
 class WordGrams:
     """A word analyzer's terms looked up by word number: each token once in a dict, each bigram as a pair of
@@ -68,11 +77,7 @@ class WordGrams:
 
     def matches(self, docs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(document, column) of every vocabulary uni- and bigram occurrence in ``docs``."""
-        tokens = [self.tokenizer(doc) for doc in docs]
-        lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
-        ids = np.fromiter(map(self.words.get, chain.from_iterable(tokens), repeat(-1)), dtype=np.int64,
-                          count=int(lengths.sum()))
-        rows = np.repeat(np.arange(len(tokens), dtype=np.int64), lengths)
+        rows, ids = _looked_up([self.tokenizer(doc) for doc in docs], self.words)
         known = ids >= 0
         cols = np.full(len(ids), -1, dtype=np.int64)
         cols[known] = self.unigram[ids[known]]
@@ -116,11 +121,7 @@ class FittedTfidf:
         (``map`` in C, misses dropped) rather than counted document by document."""
         if self.words is not None:
             return self.words.matches(docs)
-        grams = [self.analyzer(doc) for doc in docs]
-        lengths = np.fromiter(map(len, grams), dtype=np.int64, count=len(grams))
-        cols = np.fromiter(map(self.vocabulary.get, chain.from_iterable(grams), repeat(-1)), dtype=np.int64,
-                           count=int(lengths.sum()))
-        rows = np.repeat(np.arange(len(grams), dtype=np.int64), lengths)
+        rows, cols = _looked_up([self.analyzer(doc) for doc in docs], self.vocabulary)
         found = cols >= 0
         return rows[found], cols[found]
 
