@@ -275,12 +275,10 @@ _SPILL_CHUNK = 256  # records a spill chunk holds; the driver keeps one chunk pe
 
 @dataclass(frozen=True)
 class Prepared:
-    """What the driver learns of one partition in the prepare pass: counts and two times, no text."""
+    """What the driver learns of one partition in the prepare pass (its times came from the scan): no text."""
 
     index: int
     rows: int
-    lead_undated: int  # undated rows before the first dated row: they take the time of earlier files
-    last_dated: int  # time (ns) of the last dated row, `_NAT` if none
     head: str  # spill file of the leading undated rows (file order)
     body: str  # spill file of the other rows, sorted by (filled time, row)
     cases: str  # the loaded partition and its pending assessments, pickled, for the scoring pass
@@ -388,7 +386,7 @@ def _prepare_and_spill(
         terms += [case_terms(case.title, case.body, config, case) for case in prepared]
         parts.append(plugin.bundle.pending(prepared, reasons=False))
     del pairs
-    keys, lead, last_dated = _time_keys(frame)
+    keys, lead, _ = _time_keys(frame)
     body_rows = lead + np.lexsort((np.arange(lead, len(frame)), keys[lead:]))
     vote_column = next((c for c in VOTE_COLUMNS if c in frame.columns), None)
     votes = pd.to_numeric(frame[vote_column], errors="coerce") if vote_column else None
@@ -414,7 +412,7 @@ def _prepare_and_spill(
     pending = PendingAssessments.concat(parts) if parts else plugin.bundle.pending([], reasons=False)
     with fsspec.open(f"{stem}-cases.pkl", "wb") as fh:
         pickle.dump((frame, pending), fh, protocol=pickle.HIGHEST_PROTOCOL)
-    return Prepared(index, len(frame), lead, last_dated, f"{stem}-head.pkl", f"{stem}-body.pkl", f"{stem}-cases.pkl")
+    return Prepared(index, len(frame), f"{stem}-head.pkl", f"{stem}-body.pkl", f"{stem}-cases.pkl")
 
 
 _Head = tuple[int, int, int, CaseEvent, CaseTerms, Iterator[_Record], int | None]
