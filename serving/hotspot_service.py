@@ -26,7 +26,9 @@ import fcntl
 import logging
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
@@ -43,6 +45,8 @@ T = TypeVar("T")
 
 #: Feed rows read per query while catching up (bounds memory after a long absence).
 CATCH_UP_PAGE = 2000
+#: Most cases one feed transaction takes from the queue (group commit): bounds how long it holds the lock.
+MAX_GROUP = 32
 
 
 class HotspotSink(Protocol):
@@ -87,6 +91,7 @@ class HotspotService:
         self._lock = threading.Lock()
         self._saver: threading.Thread | None = None
         self._pending: list[FeedIntake] = []  # observed alone while the database was unreachable
+        self._queue: deque[_Waiter] = deque()  # shared mode: cases waiting for the next feed transaction
         self._diverged = False  # state no longer equals "snapshot + feed": rebuild at the next intake
         self._stop = threading.Event()
         self._follower: threading.Thread | None = None
@@ -181,28 +186,64 @@ class HotspotService:
         )
         # jieba before any lock: under the database lock observing a case is arithmetic only.
         terms = case_terms(title, body, self.detector.config, prepared)
-        with self._lock:
-            if not self.shared:
+        if not self.shared:
+            with self._lock:
                 if self._diverged and not getattr(self.sink, "degraded", False):
                     self._rebuild_local()
                 result = self._observe_alone(intake, terms, remember=False)
                 self._count_for_snapshot()
                 return (*result, None)
-            if not self._shared_unavailable():
-                try:
-                    shared = self._observe_shared(intake, terms, answer)
-                except OUTAGE_ERRORS as exc:
-                    self._diverged = True
-                    mark_down = getattr(self.sink, "mark_down", None)
-                    if mark_down is None:
-                        raise  # no spool to fall back on: the route answers 503
-                    mark_down(exc)
+        # Group commit: the request that gets the lock takes every case queued meanwhile into one feed
+        # transaction (one lock round, one commit); the others find their answer done when they get it.
+        waiter = _Waiter(intake, terms, answer)
+        self._queue.append(waiter)
+        with self._lock:
+            while not waiter.done:
+                batch = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_GROUP))]
+                self._serve(batch)
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.result is not None
+        return waiter.result
+
+    def _serve(self, batch: list[_Waiter]) -> None:
+        """Observe a group of queued cases (under the lock): through the feed in one transaction, or alone
+        while the database is unreachable. A group that fails for any other reason is served again case by
+        case, so one case's error is answered to that case's request only."""
+        if not self._shared_unavailable():
+            try:
+                self._observe_shared(batch)
+            except OUTAGE_ERRORS as exc:
+                self._diverged = True
+                mark_down = getattr(self.sink, "mark_down", None)
+                if mark_down is None:  # no spool to fall back on: the routes answer 503
+                    for waiter in batch:
+                        waiter.fail(exc)
+                    return
+                mark_down(exc)
+            except BaseException as exc:
+                if len(batch) == 1:
+                    batch[0].fail(exc)
                 else:
+                    for waiter in batch:
+                        self._serve([waiter])
+                return
+            else:
+                for _ in batch:
                     self._count_for_snapshot()
-                    return shared
-            result = self._observe_alone(intake, terms)
+                return
+        for waiter in batch:
+            try:
+                waiter.finish((*self._observe_alone(waiter.intake, waiter.terms), None))
+            except BaseException as exc:
+                waiter.fail(exc)
             self._count_for_snapshot()
-            return (*result, None)
+
+    @property
+    def waiting(self) -> int:
+        """Cases queued for the next feed transaction (each request's case waits here while another
+        request's transaction holds the feed)."""
+        return len(self._queue)
 
     def sync(self) -> int:
         """Replay what other replicas appended since this one last observed; returns how many cases."""
@@ -256,26 +297,31 @@ class HotspotService:
                 seq = entry.seq
         self.detector, self.feed_seq = detector, seq
 
-    def _observe_shared(
-        self, intake: FeedIntake, terms: CaseTerms, answer: Answer | None
-    ) -> tuple[Assignment, str | None, PredictionRecord | None]:
+    def _observe_shared(self, batch: list[_Waiter]) -> None:
+        """Append `batch` (after any cases observed alone during an outage) to the feed in one locked
+        transaction, replay what others appended, and store each case's answer in that transaction;
+        finishes each waiter with its assignment, burst level and stored prediction."""
         bounded = getattr(self.sink, "bounded", None) or (lambda function, *a, **k: function(*a, **k))
         if self._diverged:
             # Cases observed alone stay in `_pending`: the locked intake appends and replays them.
             self._rebuild_from_feed(bounded)
         elif self._follower is None:
             self._catch_up()  # keeps the locked part short; a follower thread does this in the background
-        intakes = [*self._pending, intake]
-        own_case = (intake.case.case_id, intake.case.title, intake.case.body)
+        pending = len(self._pending)
+        intakes = [*self._pending, *(waiter.intake for waiter in batch)]
         outcome: dict[int, tuple[Assignment, str | None]] = {}
         raised: list[str] = []
+        order: list[int] = []  # the appended rows' seqs, in the order of `intakes`
 
         def apply(snapshot: SnapshotRecord | None, entries: list[FeedEntry], own: set[int]) -> DetectorWrites:
             writes = DetectorWrites()
             raised.clear()
+            outcome.clear()
+            order[:] = sorted(own)  # one transaction under the feed lock: its rows' seqs rise in append order
+            waiter_of = {seq: batch[k - pending] for k, seq in enumerate(order) if k >= pending}
             for entry in entries:
-                mine = entry.seq in own and (entry.case_id, entry.title, entry.body) == own_case
-                assignment = self.detector.observe(_event(entry), terms if mine else None)
+                waiter = waiter_of.get(entry.seq)
+                assignment = self.detector.observe(_event(entry), None if waiter is None else waiter.terms)
                 self.feed_seq = entry.seq
                 if entry.seq in own:
                     case_writes, level = self._record(
@@ -287,19 +333,19 @@ class HotspotService:
                     outcome[entry.seq] = (assignment, level)
             return writes
 
-        answered: list[PredictionRecord] = []
+        answered: dict[int, PredictionRecord] = {}
 
         def then(save: SavePrediction) -> None:
-            if answer is not None:
+            for k, waiter in enumerate(batch):
+                if waiter.answer is None:
+                    continue
                 # Not under the gate's lock: `save` waits on the database. Abandoned after this check, the
                 # prediction may still commit; the caller spools the same one (same `made_at`), and the
                 # spool's replay finds it stored.
                 gate.check()
-                # This call's own case is the last row it appended.
-                assignment, level = outcome[max(outcome)]
-                record = answer(assignment, level, save)
+                record = waiter.answer(*outcome[order[pending + k]], save)
                 if record is not None:
-                    answered.append(record)
+                    answered[k] = record
 
         # Rebuilt above if need be, outside the lock: the locked part replays the last few rows only.
         gate = _ApplyGate()
@@ -307,7 +353,7 @@ class HotspotService:
             seqs = bounded(
                 self.store.hotspot_intake, intakes, after_seq=self.feed_seq,
                 apply=gate.wrap(apply), detector_version=self.detector.config.version,
-                then=None if answer is None else then,
+                then=then if any(waiter.answer is not None for waiter in batch) else None,
             )
         except StoreHung:
             # The call goes on without us: its `apply` must not touch the detector from now on.
@@ -324,7 +370,8 @@ class HotspotService:
         self._pending.clear()
         self._diverged = False
         self._tell_alerts(raised)
-        return (*outcome[seqs[-1]], answered[0] if answered else None)
+        for k, waiter in enumerate(batch):
+            waiter.finish((*outcome[seqs[pending + k]], answered.get(k)))
 
     def _tell_alerts(self, levels: list[str]) -> None:
         if self.on_alert is not None:
@@ -516,6 +563,24 @@ def _event(entry: FeedEntry) -> CaseEvent:
     return CaseEvent(
         entry.case_id, _naive_utc(entry.observed_at), entry.title, entry.body, entry.reporter_id, entry.votes
     )
+
+
+@dataclass(eq=False)
+class _Waiter:
+    """A request's case queued for the feed, and what became of it (set under the service lock)."""
+
+    intake: FeedIntake
+    terms: CaseTerms
+    answer: Answer | None
+    done: bool = False
+    result: tuple[Assignment, str | None, PredictionRecord | None] | None = None
+    error: BaseException | None = None
+
+    def finish(self, result: tuple[Assignment, str | None, PredictionRecord | None]) -> None:
+        self.result, self.done = result, True
+
+    def fail(self, error: BaseException) -> None:
+        self.error, self.done = error, True
 
 
 class _AbandonedIntake(Exception):

@@ -240,8 +240,10 @@ class Store:
         rescore: bool = False,
         made_at: datetime | None = None,
         replay: bool = False,
+        case_rows: Mapping[tuple[str, str], int] | None = None,
     ) -> PredictionRecord:
-        """`record_case_and_prediction` inside the caller's transaction."""
+        """`record_case_and_prediction` inside the caller's transaction. ``case_rows``: (case_id, text hash)
+        -> case row id of versions this transaction already stored (the feed's intake), not looked up again."""
         digest = text_hash(case.title, case.body)
         _lock_case_on(connection, case.case_id)
         if replay and made_at is not None:
@@ -257,7 +259,8 @@ class Store:
         row = connection.execute(
             _INSERT_PREDICTION,
             {
-                "case_row_id": self._case_row_id(connection, case, digest),
+                "case_row_id": (case_rows or {}).get((case.case_id, digest))
+                or self._case_row_id(connection, case, digest),
                 "case_id": case.case_id,
                 "model_name": prediction.model_name,
                 "model_version": prediction.model_version,
@@ -616,10 +619,17 @@ class Store:
         made_at=...)` stores the answer to the caller's case as `record_case_and_prediction` would, so the
         case's feed row, its burst's members and alerts and its prediction commit together (a process
         killed in between leaves none of them)."""
+        case_rows: dict[tuple[str, str], int] = {}
+
+        def case_row_id(session: Session, case: CaseInput) -> int:
+            digest = text_hash(case.title, case.body)
+            row_id = case_rows[case.case_id, digest] = self._case_row_id(session.connection(), case, digest)
+            return row_id
+
         with self._writes.begin() as session:
             seqs = hotspot_feed.intake(
                 session,
-                lambda s, case: self._case_row_id(s.connection(), case, text_hash(case.title, case.body)),
+                case_row_id,
                 intakes,
                 after_seq,
                 apply,
@@ -627,7 +637,7 @@ class Store:
                 durable=then is not None,
             )
             if then is not None:
-                then(functools.partial(self._store_prediction, session.connection()))
+                then(functools.partial(self._store_prediction, session.connection(), case_rows=case_rows))
             return seqs
 
     def save_snapshot(self, payload: Mapping[str, Any], *, detector_version: str | None = None) -> SnapshotRecord:

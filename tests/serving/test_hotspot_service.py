@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from models.hotspot_settings import load_hotspot_config
+from models.hotspots import CaseEvent
 from serving.hotspot_service import HotspotService
 from store import CaseInput, PredictionInput, Store, upgrade_database
 
@@ -223,3 +225,109 @@ def test_after_an_outage_the_detector_is_rebuilt_outside_the_feed_lock(
         assert service.detector.snapshot() == other.detector.snapshot()
         rebuilt = HotspotService.restore(store, config)
         assert service.detector.snapshot() == rebuilt.detector.snapshot()
+
+
+def _elevator(i: int) -> tuple[Any, ...]:
+    return (f"C{i}", START + timedelta(minutes=i), f"幸福小区{i % 3 + 1}号楼电梯又坏了", "老人上下楼很困难", f"U{i}")
+
+
+def _queue_behind_a_held_intake(
+    store: Store, service: HotspotService, cases: list[tuple[Any, ...]], answer: Any
+) -> tuple[list[list[str]], dict[str, Any]]:
+    """The first case's feed transaction waits until every other case is queued behind it; returns the
+    case ids of each feed transaction and what each request got (its result, or the exception raised)."""
+    real = store.hotspot_intake
+    transactions: list[list[str]] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def held(intakes: Any, **kwargs: Any) -> Any:
+        transactions.append([item.case.case_id for item in intakes])
+        entered.set()
+        assert release.wait(timeout=60)
+        return real(intakes, **kwargs)
+
+    store.hotspot_intake = held  # type: ignore[method-assign]
+    got: dict[str, Any] = {}
+
+    def request(case: tuple[Any, ...]) -> None:
+        try:
+            got[case[0]] = service.observe_and_answer(*case, answer=answer)
+        except Exception as exc:  # the request's own answer
+            got[case[0]] = exc
+
+    threads = [threading.Thread(target=request, args=(cases[0],))]
+    threads[0].start()
+    assert entered.wait(timeout=30)
+    for case in cases[1:]:
+        threads.append(threading.Thread(target=request, args=(case,)))
+        threads[-1].start()
+    deadline = time.monotonic() + 30
+    while service.waiting < len(cases) - 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    for thread in threads:
+        thread.join(timeout=60)
+    return transactions, got
+
+
+def test_cases_queued_behind_a_feed_transaction_commit_together_each_with_its_own_answer(tmp_path: Path) -> None:
+    """Group commit: the requests that waited while the feed was held go into one transaction (one lock
+    round and one commit for all), and each gets its own assignment and stored prediction, as if observed
+    one after another in the feed's order."""
+    url = f"sqlite:///{tmp_path / 'hs.db'}"
+    upgrade_database(url)
+    config = load_hotspot_config(None)
+    cases = [_elevator(i) for i in range(7)]
+    by_id = {case[0]: case for case in cases}
+    with Store.from_url(url) as store:
+        service = HotspotService.restore(store, config)
+
+        def answer(assignment: Any, level: str | None, save: Any) -> Any:
+            case_id = assignment.case_id
+            _, created, title, body, reporter = by_id[case_id]
+            prediction = PredictionInput("m", "1", "城乡建设", 0.9, False, [], hot_issue_id=assignment.hot_issue_id)
+            return save(CaseInput(case_id, title, body, created, reporter, None), prediction)
+
+        transactions, got = _queue_behind_a_held_intake(store, service, cases, answer)
+        assert transactions[0] == ["C0"]
+        assert len(transactions) == 2 and sorted(transactions[1]) == [f"C{i}" for i in range(1, 7)]
+        feed = [entry.case_id for entry in store.hotspot_feed_after(0)]
+        assert feed == transactions[0] + transactions[1]
+        # Each request got its own case's answer, stored once, with the burst the feed's order gives it.
+        fresh = type(service.detector)(config)
+        for entry in store.hotspot_feed_after(0):
+            expected = fresh.observe(CaseEvent(entry.case_id, entry.observed_at.replace(tzinfo=None), entry.title,
+                                               entry.body, entry.reporter_id, None))
+            assignment, _level, record = got[entry.case_id]
+            assert assignment.case_id == entry.case_id and assignment.burst_id == expected.burst_id
+            assert (assignment.hot_issue_id, assignment.cases) == (expected.hot_issue_id, expected.cases)
+            (stored,) = store.predictions_for(entry.case_id)
+            assert record is not None and record.id == stored.id and stored.hot_issue_id == expected.hot_issue_id
+        assert service.detector.snapshot() == fresh.snapshot()
+
+
+def test_one_failing_answer_in_a_group_fails_its_own_request_only(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'hs.db'}"
+    upgrade_database(url)
+    config = load_hotspot_config(None)
+    cases = [_elevator(i) for i in range(5)]
+    by_id = {case[0]: case for case in cases}
+    with Store.from_url(url) as store:
+        service = HotspotService.restore(store, config)
+
+        def answer(assignment: Any, level: str | None, save: Any) -> Any:
+            if assignment.case_id == "C3":
+                raise ValueError("this case's answer cannot be made")
+            _, created, title, body, reporter = by_id[assignment.case_id]
+            prediction = PredictionInput("m", "1", "城乡建设", 0.9, False, [], hot_issue_id=assignment.hot_issue_id)
+            return save(CaseInput(assignment.case_id, title, body, created, reporter, None), prediction)
+
+        transactions, got = _queue_behind_a_held_intake(store, service, cases, answer)
+        assert len(transactions[1]) == 4  # the group of four was tried together, then one by one
+        assert isinstance(got["C3"], ValueError)
+        for case_id in ("C0", "C1", "C2", "C4"):
+            assert got[case_id][2] is not None and len(store.predictions_for(case_id)) == 1
+        assert store.predictions_for("C3") == [] and store.case_versions("C3") == []
+        assert "C3" not in [entry.case_id for entry in store.hotspot_feed_after(0)]
+        service.observe(*_elevator(5))  # the next request finds the detector rebuilt from what committed
+        assert service.detector.snapshot() == HotspotService.restore(store, config).detector.snapshot()
