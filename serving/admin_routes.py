@@ -50,7 +50,7 @@ class ReloadResponse(BaseModel):
 
 
 RELOAD_ERRORS: dict[int | str, dict[str, Any]] = {
-    status.HTTP_422_UNPROCESSABLE_ENTITY: {
+    status.HTTP_422_UNPROCESSABLE_CONTENT: {
         "model": ValidationErrorResponse,
         "description": "model_uri is neither a registry URI nor a path inside TRIAGE_RELOAD_MODEL_DIR.",
     },
