@@ -22,7 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy import BigInteger, Engine, and_, bindparam, func, or_, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.warning_policy import WarningPolicy
@@ -84,6 +85,13 @@ def warning_payload(record: WarningRecord) -> dict[str, Any]:
 def _number_lock_key(year: int) -> int:
     digest = hashlib.blake2b(_NUMBER_LOCK_NAMESPACE + str(year).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+def _group_ids(sources: set[tuple[str, str]]) -> dict[str, list[str]]:
+    by_kind: dict[str, list[str]] = {}
+    for kind, source_id in sources:
+        by_kind.setdefault(kind, []).append(source_id)
+    return by_kind
 
 
 def _source_lock_key(kind: str, source_id: str) -> int:
@@ -158,18 +166,61 @@ class WarningBook:
         self, items: Sequence[tuple[WarningDraft, Sequence[tuple[str, Mapping[str, Any]]]]], *,
         actor: str = SYSTEM, at: datetime | None = None,
     ) -> list[WarningRecord]:
-        """`issue` for several sources in one transaction (one commit for a round of new predictions); the
-        warnings this call issued."""
+        """`issue` for several sources in one transaction; the warnings this call issued.
+
+        Written as a set (a handful of statements for the whole chunk, not seven per warning), because
+        replicas run these rounds side by side with triage. A source another transaction is issuing right
+        now (PostgreSQL: its lock is held) is left to that one; should it roll back, the sweep's
+        `issue_missing` issues the source later."""
         now = self._now(at)
-        issued = []
         with self._writes.begin() as session:
+            wanted: dict[tuple[str, str], tuple[WarningDraft, Sequence[tuple[str, Mapping[str, Any]]]]] = {}
             for draft, also in items:
-                if self._by_source(session, draft.source_kind, draft.source_id) is not None:
-                    continue
-                issued.append(WarningRecord.of(self._insert(session, draft, actor, now)))
+                wanted.setdefault((draft.source_kind, draft.source_id), (draft, also))
+            claimed = self._claim_sources(session, list(wanted))
+            for source in self._issued_sources(session, claimed):
+                claimed.discard(source)
+            todo = [item for source, item in wanted.items() if source in claimed]
+            if not todo:
+                return []
+            year = now.astimezone(self.policy.zone).year
+            first = self._next_seq(session, year)
+            rows = [self._row(draft, year, first + i, now) for i, (draft, _) in enumerate(todo)]
+            session.add_all(rows)
+            session.flush()  # one INSERT ... RETURNING for the chunk (SQLAlchemy's insertmanyvalues)
+            issued = []
+            for row, (draft, also) in zip(rows, todo, strict=True):
+                record = self._issued(session, row, draft, actor, now)
                 for event_type, body in also:
                     add_event(session, event_type, body, now)
+                issued.append(record)
         return issued
+
+    @staticmethod
+    def _claim_sources(session: Session, sources: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The sources this transaction may issue: on PostgreSQL those whose issuing lock it got without
+        waiting (one statement); on SQLite all of them (its write lock already excludes other writers)."""
+        if not sources:
+            return set()
+        if session.get_bind().dialect.name != "postgresql":
+            return set(sources)
+        keys = [_source_lock_key(kind, source_id) for kind, source_id in sources]
+        key = func.unnest(bindparam("keys", type_=postgresql.ARRAY(BigInteger))).column_valued("key")
+        got = session.execute(select(key, func.pg_try_advisory_xact_lock(key)), {"keys": keys}).all()
+        taken = {k for k, ok in got if ok}
+        return {source for source, k in zip(sources, keys, strict=True) if k in taken}
+
+    @staticmethod
+    def _issued_sources(session: Session, sources: set[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of `sources` already have a warning (one query)."""
+        if not sources:
+            return set()
+        condition = or_(*(
+            and_(EarlyWarning.source_kind == kind, EarlyWarning.source_id.in_(sorted(ids)))
+            for kind, ids in _group_ids(sources).items()
+        ))
+        return {(kind, source_id) for kind, source_id in
+                session.execute(select(EarlyWarning.source_kind, EarlyWarning.source_id).where(condition))}
 
     def _by_source(self, session: Session, kind: str, source_id: str) -> EarlyWarning | None:
         query = select(EarlyWarning).where(EarlyWarning.source_kind == kind, EarlyWarning.source_id == source_id)
@@ -180,24 +231,32 @@ class WarningBook:
 
     def _insert(self, session: Session, draft: WarningDraft, actor: str, now: datetime) -> EarlyWarning:
         year = now.astimezone(self.policy.zone).year
-        seq = self._next_seq(session, year)
+        row = self._row(draft, year, self._next_seq(session, year), now)
+        session.add(row)
+        session.flush()
+        self._issued(session, row, draft, actor, now)
+        return row
+
+    def _row(self, draft: WarningDraft, year: int, seq: int, now: datetime) -> EarlyWarning:
         acknowledge_due, resolve_due = self._deadlines(draft.level, now)
-        row = EarlyWarning(
+        return EarlyWarning(
             number=warning_number(year, seq), year=year, seq=seq, source_kind=draft.source_kind,
             source_id=draft.source_id, case_id=draft.case_id, alert_id=draft.alert_id, level=draft.level,
             department=draft.department, district=draft.district, reasons=to_json(draft.reasons), status="issued",
             escalation_level=0, acknowledge_due=acknowledge_due, resolve_due=resolve_due,
             policy_version=self.policy.version, issued_at=now, updated_at=now,
         )
-        session.add(row)
-        session.flush()
+
+    def _issued(self, session: Session, row: EarlyWarning, draft: WarningDraft, actor: str,
+                now: datetime) -> WarningRecord:
+        """The `issued` event and the outbox event of a flushed new warning."""
         self._event(session, row.id, "issued", actor, now, detail={"level": draft.level, "department": draft.department,
                                                                    "district": draft.district})
         record = WarningRecord.of(row)
         add_event(session, ISSUED, warning_payload(record), now)
         logger.info("warning %s id=%s level=%s department=%s", record.number, record.id, record.level,
                     record.department)
-        return row
+        return record
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def acknowledge(self, warning_id: int, actor: str, *, note: str | None = None, department: str | None = None,

@@ -273,3 +273,19 @@ def test_racing_sweeps_escalate_each_deadline_once(book: WarningBook, clock: Clo
     flat = [wid for batch in escalated for wid in batch]
     assert sorted(flat) == sorted(set(flat)) and len(flat) == 5
     assert outbox_types(store).count("warning.escalated") == 5
+
+
+def test_racing_rounds_issue_each_source_once_between_them(book: WarningBook, store: Store, clock: Clock) -> None:
+    """Replicas' rounds read the same new predictions: between them each source gets one warning, with
+    unique numbers and one `warning.issued` event each, and no round waits on or fails for another's."""
+    other = WarningBook(store.engine, load_warning_policy(), clock)
+    chunk = [(draft(f"C{j}", level="red" if j % 2 else "yellow"), []) for j in range(24)]
+    rounds = run_together(4, lambda i: (book if i % 2 else other).issue_many(chunk))
+    assert not [r for r in rounds if isinstance(r, Exception)]
+    issued = [w for r in rounds for w in r]
+    assert sorted(w.source_id for w in issued) == sorted(f"C{j}" for j in range(24))
+    assert len({w.number for w in issued}) == 24
+    assert outbox_types(store).count("warning.issued") == 24
+    stored = {w.source_id: w for w in (book.for_case(f"C{j}") for j in range(24)) if w is not None}
+    assert {w.source_id: w.id for w in issued} == {k: w.id for k, w in stored.items()}
+    assert all(w.level == ("red" if int(w.case_id[1:]) % 2 else "yellow") for w in issued)
