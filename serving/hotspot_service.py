@@ -27,7 +27,7 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -36,9 +36,9 @@ from features.prepared import PreparedCase
 from models.hotspots import Assignment, CaseEvent, CaseTerms, HotspotConfig, HotspotDetector, case_terms
 from serving.deadline import StoreHung
 from serving.spool import OUTAGE_ERRORS
-from store import CaseInput, PredictionRecord, SnapshotRecord, Store
+from store import CaseInput, PendingPrediction, PredictionRecord, SnapshotRecord, Store
 from store.hotspot_feed import FEED_SEQ_KEY, DetectorWrites, FeedEntry, FeedIntake, snapshot_seq
-from store.repository import SavePrediction
+from store.repository import SavePredictions
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -64,10 +64,10 @@ class HotspotSink(Protocol):
 
 
 class Answer(Protocol):
-    """Makes and stores the answer to a case once the detector has placed it (`observe_and_answer`):
-    returns what `save` stored, or None to store it itself after the feed's transaction."""
+    """Makes the answer to a case once the detector has placed it (`observe_and_answer`): the prediction
+    to store in the feed's transaction, or None to store it itself after that transaction."""
 
-    def __call__(self, assignment: Assignment, level: str | None, save: SavePrediction) -> PredictionRecord | None: ...
+    def __call__(self, assignment: Assignment, level: str | None) -> PendingPrediction | None: ...
 
 
 class HotspotService:
@@ -175,9 +175,9 @@ class HotspotService:
         answer: Answer | None = None,
         prepared: PreparedCase | None = None,
     ) -> tuple[Assignment, str | None, PredictionRecord | None]:
-        """`observe`, and on the shared feed `answer(assignment, level, save)` in the feed's transaction:
-        the case's prediction, stored by `save`, commits with its feed row, members and alerts, so a
-        process killed in between leaves neither. The third value is that committed prediction; None when
+        """`observe`, and on the shared feed `answer(assignment, level)` in the feed's transaction: the
+        prediction it returns commits with the case's feed row, members and alerts, so a process killed in
+        between leaves neither. The third value is that committed prediction; None when
         the case was observed without the feed (local mode, an outage): the caller stores its answer.
         ``prepared``: the case as the router prepared it; its tokens are reused (`models.hotspots.case_terms`)."""
         observed = _window_time(created_at, datetime.now(UTC).replace(tzinfo=None))
@@ -313,17 +313,18 @@ class HotspotService:
         raised: list[str] = []
         order: list[int] = []  # the appended rows' seqs, in the order of `intakes`
 
-        def apply(snapshot: SnapshotRecord | None, entries: list[FeedEntry], own: set[int]) -> DetectorWrites:
+        def apply(snapshot: SnapshotRecord | None, entries: list[FeedEntry], own: Sequence[int]) -> DetectorWrites:
             writes = DetectorWrites()
             raised.clear()
             outcome.clear()
-            order[:] = sorted(own)  # one transaction under the feed lock: its rows' seqs rise in append order
-            waiter_of = {seq: batch[k - pending] for k, seq in enumerate(order) if k >= pending}
+            order[:] = own
+            waiter_of = {seq: batch[k - pending] for k, seq in enumerate(own) if k >= pending}
+            mine = set(own)
             for entry in entries:
                 waiter = waiter_of.get(entry.seq)
                 assignment = self.detector.observe(_event(entry), None if waiter is None else waiter.terms)
                 self.feed_seq = entry.seq
-                if entry.seq in own:
+                if entry.seq in mine:
                     case_writes, level = self._record(
                         assignment, entry.case_id, _naive_utc(entry.observed_at), entry.reporter_id
                     )
@@ -335,17 +336,20 @@ class HotspotService:
 
         answered: dict[int, PredictionRecord] = {}
 
-        def then(save: SavePrediction) -> None:
+        def then(save: SavePredictions) -> None:
+            # Not under the gate's lock: `save` waits on the database. Abandoned after this check, the
+            # predictions may still commit; each caller spools the same one (same `made_at`), and the
+            # spool's replay finds it stored.
+            gate.check()
+            to_save: list[tuple[int, PendingPrediction]] = []
             for k, waiter in enumerate(batch):
-                if waiter.answer is None:
-                    continue
-                # Not under the gate's lock: `save` waits on the database. Abandoned after this check, the
-                # prediction may still commit; the caller spools the same one (same `made_at`), and the
-                # spool's replay finds it stored.
-                gate.check()
-                record = waiter.answer(*outcome[order[pending + k]], save)
-                if record is not None:
-                    answered[k] = record
+                if waiter.answer is not None:
+                    made = waiter.answer(*outcome[order[pending + k]])
+                    if made is not None:
+                        to_save.append((k, made))
+            if to_save:
+                records = save([made for _, made in to_save])
+                answered.update(zip((k for k, _ in to_save), records, strict=True))
 
         # Rebuilt above if need be, outside the lock: the locked part replays the last few rows only.
         gate = _ApplyGate()

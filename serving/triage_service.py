@@ -28,8 +28,7 @@ from serving.metrics import ServiceMetrics
 from serving.schemas import CaseTriage, Department, DepartmentScore, HotIssue, Risk, RiskReason, TriageRequest
 from serving.spool import DurableWriter
 from serving.state import model_ref
-from store import CaseInput, PredictionInput, PredictionRecord, Store
-from store.repository import SavePrediction
+from store import CaseInput, PendingPrediction, PredictionInput, PredictionRecord, Store
 
 logger = logging.getLogger(__name__)
 
@@ -110,11 +109,10 @@ def _score(
         if hotspots is not None:
             answer = None
             if store is not None and (writer is None or writer.writes_directly(case.case_id)):
-                def answer(assignment: Assignment, level: str | None, save: SavePrediction,
-                           case_input: CaseInput = case_input, made_at: datetime = made_at,
-                           assess: Any = assess) -> PredictionRecord:
-                    # In the feed's transaction: the case and its answer commit together.
-                    return save(case_input, assess(assignment, level)[1], rescore=rescore, made_at=made_at)
+                def answer(assignment: Assignment, level: str | None, case_input: CaseInput = case_input,
+                           made_at: datetime = made_at, assess: Any = assess) -> PendingPrediction:
+                    # Stored in the feed's transaction: the case and its answer commit together.
+                    return PendingPrediction(case_input, assess(assignment, level)[1], rescore, made_at)
             assignment, level, stored = hotspots.observe_and_answer(
                 case.case_id, case.created_at, case.title, case.body, case.reporter_id, channel=case.channel,
                 answer=answer, prepared=prepared[k],

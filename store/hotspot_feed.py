@@ -68,8 +68,8 @@ class DetectorWrites:
     alerts: list[tuple[str, str, str, datetime, dict[str, Any]]] = field(default_factory=list)
 
 
-#: apply(snapshot to start from or None, entries in seq order, seqs of this call's own intakes)
-Apply = Callable[[SnapshotRecord | None, list[FeedEntry], set[int]], DetectorWrites]
+#: apply(snapshot to start from or None, entries in seq order, seqs of this call's own intakes in their order)
+Apply = Callable[[SnapshotRecord | None, list[FeedEntry], Sequence[int]], DetectorWrites]
 
 _FEED, _CASES = HotspotFeed.__table__.c, Case.__table__.c
 # Core (table columns, run on the session's connection): no ORM bookkeeping on the per-request path.
@@ -78,7 +78,8 @@ _ENTRIES = (
     .select_from(HotspotFeed.__table__.join(Case.__table__, _CASES.id == _FEED.case_row_id))
     .order_by(_FEED.seq)
 )
-_APPEND = insert(HotspotFeed.__table__).returning(HotspotFeed.__table__.c.seq)
+#: One statement for a group's rows; RETURNING in the order of the parameters (SQLAlchemy's insertmanyvalues).
+_APPEND = insert(HotspotFeed.__table__).returning(HotspotFeed.__table__.c.seq, sort_by_parameter_order=True)
 
 
 def entries_after(session: Session, after_seq: int, limit: int | None = None) -> list[FeedEntry]:
@@ -115,7 +116,7 @@ def first_case_row(session: Session) -> int | None:
 
 def intake(
     session: Session,
-    case_row_id: Callable[[Session, CaseInput], int],
+    case_row_ids: Callable[[Session, Sequence[CaseInput]], list[int]],
     intakes: Sequence[FeedIntake],
     after_seq: int | None,
     apply: Apply,
@@ -125,7 +126,9 @@ def intake(
 ) -> list[int]:
     """Append `intakes` to the feed under the feed lock, let `apply` observe everything after `after_seq`
     (None: rebuild from the latest snapshot) and store the members and alerts it returns; all in the
-    caller's transaction, so they commit together or not at all. Returns the new rows' seqs.
+    caller's transaction, so they commit together or not at all. Returns the new rows' seqs, in the order
+    of `intakes`. Cases and feed rows are written a group at a time: under the lock, round trips are
+    what costs (about 1.5 ms each with a worker's request threads busy).
 
     `durable=False` (PostgreSQL): this commit skips its WAL flush, for a caller that commits the answer
     to the case synchronously next (flushing the WAL up to that commit flushes this one too; a crash in
@@ -135,16 +138,14 @@ def intake(
         lock = func.pg_advisory_xact_lock(FEED_LOCK_KEY)
         # One round trip for the lock and, if asked, the commit without a flush of its own.
         session.execute(select(lock) if durable else select(lock, func.set_config("synchronous_commit", "off", True)))
-    own = []
-    for item in intakes:
-        row_id = case_row_id(session, item.case)
-        own.append(
-            session.connection().execute(
-                _APPEND,
-                {"case_row_id": row_id, "observed_at": as_utc(item.observed_at), "votes": item.votes,
-                 "inserted_at": utcnow()},
-            ).scalar_one()
-        )
+    own: list[int] = []
+    if intakes:
+        now = utcnow()
+        rows = [
+            {"case_row_id": row_id, "observed_at": as_utc(item.observed_at), "votes": item.votes, "inserted_at": now}
+            for item, row_id in zip(intakes, case_row_ids(session, [item.case for item in intakes]), strict=True)
+        ]
+        own = list(session.connection().execute(_APPEND, rows).scalars())
     snapshot = None
     if after_seq is None:
         row = session.scalars(
@@ -155,7 +156,7 @@ def intake(
         ).first()
         snapshot = None if row is None else SnapshotRecord.of(row)
         after_seq = snapshot_seq(snapshot)
-    writes = apply(snapshot, _all_entries_after(session, after_seq), set(own))
+    writes = apply(snapshot, _all_entries_after(session, after_seq), own)
     upsert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     now = utcnow()
     if writes.members:

@@ -57,6 +57,17 @@ class PredictionInput:
     latency_ms: float | None = None
 
 
+@dataclass(frozen=True)
+class PendingPrediction:
+    """A case's prediction to store in an open transaction, as `Store.record_case_and_prediction` would
+    (the hot-issue feed's intake stores a group of them at once)."""
+
+    case: CaseInput
+    prediction: PredictionInput
+    rescore: bool = False
+    made_at: datetime | None = None
+
+
 # -- outputs ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PredictionRecord:

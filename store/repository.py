@@ -24,9 +24,9 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, Row, Select, bindparam, func, insert, select
+from sqlalchemy import BigInteger, Connection, Engine, Row, Select, bindparam, func, insert, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
@@ -39,6 +39,7 @@ from store.records import (
     CaseInput,
     CaseRecord,
     MemberRecord,
+    PendingPrediction,
     PredictionInput,
     PredictionRecord,
     ReviewRecord,
@@ -60,12 +61,9 @@ from store.tables import (
 logger = logging.getLogger(__name__)
 
 
-class SavePrediction(Protocol):
-    """Stores a case's prediction in an open transaction (see `Store.hotspot_intake`)."""
-
-    def __call__(
-        self, case: CaseInput, prediction: PredictionInput, *, rescore: bool = ..., made_at: datetime | None = ...
-    ) -> PredictionRecord: ...
+#: Stores predictions in an open transaction, each as `record_case_and_prediction` would (see
+#: `Store.hotspot_intake`); the records in the order given.
+SavePredictions = Callable[[Sequence[PendingPrediction]], list[PredictionRecord]]
 
 DEFAULT_ALERT_LIMIT = 100
 UNVERSIONED = "unversioned"
@@ -84,6 +82,26 @@ _LATEST_PREDICTION = (
     .limit(1)
 )
 _INSERT_PREDICTION = insert(_PREDICTIONS).returning(*_PREDICTIONS.c)
+#: A group's predictions in one statement, RETURNING in the order of the parameters.
+_INSERT_PREDICTIONS = insert(_PREDICTIONS).returning(*_PREDICTIONS.c, sort_by_parameter_order=True)
+#: The newest prediction of each of several cases, with its text's hash.
+_LATEST_PREDICTIONS = (
+    select(_PREDICTIONS, _CASES.c.text_hash)
+    .join(_CASES, _CASES.c.id == _PREDICTIONS.c.case_row_id)
+    .where(
+        _PREDICTIONS.c.id.in_(
+            select(func.max(_PREDICTIONS.c.id))
+            .where(_PREDICTIONS.c.case_id.in_(bindparam("case_ids", expanding=True)))
+            .group_by(_PREDICTIONS.c.case_id)
+            .scalar_subquery()
+        )
+    )
+)
+#: The stored (case_id, text) versions among several.
+_CASE_ROWS = select(_CASES.c.id, _CASES.c.case_id, _CASES.c.text_hash).where(
+    tuple_(_CASES.c.case_id, _CASES.c.text_hash).in_(bindparam("keys", expanding=True))
+)
+_INSERT_CASES = insert(_CASES).returning(_CASES.c.id, sort_by_parameter_order=True)
 #: The (case_id, text) version's row id when it is new (None when it was stored before), per dialect.
 _INSERT_CASE = {
     name: dialect.insert(_CASES).on_conflict_do_nothing(index_elements=["case_id", "text_hash"]).returning(_CASES.c.id)
@@ -183,20 +201,24 @@ class Store:
     @staticmethod
     def _case_row_id(connection: Connection, case: CaseInput, digest: str) -> int:
         """The id of the (case_id, text) version, inserting it if new."""
-        values = {
-            "case_id": case.case_id,
-            "text_hash": digest,
-            "title": case.title or "",
-            "body": case.body or "",
-            "created_at": case.created_at,
-            "reporter_id": case.reporter_id,
-            "channel": case.channel,
-            "received_at": case.received_at,
-        }
-        inserted = connection.execute(_INSERT_CASE[connection.dialect.name], values).scalar_one_or_none()
+        statement = _INSERT_CASE[connection.dialect.name]
+        inserted = connection.execute(statement, _case_values(case, digest)).scalar_one_or_none()
         if inserted is not None:
             return inserted
         return connection.execute(_CASE_ROW_ID, {"case_id": case.case_id, "text_hash": digest}).scalar_one()
+
+    @staticmethod
+    def _case_row_ids(connection: Connection, cases: Sequence[CaseInput]) -> dict[tuple[str, str], int]:
+        """(case_id, text hash) -> row id of each case's version, the new ones inserted: two statements for
+        a group. A version another writer stores between the two makes the insert fail (unique key); the
+        feed then serves its group again case by case."""
+        keys = {(case.case_id, text_hash(case.title, case.body)): case for case in cases}
+        rows = {(r.case_id, r.text_hash): r.id for r in connection.execute(_CASE_ROWS, {"keys": list(keys)})}
+        missing = [key for key in keys if key not in rows]
+        if missing:
+            ids = connection.execute(_INSERT_CASES, [_case_values(keys[key], key[1]) for key in missing]).scalars()
+            rows.update(zip(missing, ids, strict=True))
+        return rows
 
     # -- cases and predictions ----------------------------------------------------------------------
     def record_case_and_prediction(
@@ -256,28 +278,42 @@ class Store:
         if latest is not None and latest[1] == digest and not rescore:
             return PredictionRecord.of(latest[0], digest)
         # A Core INSERT ... RETURNING: one statement, no unit-of-work bookkeeping on the hot path.
-        row = connection.execute(
-            _INSERT_PREDICTION,
-            {
-                "case_row_id": (case_rows or {}).get((case.case_id, digest))
-                or self._case_row_id(connection, case, digest),
-                "case_id": case.case_id,
-                "model_name": prediction.model_name,
-                "model_version": prediction.model_version,
-                "department": prediction.department,
-                "department_confidence": float(prediction.department_confidence),
-                "needs_review": bool(prediction.needs_review),
-                "top": to_json(prediction.top),
-                "risk_level": prediction.risk_level,
-                "risk_probabilities": to_json(prediction.risk_probabilities),
-                "reasons": to_json(prediction.reasons),
-                "hot_issue_id": prediction.hot_issue_id,
-                "latency_ms": prediction.latency_ms,
-                "created_at": utcnow() if made_at is None else as_utc(made_at),
-                "supersedes_id": None if latest is None else latest[0].id,
-            },
-        ).one()
+        row_id = (case_rows or {}).get((case.case_id, digest)) or self._case_row_id(connection, case, digest)
+        values = _prediction_values(case, prediction, row_id, made_at, None if latest is None else latest[0])
+        row = connection.execute(_INSERT_PREDICTION, values).one()
         return PredictionRecord.of(row, digest, is_new=True)
+
+    def _store_predictions(
+        self, connection: Connection, items: Sequence[PendingPrediction], case_rows: Mapping[tuple[str, str], int]
+    ) -> list[PredictionRecord]:
+        """`_store_prediction` for a group in three statements (the cases' locks, their latest predictions,
+        the new ones). A case twice in the group is stored one prediction at a time, in order."""
+        case_ids = [item.case.case_id for item in items]
+        if len(set(case_ids)) < len(case_ids):
+            return [
+                self._store_prediction(connection, item.case, item.prediction, rescore=item.rescore,
+                                       made_at=item.made_at, case_rows=case_rows)
+                for item in items
+            ]
+        _lock_cases_on(connection, case_ids)
+        latest = {row.case_id: row for row in connection.execute(_LATEST_PREDICTIONS, {"case_ids": case_ids})}
+        records: list[PredictionRecord | None] = []
+        new: list[tuple[int, str, dict[str, Any]]] = []
+        for item in items:
+            digest = text_hash(item.case.title, item.case.body)
+            before = latest.get(item.case.case_id)
+            if before is not None and before.text_hash == digest and not item.rescore:
+                records.append(PredictionRecord.of(before, digest))
+                continue
+            row_id = case_rows.get((item.case.case_id, digest)) or self._case_row_id(connection, item.case, digest)
+            values = _prediction_values(item.case, item.prediction, row_id, item.made_at, before)
+            new.append((len(records), digest, values))
+            records.append(None)
+        if new:
+            rows = connection.execute(_INSERT_PREDICTIONS, [values for _, _, values in new]).all()
+            for (k, digest, _), row in zip(new, rows, strict=True):
+                records[k] = PredictionRecord.of(row, digest, is_new=True)
+        return [record for record in records if record is not None]
 
     def existing_prediction(self, case_id: str, title: str | None, body: str | None) -> PredictionRecord | None:
         """The prediction `record_case_and_prediction` would return without storing anything, if any.
@@ -610,26 +646,25 @@ class Store:
         after_seq: int | None,
         apply: hotspot_feed.Apply,
         detector_version: str,
-        then: Callable[[SavePrediction], object] | None = None,
+        then: Callable[[SavePredictions], object] | None = None,
     ) -> list[int]:
         """Append cases to the hot-issue feed and observe everything after `after_seq` in one locked
         transaction; see `store.hotspot_feed.intake`.
 
-        `then(save)` runs after `apply`, in the same transaction: `save(case, prediction, rescore=...,
-        made_at=...)` stores the answer to the caller's case as `record_case_and_prediction` would, so the
-        case's feed row, its burst's members and alerts and its prediction commit together (a process
-        killed in between leaves none of them)."""
+        `then(save)` runs after `apply`, in the same transaction: `save(pending predictions)` stores the
+        answers to the caller's cases as `record_case_and_prediction` would, so each case's feed row, its
+        burst's members and alerts and its prediction commit together (a process killed in between leaves
+        none of them)."""
         case_rows: dict[tuple[str, str], int] = {}
 
-        def case_row_id(session: Session, case: CaseInput) -> int:
-            digest = text_hash(case.title, case.body)
-            row_id = case_rows[case.case_id, digest] = self._case_row_id(session.connection(), case, digest)
-            return row_id
+        def case_row_ids(session: Session, cases: Sequence[CaseInput]) -> list[int]:
+            case_rows.update(self._case_row_ids(session.connection(), cases))
+            return [case_rows[case.case_id, text_hash(case.title, case.body)] for case in cases]
 
         with self._writes.begin() as session:
             seqs = hotspot_feed.intake(
                 session,
-                case_row_id,
+                case_row_ids,
                 intakes,
                 after_seq,
                 apply,
@@ -637,7 +672,7 @@ class Store:
                 durable=then is not None,
             )
             if then is not None:
-                then(functools.partial(self._store_prediction, session.connection(), case_rows=case_rows))
+                then(functools.partial(self._store_predictions, session.connection(), case_rows=case_rows))
             return seqs
 
     def save_snapshot(self, payload: Mapping[str, Any], *, detector_version: str | None = None) -> SnapshotRecord:
@@ -671,6 +706,51 @@ class Store:
     def web_session_revoked(self, session_id: str) -> bool:
         with self._reads() as session:
             return session.get(WebSessionRevocation, session_id) is not None
+
+
+def _case_values(case: CaseInput, digest: str) -> dict[str, Any]:
+    return {
+        "case_id": case.case_id,
+        "text_hash": digest,
+        "title": case.title or "",
+        "body": case.body or "",
+        "created_at": case.created_at,
+        "reporter_id": case.reporter_id,
+        "channel": case.channel,
+        "received_at": case.received_at,
+    }
+
+
+def _prediction_values(
+    case: CaseInput, prediction: PredictionInput, case_row_id: int, made_at: datetime | None, supersedes: Any
+) -> dict[str, Any]:
+    """The row of a new prediction (`supersedes`: the case's latest prediction row, or None)."""
+    return {
+        "case_row_id": case_row_id,
+        "case_id": case.case_id,
+        "model_name": prediction.model_name,
+        "model_version": prediction.model_version,
+        "department": prediction.department,
+        "department_confidence": float(prediction.department_confidence),
+        "needs_review": bool(prediction.needs_review),
+        "top": to_json(prediction.top),
+        "risk_level": prediction.risk_level,
+        "risk_probabilities": to_json(prediction.risk_probabilities),
+        "reasons": to_json(prediction.reasons),
+        "hot_issue_id": prediction.hot_issue_id,
+        "latency_ms": prediction.latency_ms,
+        "created_at": utcnow() if made_at is None else as_utc(made_at),
+        "supersedes_id": None if supersedes is None else supersedes.id,
+    }
+
+
+def _lock_cases_on(connection: Connection, case_ids: Sequence[str]) -> None:
+    """`_lock_case_on` for several cases in one statement, in key order (two groups never wait on each
+    other in a cycle)."""
+    if connection.dialect.name == "postgresql":
+        keys = sorted({_advisory_key(case_id) for case_id in case_ids})
+        key = func.unnest(bindparam("keys", type_=postgresql.ARRAY(BigInteger))).column_valued("key")
+        connection.execute(select(func.pg_advisory_xact_lock(key)), {"keys": keys}).all()
 
 
 def _lock_case_on(connection: Connection, case_id: str) -> None:

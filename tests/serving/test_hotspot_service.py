@@ -14,7 +14,7 @@ import pytest
 from models.hotspot_settings import load_hotspot_config
 from models.hotspots import CaseEvent
 from serving.hotspot_service import HotspotService
-from store import CaseInput, PredictionInput, Store, upgrade_database
+from store import CaseInput, PendingPrediction, PredictionInput, Store, upgrade_database
 
 START = datetime(2026, 9, 1, 8, 0)
 
@@ -282,11 +282,11 @@ def test_cases_queued_behind_a_feed_transaction_commit_together_each_with_its_ow
     with Store.from_url(url) as store:
         service = HotspotService.restore(store, config)
 
-        def answer(assignment: Any, level: str | None, save: Any) -> Any:
+        def answer(assignment: Any, level: str | None) -> PendingPrediction:
             case_id = assignment.case_id
             _, created, title, body, reporter = by_id[case_id]
             prediction = PredictionInput("m", "1", "城乡建设", 0.9, False, [], hot_issue_id=assignment.hot_issue_id)
-            return save(CaseInput(case_id, title, body, created, reporter, None), prediction)
+            return PendingPrediction(CaseInput(case_id, title, body, created, reporter, None), prediction)
 
         transactions, got = _queue_behind_a_held_intake(store, service, cases, answer)
         assert transactions[0] == ["C0"]
@@ -315,12 +315,12 @@ def test_one_failing_answer_in_a_group_fails_its_own_request_only(tmp_path: Path
     with Store.from_url(url) as store:
         service = HotspotService.restore(store, config)
 
-        def answer(assignment: Any, level: str | None, save: Any) -> Any:
+        def answer(assignment: Any, level: str | None) -> PendingPrediction:
             if assignment.case_id == "C3":
                 raise ValueError("this case's answer cannot be made")
             _, created, title, body, reporter = by_id[assignment.case_id]
             prediction = PredictionInput("m", "1", "城乡建设", 0.9, False, [], hot_issue_id=assignment.hot_issue_id)
-            return save(CaseInput(assignment.case_id, title, body, created, reporter, None), prediction)
+            return PendingPrediction(CaseInput(assignment.case_id, title, body, created, reporter, None), prediction)
 
         transactions, got = _queue_behind_a_held_intake(store, service, cases, answer)
         assert len(transactions[1]) == 4  # the group of four was tried together, then one by one

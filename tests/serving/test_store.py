@@ -529,7 +529,7 @@ def test_the_feed_read_under_the_lock_is_paged_and_joined_by_an_index(
 
     seen: list[int] = []
 
-    def apply(snapshot: Any, entries: list[hotspot_feed.FeedEntry], own: set[int]) -> hotspot_feed.DetectorWrites:
+    def apply(snapshot: Any, entries: list[hotspot_feed.FeedEntry], own: Any) -> hotspot_feed.DetectorWrites:
         seen.extend(e.seq for e in entries)
         return hotspot_feed.DetectorWrites()
 
