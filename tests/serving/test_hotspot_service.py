@@ -248,12 +248,15 @@ def _queue_behind_a_held_intake(
 
     store.hotspot_intake = held  # type: ignore[method-assign]
     got: dict[str, Any] = {}
+    keys = threading.Lock()
 
     def request(case: tuple[Any, ...]) -> None:
         try:
-            got[case[0]] = service.observe_and_answer(*case, answer=answer)
+            outcome: Any = service.observe_and_answer(*case, answer=answer)
         except Exception as exc:  # the request's own answer
-            got[case[0]] = exc
+            outcome = exc
+        with keys:  # a case sent twice: its second answer under "<id>#2"
+            got[case[0] if case[0] not in got else f"{case[0]}#2"] = outcome
 
     threads = [threading.Thread(target=request, args=(cases[0],))]
     threads[0].start()
@@ -331,3 +334,30 @@ def test_one_failing_answer_in_a_group_fails_its_own_request_only(tmp_path: Path
         assert "C3" not in [entry.case_id for entry in store.hotspot_feed_after(0)]
         service.observe(*_elevator(5))  # the next request finds the detector rebuilt from what committed
         assert service.detector.snapshot() == HotspotService.restore(store, config).detector.snapshot()
+
+
+@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_a_case_sent_twice_in_one_group_is_stored_once_and_both_requests_get_that_prediction(
+    db: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = f"sqlite:///{tmp_path / 'hs.db'}" if db == "sqlite" else request.getfixturevalue("postgres_url")
+    upgrade_database(url)
+    config = load_hotspot_config(None)
+    cases = [_elevator(0), _elevator(1), _elevator(2), _elevator(1), _elevator(4)]
+    with Store.from_url(url) as store:
+        service = HotspotService.restore(store, config)
+
+        def answer(assignment: Any, level: str | None) -> PendingPrediction:
+            _, created, title, body, reporter = next(c for c in cases if c[0] == assignment.case_id)
+            prediction = PredictionInput("m", "1", "城乡建设", 0.9, False, [], hot_issue_id=assignment.hot_issue_id)
+            made = datetime(2026, 9, 2) + timedelta(seconds=len(title))
+            return PendingPrediction(CaseInput(assignment.case_id, title, body, created, reporter, None), prediction,
+                                     made_at=made)
+
+        transactions, got = _queue_behind_a_held_intake(store, service, cases, answer)
+        assert len(transactions) == 2 and sorted(transactions[1]) == ["C1", "C1", "C2", "C4"]
+        (stored,) = store.predictions_for("C1")
+        assert got["C1"][2].id == got["C1#2"][2].id == stored.id
+        for case_id in ("C0", "C2", "C4"):
+            assert [p.id for p in store.predictions_for(case_id)] == [got[case_id][2].id]
+        assert len(store.case_versions("C1")) == 1
