@@ -200,7 +200,7 @@ class TriageBundle:
         with sklearn.config_context(skip_parameter_validation=True, assume_finite=True):
             if compiled is None and guard is None:
                 return self.router.predict_proba(cases), None
-            features = self.router[:-1].transform(cases)
+            features = self._features(cases)
             if compiled is None:
                 proba = self.router[-1].predict_proba(features)
                 raw = max_class_score(self.router[-1], features)
@@ -209,6 +209,16 @@ class TriageBundle:
         if guard is None or raw is None:
             return proba, None
         return proba, guard.flags(raw, let_through(proba, self._limits()))
+
+    def _features(self, cases: Any) -> Any:
+        """The router's steps before the classifier, applied in turn: what ``router[:-1].transform`` gives,
+        without building a sliced Pipeline and checking it is fitted on every call (about 0.1 ms of a
+        single case's 0.7 ms routing)."""
+        features = cases
+        for _, step in self.router.steps[:-1]:
+            if step is not None and step != "passthrough":
+                features = step.transform(features)
+        return features
 
     def assess(
         self,
