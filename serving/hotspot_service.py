@@ -70,6 +70,26 @@ class Answer(Protocol):
     def __call__(self, assignment: Assignment, level: str | None) -> PendingPrediction | None: ...
 
 
+#: What observing a case gives: its assignment, its burst's level after it, and its stored prediction (None
+#: when the caller is to store it: local mode, an outage, or no `answer`).
+Outcome = tuple[Assignment, str | None, PredictionRecord | None]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A case to observe (`HotspotService.observe_many`); see `observe_and_answer` for the fields."""
+
+    case_id: str
+    created_at: datetime | None
+    title: str
+    body: str
+    reporter_id: str | None
+    votes: int | None = None
+    channel: str | None = None
+    answer: Answer | None = None
+    prepared: PreparedCase | None = None
+
+
 class HotspotService:
     def __init__(
         self,
@@ -174,37 +194,53 @@ class HotspotService:
         channel: str | None = None,
         answer: Answer | None = None,
         prepared: PreparedCase | None = None,
-    ) -> tuple[Assignment, str | None, PredictionRecord | None]:
+    ) -> Outcome:
         """`observe`, and on the shared feed `answer(assignment, level)` in the feed's transaction: the
         prediction it returns commits with the case's feed row, members and alerts, so a process killed in
         between leaves neither. The third value is that committed prediction; None when
         the case was observed without the feed (local mode, an outage): the caller stores its answer.
         ``prepared``: the case as the router prepared it; its tokens are reused (`models.hotspots.case_terms`)."""
-        observed = _window_time(created_at, datetime.now(UTC).replace(tzinfo=None))
-        intake = FeedIntake(
-            CaseInput(case_id, title, body, created_at, reporter_id, channel), observed.replace(tzinfo=UTC), votes
-        )
-        # jieba before any lock: under the database lock observing a case is arithmetic only.
-        terms = case_terms(title, body, self.detector.config, prepared)
+        (outcome,) = self.observe_many([
+            Observation(case_id, created_at, title, body, reporter_id, votes, channel, answer, prepared)
+        ])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def observe_many(self, cases: Sequence[Observation]) -> list[Outcome | BaseException]:
+        """`observe_and_answer` for several cases in order (a batch request); each case's outcome, or the
+        error it met. On the shared feed they queue together, so they take a feed transaction per
+        `MAX_GROUP` cases instead of one each."""
+        now = datetime.now(UTC).replace(tzinfo=None)
+        waiters = []
+        for case in cases:
+            observed = _window_time(case.created_at, now)
+            intake = FeedIntake(
+                CaseInput(case.case_id, case.title, case.body, case.created_at, case.reporter_id, case.channel),
+                observed.replace(tzinfo=UTC), case.votes,
+            )
+            # jieba before any lock: under the database lock observing a case is arithmetic only.
+            waiters.append(_Waiter(intake, case_terms(case.title, case.body, self.detector.config, case.prepared),
+                                   case.answer))
         if not self.shared:
             with self._lock:
-                if self._diverged and not getattr(self.sink, "degraded", False):
-                    self._rebuild_local()
-                result = self._observe_alone(intake, terms, remember=False)
-                self._count_for_snapshot()
-                return (*result, None)
-        # Group commit: the request that gets the lock takes every case queued meanwhile into one feed
-        # transaction (one lock round, one commit); the others find their answer done when they get it.
-        waiter = _Waiter(intake, terms, answer)
-        self._queue.append(waiter)
-        with self._lock:
-            while not waiter.done:
-                batch = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_GROUP))]
-                self._serve(batch)
-        if waiter.error is not None:
-            raise waiter.error
-        assert waiter.result is not None
-        return waiter.result
+                for waiter in waiters:
+                    try:
+                        if self._diverged and not getattr(self.sink, "degraded", False):
+                            self._rebuild_local()
+                        waiter.finish((*self._observe_alone(waiter.intake, waiter.terms, remember=False), None))
+                    except BaseException as exc:
+                        waiter.fail(exc)
+                    else:
+                        self._count_for_snapshot()
+        else:
+            # Group commit: the request that gets the lock takes every case queued meanwhile into one feed
+            # transaction (one lock round, one commit); the others find their answer done when they get it.
+            self._queue.extend(waiters)
+            with self._lock:
+                while not all(waiter.done for waiter in waiters):
+                    self._serve([self._queue.popleft() for _ in range(min(len(self._queue), MAX_GROUP))])
+        return [waiter.error if waiter.error is not None else waiter.result for waiter in waiters]  # type: ignore[misc]
 
     def _serve(self, batch: list[_Waiter]) -> None:
         """Observe a group of queued cases (under the lock): through the feed in one transaction, or alone
@@ -577,10 +613,10 @@ class _Waiter:
     terms: CaseTerms
     answer: Answer | None
     done: bool = False
-    result: tuple[Assignment, str | None, PredictionRecord | None] | None = None
+    result: Outcome | None = None
     error: BaseException | None = None
 
-    def finish(self, result: tuple[Assignment, str | None, PredictionRecord | None]) -> None:
+    def finish(self, result: Outcome) -> None:
         self.result, self.done = result, True
 
     def fail(self, error: BaseException) -> None:

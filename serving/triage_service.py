@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +24,7 @@ from features.prepared import prepare
 from models.bundle import Assessment, PendingAssessments, Route
 from models.hotspots import Assignment
 from models.mlflow_model import LoadedModel
-from serving.hotspot_service import HotspotService
+from serving.hotspot_service import Answer, HotspotService, Observation
 from serving.metrics import ServiceMetrics
 from serving.schemas import CaseTriage, Department, DepartmentScore, HotIssue, Risk, RiskReason, TriageRequest
 from serving.spool import DurableWriter
@@ -83,7 +84,7 @@ def _score(
     prepared = [prepare(c.title, c.body) for c in cases]
     routes = bundle.route(prepared)
     ref = model_ref(model)
-    out: list[CaseTriage] = []
+    jobs: list[_Job] = []
     for k, (case, route) in enumerate(zip(cases, routes, strict=True)):
         made_at = datetime.now(UTC)
         case_input = CaseInput(case.case_id, case.title, case.body, case.created_at, case.reporter_id, case.channel)
@@ -103,22 +104,35 @@ def _score(
                 assessed.append((assignment, result, prediction))
             return assessed[-1][1], assessed[-1][2]
 
-        stored: PredictionRecord | None = None
-        assignment: Assignment | None = None
-        level: str | None = None
-        if hotspots is not None:
-            answer = None
-            if store is not None and (writer is None or writer.writes_directly(case.case_id)):
-                def answer(assignment: Assignment, level: str | None, case_input: CaseInput = case_input,
-                           made_at: datetime = made_at, assess: Any = assess) -> PendingPrediction:
-                    # Stored in the feed's transaction: the case and its answer commit together.
-                    return PendingPrediction(case_input, assess(assignment, level)[1], rescore, made_at)
-            assignment, level, stored = hotspots.observe_and_answer(
-                case.case_id, case.created_at, case.title, case.body, case.reporter_id, channel=case.channel,
-                answer=answer, prepared=prepared[k],
-            )
+        answer = None
+        if store is not None and (writer is None or writer.writes_directly(case.case_id)):
+            def answer(assignment: Assignment, level: str | None, case_input: CaseInput = case_input,
+                       made_at: datetime = made_at, assess: Any = assess) -> PendingPrediction:
+                # Stored in the feed's transaction: the case and its answer commit together.
+                return PendingPrediction(case_input, assess(assignment, level)[1], rescore, made_at)
+        jobs.append(_Job(case, route, case_input, made_at, assess, answer))
+
+    # A batch's cases are observed together: on the shared feed they queue as one group, so a batch takes a
+    # feed transaction per `MAX_GROUP` cases instead of one per case.
+    observed: list[tuple[Assignment | None, str | None, PredictionRecord | None] | BaseException]
+    if hotspots is None:
+        observed = [(None, None, None)] * len(jobs)
+    else:
+        observed = list(hotspots.observe_many([
+            Observation(job.case.case_id, job.case.created_at, job.case.title, job.case.body, job.case.reporter_id,
+                        channel=job.case.channel, answer=job.answer, prepared=prepared[k])
+            for k, job in enumerate(jobs)
+        ]))
+    out: list[CaseTriage] = []
+    failed: BaseException | None = None
+    for job, outcome in zip(jobs, observed, strict=True):
+        case, route, case_input, made_at = job.case, job.route, job.case_input, job.made_at
+        if isinstance(outcome, BaseException):
+            failed = failed or outcome  # not observed; the other cases are still stored, then it is raised
+            continue
+        assignment, level, stored = outcome
         try:
-            result, prediction = assess(assignment, level)
+            result, prediction = job.assess(assignment, level)
             record = stored
             if store is not None and record is None:
                 record = (
@@ -126,12 +140,13 @@ def _score(
                     if writer is None
                     else writer.record_prediction(case_input, prediction, rescore=rescore, made_at=made_at)
                 )
-        except BaseException:
+        except BaseException as exc:
             # Not answered (neither the database nor the spool took it: 503; or an error): the case must
-            # never count in a burst.
+            # never count in a burst. The batch's other cases are still stored (they count), then it is raised.
             if hotspots is not None and stored is None:
                 hotspots.withdraw(case.case_id)
-            raise
+            failed = failed or exc
+            continue
         # A concurrent request may have stored this case first: answer with what the store holds.
         # None: spooled (database unreachable), or no store; the answer stands, without an audit-trail id.
         if record is not None:
@@ -146,7 +161,21 @@ def _score(
             case.case_id, route.label, route.needs_review, prediction.risk_level,
             prediction.hot_issue_id, ref.version, prediction.latency_ms,
         )
+    if failed is not None:
+        raise failed
     return out
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One case of a call between its scoring and its answer."""
+
+    case: TriageRequest
+    route: Route
+    case_input: CaseInput
+    made_at: datetime
+    assess: Callable[[Assignment | None, str | None], tuple[CaseTriage, PredictionInput]]
+    answer: Answer | None
 
 
 def _answer(

@@ -155,18 +155,18 @@ def test_a_case_whose_answer_dies_half_way_is_neither_stored_nor_counted(
             raise ProcessKilled
         return made(**fields)
 
-    observe = HotspotService.observe_and_answer
+    observe = HotspotService.observe_many
     triage_service_calls: list[str] = []
 
-    def observed(self: HotspotService, case_id: str, *args: Any, **kwargs: Any) -> Any:
-        triage_service_calls.append(case_id)
-        return observe(self, case_id, *args, **kwargs)
+    def observed(self: HotspotService, cases: Any) -> Any:
+        triage_service_calls.extend(case.case_id for case in cases)
+        return observe(self, cases)
 
     settings = Settings(model_uri=str(demo_bundle_dir), database_url=database, hotspot_sharing=sharing)
     with TestClient(create_app(settings), headers=ADMIN) as first_run:
         first_run.post("/v1/triage", json=gas_case(0))
         # The answer to GAS-1 dies once the detector has seen the case, before it is stored.
-        monkeypatch.setattr(HotspotService, "observe_and_answer", observed)
+        monkeypatch.setattr(HotspotService, "observe_many", observed)
         monkeypatch.setattr(triage_service, "PredictionInput", dies_on_gas_1)
         with pytest.raises(ProcessKilled):
             first_run.post("/v1/triage", json=gas_case(1))
@@ -201,3 +201,38 @@ def test_on_the_feed_each_answered_case_has_its_feed_row_and_its_prediction(
     finally:
         store.dispose()
     assert answers[3]["hot_issue"]["cases"] == 4
+
+
+def test_a_batch_on_the_feed_is_one_feed_transaction_and_answers_as_case_by_case_posts(
+    demo_bundle_dir: Path, database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's cases queue together for the feed (one transaction for up to MAX_GROUP cases, not one each),
+    and each answer is the one the same cases posted one at a time get."""
+    transactions: list[int] = []
+    real = Store.hotspot_intake
+
+    def counted(self: Store, intakes: Any, **kwargs: Any) -> Any:
+        transactions.append(len(intakes))
+        return real(self, intakes, **kwargs)
+
+    cases = [gas_case(i) for i in range(5)]
+    settings = Settings(model_uri=str(demo_bundle_dir), database_url=database, hotspot_sharing="feed")
+    monkeypatch.setattr(Store, "hotspot_intake", counted)
+    with TestClient(create_app(settings), headers=ADMIN) as client:
+        batch = client.post("/v1/triage/batch", json={"cases": cases})
+    assert batch.status_code == 200, batch.text
+    assert transactions == [5]
+    single_db = f"sqlite:///{tmp_path / 'one_by_one.db'}"
+    with TestClient(create_app(settings.model_copy(update={"database_url": single_db})), headers=ADMIN) as client:
+        singles = [client.post("/v1/triage", json=case).json() for case in cases]
+    store = Store.from_url(database)
+    try:
+        for got, one in zip(batch.json()["results"], singles, strict=True):
+            (stored,) = store.predictions_for(got["case_id"])
+            assert got["prediction_id"] == stored.id
+            assert stored.hot_issue_id == (got["hot_issue"] or {}).get("id")
+            for field in ("department", "risk", "hot_issue"):
+                assert got[field] == one[field], field
+    finally:
+        store.dispose()
+    assert any(answer["hot_issue"] for answer in singles)  # the comparison covers a hot issue
