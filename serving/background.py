@@ -4,7 +4,8 @@ Each is an asyncio task whose round runs on a daemon thread of its own `Deadline
 block), so a slow receiver or database never holds the event loop. A database that hangs without failing
 (a stopped proxy) must not hang the service either: a round is awaited at most `ROUND_SECONDS`, and none
 starts while the writer counts the database as down; a round stuck in such a call keeps its daemon thread,
-never asyncio's default executor, which the service's shutdown waits for. A failed round is logged and
+never asyncio's default executor, which the service's shutdown waits for; at shutdown a round in progress
+is waited for a few seconds, so the service stops with no write in flight. A failed round is logged and
 tried again next period; a job never stops the service. Several replicas may run them at once: issuing is
 idempotent per source, the sweep escalates by conditional updates and deliveries are claimed
 (`store.outbox`), so nothing is done twice.
@@ -25,6 +26,9 @@ logger = logging.getLogger(__name__)
 
 #: Longest a round is awaited before it counts as hung (its thread is then left to the database).
 ROUND_SECONDS = 60.0
+#: Longest the shutdown waits for a round already running (a hung one is then left to its thread). Without
+#: the wait a round could still be writing after the service stopped (a schema dropped after a run deadlocked).
+SHUTDOWN_GRACE_SECONDS = 5.0
 
 
 async def _every(
@@ -35,7 +39,14 @@ async def _every(
             # asyncio.wait, not wait_for: on Python 3.11 wait_for drops a cancellation that arrives as the round
             # ends, and the job then never stops (the service's shutdown waited for it forever).
             round_ = asyncio.wrap_future(rounds.submit(job))
-            done, _ = await asyncio.wait({round_}, timeout=rounds.seconds)
+            try:
+                done, _ = await asyncio.wait({round_}, timeout=rounds.seconds)
+            except asyncio.CancelledError:
+                # Shutting down: a round already in its thread is let finish (for a while), so the service
+                # stops with none of its writes in flight; one that has not started never will.
+                await asyncio.wait({round_}, timeout=SHUTDOWN_GRACE_SECONDS)
+                round_.cancel()
+                raise
             if not done:
                 round_.cancel()
                 logger.warning("%s round had no answer within %.0f s; tried again in %.1f s", name, rounds.seconds,
@@ -80,7 +91,8 @@ def start_jobs(services: Services) -> list[asyncio.Task[None]]:
 
 
 async def stop_jobs(tasks: list[asyncio.Task[None]]) -> None:
-    """Cancel the jobs and wait for them (a round already in its thread finishes: its claims stay consistent)."""
+    """Cancel the jobs and wait for them: a round already in its thread is waited for up to
+    `SHUTDOWN_GRACE_SECONDS` (its claims stay consistent either way)."""
     for task in tasks:
         task.cancel()
     for task in tasks:

@@ -62,3 +62,39 @@ def test_a_service_stopped_leaves_no_database_call_threads(tmp_path: Path) -> No
     for thread in started:
         thread.join(5)
     assert not [t.name for t in started if t.is_alive()]
+
+
+def test_shutdown_waits_for_a_round_in_progress_but_not_for_a_hung_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A warning round still writing after the service stopped deadlocked a schema dropped right after."""
+    import asyncio
+
+    from serving import background
+
+    monkeypatch.setattr(background, "SHUTDOWN_GRACE_SECONDS", 1.0)
+    started, finished, hang = threading.Event(), threading.Event(), threading.Event()
+
+    def slow_round() -> None:
+        started.set()
+        time.sleep(0.3)
+        finished.set()
+
+    def hung_round() -> None:
+        started.set()
+        hang.wait(timeout=30)
+
+    async def stop_during(job: object) -> float:
+        rounds = Deadline(60, workers=1)
+        task = asyncio.create_task(background._every("test", 60, job, rounds, lambda: False))  # type: ignore[arg-type]
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        began = time.monotonic()
+        await background.stop_jobs([task])
+        rounds.close()
+        return time.monotonic() - began
+
+    asyncio.run(stop_during(slow_round))
+    assert finished.is_set()  # stopped only once the round in progress had ended
+    started.clear()
+    took = asyncio.run(stop_during(hung_round))
+    hang.set()
+    assert 0.9 < took < 5  # a hung round holds the shutdown for the grace period only
