@@ -39,7 +39,8 @@ experiments/results/service.json with the data, model, machine (load average at 
 benchmark may share the 2 cores) and the command. Skips PostgreSQL, with the reason, when unreachable.
 
 ``--old-root PATH`` then runs that checkout's own copy of this script with the same options (e.g. a worktree
-of the commit before a change) and reports its p50s and the old/new ratios (issue 15: p50 ≤ 3 ms and ≥ 3x).
+of the commit before a change) and reports its p50s and the old/new ratios (issue 15: p50 ≤ 3 ms and ≥ 3x),
+and the batch configurations' cases/s new/old.
 """
 
 from __future__ import annotations
@@ -453,12 +454,16 @@ def run_old(args: argparse.Namespace, data_path: Path, new: dict[str, dict[str, 
         old = json.loads(output.read_text(encoding="utf-8"))["results"]
     commit = subprocess.run(["git", "-C", str(old_root), "rev-parse", "HEAD"], capture_output=True, text=True)
     p50 = {k: round(v["p50_ms"], 3) for k, v in old.items() if "p50_ms" in v}
+    throughput = {k: round(v["cases_per_s"], 1) for k, v in old.items() if "cases_per_s" in v}
     return {
         "code": {"root": str(old_root), "commit": commit.stdout.strip() or None},
         "note": "the old checkout's own bench_service.py, run right after this one with the same options",
         "p50_ms": p50,
         "p50_old_over_new": {k: round(v / new[k]["p50_ms"], 3) for k, v in p50.items()
                              if k in new and new[k].get("p50_ms")},
+        "cases_per_s": throughput,
+        "cases_per_s_new_over_old": {k: round(new[k]["cases_per_s"] / v, 3) for k, v in throughput.items()
+                                     if k in new and new[k].get("cases_per_s") and v},
     }
 
 
@@ -601,6 +606,9 @@ def main() -> int:
     if old_code is not None:
         console.print(f"old code ({old_code['code']['commit']}), same run, p50 old/new: "
                       + ", ".join(f"{k} {v:.2f}x" for k, v in old_code["p50_old_over_new"].items()), highlight=False)
+        if old_code["cases_per_s_new_over_old"]:
+            console.print("cases/s new/old: " + ", ".join(
+                f"{k} {v:.2f}x" for k, v in old_code["cases_per_s_new_over_old"].items()), highlight=False)
     console.print(f"load average start {load_start}, end {load_end}; {report['duration_s']} s; "
                   f"written to {args.output}", highlight=False)
     return 0
