@@ -102,6 +102,10 @@ _CASE_ROWS = select(_CASES.c.id, _CASES.c.case_id, _CASES.c.text_hash).where(
     tuple_(_CASES.c.case_id, _CASES.c.text_hash).in_(bindparam("keys", expanding=True))
 )
 _INSERT_CASES = insert(_CASES).returning(_CASES.c.id, sort_by_parameter_order=True)
+_KEY = func.unnest(bindparam("keys", type_=postgresql.ARRAY(BigInteger))).column_valued("key")
+#: PostgreSQL: the advisory locks of several keys in one statement, in the order the array gives them.
+_LOCK_KEYS = select(func.pg_advisory_xact_lock(_KEY))
+_LOCK_KEY = select(func.pg_advisory_xact_lock(bindparam("key", type_=BigInteger)))
 #: The (case_id, text) version's row id when it is new (None when it was stored before), per dialect.
 _INSERT_CASE = {
     name: dialect.insert(_CASES).on_conflict_do_nothing(index_elements=["case_id", "text_hash"]).returning(_CASES.c.id)
@@ -748,12 +752,10 @@ def _lock_cases_on(connection: Connection, case_ids: Sequence[str]) -> None:
     """`_lock_case_on` for several cases in one statement, in key order (two groups never wait on each
     other in a cycle)."""
     if connection.dialect.name == "postgresql":
-        keys = sorted({_advisory_key(case_id) for case_id in case_ids})
-        key = func.unnest(bindparam("keys", type_=postgresql.ARRAY(BigInteger))).column_valued("key")
-        connection.execute(select(func.pg_advisory_xact_lock(key)), {"keys": keys}).all()
+        connection.execute(_LOCK_KEYS, {"keys": sorted({_advisory_key(case_id) for case_id in case_ids})}).all()
 
 
 def _lock_case_on(connection: Connection, case_id: str) -> None:
     """Serialise writers of one case until the transaction ends (SQLite: its BEGIN IMMEDIATE did)."""
     if connection.dialect.name == "postgresql":
-        connection.execute(select(func.pg_advisory_xact_lock(_advisory_key(case_id))))
+        connection.execute(_LOCK_KEY, {"key": _advisory_key(case_id)})

@@ -82,6 +82,11 @@ def warning_payload(record: WarningRecord) -> dict[str, Any]:
     }
 
 
+_KEY = func.unnest(bindparam("keys", type_=postgresql.ARRAY(BigInteger))).column_valued("key")
+#: PostgreSQL: each key with whether its advisory lock was free (and is now this transaction's).
+_TRY_LOCK_KEYS = select(_KEY, func.pg_try_advisory_xact_lock(_KEY))
+
+
 def _number_lock_key(year: int) -> int:
     digest = hashlib.blake2b(_NUMBER_LOCK_NAMESPACE + str(year).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
@@ -205,8 +210,7 @@ class WarningBook:
         if session.get_bind().dialect.name != "postgresql":
             return set(sources)
         keys = [_source_lock_key(kind, source_id) for kind, source_id in sources]
-        key = func.unnest(bindparam("keys", type_=postgresql.ARRAY(BigInteger))).column_valued("key")
-        got = session.execute(select(key, func.pg_try_advisory_xact_lock(key)), {"keys": keys}).all()
+        got = session.connection().execute(_TRY_LOCK_KEYS, {"keys": keys}).all()
         taken = {k for k, ok in got if ok}
         return {source for source, k in zip(sources, keys, strict=True) if k in taken}
 
