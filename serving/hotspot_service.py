@@ -26,6 +26,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -117,6 +118,8 @@ class HotspotService:
         self._follower: threading.Thread | None = None
         #: Told the level of each alert this replica raised, once it is stored or spooled (the metrics).
         self.on_alert: Callable[[str], None] | None = None
+        #: Told the cases and seconds of each feed transaction this replica committed (the metrics).
+        self.on_group: Callable[[int, float], None] | None = None
 
     @classmethod
     def restore(
@@ -389,6 +392,7 @@ class HotspotService:
 
         # Rebuilt above if need be, outside the lock: the locked part replays the last few rows only.
         gate = _ApplyGate()
+        began = time.perf_counter()
         try:
             seqs = bounded(
                 self.store.hotspot_intake, intakes, after_seq=self.feed_seq,
@@ -410,6 +414,8 @@ class HotspotService:
         self._pending.clear()
         self._diverged = False
         self._tell_alerts(raised)
+        if self.on_group is not None:
+            self.on_group(len(intakes), time.perf_counter() - began)
         for k, waiter in enumerate(batch):
             waiter.finish((*outcome[seqs[pending + k]], answered.get(k)))
 

@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: Latency buckets (seconds): single cases take milliseconds, a full batch seconds.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+#: Cases per hot-issue feed transaction (at most `serving.hotspot_service.MAX_GROUP`).
+FEED_GROUP_BUCKETS = (1, 2, 4, 8, 16, 32)
 #: A request that matched no route: one label value, not one per path a scanner tries.
 UNMATCHED = "<unmatched>"
 NO_LEVEL = "none"
@@ -50,6 +52,8 @@ class _Instruments:
     cases: Any
     needs_review: Any
     alerts: Any
+    feed_group_cases: Any
+    feed_transaction: Any
     spool_records: Any
     database_up: Any
     model_info: Any
@@ -74,6 +78,14 @@ def instruments() -> _Instruments:
         needs_review=Counter("triage_cases_needs_review", "Predictions whose routing a person should review.",
                              ["department"]),
         alerts=Counter("triage_hot_issue_alerts", "Hot-issue alerts raised by this service, by level.", ["level"]),
+        feed_group_cases=Histogram(
+            "triage_hot_issue_feed_group_cases",
+            "Cases per hot-issue feed transaction (group commit: groups near 32 mean requests queue for the feed).",
+            buckets=FEED_GROUP_BUCKETS),
+        feed_transaction=Histogram(
+            "triage_hot_issue_feed_transaction_seconds",
+            "Time a hot-issue feed transaction took, lock wait included (other replicas wait on it).",
+            buckets=LATENCY_BUCKETS),
         spool_records=Gauge("triage_spool_records", "Predictions and other writes waiting in the spool.",
                             multiprocess_mode="livesum"),
         database_up=Gauge("triage_database_up", "1 while the audit store's database takes writes, else 0.",
@@ -169,6 +181,13 @@ class ServiceMetrics:
     def alert(self, level: str) -> None:
         if self.enabled:
             instruments().alerts.labels(level).inc()
+
+    def feed_group(self, cases: int, seconds: float) -> None:
+        """One committed hot-issue feed transaction of `cases` cases that took `seconds`."""
+        if self.enabled:
+            meters = instruments()
+            meters.feed_group_cases.observe(cases)
+            meters.feed_transaction.observe(seconds)
 
     def model(self, name: str | None, version: str | None) -> None:
         """The loaded model's info sample at 1, and the one it replaced at 0."""

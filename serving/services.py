@@ -133,6 +133,7 @@ def open_metrics(
     if directory is not None:
         forget_dead_workers(directory)
     hotspots.on_alert = metrics.alert
+    hotspots.on_group = metrics.feed_group
 
     def read() -> tuple[bool, int, tuple[str | None, str | None] | None]:
         model = state.model

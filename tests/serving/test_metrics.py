@@ -179,6 +179,11 @@ def test_two_workers_counters_equal_the_stores_counts(server_env: dict[str, str]
         assert by_label(found, "triage_hot_issue_alerts_total", "level") == alerts_stored
         assert total(found, "triage_http_requests_total", route="/v1/triage", status="200") == len(cases)
         assert total(found, "triage_database_up") == 1
+        # Every case went through exactly one committed feed transaction (group commit: often with others).
+        assert total(found, "triage_hot_issue_feed_group_cases_sum") == len(cases)
+        groups = total(found, "triage_hot_issue_feed_group_cases_count")
+        assert 1 <= groups <= len(cases)
+        assert total(found, "triage_hot_issue_feed_transaction_seconds_count") == groups
     assert alerts_stored, "the demo bursts raise alerts"
     assert not metrics_dir.exists(), "the start's metrics directory is removed when the service stops"
 
