@@ -26,12 +26,13 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import BigInteger, Connection, Engine, Row, Select, bindparam, func, insert, select, tuple_
+from sqlalchemy import Connection, Engine, Row, Select, bindparam, func, insert, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from store import claims, drift_queries, hotspot_feed, review_queries
+from store.advisory_locks import LOCK_KEY, LOCK_KEYS
 from store.engine import make_engine, redact, writer
 from store.jsonable import to_json
 from store.records import (
@@ -102,10 +103,6 @@ _CASE_ROWS = select(_CASES.c.id, _CASES.c.case_id, _CASES.c.text_hash).where(
     tuple_(_CASES.c.case_id, _CASES.c.text_hash).in_(bindparam("keys", expanding=True))
 )
 _INSERT_CASES = insert(_CASES).returning(_CASES.c.id, sort_by_parameter_order=True)
-_KEY = func.unnest(bindparam("keys", type_=postgresql.ARRAY(BigInteger))).column_valued("key")
-#: PostgreSQL: the advisory locks of several keys in one statement, in the order the array gives them.
-_LOCK_KEYS = select(func.pg_advisory_xact_lock(_KEY))
-_LOCK_KEY = select(func.pg_advisory_xact_lock(bindparam("key", type_=BigInteger)))
 #: The (case_id, text) version's row id when it is new (None when it was stored before), per dialect.
 _INSERT_CASE = {
     name: dialect.insert(_CASES).on_conflict_do_nothing(index_elements=["case_id", "text_hash"]).returning(_CASES.c.id)
@@ -758,10 +755,10 @@ def _lock_cases_on(connection: Connection, case_ids: Sequence[str]) -> None:
     """`_lock_case_on` for several cases in one statement, in key order (two groups never wait on each
     other in a cycle)."""
     if connection.dialect.name == "postgresql":
-        connection.execute(_LOCK_KEYS, {"keys": sorted({_advisory_key(case_id) for case_id in case_ids})}).all()
+        connection.execute(LOCK_KEYS, {"keys": sorted({_advisory_key(case_id) for case_id in case_ids})}).all()
 
 
 def _lock_case_on(connection: Connection, case_id: str) -> None:
     """Serialise writers of one case until the transaction ends (SQLite: its BEGIN IMMEDIATE did)."""
     if connection.dialect.name == "postgresql":
-        connection.execute(_LOCK_KEY, {"key": _advisory_key(case_id)})
+        connection.execute(LOCK_KEY, {"key": _advisory_key(case_id)})

@@ -22,11 +22,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Engine, and_, bindparam, func, or_, select, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.warning_policy import WarningPolicy
+from store.advisory_locks import TRY_LOCK_KEYS
 from store.engine import writer
 from store.jsonable import to_json
 from store.outbox import add_event
@@ -80,11 +80,6 @@ def warning_payload(record: WarningRecord) -> dict[str, Any]:
             "issued_at": record.issued_at,
         }
     }
-
-
-_KEY = func.unnest(bindparam("keys", type_=postgresql.ARRAY(BigInteger))).column_valued("key")
-#: PostgreSQL: each key with whether its advisory lock was free (and is now this transaction's).
-_TRY_LOCK_KEYS = select(_KEY, func.pg_try_advisory_xact_lock(_KEY))
 
 
 def _number_lock_key(year: int) -> int:
@@ -210,7 +205,7 @@ class WarningBook:
         if session.get_bind().dialect.name != "postgresql":
             return set(sources)
         keys = [_source_lock_key(kind, source_id) for kind, source_id in sources]
-        got = session.connection().execute(_TRY_LOCK_KEYS, {"keys": keys}).all()
+        got = session.connection().execute(TRY_LOCK_KEYS, {"keys": keys}).all()
         taken = {k for k, ok in got if ok}
         return {source for source, k in zip(sources, keys, strict=True) if k in taken}
 
