@@ -273,6 +273,22 @@ def _queue_behind_a_held_intake(
     return transactions, got
 
 
+def _answers(cases: list[tuple[Any, ...]], *, fails: str | None = None, made_at: datetime | None = None) -> Any:
+    """An `answer` as the service gives one: the case's prediction to store in the feed's transaction
+    (`fails`: the case whose answer cannot be made)."""
+    by_id = {case[0]: case for case in cases}
+
+    def answer(assignment: Any, level: str | None) -> PendingPrediction:
+        if assignment.case_id == fails:
+            raise ValueError("this case's answer cannot be made")
+        _, created, title, body, reporter = by_id[assignment.case_id]
+        prediction = PredictionInput("m", "1", "城乡建设", 0.9, False, [], hot_issue_id=assignment.hot_issue_id)
+        return PendingPrediction(CaseInput(assignment.case_id, title, body, created, reporter, None), prediction,
+                                 made_at=made_at)
+
+    return answer
+
+
 def test_cases_queued_behind_a_feed_transaction_commit_together_each_with_its_own_answer(tmp_path: Path) -> None:
     """Group commit: the requests that waited while the feed was held go into one transaction (one lock
     round and one commit for all), and each gets its own assignment and stored prediction, as if observed
@@ -281,17 +297,9 @@ def test_cases_queued_behind_a_feed_transaction_commit_together_each_with_its_ow
     upgrade_database(url)
     config = load_hotspot_config(None)
     cases = [_elevator(i) for i in range(7)]
-    by_id = {case[0]: case for case in cases}
     with Store.from_url(url) as store:
         service = HotspotService.restore(store, config)
-
-        def answer(assignment: Any, level: str | None) -> PendingPrediction:
-            case_id = assignment.case_id
-            _, created, title, body, reporter = by_id[case_id]
-            prediction = PredictionInput("m", "1", "城乡建设", 0.9, False, [], hot_issue_id=assignment.hot_issue_id)
-            return PendingPrediction(CaseInput(case_id, title, body, created, reporter, None), prediction)
-
-        transactions, got = _queue_behind_a_held_intake(store, service, cases, answer)
+        transactions, got = _queue_behind_a_held_intake(store, service, cases, _answers(cases))
         assert transactions[0] == ["C0"]
         assert len(transactions) == 2 and sorted(transactions[1]) == [f"C{i}" for i in range(1, 7)]
         feed = [entry.case_id for entry in store.hotspot_feed_after(0)]
@@ -314,18 +322,9 @@ def test_one_failing_answer_in_a_group_fails_its_own_request_only(tmp_path: Path
     upgrade_database(url)
     config = load_hotspot_config(None)
     cases = [_elevator(i) for i in range(5)]
-    by_id = {case[0]: case for case in cases}
     with Store.from_url(url) as store:
         service = HotspotService.restore(store, config)
-
-        def answer(assignment: Any, level: str | None) -> PendingPrediction:
-            if assignment.case_id == "C3":
-                raise ValueError("this case's answer cannot be made")
-            _, created, title, body, reporter = by_id[assignment.case_id]
-            prediction = PredictionInput("m", "1", "城乡建设", 0.9, False, [], hot_issue_id=assignment.hot_issue_id)
-            return PendingPrediction(CaseInput(assignment.case_id, title, body, created, reporter, None), prediction)
-
-        transactions, got = _queue_behind_a_held_intake(store, service, cases, answer)
+        transactions, got = _queue_behind_a_held_intake(store, service, cases, _answers(cases, fails="C3"))
         assert len(transactions[1]) == 4  # the group of four was tried together, then one by one
         assert isinstance(got["C3"], ValueError)
         for case_id in ("C0", "C1", "C2", "C4"):
@@ -346,14 +345,7 @@ def test_a_case_sent_twice_in_one_group_is_stored_once_and_both_requests_get_tha
     cases = [_elevator(0), _elevator(1), _elevator(2), _elevator(1), _elevator(4)]
     with Store.from_url(url) as store:
         service = HotspotService.restore(store, config)
-
-        def answer(assignment: Any, level: str | None) -> PendingPrediction:
-            _, created, title, body, reporter = next(c for c in cases if c[0] == assignment.case_id)
-            prediction = PredictionInput("m", "1", "城乡建设", 0.9, False, [], hot_issue_id=assignment.hot_issue_id)
-            made = datetime(2026, 9, 2) + timedelta(seconds=len(title))
-            return PendingPrediction(CaseInput(assignment.case_id, title, body, created, reporter, None), prediction,
-                                     made_at=made)
-
+        answer = _answers(cases, made_at=datetime(2026, 9, 2))
         transactions, got = _queue_behind_a_held_intake(store, service, cases, answer)
         assert len(transactions) == 2 and sorted(transactions[1]) == ["C1", "C1", "C2", "C4"]
         (stored,) = store.predictions_for("C1")
