@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -289,50 +289,55 @@ def _answers(cases: list[tuple[Any, ...]], *, fails: str | None = None, made_at:
     return answer
 
 
-def test_cases_queued_behind_a_feed_transaction_commit_together_each_with_its_own_answer(tmp_path: Path) -> None:
+@pytest.fixture
+def feed_store(tmp_path: Path) -> Iterator[Store]:
+    """A SQLite store for replicas on the shared feed."""
+    url = f"sqlite:///{tmp_path / 'hs.db'}"
+    upgrade_database(url)
+    with Store.from_url(url) as store:
+        yield store
+
+
+def test_cases_queued_behind_a_feed_transaction_commit_together_each_with_its_own_answer(feed_store: Store) -> None:
     """Group commit: the requests that waited while the feed was held go into one transaction (one lock
     round and one commit for all), and each gets its own assignment and stored prediction, as if observed
     one after another in the feed's order."""
-    url = f"sqlite:///{tmp_path / 'hs.db'}"
-    upgrade_database(url)
     config = load_hotspot_config(None)
     cases = [_elevator(i) for i in range(7)]
-    with Store.from_url(url) as store:
-        service = HotspotService.restore(store, config)
-        transactions, got = _queue_behind_a_held_intake(store, service, cases, _answers(cases))
-        assert transactions[0] == ["C0"]
-        assert len(transactions) == 2 and sorted(transactions[1]) == [f"C{i}" for i in range(1, 7)]
-        feed = [entry.case_id for entry in store.hotspot_feed_after(0)]
-        assert feed == transactions[0] + transactions[1]
-        # Each request got its own case's answer, stored once, with the burst the feed's order gives it.
-        fresh = type(service.detector)(config)
-        for entry in store.hotspot_feed_after(0):
-            expected = fresh.observe(CaseEvent(entry.case_id, entry.observed_at.replace(tzinfo=None), entry.title,
-                                               entry.body, entry.reporter_id, None))
-            assignment, _level, record = got[entry.case_id]
-            assert assignment.case_id == entry.case_id and assignment.burst_id == expected.burst_id
-            assert (assignment.hot_issue_id, assignment.cases) == (expected.hot_issue_id, expected.cases)
-            (stored,) = store.predictions_for(entry.case_id)
-            assert record is not None and record.id == stored.id and stored.hot_issue_id == expected.hot_issue_id
-        assert service.detector.snapshot() == fresh.snapshot()
+    store = feed_store
+    service = HotspotService.restore(store, config)
+    transactions, got = _queue_behind_a_held_intake(store, service, cases, _answers(cases))
+    assert transactions[0] == ["C0"]
+    assert len(transactions) == 2 and sorted(transactions[1]) == [f"C{i}" for i in range(1, 7)]
+    feed = [entry.case_id for entry in store.hotspot_feed_after(0)]
+    assert feed == transactions[0] + transactions[1]
+    # Each request got its own case's answer, stored once, with the burst the feed's order gives it.
+    fresh = type(service.detector)(config)
+    for entry in store.hotspot_feed_after(0):
+        expected = fresh.observe(CaseEvent(entry.case_id, entry.observed_at.replace(tzinfo=None), entry.title,
+                                           entry.body, entry.reporter_id, None))
+        assignment, _level, record = got[entry.case_id]
+        assert assignment.case_id == entry.case_id and assignment.burst_id == expected.burst_id
+        assert (assignment.hot_issue_id, assignment.cases) == (expected.hot_issue_id, expected.cases)
+        (stored,) = store.predictions_for(entry.case_id)
+        assert record is not None and record.id == stored.id and stored.hot_issue_id == expected.hot_issue_id
+    assert service.detector.snapshot() == fresh.snapshot()
 
 
-def test_one_failing_answer_in_a_group_fails_its_own_request_only(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'hs.db'}"
-    upgrade_database(url)
+def test_one_failing_answer_in_a_group_fails_its_own_request_only(feed_store: Store) -> None:
     config = load_hotspot_config(None)
     cases = [_elevator(i) for i in range(5)]
-    with Store.from_url(url) as store:
-        service = HotspotService.restore(store, config)
-        transactions, got = _queue_behind_a_held_intake(store, service, cases, _answers(cases, fails="C3"))
-        assert len(transactions[1]) == 4  # the group of four was tried together, then one by one
-        assert isinstance(got["C3"], ValueError)
-        for case_id in ("C0", "C1", "C2", "C4"):
-            assert got[case_id][2] is not None and len(store.predictions_for(case_id)) == 1
-        assert store.predictions_for("C3") == [] and store.case_versions("C3") == []
-        assert "C3" not in [entry.case_id for entry in store.hotspot_feed_after(0)]
-        service.observe(*_elevator(5))  # the next request finds the detector rebuilt from what committed
-        assert service.detector.snapshot() == HotspotService.restore(store, config).detector.snapshot()
+    store = feed_store
+    service = HotspotService.restore(store, config)
+    transactions, got = _queue_behind_a_held_intake(store, service, cases, _answers(cases, fails="C3"))
+    assert len(transactions[1]) == 4  # the group of four was tried together, then one by one
+    assert isinstance(got["C3"], ValueError)
+    for case_id in ("C0", "C1", "C2", "C4"):
+        assert got[case_id][2] is not None and len(store.predictions_for(case_id)) == 1
+    assert store.predictions_for("C3") == [] and store.case_versions("C3") == []
+    assert "C3" not in [entry.case_id for entry in store.hotspot_feed_after(0)]
+    service.observe(*_elevator(5))  # the next request finds the detector rebuilt from what committed
+    assert service.detector.snapshot() == HotspotService.restore(store, config).detector.snapshot()
 
 
 @pytest.mark.parametrize("db", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
