@@ -24,7 +24,7 @@ from features.prepared import prepare
 from models.bundle import Assessment, PendingAssessments, Route
 from models.hotspots import Assignment
 from models.mlflow_model import LoadedModel
-from serving.hotspot_service import Answer, HotspotService, Observation
+from serving.hotspot_service import Answer, HotspotService, Observation, Outcome
 from serving.metrics import ServiceMetrics
 from serving.schemas import CaseTriage, Department, DepartmentScore, HotIssue, Risk, RiskReason, TriageRequest
 from serving.spool import DurableWriter
@@ -114,7 +114,7 @@ def _score(
 
     # A batch's cases are observed together: on the shared feed they queue as one group, so a batch takes a
     # feed transaction per `MAX_GROUP` cases instead of one per case.
-    observed: list[tuple[Assignment | None, str | None, PredictionRecord | None] | BaseException]
+    observed: list[Outcome | tuple[None, None, None] | BaseException]
     if hotspots is None:
         observed = [(None, None, None)] * len(jobs)
     else:

@@ -215,17 +215,21 @@ class Store:
         return connection.execute(_CASE_ROW_ID, {"case_id": case.case_id, "text_hash": digest}).scalar_one()
 
     @staticmethod
-    def _case_row_ids(connection: Connection, cases: Sequence[CaseInput]) -> dict[tuple[str, str], int]:
-        """(case_id, text hash) -> row id of each case's version, the new ones inserted: two statements for
-        a group. A version another writer stores between the two makes the insert fail (unique key); the
+    def _case_row_ids(
+        connection: Connection, cases: Sequence[CaseInput], rows: dict[tuple[str, str], int]
+    ) -> list[int]:
+        """The row id of each case's version, the new ones inserted: two statements for a group. `rows`
+        ((case_id, text hash) -> row id) gains them, for the predictions stored next in the transaction. A
+        version another writer stores between the two statements makes the insert fail (unique key); the
         feed then serves its group again case by case."""
-        keys = {(case.case_id, text_hash(case.title, case.body)): case for case in cases}
-        rows = {(r.case_id, r.text_hash): r.id for r in connection.execute(_CASE_ROWS, {"keys": list(keys)})}
-        missing = [key for key in keys if key not in rows]
+        keys = [(case.case_id, text_hash(case.title, case.body)) for case in cases]
+        wanted = dict(zip(keys, cases, strict=True))
+        rows.update({(r.case_id, r.text_hash): r.id for r in connection.execute(_CASE_ROWS, {"keys": list(wanted)})})
+        missing = [key for key in wanted if key not in rows]
         if missing:
-            ids = connection.execute(_INSERT_CASES, [_case_values(keys[key], key[1]) for key in missing]).scalars()
+            ids = connection.execute(_INSERT_CASES, [_case_values(wanted[key], key[1]) for key in missing]).scalars()
             rows.update(zip(missing, ids, strict=True))
-        return rows
+        return [rows[key] for key in keys]
 
     # -- cases and predictions ----------------------------------------------------------------------
     def record_case_and_prediction(
@@ -304,23 +308,21 @@ class Store:
             ]
         _lock_cases_on(connection, case_ids)
         latest = {row.case_id: row for row in connection.execute(_LATEST_PREDICTIONS, {"case_ids": case_ids})}
-        records: list[PredictionRecord | None] = []
+        records: dict[int, PredictionRecord] = {}
         new: list[tuple[int, str, dict[str, Any]]] = []
-        for item in items:
+        for k, item in enumerate(items):
             digest = text_hash(item.case.title, item.case.body)
             before = latest.get(item.case.case_id)
             if before is not None and before.text_hash == digest and not item.rescore:
-                records.append(PredictionRecord.of(before, digest))
+                records[k] = PredictionRecord.of(before, digest)
                 continue
             row_id = case_rows.get((item.case.case_id, digest)) or self._case_row_id(connection, item.case, digest)
-            values = _prediction_values(item.case, item.prediction, row_id, item.made_at, before)
-            new.append((len(records), digest, values))
-            records.append(None)
+            new.append((k, digest, _prediction_values(item.case, item.prediction, row_id, item.made_at, before)))
         if new:
             rows = connection.execute(_INSERT_PREDICTIONS, [values for _, _, values in new]).all()
             for (k, digest, _), row in zip(new, rows, strict=True):
                 records[k] = PredictionRecord.of(row, digest, is_new=True)
-        return [record for record in records if record is not None]
+        return [records[k] for k in range(len(items))]
 
     def existing_prediction(self, case_id: str, title: str | None, body: str | None) -> PredictionRecord | None:
         """The prediction `record_case_and_prediction` would return without storing anything, if any.
@@ -663,15 +665,10 @@ class Store:
         burst's members and alerts and its prediction commit together (a process killed in between leaves
         none of them)."""
         case_rows: dict[tuple[str, str], int] = {}
-
-        def case_row_ids(session: Session, cases: Sequence[CaseInput]) -> list[int]:
-            case_rows.update(self._case_row_ids(session.connection(), cases))
-            return [case_rows[case.case_id, text_hash(case.title, case.body)] for case in cases]
-
         with self._writes.begin() as session:
             seqs = hotspot_feed.intake(
                 session,
-                case_row_ids,
+                lambda s, cases: self._case_row_ids(s.connection(), cases, case_rows),
                 intakes,
                 after_seq,
                 apply,
