@@ -357,6 +357,48 @@ class _Burst:
         return name, kind, best
 
 
+@dataclass(frozen=True, slots=True)
+class StateCapture:
+    """A detector's state at one moment, for `snapshot()` later. Members and alerts are never changed once
+    made (bursts only add and drop them), so holding them is as good as a copy; only the document
+    frequency table is copied."""
+
+    config: HotspotConfig
+    now: datetime | None
+    last_time: datetime | None
+    seq: int
+    burst_seq: int
+    n_docs: int
+    df: dict[str, int]
+    bursts: tuple[tuple[str, datetime, int, tuple[str, ...], tuple[_Member, ...]], ...]
+    alerts: tuple[Alert, ...]
+
+    def snapshot(self) -> dict[str, Any]:
+        """The document `HotspotDetector.from_snapshot` reads (format `SNAPSHOT_FORMAT`)."""
+        return {
+            "format": SNAPSHOT_FORMAT,
+            "config_version": self.config.version,
+            "config": self.config.model_dump(mode="json"),
+            "now": self.now.isoformat() if self.now else None,
+            "last_time": self.last_time.isoformat() if self.last_time else None,
+            "seq": self.seq,
+            "burst_seq": self.burst_seq,
+            "n_docs": self.n_docs,
+            "df": self.df,
+            "bursts": [
+                {
+                    "burst_id": burst_id,
+                    "created_at": created_at.isoformat(),
+                    "seq": seq,
+                    "fired": list(fired),
+                    "members": [m.to_dict() for m in members],
+                }
+                for burst_id, created_at, seq, fired, members in self.bursts
+            ],
+            "alerts": [a.to_dict() for a in self.alerts],
+        }
+
+
 class HotspotDetector:
     """Streaming detector of bursts of similar cases. Not thread-safe: feed it from one worker."""
 
@@ -450,29 +492,26 @@ class HotspotDetector:
     # -- persistence ------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         """JSON-serialisable state; `from_snapshot` restores an equivalent detector."""
-        bursts = sorted(self._bursts.values(), key=lambda b: b.seq)
-        return {
-            "format": SNAPSHOT_FORMAT,
-            "config_version": self.config.version,
-            "config": self.config.model_dump(mode="json"),
-            "now": self._now.isoformat() if self._now else None,
-            "last_time": self._last_time.isoformat() if self._last_time else None,
-            "seq": self._seq,
-            "burst_seq": self._burst_seq,
-            "n_docs": self._n_docs,
-            "df": dict(self._df),
-            "bursts": [
-                {
-                    "burst_id": b.burst_id,
-                    "created_at": b.created_at.isoformat(),
-                    "seq": b.seq,
-                    "fired": [level for level in LEVELS if level in b.fired],
-                    "members": [m.to_dict() for m in b.members.values()],
-                }
-                for b in bursts
-            ],
-            "alerts": [a.to_dict() for a in self.alerts],
-        }
+        return self.capture().snapshot()
+
+    def capture(self) -> StateCapture:
+        """The state `snapshot` renders, taken in milliseconds where rendering takes a large fraction of a
+        second: a service takes it under its lock and renders it outside, so intake never waits for it."""
+        return StateCapture(
+            config=self.config,
+            now=self._now,
+            last_time=self._last_time,
+            seq=self._seq,
+            burst_seq=self._burst_seq,
+            n_docs=self._n_docs,
+            df=dict(self._df),
+            bursts=tuple(
+                (b.burst_id, b.created_at, b.seq, tuple(level for level in LEVELS if level in b.fired),
+                 tuple(b.members.values()))
+                for b in sorted(self._bursts.values(), key=lambda b: b.seq)
+            ),
+            alerts=tuple(self.alerts),
+        )
 
     @classmethod
     def from_snapshot(cls, data: Mapping[str, Any]) -> HotspotDetector:

@@ -501,24 +501,31 @@ class HotspotService:
                 return
 
     # -- snapshots --------------------------------------------------------------------------------
-    def _payload(self) -> dict[str, Any]:
-        payload = self.detector.snapshot()
-        return {**payload, FEED_SEQ_KEY: self.feed_seq} if self.shared else payload
+    def _capture(self) -> Callable[[], dict[str, Any]]:
+        """Under the lock: the state as of now (milliseconds), rendered into the snapshot when called."""
+        capture, feed_seq, shared = self.detector.capture(), self.feed_seq, self.shared
+
+        def payload() -> dict[str, Any]:
+            rendered = capture.snapshot()
+            return {**rendered, FEED_SEQ_KEY: feed_seq} if shared else rendered
+
+        return payload
 
     def _count_for_snapshot(self) -> None:
         """Called under the lock after each own case; starts a snapshot write when one is due."""
         self._since_snapshot += 1
         # A state of its own (an outage) is no snapshot for the other replicas to start from.
         if self._since_snapshot >= self.snapshot_every and self._saver is None and not self._diverged:
-            # Copied under the lock (consistent); written by a thread of its own, so the request that
-            # happens to be the 1,000th does not wait for a megabytes-large database write.
-            payload, self._since_snapshot = self._payload(), 0
+            # Captured under the lock (consistent); rendered and written by a thread of its own, so
+            # neither the request that happens to be the 1,000th nor the cases behind the lock wait for
+            # a megabytes-large document.
+            payload, self._since_snapshot = self._capture(), 0
             self._saver = threading.Thread(target=self._save, args=(payload,), name="hotspot-snapshot")
             self._saver.start()
 
-    def _save(self, payload: Mapping[str, Any]) -> None:
+    def _save(self, payload: Callable[[], Mapping[str, Any]]) -> None:
         try:
-            saved = self.sink.save_snapshot(payload, detector_version=self.detector.config.version)
+            saved = self.sink.save_snapshot(payload(), detector_version=self.detector.config.version)
         except Exception:  # a failed snapshot costs a longer replay at the next start, never a request
             logger.exception("could not save the hot-issue snapshot; it is tried again later")
             saved = False
@@ -541,10 +548,10 @@ class HotspotService:
             saver.join()
         with self._lock:
             if self._since_snapshot and not self._diverged:
-                payload, self._since_snapshot = self._payload(), 0
+                payload, self._since_snapshot = self._capture(), 0
             else:
                 return
-        saved = self.sink.save_snapshot(payload, detector_version=self.detector.config.version)
+        saved = self.sink.save_snapshot(payload(), detector_version=self.detector.config.version)
         if saved is False:
             logger.warning("the hot-issue snapshot was not saved at shutdown; the next start replays the feed")
 

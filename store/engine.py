@@ -29,6 +29,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
 
+from store import jsonable
+
 logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
@@ -180,6 +182,8 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
     # Statement parameters are case text, notes and reporter ids: keep them out of SQL echo logs and out of
     # the messages of database errors (which end up in tracebacks in the log).
     kwargs.setdefault("hide_parameters", True)
+    kwargs.setdefault("json_serializer", jsonable.encode)
+    kwargs.setdefault("json_deserializer", jsonable.decode)
     if parsed.get_backend_name() == "sqlite":
         _ensure_sqlite_folder(parsed)
         engine = create_engine(parsed, **kwargs)

@@ -233,13 +233,27 @@ def test_snapshot_restore_gives_the_same_next_results(demo_events: list[CaseEven
     live = HotspotDetector()
     for e in demo_events[:cut]:
         live.observe(e)
-    state = json.loads(json.dumps(live.snapshot(), ensure_ascii=False))
+    state = json.loads(json.dumps(live.snapshot(), ensure_ascii=False, allow_nan=False))
+    assert state == live.snapshot()  # plain JSON already: the store keeps it without a checking copy
     restored = HotspotDetector.from_snapshot(state)
     assert restored.snapshot() == state
     assert restored.alerts == live.alerts
     for e in demo_events[cut:]:
         assert restored.observe(e) == live.observe(e)
     assert restored.snapshot() == live.snapshot()
+
+
+def test_a_capture_renders_the_state_of_its_moment_after_more_cases(demo_events: list[CaseEvent]) -> None:
+    """The service captures under its lock and renders later, while intake goes on."""
+    detector = HotspotDetector()
+    for e in demo_events[:300]:
+        detector.observe(e)
+    at_300 = detector.snapshot()
+    capture = detector.capture()
+    for e in demo_events[300:]:
+        detector.observe(e)
+    assert detector.snapshot() != at_300
+    assert capture.snapshot() == at_300
 
 
 def test_snapshot_of_another_format_is_refused() -> None:

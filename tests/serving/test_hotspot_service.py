@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from models.hotspot_settings import load_hotspot_config
-from models.hotspots import CaseEvent
+from models.hotspots import CaseEvent, StateCapture
 from serving.hotspot_service import HotspotService
 from store import CaseInput, PendingPrediction, PredictionInput, Store, upgrade_database
 
@@ -66,6 +66,46 @@ def test_a_slow_snapshot_write_does_not_block_observing(tmp_path: Path) -> None:
         assert sink.snapshots == 2
         snapshot = store.latest_snapshot()
         assert snapshot is not None and snapshot.payload["n_docs"] == 12
+
+
+def test_rendering_a_snapshot_happens_outside_the_lock_and_keeps_the_state_it_was_taken_at(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rendering thousands of members takes a large fraction of a second; intake must not wait for it."""
+    url = f"sqlite:///{tmp_path / 'hs.db'}"
+    upgrade_database(url)
+    rendering, release = threading.Event(), threading.Event()
+    render = StateCapture.snapshot
+
+    def slow_render(capture: StateCapture) -> dict[str, Any]:
+        rendering.set()
+        assert release.wait(timeout=60)
+        return render(capture)
+
+    monkeypatch.setattr(StateCapture, "snapshot", slow_render)
+    with Store.from_url(url) as store:
+        service = HotspotService.restore(store, load_hotspot_config(None), snapshot_every=5)
+        for i in range(5):  # the 5th case makes a snapshot due; its rendering then blocks
+            service.observe(f"C{i}", START + timedelta(hours=i), f"第{i}号路灯不亮", "晚上很黑", f"U{i}")
+        assert rendering.wait(timeout=30)
+        observed = threading.Event()
+
+        def more() -> None:
+            for i in range(5, 8):
+                service.observe(f"C{i}", START + timedelta(hours=i), f"第{i}号路灯不亮", "晚上很黑", f"U{i}")
+            observed.set()
+
+        threading.Thread(target=more, daemon=True).start()
+        assert observed.wait(timeout=30), "observe waited for the snapshot to be rendered"
+        release.set()
+        deadline = time.monotonic() + 30
+        while store.latest_snapshot() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        snapshot = store.latest_snapshot()
+        assert snapshot is not None and snapshot.payload["n_docs"] == 5  # the state when it was due
+        service.close()
+        latest = store.latest_snapshot()
+        assert latest is not None and latest.payload["n_docs"] == 8
 
 
 class OutageSink:
