@@ -57,6 +57,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pandas as pd
+import psutil
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -320,6 +322,48 @@ def texts_in_log(log: str, messages: list[tuple[str, str]], used: int) -> int:
     return found
 
 
+#: The feed's group-commit figures read from /metrics (sums and counts of two histograms).
+FEED_SERIES = ("triage_hot_issue_feed_group_cases", "triage_hot_issue_feed_transaction_seconds")
+
+
+def server_figures(base_url: str, admin_key: str, process: subprocess.Popen[bytes]) -> dict[str, float]:
+    """The workers' CPU seconds so far and the feed's histogram sums and counts (all workers), to take the
+    difference over the closed loop: what a request costs the server, and whether requests queue for the
+    feed (groups near `MAX_GROUP`, transactions busy nearly all the time on every worker)."""
+    figures: dict[str, float] = {"server_cpu_s": 0.0}
+    try:
+        parent = psutil.Process(process.pid)
+        for proc in [parent, *parent.children(recursive=True)]:
+            times = proc.cpu_times()
+            figures["server_cpu_s"] += times.user + times.system
+    except psutil.Error:
+        pass
+    response = httpx.get(f"{base_url}/metrics", headers={"X-API-Key": admin_key}, timeout=30)
+    response.raise_for_status()
+    for family in text_string_to_metric_families(response.text):
+        if family.name in FEED_SERIES:
+            for sample in family.samples:
+                if sample.name.endswith(("_sum", "_count")):
+                    figures[sample.name] = figures.get(sample.name, 0.0) + sample.value
+    return figures
+
+
+def server_summary(before: dict[str, float], after: dict[str, float], ok: int, wall_s: float,
+                   workers: int) -> dict[str, Any]:
+    delta = {name: after.get(name, 0.0) - before.get(name, 0.0) for name in after}
+    groups = delta.get("triage_hot_issue_feed_group_cases_count", 0.0)
+    busy = delta.get("triage_hot_issue_feed_transaction_seconds_sum", 0.0)
+    return {
+        "workers_cpu_s": round(delta["server_cpu_s"], 1),
+        "workers_cpu_ms_per_ok_request": round(1000 * delta["server_cpu_s"] / ok, 2) if ok else None,
+        "feed_groups": int(groups),
+        "feed_cases_per_group": round(delta.get("triage_hot_issue_feed_group_cases_sum", 0.0) / groups, 2)
+        if groups else None,
+        "feed_ms_per_group": round(1000 * busy / groups, 2) if groups else None,
+        "feed_busy_share_per_worker": round(busy / (wall_s * workers), 3) if wall_s else None,
+    }
+
+
 def findings(report: dict[str, Any]) -> list[str]:
     """What the figures say, worded from the figures themselves (kept in the results file)."""
     r, clients = report["results"], report["load"]["clients"]
@@ -368,15 +412,16 @@ class Run:
     stored: list[str]
     spread: dict[str, dict[str, int] | None]
     cpu_client_s: float
+    server: dict[str, Any]
 
 
 def measure(code_root: Path, args: argparse.Namespace, messages: list[tuple[str, str]], model_uri: str,
             label: str) -> Run:
     """Start the service of checkout `code_root` on a fresh PostgreSQL schema, drive it, stop it, count."""
     schema = Schema(args.postgres_url)
-    key = new_key()
+    key, admin_key = new_key(), new_key()
     env = {**os.environ, "TRIAGE_DATABASE_URL": schema.url, "TRIAGE_MODEL_URI": model_uri,
-           "TRIAGE_API_KEYS": f"load-bench:intake:{key}", "TRIAGE_LOG_LEVEL": "INFO"}
+           "TRIAGE_API_KEYS": f"load-bench:intake:{key},load-metrics:admin:{admin_key}", "TRIAGE_LOG_LEVEL": "INFO"}
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench_load_server_", ignore_cleanup_errors=True) as tmp_name:
         log_path = Path(tmp_name) / "server.log"
@@ -391,10 +436,13 @@ def measure(code_root: Path, args: argparse.Namespace, messages: list[tuple[str,
             spread: dict[str, dict[str, int] | None] = {}
             sampler = threading.Timer(args.seconds / 2, lambda: spread.update(mid_run=connections_per_process(port)))
             sampler.start()
+            server_before = server_figures(base_url, admin_key, process)
             cpu_before = resource.getrusage(resource.RUSAGE_SELF)
             outcome, wall_s = asyncio.run(drive(base_url, key, messages, prefix, args.clients, args.seconds,
                                                 args.max_requests, offset=args.warmup))
             cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+            server = server_summary(server_before, server_figures(base_url, admin_key, process),
+                                    len(outcome.latencies_ms), wall_s, args.workers)
             sampler.cancel()
             opened: tuple[Outcome, float] | None = None
             if args.then_rate:
@@ -409,7 +457,7 @@ def measure(code_root: Path, args: argparse.Namespace, messages: list[tuple[str,
         schema.close()
     cpu_client_s = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     return Run(code_root, startup_s, exit_code, server_log, warm, outcome, wall_s, opened, stored, spread,
-               cpu_client_s)
+               cpu_client_s, server)
 
 
 def store_counts(run: Run) -> tuple[dict[str, int], bool]:
@@ -519,7 +567,7 @@ def main() -> int:
         "load": {"clients": args.clients, "seconds": args.seconds, "max_requests": args.max_requests,
                  "warmup_requests": args.warmup, "client": "httpx.AsyncClient, one event loop, keep-alive"},
         "results": {**summary(outcome, wall_s), "load_generator_cpu_s": round(run.cpu_client_s, 1),
-                    "connections_per_worker_mid_run": run.spread.get("mid_run")},
+                    "connections_per_worker_mid_run": run.spread.get("mid_run"), "server": run.server},
         "results_open_loop": None if opened is None else {
             "rate_rps": args.then_rate, "max_in_flight": args.clients,
             "latency_from": "the moment each request was due (includes waiting for a free client)",
@@ -540,7 +588,8 @@ def main() -> int:
             "code": {"root": str(old.code_root), "commit": git_commit(old.code_root)},
             "note": "driven right after this checkout's service, same model, data, clients and seconds; "
                     "a fresh schema of its own",
-            "results": old_summary,
+            "results": {**old_summary, "load_generator_cpu_s": round(old.cpu_client_s, 1), "server": old.server},
+            "results_open_loop": None if old.opened is None else summary(*old.opened),
             "store_check": old_check,
             "nothing_lost_or_doubled": old_nothing_lost,
             "throughput_ratio_new_over_old": None if not (new_rps and old_rps) else round(new_rps / old_rps, 3),
@@ -559,6 +608,7 @@ def main() -> int:
         o = report["results_open_loop"]
         print(f"open loop at {args.then_rate:g}/s: {o['ok']} ok, by status {o['by_status']}; p50 {o['p50_ms']:.1f} ms, "
               f"p95 {o['p95_ms']:.1f} ms, p99 {o['p99_ms']:.1f} ms")
+    print(f"server over the closed loop: {r['server']}")
     print(f"store: {store_check}")
     print(f"target ({target['what']}): {'met' if target['met'] else 'NOT met'}: no 5xx {target['no_5xx']}, "
           f"nothing lost {nothing_lost}, p99 ≤ {TARGET_P99_MS:g} ms {target['p99_met']}")
@@ -568,7 +618,12 @@ def main() -> int:
         o = report["old_code"]
         old_r = o["results"]
         print(f"old code ({o['code']['commit']}): {old_r['throughput_rps']:.1f} ok/s, p50 {old_r['p50_ms']:.1f} ms, "
-              f"p99 {old_r['p99_ms']:.1f} ms; this checkout / old = {o['throughput_ratio_new_over_old']}x")
+              f"p99 {old_r['p99_ms']:.1f} ms; this checkout / old = {o['throughput_ratio_new_over_old']}x; "
+              f"server {old_r['server']}")
+        if o["results_open_loop"]:
+            oo = o["results_open_loop"]
+            print(f"old code open loop: p50 {oo['p50_ms']:.1f} ms, p95 {oo['p95_ms']:.1f} ms, "
+                  f"p99 {oo['p99_ms']:.1f} ms")
     print(f"load average start {load_start}, end {load_end}; {report['duration_s']} s; written to {args.output}")
     return 0
 
