@@ -173,12 +173,15 @@ def _sqlite_begin(gate: _WriteGate) -> Any:
 
 
 def make_engine(url: str | URL, **kwargs: Any) -> Engine:
-    """An engine for the store's database, with `pool_pre_ping`, hidden parameters and the settings above.
+    """An engine for the store's database: pings pooled server connections, hides parameters, and the
+    settings above.
 
     A SQLite file's folder is created if missing. Extra keyword arguments go to `create_engine`.
     """
     parsed = normalise_url(url)
-    kwargs.setdefault("pool_pre_ping", True)
+    # A server can drop a pooled connection (restart, idle timeout): ping it at checkout. A SQLite file
+    # has no server to lose, and the ping was a statement more in every transaction of the hot path.
+    kwargs.setdefault("pool_pre_ping", parsed.get_backend_name() != "sqlite")
     # Statement parameters are case text, notes and reporter ids: keep them out of SQL echo logs and out of
     # the messages of database errors (which end up in tracebacks in the log).
     kwargs.setdefault("hide_parameters", True)

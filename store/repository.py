@@ -156,7 +156,7 @@ class Store:
 
     @classmethod
     def from_url(cls, url: str | URL, **engine_kwargs: Any) -> Store:
-        """A store with its own engine (`make_engine`: pool_pre_ping, SQLite pragmas)."""
+        """A store with its own engine (`make_engine`: pings on a server, SQLite pragmas)."""
         return cls(make_engine(url, **engine_kwargs))
 
     @property

@@ -26,7 +26,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from fastapi.testclient import TestClient
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
@@ -255,6 +255,21 @@ def test_migration_command_line_works_from_another_directory(tmp_path: Path) -> 
         assert current_revision(engine) == head_revision()
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_pooled_postgresql_connection_the_server_dropped_is_replaced_at_checkout(
+    postgres_url: str, postgres_admin: Any,
+) -> None:
+    """A server restart or idle timeout kills pooled connections; the next request must not fail on one."""
+    upgrade_database(postgres_url)
+    with Store.from_url(postgres_url) as store:
+        assert store.latest_prediction("none") is None  # one connection now sits in the pool
+        with store.engine.connect() as connection:
+            pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        with postgres_admin.begin() as admin:
+            assert admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+        assert store.latest_prediction("none") is None
 
 
 def test_urls_the_store_cannot_use_are_refused_with_the_reason() -> None:
