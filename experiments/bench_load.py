@@ -126,12 +126,19 @@ class Schema:
         self.admin.dispose()
 
 
+#: uvicorn's --timeout-keep-alive in the deployed unit (deploy/systemd/grievance-triage@.service).
+KEEP_ALIVE_S = 75
+
+
 def start_server(
     port: int, workers: int, env: dict[str, str], log_path: Path, code_root: Path = ROOT
 ) -> subprocess.Popen[bytes]:
     """uvicorn serving the app of the checkout `code_root` (this one, or another one to compare against)."""
+    # Keep-alive as deployed (deploy/systemd): with uvicorn's 5 s default, a connection's keep-alive timer
+    # could close it under a request in flight when answers took seconds (ReadError on the client).
     command = [sys.executable, "-m", "uvicorn", "serving.app:create_app", "--factory", "--workers", str(workers),
-               "--host", "127.0.0.1", "--port", str(port), "--log-level", "info"]
+               "--host", "127.0.0.1", "--port", str(port), "--log-level", "info",
+               "--timeout-keep-alive", str(KEEP_ALIVE_S)]
     log = log_path.open("wb")
     env = {**env, "PYTHONPATH": str(code_root)}  # ahead of the editable install of this checkout
     return subprocess.Popen(command, cwd=code_root, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -200,6 +207,9 @@ async def drive(base_url: str, key: str, messages: list[tuple[str, str]], prefix
                     continue
                 except httpx.HTTPError as exc:
                     outcome.statuses[type(exc).__name__] += 1
+                    outcome.error_examples.setdefault(
+                        type(exc).__name__,
+                        f"{exc!r} (cause {exc.__cause__!r}) after {(time.perf_counter() - start) * 1000:.0f} ms")
                     continue
                 elapsed = (time.perf_counter() - start) * 1000
                 outcome.statuses[str(response.status_code)] += 1
@@ -558,11 +568,17 @@ def main() -> int:
                  "reuse": f"{sent + args.warmup} requests over {len(messages)} messages: texts reused in file "
                           "order after the file is used up, each with a new case_id"},
         "server": {"command": f"uvicorn serving.app:create_app --factory --workers {args.workers} --host 127.0.0.1 "
-                              "--log-level info", "workers": args.workers, "startup_s": round(run.startup_s, 1),
+                              f"--log-level info --timeout-keep-alive {KEEP_ALIVE_S}",
+                   "workers": args.workers, "startup_s": round(run.startup_s, 1),
                    "code": {"root": str(ROOT), "commit": git_commit(ROOT)},
                    "exit_code_after_sigterm": run.exit_code, "store": f"{redact(args.postgres_url)}, a schema made "
                    "for the run and dropped after it", "log_lines": run.server_log.count("\n"),
-                   "sent_texts_found_in_log": texts_in_log(run.server_log, messages, sent + args.warmup)},
+                   "sent_texts_found_in_log": texts_in_log(run.server_log, messages, sent + args.warmup),
+                   # uvicorn's supervisor kills and replaces a worker that misses its health check; the
+                   # requests that worker held end as ReadError on the client.
+                   "workers_replaced": run.server_log.count("] died"),
+                   "log_warnings": [line[:300] for line in run.server_log.splitlines()
+                                    if re.search(r"\b(WARNING|ERROR|CRITICAL)\b", line)][:20]},
         "model": model_info,
         "load": {"clients": args.clients, "seconds": args.seconds, "max_requests": args.max_requests,
                  "warmup_requests": args.warmup, "client": "httpx.AsyncClient, one event loop, keep-alive"},

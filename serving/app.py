@@ -240,6 +240,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+#: How long an idle client connection stays open (the systemd unit passes the same). The ticket system
+#: keeps a pool of connections; uvicorn's 5 s default closed them between bursts, and under load a
+#: connection's keep-alive timer closed it while an answer was still being computed (the client saw a
+#: ReadError, experiments/bench_load.py).
+KEEP_ALIVE_SECONDS = 75
+
+
 def run(
     host: str = "127.0.0.1", port: int = 8000, model_uri: str | None = None, log_level: str | None = None,
     workers: int = 1,
@@ -264,7 +271,7 @@ def run(
     try:
         uvicorn.run(
             "serving.app:create_app", factory=True, host=host, port=port, workers=workers,
-            log_level=settings.log_level.lower(),
+            log_level=settings.log_level.lower(), timeout_keep_alive=KEEP_ALIVE_SECONDS,
         )
     finally:
         if made is not None:

@@ -351,3 +351,5 @@ def test_run_starts_uvicorn_on_the_factory(monkeypatch: pytest.MonkeyPatch) -> N
     assert args == ("serving.app:create_app",)
     assert kwargs["factory"] is True
     assert (kwargs["host"], kwargs["port"]) == ("0.0.0.0", 8123)
+    # The ticket system's pooled connections stay open between bursts, as under the systemd unit.
+    assert kwargs["timeout_keep_alive"] == 75
