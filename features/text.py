@@ -22,9 +22,11 @@ _WHITESPACE = re.compile(r"\s+")
 _INVISIBLE = re.compile(r"[\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]")
 # C0/C1 controls other than whitespace; whitespace controls are folded by _WHITESPACE below.
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
-_PHONE = re.compile(r"(?<!\d)(?:\+?86[- ]?)?1[3-9]\d(?:[- ]?\d{4}){2}(?!\d)")
-_LANDLINE = re.compile(r"(?<!\d)(?:\(0\d{2,3}\)|0\d{2,3})[- ]?\d{7,8}(?!\d)")
-_ID_CARD = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
+# Each pattern opens with a lookahead on the characters it can start with: most positions are turned away
+# by that one test instead of the lookbehind and what follows (half the masking time on TipDM messages).
+_PHONE = re.compile(r"(?=[+81])(?<!\d)(?:\+?86[- ]?)?1[3-9]\d(?:[- ]?\d{4}){2}(?!\d)")
+_LANDLINE = re.compile(r"(?=[(0])(?<!\d)(?:\(0\d{2,3}\)|0\d{2,3})[- ]?\d{7,8}(?!\d)")
+_ID_CARD = re.compile(r"(?=\d)(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
 # An address starts where its run of address characters starts (the lookbehind), and every part is
 # bounded, so a long run of letters is read once (the linear-time sweep in tests/fuzz checks it).
 _EMAIL = re.compile(

@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from features import places
-from features.text import _TOKEN_KEEP, stop_words, tokenise
+from features.risk_cues import _COUNT
+from features.text import _ID_CARD, _LANDLINE, _PHONE, _TOKEN_KEEP, stop_words, tokenise
 from features.tokenizer import segmenter
 from models.hotspots import HotspotConfig, HotspotDetector, _Burst, _dot, _Member, _terms
 
@@ -169,3 +170,30 @@ def test_centroid_norm_follows_adds_and_removals(members: list[dict[str, float]]
             centroid[term] = centroid.get(term, 0.0) + weight
     assert burst.centroid == centroid
     assert burst.norm == math.sqrt(math.fsum(v * v for v in centroid.values()))
+
+
+# Text rich in what counts and personal numbers are made of: numerals, prefixes, units, nouns, separators.
+NUMBER_TEXT = st.lists(
+    st.one_of(
+        st.sampled_from(list("0123456789一二两三四五六七八九十百千万零〇几数上成")),
+        st.sampled_from(list("近约大将超逾多余来名位户人个家号第.,+-() Xx")),
+        st.sampled_from(["工人", "业主", "群众", "人民", "户口", "86", "0731", "138", "1003", "\u0663", "A", "口人"]),
+        st.text(max_size=2),
+    ),
+    max_size=60,
+).map("".join)
+
+
+def _without_lookahead(pattern: re.Pattern[str]) -> re.Pattern[str]:
+    """The pattern as written before its leading first-character lookahead was added."""
+    assert pattern.pattern.startswith("(?=")
+    return re.compile(pattern.pattern[pattern.pattern.index(")") + 1:], pattern.flags)
+
+
+@given(NUMBER_TEXT)
+def test_first_character_lookaheads_change_no_match(text: str) -> None:
+    """The lookahead only skips positions where no match can start: it lists every possible first character."""
+    for fast in (_COUNT, _ID_CARD, _LANDLINE, _PHONE):
+        plain = _without_lookahead(fast)
+        assert [(m.span(), m.groupdict()) for m in fast.finditer(text)] == \
+            [(m.span(), m.groupdict()) for m in plain.finditer(text)]
