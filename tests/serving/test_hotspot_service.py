@@ -41,25 +41,34 @@ class BlockingSink:
         return self.store.save_snapshot(payload, detector_version=detector_version)
 
 
+def _observe_lamps(service: HotspotService, numbers: range) -> None:
+    """Street-lamp cases, an hour apart, each from its own reporter."""
+    for i in numbers:
+        service.observe(f"C{i}", START + timedelta(hours=i), f"第{i}号路灯不亮", "晚上很黑", f"U{i}")
+
+
+def _observe_lamps_aside(service: HotspotService, numbers: range) -> threading.Event:
+    """`_observe_lamps` in a thread of its own; the event is set once all of them were observed."""
+    observed = threading.Event()
+
+    def observe() -> None:
+        _observe_lamps(service, numbers)
+        observed.set()
+
+    threading.Thread(target=observe, daemon=True).start()
+    return observed
+
+
 def test_a_slow_snapshot_write_does_not_block_observing(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'hs.db'}"
     upgrade_database(url)
     with Store.from_url(url) as store:
         sink = BlockingSink(store)
         service = HotspotService.restore(store, load_hotspot_config(None), snapshot_every=5, sink=sink)
-        for i in range(5):  # the 5th case makes a snapshot due
-            service.observe(f"C{i}", START + timedelta(hours=i), f"第{i}号路灯不亮", "晚上很黑", f"U{i}")
+        _observe_lamps(service, range(5))  # the 5th case makes a snapshot due
         assert sink.started.wait(timeout=30)
-        observed = threading.Event()
-
-        def more() -> None:
-            for i in range(5, 12):
-                service.observe(f"C{i}", START + timedelta(hours=i), f"第{i}号路灯不亮", "晚上很黑", f"U{i}")
-            observed.set()
-
-        threading.Thread(target=more, daemon=True).start()
         # With the write blocked, triage goes on: observing never waits for the snapshot.
-        assert observed.wait(timeout=30), "observe waited for the snapshot write"
+        assert _observe_lamps_aside(service, range(5, 12)).wait(timeout=30), "observe waited for the write"
         assert store.latest_snapshot() is None
         sink.release.set()
         service.close()  # waits for the write in flight, then saves the 7 cases observed since
@@ -85,18 +94,9 @@ def test_rendering_a_snapshot_happens_outside_the_lock_and_keeps_the_state_it_wa
     monkeypatch.setattr(StateCapture, "snapshot", slow_render)
     with Store.from_url(url) as store:
         service = HotspotService.restore(store, load_hotspot_config(None), snapshot_every=5)
-        for i in range(5):  # the 5th case makes a snapshot due; its rendering then blocks
-            service.observe(f"C{i}", START + timedelta(hours=i), f"第{i}号路灯不亮", "晚上很黑", f"U{i}")
+        _observe_lamps(service, range(5))  # the 5th case makes a snapshot due; its rendering then blocks
         assert rendering.wait(timeout=30)
-        observed = threading.Event()
-
-        def more() -> None:
-            for i in range(5, 8):
-                service.observe(f"C{i}", START + timedelta(hours=i), f"第{i}号路灯不亮", "晚上很黑", f"U{i}")
-            observed.set()
-
-        threading.Thread(target=more, daemon=True).start()
-        assert observed.wait(timeout=30), "observe waited for the snapshot to be rendered"
+        assert _observe_lamps_aside(service, range(5, 8)).wait(timeout=30), "observe waited for the rendering"
         release.set()
         deadline = time.monotonic() + 30
         while store.latest_snapshot() is None and time.monotonic() < deadline:
