@@ -65,6 +65,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from experiments.bench_service import resolve_model  # noqa: E402
+from serving.app import KEEP_ALIVE_SECONDS  # noqa: E402
 from serving.auth import new_key  # noqa: E402
 from serving.settings import DEFAULT_MODEL_URI  # noqa: E402
 from store.engine import redact  # noqa: E402
@@ -126,19 +127,15 @@ class Schema:
         self.admin.dispose()
 
 
-#: uvicorn's --timeout-keep-alive in the deployed unit (deploy/systemd/grievance-triage@.service).
-KEEP_ALIVE_S = 75
-
-
 def start_server(
     port: int, workers: int, env: dict[str, str], log_path: Path, code_root: Path = ROOT
 ) -> subprocess.Popen[bytes]:
     """uvicorn serving the app of the checkout `code_root` (this one, or another one to compare against)."""
-    # Keep-alive as deployed (deploy/systemd): with uvicorn's 5 s default, a connection's keep-alive timer
-    # could close it under a request in flight when answers took seconds (ReadError on the client).
+    # Keep-alive as deployed (the systemd unit, `triage serve`): with uvicorn's 5 s default, runs lost a few
+    # requests to connections closed mid-request (ReadError on the client).
     command = [sys.executable, "-m", "uvicorn", "serving.app:create_app", "--factory", "--workers", str(workers),
                "--host", "127.0.0.1", "--port", str(port), "--log-level", "info",
-               "--timeout-keep-alive", str(KEEP_ALIVE_S)]
+               "--timeout-keep-alive", str(KEEP_ALIVE_SECONDS)]
     log = log_path.open("wb")
     env = {**env, "PYTHONPATH": str(code_root)}  # ahead of the editable install of this checkout
     return subprocess.Popen(command, cwd=code_root, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -568,7 +565,7 @@ def main() -> int:
                  "reuse": f"{sent + args.warmup} requests over {len(messages)} messages: texts reused in file "
                           "order after the file is used up, each with a new case_id"},
         "server": {"command": f"uvicorn serving.app:create_app --factory --workers {args.workers} --host 127.0.0.1 "
-                              f"--log-level info --timeout-keep-alive {KEEP_ALIVE_S}",
+                              f"--log-level info --timeout-keep-alive {KEEP_ALIVE_SECONDS}",
                    "workers": args.workers, "startup_s": round(run.startup_s, 1),
                    "code": {"root": str(ROOT), "commit": git_commit(ROOT)},
                    "exit_code_after_sigterm": run.exit_code, "store": f"{redact(args.postgres_url)}, a schema made "

@@ -241,9 +241,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 #: How long an idle client connection stays open (the systemd unit passes the same). The ticket system
-#: keeps a pool of connections; uvicorn's 5 s default closed them between bursts, and under load a
-#: connection's keep-alive timer closed it while an answer was still being computed (the client saw a
-#: ReadError, experiments/bench_load.py).
+#: keeps a pool of connections; uvicorn's 5 s default closes them between bursts, and under load runs with
+#: it lost a few requests to connections closed mid-request (ReadError on the client; none at 75 s,
+#: experiments/bench_load.py).
 KEEP_ALIVE_SECONDS = 75
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 import pytest
 
+from serving.app import KEEP_ALIVE_SECONDS
 from serving.auth import KeyRing
 from serving.settings import Settings
 
@@ -305,6 +306,8 @@ def test_nginx_balances_the_replicas_and_forwards_client_headers() -> None:
     # nginx must drop an idle upstream connection before uvicorn does.
     (upstream_idle,) = [v for v in nginx_directives("keepalive_timeout") if v == "60s"]
     assert int(argv[argv.index("--timeout-keep-alive") + 1]) > int(upstream_idle.removesuffix("s"))
+    # `triage serve` keeps connections as long as the unit does.
+    assert int(argv[argv.index("--timeout-keep-alive") + 1]) == KEEP_ALIVE_SECONDS
 
 
 def test_nginx_marks_the_services_session_cookie_secure_and_serves_the_pages() -> None:
