@@ -69,6 +69,7 @@ raised); `from_snapshot()` rebuilds a detector that behaves exactly as the one t
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import logging
 import math
@@ -82,6 +83,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from features import tokenizer
 from features.places import extract_places, is_specific, place_key, same_place
 from features.prepared import PreparedCase, prepare
 from features.text import case_text, tokenise
@@ -162,6 +164,43 @@ class CaseTerms:
 
     counts: dict[str, float]
     place: tuple[str, str, str, str] | None  # (name, kind, key, "title"|"body")
+
+    def to_json(self, key: str) -> dict[str, Any]:
+        """A JSON document of these terms made under settings `key` (`terms_key`), for the shared feed.
+        Counts go as [term, count] pairs: JSONB reorders object keys, and the order is kept exactly."""
+        return {"key": key, "counts": [[t, n] for t, n in self.counts.items()],
+                "place": None if self.place is None else list(self.place)}
+
+    @classmethod
+    def from_json(cls, document: Any, key: str) -> CaseTerms | None:
+        """The terms of `to_json`'s document, or None when it was made under other settings than `key` or
+        is not one (then the caller computes them from the text)."""
+        if not isinstance(document, dict) or document.get("key") != key:
+            return None
+        counts, place = document.get("counts"), document.get("place")
+        try:
+            return cls({str(t): float(n) for t, n in counts},
+                       None if place is None else (str(place[0]), str(place[1]), str(place[2]), str(place[3])))
+        except (TypeError, ValueError, IndexError):
+            return None
+
+
+#: Bump when `case_terms` computes other terms from the same text and settings: stored terms under the old
+#: key are then recomputed from the text instead of reused (`terms_key`).
+TERMS_FORMAT = 1
+_terms_keys: dict[tuple[float, int, str], str] = {}
+
+
+def terms_key(config: HotspotConfig) -> str:
+    """What `case_terms` depends on besides the text: the settings it reads, the word segmenter with its
+    dictionary, and `TERMS_FORMAT`. Terms stored under another key are not reused."""
+    memo = (config.title_weight, config.body_max_chars, tokenizer.active())
+    key = _terms_keys.get(memo)
+    if key is None:
+        spec = tokenizer.spec()
+        raw = f"{TERMS_FORMAT}|{memo[0]!r}|{memo[1]}|{spec.name}|{spec.version}|{spec.dictionary}"
+        key = _terms_keys[memo] = hashlib.sha256(raw.encode()).hexdigest()[:16]
+    return key
 
 
 def case_terms(title: str, body: str, config: HotspotConfig, prepared: PreparedCase | None = None) -> CaseTerms:

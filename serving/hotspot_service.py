@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from features.prepared import PreparedCase
-from models.hotspots import Assignment, CaseEvent, CaseTerms, HotspotConfig, HotspotDetector, case_terms
+from models.hotspots import Assignment, CaseEvent, CaseTerms, HotspotConfig, HotspotDetector, case_terms, terms_key
 from serving.deadline import StoreHung
 from serving.spool import OUTAGE_ERRORS
 from store import CaseInput, PendingPrediction, PredictionRecord, SnapshotRecord, Store
@@ -215,16 +215,19 @@ class HotspotService:
         error it met. On the shared feed they queue together, so they take a feed transaction per
         `MAX_GROUP` cases instead of one each."""
         now = datetime.now(UTC).replace(tzinfo=None)
+        config = self.detector.config
+        key = terms_key(config) if self.shared else ""
         waiters = []
         for case in cases:
             observed = _window_time(case.created_at, now)
+            # jieba before any lock: under the database lock observing a case is arithmetic only. On the
+            # shared feed the terms go with the case, so other replicas replay it without segmenting it.
+            terms = case_terms(case.title, case.body, config, case.prepared)
             intake = FeedIntake(
                 CaseInput(case.case_id, case.title, case.body, case.created_at, case.reporter_id, case.channel),
-                observed.replace(tzinfo=UTC), case.votes,
+                observed.replace(tzinfo=UTC), case.votes, terms.to_json(key) if self.shared else None,
             )
-            # jieba before any lock: under the database lock observing a case is arithmetic only.
-            waiters.append(_Waiter(intake, case_terms(case.title, case.body, self.detector.config, case.prepared),
-                                   case.answer))
+            waiters.append(_Waiter(intake, terms, case.answer))
         if not self.shared:
             with self._lock:
                 for waiter in waiters:
@@ -313,9 +316,10 @@ class HotspotService:
     def _catch_up(self) -> int:
         """Replay feed rows appended by others since `feed_seq` (no database lock needed; see the feed)."""
         replayed = 0
+        key = terms_key(self.detector.config)
         while page := self.store.hotspot_feed_after(self.feed_seq, CATCH_UP_PAGE):
             for entry in page:
-                self.detector.observe(_event(entry))
+                self.detector.observe(_event(entry), CaseTerms.from_json(entry.terms, key))
                 self.feed_seq = entry.seq
             replayed += len(page)
         return replayed
@@ -330,9 +334,10 @@ class HotspotService:
         snap = bounded(self.store.latest_snapshot, config.version)
         detector = HotspotDetector.from_snapshot(snap.payload) if snap else HotspotDetector(config)
         seq = snapshot_seq(snap)
+        key = terms_key(config)
         while page := bounded(self.store.hotspot_feed_after, seq, CATCH_UP_PAGE):
             for entry in page:
-                detector.observe(_event(entry))
+                detector.observe(_event(entry), CaseTerms.from_json(entry.terms, key))
                 seq = entry.seq
         self.detector, self.feed_seq = detector, seq
 
@@ -359,9 +364,11 @@ class HotspotService:
             order[:] = own
             waiter_of = {seq: batch[k - pending] for k, seq in enumerate(own) if k >= pending}
             mine = set(own)
+            key = terms_key(self.detector.config)
             for entry in entries:
                 waiter = waiter_of.get(entry.seq)
-                assignment = self.detector.observe(_event(entry), None if waiter is None else waiter.terms)
+                terms = CaseTerms.from_json(entry.terms, key) if waiter is None else waiter.terms
+                assignment = self.detector.observe(_event(entry), terms)
                 self.feed_seq = entry.seq
                 if entry.seq in mine:
                     case_writes, level = self._record(

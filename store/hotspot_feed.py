@@ -47,6 +47,8 @@ class FeedEntry:
     body: str
     reporter_id: str | None
     votes: int | None
+    #: The terms the intake replica computed (`models.hotspots.CaseTerms.to_json`); None for older rows.
+    terms: Any = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class FeedIntake:
     case: CaseInput
     observed_at: datetime
     votes: int | None = None
+    #: Its terms as a JSON document (`models.hotspots.CaseTerms.to_json`): other replicas replay them.
+    terms: Any = None
 
 
 @dataclass
@@ -74,7 +78,8 @@ Apply = Callable[[SnapshotRecord | None, list[FeedEntry], Sequence[int]], Detect
 _FEED, _CASES = HotspotFeed.__table__.c, Case.__table__.c
 # Core (table columns, run on the session's connection): no ORM bookkeeping on the per-request path.
 _ENTRIES = (
-    select(_FEED.seq, _CASES.case_id, _FEED.observed_at, _CASES.title, _CASES.body, _CASES.reporter_id, _FEED.votes)
+    select(_FEED.seq, _CASES.case_id, _FEED.observed_at, _CASES.title, _CASES.body, _CASES.reporter_id, _FEED.votes,
+           _FEED.terms)
     .select_from(HotspotFeed.__table__.join(Case.__table__, _CASES.id == _FEED.case_row_id))
     .order_by(_FEED.seq)
 )
@@ -142,7 +147,8 @@ def intake(
     if intakes:
         now = utcnow()
         rows = [
-            {"case_row_id": row_id, "observed_at": as_utc(item.observed_at), "votes": item.votes, "inserted_at": now}
+            {"case_row_id": row_id, "observed_at": as_utc(item.observed_at), "votes": item.votes, "inserted_at": now,
+             "terms": item.terms}
             for item, row_id in zip(intakes, case_row_ids(session, [item.case for item in intakes]), strict=True)
         ]
         own = list(session.connection().execute(_APPEND, rows).scalars())

@@ -216,6 +216,9 @@ class HotspotFeed(Base):
     observed_at: Mapped[datetime] = mapped_column(UTCDateTime())
     votes: Mapped[int | None] = mapped_column(Integer)
     inserted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: The case's `models.hotspots.CaseTerms` as the intake replica computed them, with their settings' key:
+    #: other replicas replay them instead of segmenting the text again. NULL: rows from before they were kept.
+    terms: Mapped[Any | None] = mapped_column(Json, nullable=True)
 
 
 class HotspotSnapshot(Base):

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from models import hotspots
 from models.hotspot_settings import load_hotspot_config
-from models.hotspots import CaseEvent, StateCapture
+from models.hotspots import CaseEvent, CaseTerms, StateCapture, terms_key
 from serving.hotspot_service import HotspotService
 from store import CaseInput, PendingPrediction, PredictionInput, Store, upgrade_database
 
@@ -398,3 +399,52 @@ def test_a_case_sent_twice_in_one_group_is_stored_once_and_both_requests_get_tha
         for case_id in ("C0", "C2", "C4"):
             assert [p.id for p in store.predictions_for(case_id)] == [got[case_id][2].id]
         assert len(store.case_versions("C1")) == 1
+
+
+def _elevator_cases(n: int) -> list[tuple[Any, ...]]:
+    return [(f"E{i}", START + timedelta(hours=i), f"幸福小区{i % 3 + 1}号楼电梯又坏了", "老人上下楼很困难", f"U{i}")
+            for i in range(n)]
+
+
+def test_other_replicas_replay_the_feed_from_its_stored_terms_without_segmenting_a_text(
+    feed_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = load_hotspot_config(None)
+    writer = HotspotService.restore(feed_store, config)
+    reader = HotspotService.restore(feed_store, config)
+    for case in _elevator_cases(20):
+        writer.observe(*case)
+    key = terms_key(config)
+    assert all(CaseTerms.from_json(e.terms, key) is not None for e in feed_store.hotspot_feed_after(0))
+
+    def segmenting(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a replayed case was segmented again although the feed holds its terms")
+
+    monkeypatch.setattr(hotspots, "case_terms", segmenting)
+    assert reader.sync() == 20
+    restored = HotspotService.restore(feed_store, config)
+    assert reader.detector.snapshot() == writer.detector.snapshot() == restored.detector.snapshot()
+    assert writer.detector.alerts, "the elevator cases did raise an alert"
+
+
+def test_feed_terms_made_under_other_settings_are_recomputed_from_the_text(
+    feed_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = load_hotspot_config(None)
+    writer = HotspotService.restore(feed_store, config)
+    for case in _elevator_cases(12):
+        writer.observe(*case)
+    # A replica whose segmenter or term settings differ (here: a newer terms format) must not reuse them.
+    monkeypatch.setattr(hotspots, "TERMS_FORMAT", hotspots.TERMS_FORMAT + 1)
+    monkeypatch.setattr(hotspots, "_terms_keys", {})
+    computed: list[str] = []
+    real = hotspots.case_terms
+
+    def counting(title: str, body: str, *args: Any, **kwargs: Any) -> Any:
+        computed.append(title)
+        return real(title, body, *args, **kwargs)
+
+    monkeypatch.setattr(hotspots, "case_terms", counting)
+    restored = HotspotService.restore(feed_store, config)
+    assert len(computed) == 12
+    assert restored.detector.snapshot() == writer.detector.snapshot()
