@@ -158,7 +158,7 @@ def unwarned_alerts(session: Session, since: datetime, limit: int) -> list[tuple
         .order_by(HotspotAlert.id)
         .limit(limit)
     ).all()
-    return [_with_raising_case(session, alert) for alert in alerts]
+    return _with_raising_cases(session, alerts)
 
 
 def predictions_after(
@@ -189,20 +189,30 @@ def alerts_after(
         .order_by(HotspotAlert.id)
         .limit(limit)
     ).all()
-    return [(alert.id, *_with_raising_case(session, alert)) for alert in alerts]
+    return [(alert.id, *found) for alert, found in zip(alerts, _with_raising_cases(session, alerts), strict=True)]
 
 
-def _with_raising_case(session: Session, alert: HotspotAlert) -> tuple[AlertRecord, str, str, str]:
-    case_id = str((alert.payload or {}).get("last_case_id") or "")
-    row = session.execute(
-        select(Prediction.department, Case.title, Case.body)
-        .join(Case, Case.id == Prediction.case_row_id)
-        .where(Prediction.case_id == case_id)
-        .order_by(Prediction.id.desc())
-        .limit(1)
-    ).first()
-    department, title, body = row if row is not None else ("unknown", "", "")
-    return AlertRecord.of(alert), department, title, body
+def _with_raising_cases(session: Session, alerts: Sequence[HotspotAlert]) -> list[tuple[AlertRecord, str, str, str]]:
+    """Each alert with its raising case's latest department and text, in one query for all of them (a round
+    under load reads dozens of alerts; a query each was a tenth of its time)."""
+    case_ids = {str((alert.payload or {}).get("last_case_id") or "") for alert in alerts}
+    found: dict[str, tuple[str, str, str]] = {}
+    if case_ids:
+        latest = (
+            select(func.max(Prediction.id)).where(Prediction.case_id.in_(sorted(case_ids))).group_by(Prediction.case_id)
+        )
+        rows = session.execute(
+            select(Prediction.case_id, Prediction.department, Case.title, Case.body)
+            .join(Case, Case.id == Prediction.case_row_id)
+            .where(Prediction.id.in_(latest))
+        )
+        found = {case_id: (department, title, body) for case_id, department, title, body in rows}
+    out = []
+    for alert in alerts:
+        case_id = str((alert.payload or {}).get("last_case_id") or "")
+        department, title, body = found.get(case_id, ("unknown", "", ""))
+        out.append((AlertRecord.of(alert), department, title, body))
+    return out
 
 
 def last_ids(session: Session) -> tuple[int, int]:

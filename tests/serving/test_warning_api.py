@@ -215,6 +215,22 @@ def test_a_hot_issue_alert_issues_its_own_warning_and_alert_raised(client: TestC
     assert {e.payload["alert"]["id"] for e in raised} == {w["alert_id"] for w in from_alerts}
 
 
+def test_alert_warnings_read_in_one_round_go_to_their_raising_cases_departments(client: TestClient,
+                                                                                 desk: WarningDesk) -> None:
+    answers = {}
+    for i in range(len(GAS_REPORTS)):  # no round in between: one round reads every alert raised
+        response = client.post("/v1/triage", json=gas_case(i), headers=INTAKE)
+        answers[response.json()["case_id"]] = response.json()["department"]["label"]
+    alerts = client.get("/v1/alerts", headers=REVIEWER).json()["alerts"]
+    assert alerts
+    desk.issue_new()
+    from_alerts = [w for w in warnings(client, limit=200)["items"] if w["source"] == "alert"]
+    # the burst's yellow alert and its escalation to red (the one /v1/alerts lists now), from one round
+    assert {w["alert_id"] for w in from_alerts} >= {a["id"] for a in alerts} and len(from_alerts) >= 2
+    for warning in from_alerts:
+        assert warning["case_id"] in answers and warning["department"] == answers[warning["case_id"]]
+
+
 def test_a_prediction_the_issuer_missed_is_issued_by_the_sweep(client: TestClient, desk: WarningDesk) -> None:
     response = client.post("/v1/triage", json=RED_CASE, headers=INTAKE)
     assert response.json()["risk"]["level"] == "red"
