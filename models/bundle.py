@@ -117,6 +117,12 @@ class PendingAssessments:
     #: None for bundles without a risk model, or no cases.
     risk: RiskInputs | None
 
+    def parts(self) -> list[PendingAssessments]:
+        """Each case's own pending assessment, to finish one at a time as the detector places it: equal to
+        `TriageBundle.pending` of that case alone, at a batch's cost instead of a case's each."""
+        return [PendingAssessments([route], None if self.risk is None else self.risk.row(i))
+                for i, route in enumerate(self.routes)]
+
     @classmethod
     def concat(cls, parts: Sequence[PendingAssessments]) -> PendingAssessments:
         """Consecutive batches as one, in order."""

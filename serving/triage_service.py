@@ -83,15 +83,16 @@ def _score(
     # all read that one PreparedCase.
     prepared = [prepare(c.title, c.body) for c in cases]
     routes = bundle.route(prepared)
+    # All of the risk model's reading of the cases but their bursts, for the whole call at once and before
+    # the detector's lock: under it (on the shared feed, every replica waits for that lock) only each case's
+    # burst part is left (`finish`).
+    pendings = bundle.pending(prepared, routes=routes).parts()
     ref = model_ref(model)
     jobs: list[_Job] = []
-    for k, (case, route) in enumerate(zip(cases, routes, strict=True)):
+    for case, route, pending in zip(cases, routes, pendings, strict=True):
         made_at = datetime.now(UTC)
         case_input = CaseInput(case.case_id, case.title, case.body, case.created_at, case.reporter_id, case.channel)
         assessed: list[tuple[Assignment | None, CaseTriage, PredictionInput]] = []
-        # All of the risk model's reading of the case but its burst, before the detector's lock: under it (on
-        # the shared feed, every replica waits for that lock) only the burst's part is left (`finish`).
-        pending = bundle.pending([prepared[k]], routes=[route])
 
         def assess(
             assignment: Assignment | None, level: str | None, case: TriageRequest = case,

@@ -102,6 +102,14 @@ class RiskInputs:
         """Only what levels need: the matrix (the rest is the case's text, heavy to send between processes)."""
         return RiskInputs(self.X, None, None, None)
 
+    def row(self, i: int) -> RiskInputs:
+        """Case `i`'s inputs alone: what `RiskModel.inputs` gives for that case by itself (each case is read
+        alone), without reading it again."""
+        def one(items: list[Any] | None) -> list[Any] | None:
+            return None if items is None else [items[i]]
+
+        return RiskInputs(self.X[i : i + 1], one(self.matches), one(self.texts), one(self.docs))
+
     @classmethod
     def concat(cls, parts: Sequence[RiskInputs]) -> RiskInputs:
         """Consecutive batches' inputs as one (what reasons read kept only if every part kept it)."""

@@ -44,6 +44,22 @@ def test_pending_then_finish_equals_assess(
         assert any(a.risk.reasons for a in staged)
 
 
+def test_a_batch_read_at_once_finishes_case_by_case_as_each_case_read_alone(
+    demo_bundle_with_risk: TriageBundle, cases: list[tuple[str, str]]
+) -> None:
+    """The service reads a call's cases together, then finishes each as the detector places it."""
+    bundle = demo_bundle_with_risk
+    bursts = bursts_for(len(cases))
+    parts = bundle.pending(cases).parts()
+    assert len(parts) == len(cases)
+    for case, part, burst in zip(cases, parts, bursts, strict=True):
+        alone = bundle.pending([case])
+        assert (part.risk.X == alone.risk.X).all() and part.risk.matches == alone.risk.matches
+        assert part.risk.texts == alone.risk.texts and part.risk.docs == alone.risk.docs
+        (finished,) = bundle.finish(part, bursts=[burst])
+        assert finished == bundle.assess([case], bursts=[burst])[0]
+
+
 def test_bursts_set_at_finish_change_the_levels_as_bursts_given_to_assess_do(
     demo_bundle_with_risk: TriageBundle, cases: list[tuple[str, str]]
 ) -> None:
