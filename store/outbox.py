@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.engine import writer
@@ -34,17 +34,27 @@ OUTBOX_STATES = (PENDING, DELIVERED, DEAD)
 MAX_ERROR_CHARS = 500
 
 
-def add_event(session: Session, event_type: str, body: Mapping[str, Any], at: datetime) -> str:
-    """Append an event in the caller's transaction; returns its id (a UUID the receivers deduplicate by)."""
+def event_row(event_type: str, body: Mapping[str, Any], at: datetime) -> dict[str, Any]:
+    """A new event as an outbox row (its ``event_id``: a UUID the receivers deduplicate by)."""
     event_id = str(uuid.uuid4())
     payload = to_json({"event_id": event_id, "type": event_type, "occurred_at": as_utc(at), **body})
-    session.add(
-        OutboxEvent(
-            event_id=event_id, event_type=event_type, payload=payload, state=PENDING, attempts=0,
-            next_attempt_at=as_utc(at), delivered_to=[], created_at=as_utc(at),
-        )
-    )
-    return event_id
+    return {"event_id": event_id, "event_type": event_type, "payload": payload, "state": PENDING, "attempts": 0,
+            "next_attempt_at": as_utc(at), "delivered_to": [], "created_at": as_utc(at)}
+
+
+def add_event(session: Session, event_type: str, body: Mapping[str, Any], at: datetime) -> str:
+    """Append an event in the caller's transaction; returns its id (a UUID the receivers deduplicate by)."""
+    row = event_row(event_type, body, at)
+    session.add(OutboxEvent(**row))
+    return str(row["event_id"])
+
+
+def add_events(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """`event_row`s appended in the caller's transaction, in order, as one executemany of a single-row INSERT:
+    psycopg parses that statement once and pipelines the rows, where the ORM's flush builds one INSERT with a
+    placeholder per value, which psycopg parses anew on every call (a third of a warning round's time)."""
+    if rows:
+        session.execute(insert(OutboxEvent.__table__), list(rows))
 
 
 def backoff(attempts: int, base: float, cap: float) -> timedelta:

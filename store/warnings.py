@@ -22,14 +22,14 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy import Engine, and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.warning_policy import WarningPolicy
 from store.advisory_locks import TRY_LOCK_KEYS
 from store.engine import writer
 from store.jsonable import to_json
-from store.outbox import add_event
+from store.outbox import add_event, add_events, event_row
 from store.records import AlertRecord, PredictionRecord
 from store.tables import EarlyWarning, WarningEvent, as_utc, utcnow
 from store.warning_queries import (
@@ -188,12 +188,15 @@ class WarningBook:
             rows = [self._row(draft, year, first + i, now) for i, (draft, _) in enumerate(todo)]
             session.add_all(rows)
             session.flush()  # one INSERT ... RETURNING for the chunk (SQLAlchemy's insertmanyvalues)
-            issued = []
+            issued, events, outbox = [], [], []
             for row, (draft, also) in zip(rows, todo, strict=True):
-                record = self._issued(session, row, draft, actor, now)
-                for event_type, body in also:
-                    add_event(session, event_type, body, now)
+                record, event, announced = self._issued_rows(row, draft, actor, now)
+                events.append(event)
+                outbox += [announced, *(event_row(event_type, body, now) for event_type, body in also)]
                 issued.append(record)
+            # Rows nothing reads back: single-row INSERTs sent as one executemany (see `add_events`).
+            session.execute(insert(WarningEvent.__table__), events)
+            add_events(session, outbox)
         return issued
 
     @staticmethod
@@ -249,13 +252,22 @@ class WarningBook:
     def _issued(self, session: Session, row: EarlyWarning, draft: WarningDraft, actor: str,
                 now: datetime) -> WarningRecord:
         """The `issued` event and the outbox event of a flushed new warning."""
-        self._event(session, row.id, "issued", actor, now, detail={"level": draft.level, "department": draft.department,
-                                                                   "district": draft.district})
+        record, event, announced = self._issued_rows(row, draft, actor, now)
+        session.add(WarningEvent(**event))
+        session.flush()
+        add_events(session, [announced])
+        return record
+
+    @staticmethod
+    def _issued_rows(row: EarlyWarning, draft: WarningDraft, actor: str,
+                     now: datetime) -> tuple[WarningRecord, dict[str, Any], dict[str, Any]]:
+        """A flushed new warning's record, its `issued` event row and its outbox row."""
         record = WarningRecord.of(row)
-        add_event(session, ISSUED, warning_payload(record), now)
+        event = {"warning_id": row.id, "kind": "issued", "actor": actor, "note": None, "at": now,
+                 "detail": to_json({"level": draft.level, "department": draft.department, "district": draft.district})}
         logger.info("warning %s id=%s level=%s department=%s", record.number, record.id, record.level,
                     record.department)
-        return record
+        return record, event, event_row(ISSUED, warning_payload(record), now)
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def acknowledge(self, warning_id: int, actor: str, *, note: str | None = None, department: str | None = None,

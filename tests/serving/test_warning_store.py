@@ -86,15 +86,39 @@ def test_issue_numbers_per_year_deadlines_and_outbox_in_one_go(book: WarningBook
     assert [e.kind for e in detail.events] == ["issued"]
 
 
+def test_a_chunk_writes_the_events_and_outbox_rows_that_issuing_one_by_one_writes(book: WarningBook,
+                                                                                  store: Store) -> None:
+    chunk = book.issue_many([(draft("C1"), [("alert.raised", {"alert": {"id": "A1"}})]), (draft("C2"), [])])
+    single, _ = book.issue(draft("C3"))
+    with store.engine.connect() as c:
+        events = c.execute(select(WarningEvent.warning_id, WarningEvent.kind, WarningEvent.actor, WarningEvent.detail)
+                           .order_by(WarningEvent.id)).all()
+        outbox = c.execute(select(OutboxEvent.event_type, OutboxEvent.payload, OutboxEvent.state)
+                           .order_by(OutboxEvent.id)).all()
+    ids = [chunk[0].id, chunk[1].id, single.id]
+    assert [(e.warning_id, e.kind) for e in events] == [(i, "issued") for i in ids]
+    assert events[0].detail == events[2].detail == {"level": "red", "department": "城乡建设", "district": "南湖区"}
+    assert len({e.actor for e in events}) == 1
+    assert [o.event_type for o in outbox] == ["warning.issued", "alert.raised", "warning.issued", "warning.issued"]
+    assert [o.payload["warning"]["id"] for o in outbox if o.event_type == "warning.issued"] == ids
+    assert outbox[1].payload["alert"] == {"id": "A1"} and {o.state for o in outbox} == {PENDING}
+    assert len({o.payload["event_id"] for o in outbox}) == 4
+    assert [e.kind for e in book.get(chunk[1].id).events] == ["issued"]
+
+
+@pytest.mark.parametrize("issuing", ["one", "a chunk"])
 def test_a_failed_outbox_write_leaves_no_warning(
-    book: WarningBook, store: Store, monkeypatch: pytest.MonkeyPatch
+    book: WarningBook, store: Store, monkeypatch: pytest.MonkeyPatch, issuing: str
 ) -> None:
     def broken(*args: object, **kwargs: object) -> str:
         raise RuntimeError("outbox unavailable")
 
-    monkeypatch.setattr(warning_module, "add_event", broken)
+    monkeypatch.setattr(warning_module, "add_events", broken)
     with pytest.raises(RuntimeError):
-        book.issue(draft("C1"))
+        if issuing == "one":
+            book.issue(draft("C1"))
+        else:
+            book.issue_many([(draft("C1"), []), (draft("C2"), [])])
     with store.engine.connect() as c:
         assert c.execute(select(func.count()).select_from(EarlyWarning)).scalar_one() == 0
         assert c.execute(select(func.count()).select_from(WarningEvent)).scalar_one() == 0
