@@ -22,6 +22,12 @@ from features.text import mask_personal_data, normalise, tokenise
 
 #: Between title and body in `PreparedCase.text`; jieba never joins words across it.
 TITLE_BODY_SEPARATOR = "。"
+#: Where the hot-issue detector stops reading a body by default (`models.hotspots.HotspotConfig.body_max_chars`).
+BODY_HEAD_CHARS = 300
+#: Characters no word segmenter here puts inside a word: jieba and rjieba cut a text into blocks of
+#: CJK characters, letters, digits and ``+#&._%-`` and segment each block alone, so the words of a text are
+#: the words before one of these followed by the words from it on (`tests/fuzz/test_fast_paths.py`).
+WORD_BOUNDARIES = frozenset(",。!?;:、 ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +43,11 @@ class PreparedCase:
     #: Word tokens of the masked title and body (`features.text.tokenise`).
     title_tokens: tuple[str, ...]
     body_tokens: tuple[str, ...]
+    #: A body longer than `BODY_HEAD_CHARS` is segmented in two at its last `WORD_BOUNDARIES` character
+    #: before that (the same words): where (-1: not split), and how many of `body_tokens` come before it.
+    #: The detector, which reads only the head, then segments the few characters after that point only.
+    body_split: int = -1
+    body_head_tokens: int = 0
 
     @property
     def text(self) -> str:
@@ -50,6 +61,15 @@ class PreparedCase:
         """``case_tokens(title, body)``: the words of the title, then of the body."""
         return self.title_tokens + self.body_tokens
 
+    def head_tokens(self, head: str) -> tuple[str, ...]:
+        """``tokenise(head)`` for ``head``, a beginning of this body normalised and masked by itself: the
+        words before `body_split` are taken from `body_tokens` when ``head`` agrees with the body up to and
+        including that point (masking a cut number can make them differ), and only the rest is segmented."""
+        at = self.body_split
+        if 0 < at < len(head) and head[: at + 1] == self.body_masked[: at + 1]:
+            return self.body_tokens[: self.body_head_tokens] + tuple(tokenise(head[at:]))
+        return tuple(tokenise(head))
+
 
 def prepare(title: Any, body: Any) -> PreparedCase:
     """Normalise, mask and tokenise one case (None and NaN read as empty)."""
@@ -57,7 +77,22 @@ def prepare(title: Any, body: Any) -> PreparedCase:
     # Masking never reaches across the separator (its patterns need digits on both sides), so the
     # parts can be masked apart and joined.
     title_m, body_m = mask_personal_data(title_n), mask_personal_data(body_n)
-    return PreparedCase(title_n, body_n, title_m, body_m, tuple(tokenise(title_m)), tuple(tokenise(body_m)))
+    at = _head_split(body_m)
+    if at < 0:
+        return PreparedCase(title_n, body_n, title_m, body_m, tuple(tokenise(title_m)), tuple(tokenise(body_m)))
+    head = tokenise(body_m[:at])
+    return PreparedCase(title_n, body_n, title_m, body_m, tuple(tokenise(title_m)),
+                        (*head, *tokenise(body_m[at:])), at, len(head))
+
+
+def _head_split(body: str) -> int:
+    """The last word boundary before `BODY_HEAD_CHARS` of a longer body; -1 for none (or a short body)."""
+    if len(body) <= BODY_HEAD_CHARS:
+        return -1
+    for at in range(BODY_HEAD_CHARS - 1, 0, -1):
+        if body[at] in WORD_BOUNDARIES:
+            return at
+    return -1
 
 
 def prepare_all(pairs: Iterable[tuple[Any, Any]]) -> list[PreparedCase]:

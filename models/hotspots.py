@@ -86,7 +86,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from features import tokenizer
 from features.places import extract_places, is_specific, place_key, same_place
 from features.prepared import PreparedCase, prepare
-from features.text import case_text, tokenise
+from features.text import case_text
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ def case_terms(title: str, body: str, config: HotspotConfig, prepared: PreparedC
         body_n, body_tokens = prepared.body_masked, prepared.body_tokens
     else:
         body_n = case_text("", prepared.body[: config.body_max_chars])
-        body_tokens = tuple(tokenise(body_n))
+        body_tokens = prepared.head_tokens(body_n)
     counts: dict[str, float] = {}
     _count_elements(counts, _terms(body_tokens))  # Counter's C helper, on a plain dict
     title_counts: dict[str, int] = {}

@@ -7,13 +7,16 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from functools import cache
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from features import places
+from features import places, tokenizer
+from features.prepared import BODY_HEAD_CHARS, WORD_BOUNDARIES, prepare
 from features.risk_cues import _COUNT
-from features.text import _ID_CARD, _LANDLINE, _PHONE, _TOKEN_KEEP, stop_words, tokenise
+from features.text import _ID_CARD, _LANDLINE, _PHONE, _TOKEN_KEEP, case_text, stop_words, tokenise
 from features.tokenizer import segmenter
 from models.hotspots import HotspotConfig, HotspotDetector, _Burst, _dot, _Member, _terms
 
@@ -197,3 +200,45 @@ def test_first_character_lookaheads_change_no_match(text: str) -> None:
         plain = _without_lookahead(fast)
         assert [(m.span(), m.groupdict()) for m in fast.finditer(text)] == \
             [(m.span(), m.groupdict()) for m in plain.finditer(text)]
+
+
+# Text as it reaches the segmenter: words of the user dictionary and not, runs of CJK characters, letters,
+# digits, the characters jieba keeps inside a block (``.-_%#``), phone numbers (masked, possibly cut), and
+# the word boundaries.
+SEGMENTED_TEXT = st.lists(
+    st.one_of(
+        st.sampled_from(["燃气", "泄漏", "小区", "物业", "中国人民", "的", "了", "南京市", "长江大桥", "3号楼",
+                         "58车贷", "110kV", "a.b", "1.5", "-", "_", "%", "#", "13812345678", "<电话>"]),
+        st.sampled_from(["小", "燃", "长", "大", "电", "a", "1", "."]),  # halves of words, to end a part with
+        st.sampled_from(sorted(WORD_BOUNDARIES)),
+        st.text(alphabet=st.characters(min_codepoint=0x4E00, max_codepoint=0x4E80), max_size=4),
+        st.text(max_size=3),
+    ),
+    max_size=40,
+).map("".join)
+
+
+@cache
+def _segmenter(name: str) -> object:
+    return tokenizer._build(name)
+
+
+@pytest.mark.parametrize("name", tokenizer.NAMES)
+@given(first=SEGMENTED_TEXT, boundary=st.sampled_from(sorted(WORD_BOUNDARIES)), rest=SEGMENTED_TEXT)
+def test_no_segmenter_puts_a_word_across_a_word_boundary(name: str, first: str, boundary: str, rest: str) -> None:
+    """What lets a long body be segmented in two (`features.prepared`): the words of a text are the words
+    before a boundary character followed by the words from it on, for every segmenter a model may record."""
+    segment = _segmenter(name)
+    assert list(segment(first + boundary + rest)) == list(segment(first)) + list(segment(boundary + rest))
+
+
+LONG_BODY = st.lists(SEGMENTED_TEXT, min_size=12, max_size=24).map("".join)
+
+
+@given(LONG_BODY)
+def test_a_body_segmented_in_two_has_the_words_of_one_reading(body: str) -> None:
+    case = prepare("电梯故障", body)
+    assert case.body_tokens == tuple(tokenise(case.body_masked))
+    for chars in (BODY_HEAD_CHARS, 120):  # the detector's default head, and a shorter one (no reuse)
+        head = case_text("", case.body[:chars])
+        assert case.head_tokens(head) == tuple(tokenise(head))
