@@ -345,6 +345,11 @@ def server_figures(base_url: str, admin_key: str, process: subprocess.Popen[byte
             figures["server_cpu_s"] += times.user + times.system
     except psutil.Error:
         pass
+    figures["postgres_cpu_s"] = postgres_cpu_s()
+    machine = psutil.cpu_times()
+    figures["machine_cpu_s"] = sum(machine)
+    figures["machine_idle_s"] = machine.idle + getattr(machine, "iowait", 0.0)
+    figures["machine_steal_s"] = getattr(machine, "steal", 0.0)
     response = httpx.get(f"{base_url}/metrics", headers={"X-API-Key": admin_key}, timeout=30)
     response.raise_for_status()
     for family in text_string_to_metric_families(response.text):
@@ -353,6 +358,20 @@ def server_figures(base_url: str, admin_key: str, process: subprocess.Popen[byte
                 if sample.name.endswith(("_sum", "_count")):
                     figures[sample.name] = figures.get(sample.name, 0.0) + sample.value
     return figures
+
+
+def postgres_cpu_s() -> float:
+    """CPU seconds of this machine's PostgreSQL processes so far (0 where they cannot be read): the database
+    shares the 2 cores, so what a request costs it is part of what a request costs."""
+    total = 0.0
+    for proc in psutil.process_iter(["name"]):
+        try:
+            if (proc.info["name"] or "").startswith("postgres"):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        except psutil.Error:
+            continue
+    return total
 
 
 def server_summary(before: dict[str, float], after: dict[str, float], ok: int, wall_s: float,
@@ -368,6 +387,12 @@ def server_summary(before: dict[str, float], after: dict[str, float], ok: int, w
         if groups else None,
         "feed_ms_per_group": round(1000 * busy / groups, 2) if groups else None,
         "feed_busy_share_per_worker": round(busy / (wall_s * workers), 3) if wall_s else None,
+        "postgres_cpu_ms_per_ok_request": round(1000 * delta.get("postgres_cpu_s", 0.0) / ok, 2) if ok else None,
+        # Of all the machine's CPU time over the loop (both cores): idle (incl. I/O wait), and taken by the host.
+        "machine_idle_share": round(delta.get("machine_idle_s", 0.0) / delta["machine_cpu_s"], 3)
+        if delta.get("machine_cpu_s") else None,
+        "machine_steal_share": round(delta.get("machine_steal_s", 0.0) / delta["machine_cpu_s"], 3)
+        if delta.get("machine_cpu_s") else None,
     }
 
 

@@ -8,8 +8,9 @@ the store's `WarningBook` and `Outbox`. It issues warnings from what the store h
   `issue_yellow: false`) gets a warning handed to the router's department and the district its text names;
   every hot-issue alert (a new burst alert or its escalation to red) gets one of its own, with its
   `alert.raised` event in the same transaction. A round commits 16 warnings per transaction (`ISSUE_CHUNK`),
-  so it never holds the store's write lock for long, and reads only rows with no warning yet, so replicas
-  running rounds side by side split the work instead of each doing all of it. Issuing on the request path
+  so it never holds the store's write lock for long, and reads only rows with no warning yet. On PostgreSQL
+  replicas take turns (`WarningBook.taking_turns`): workers started together ran their rounds at the same
+  moments and each drafted every new warning, one draft thrown away. Issuing on the request path
   had cost a red or yellow case 5.8 ms more at the median on SQLite (1.7x, `experiments/bench_warnings.py`);
   this way triage pays nothing and a warning exists within a round of the answer.
 * `sweep` (every `TRIAGE_WARNING_SWEEP_SECONDS`) first issues what the rounds missed (`issue_missing`: a
@@ -81,9 +82,12 @@ class WarningDesk:
         """Warnings for the predictions and alerts stored since the last round; how many were issued.
 
         The first round starts after what the store held when the desk opened (the sweep's `issue_missing`
-        covers earlier ones); one round runs at a time in a process. On PostgreSQL a row committed after a
-        newer one was read is left to the sweep."""
-        with self._round:
+        covers earlier ones); one round runs at a time in a process, and on PostgreSQL one in all replicas
+        (`WarningBook.taking_turns`: a replica whose turn is taken skips the round). On PostgreSQL a row
+        committed after a newer one was read is left to the sweep."""
+        with self._round, self.book.taking_turns() as my_turn:
+            if not my_turn:  # another replica's round is running: what it leaves, the next round reads
+                return 0
             (after_prediction, after_alert), (top_prediction, top_alert) = self._after, self.book.last_ids()
             levels = ("red", "yellow") if self.policy.issue_yellow else ("red",)
             predictions = self.book.predictions_after(after_prediction, top_prediction, levels, limit)

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -94,6 +95,10 @@ def _group_ids(sources: set[tuple[str, str]]) -> dict[str, list[str]]:
     return by_kind
 
 
+#: pg_try_advisory_lock key of issuing rounds (`WarningBook.taking_turns`): any fixed 64-bit number.
+ROUND_LOCK_KEY = 0x7761_726E_726F_756E  # "warnroun"
+
+
 def _source_lock_key(kind: str, source_id: str) -> int:
     digest = hashlib.blake2b(f"{kind}:{source_id}".encode(), digest_size=8, person=b"warn-src").digest()
     return int.from_bytes(digest, "big", signed=True)
@@ -111,6 +116,33 @@ class WarningBook:
 
     def _now(self, at: datetime | None) -> datetime:
         return as_utc(at or self.clock())
+
+    @contextmanager
+    def taking_turns(self) -> Iterator[bool]:
+        """Whether this replica may run an issuing round now (yielded), holding the turn until the block ends.
+
+        Replicas started together run their rounds at the same moments, and each read and drafted every new
+        red and yellow prediction before either committed: two drafts per warning, one thrown away (19% of a
+        worker's CPU under load). On PostgreSQL a round now takes a session advisory lock without waiting;
+        a replica that finds it taken skips that round, and its next one reads whatever is still without a
+        warning. On SQLite always True (one process writes at a time anyway)."""
+        if self.engine.dialect.name != "postgresql":
+            yield True
+            return
+        with self.engine.connect() as connection:
+            got = bool(connection.execute(select(func.pg_try_advisory_lock(ROUND_LOCK_KEY))).scalar())
+            connection.commit()  # a session lock: no transaction is kept open through the round
+            try:
+                yield got
+            finally:
+                if got:
+                    try:
+                        connection.execute(select(func.pg_advisory_unlock(ROUND_LOCK_KEY)))
+                        connection.commit()
+                    except Exception:
+                        # Not back in the pool still holding the lock: closing the session releases it.
+                        connection.invalidate()
+                        raise
 
     # -- helpers ------------------------------------------------------------------------------------
     def _deadlines(self, level: str, issued_at: datetime) -> tuple[datetime | None, datetime | None]:

@@ -4,6 +4,7 @@ injected clock passes a deadline; admins see and requeue the webhook outbox."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -343,3 +344,45 @@ def test_a_replicas_round_skips_what_another_replica_already_issued(
     assert other.issue_new() == 1 and handed == [1]
     assert desk.issue_new() == 0
     assert sorted(w["case_id"] for w in warnings(client)["items"]) == ["RED-0", "RED-1", "RED-2", "RED-9"]
+
+
+def test_replicas_take_turns_so_each_new_warning_is_drafted_once(
+    client: TestClient, desk: WarningDesk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers started together ran their rounds at the same moments and each drafted every new warning (one
+    draft thrown away); on PostgreSQL a round now waits for no one and skips while another replica's runs."""
+    other = WarningDesk(desk.store, desk.policy, desk.gazetteer)  # a second worker's desk, open since the start
+    drafted: list[str] = []
+    for each in (desk, other):
+        draft = each.prediction_draft
+        monkeypatch.setattr(each, "prediction_draft",
+                            lambda p, *a, draft=draft: drafted.append(p.case_id) or draft(p, *a))
+    for i in range(3):
+        client.post("/v1/triage", json={**RED_CASE, "case_id": f"RED-{i}"}, headers=INTAKE)
+    with desk.book.taking_turns() as mine:  # as while this replica's round runs
+        assert mine
+        if desk.store.dialect == "postgresql":
+            assert other.issue_new() == 0 and drafted == []  # skipped: nothing read, nothing drafted
+            assert other.rounds == 0
+    assert other.issue_new() + desk.issue_new() == 3
+    # Rounds of both replicas at once, again and again: still one draft per warning.
+    for k in range(3, 9):
+        client.post("/v1/triage", json={**RED_CASE, "case_id": f"RED-{k}"}, headers=INTAKE)
+    start = threading.Barrier(2)
+    issued: list[int] = []
+
+    def round_of(each: WarningDesk) -> None:
+        start.wait()
+        issued.append(each.issue_new())
+
+    threads = [threading.Thread(target=round_of, args=(each,)) for each in (desk, other)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    while desk.issue_new() or other.issue_new():  # a skipped round's rows: the next round takes them
+        pass
+    assert sum(issued) <= 6
+    if desk.store.dialect == "postgresql":  # SQLite: one process, one desk; two desks here may draft alike
+        assert sorted(drafted) == sorted(f"RED-{k}" for k in range(9))
+    assert sorted(w["case_id"] for w in warnings(client, limit=50)["items"]) == sorted(f"RED-{k}" for k in range(9))
