@@ -86,7 +86,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from features import tokenizer
 from features.places import extract_places, is_specific, place_key, same_place
 from features.prepared import PreparedCase, prepare
-from features.text import case_text
+from features.text import TEXT_PIPELINE_VERSION, case_text
 
 logger = logging.getLogger(__name__)
 
@@ -193,12 +193,14 @@ _terms_keys: dict[tuple[float, int, str], str] = {}
 
 def terms_key(config: HotspotConfig) -> str:
     """What `case_terms` depends on besides the text: the settings it reads, the word segmenter with its
-    dictionary, and `TERMS_FORMAT`. Terms stored under another key are not reused."""
+    dictionary, the normalisation rules (`TEXT_PIPELINE_VERSION`) and `TERMS_FORMAT`. Terms stored under
+    another key are not reused."""
     memo = (config.title_weight, config.body_max_chars, tokenizer.active())
     key = _terms_keys.get(memo)
     if key is None:
         spec = tokenizer.spec()
-        raw = f"{TERMS_FORMAT}|{memo[0]!r}|{memo[1]}|{spec.name}|{spec.version}|{spec.dictionary}"
+        raw = (f"{TERMS_FORMAT}|{TEXT_PIPELINE_VERSION}|{memo[0]!r}|{memo[1]}|{spec.name}|{spec.version}|"
+               f"{spec.dictionary}")
         key = _terms_keys[memo] = hashlib.sha256(raw.encode()).hexdigest()[:16]
     return key
 

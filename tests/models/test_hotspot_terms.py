@@ -71,3 +71,12 @@ def test_terms_depend_on_the_config() -> None:
     full = case_terms(title, body, HotspotConfig())
     assert sum(short.counts.values()) < sum(full.counts.values())
     assert full.place is not None and full.place[3] == "title"
+
+
+def test_terms_of_other_normalisation_rules_are_not_reused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from models import hotspots
+
+    key = terms_key(HotspotConfig())
+    monkeypatch.setattr(hotspots, "_terms_keys", {})
+    monkeypatch.setattr(hotspots, "TEXT_PIPELINE_VERSION", hotspots.TEXT_PIPELINE_VERSION + "-next")
+    assert terms_key(HotspotConfig()) != key
