@@ -194,7 +194,7 @@ def alerts_after(
 
 def _with_raising_cases(session: Session, alerts: Sequence[HotspotAlert]) -> list[tuple[AlertRecord, str, str, str]]:
     """Each alert with its raising case's latest department and text, in one query for all of them (a round
-    under load reads dozens of alerts; a query each was a tenth of its time)."""
+    under load reads dozens of alerts; a query each was about a sixth of a round's time, by py-spy)."""
     case_ids = {str((alert.payload or {}).get("last_case_id") or "") for alert in alerts}
     found: dict[str, tuple[str, str, str]] = {}
     if case_ids:
