@@ -216,7 +216,7 @@ class HotspotService:
         `MAX_GROUP` cases instead of one each."""
         now = datetime.now(UTC).replace(tzinfo=None)
         config = self.detector.config
-        key = terms_key(config) if self.shared else ""
+        key = terms_key(config) if self.shared else None  # local mode keeps no feed: no terms to store
         waiters = []
         for case in cases:
             observed = _window_time(case.created_at, now)
@@ -225,7 +225,7 @@ class HotspotService:
             terms = case_terms(case.title, case.body, config, case.prepared)
             intake = FeedIntake(
                 CaseInput(case.case_id, case.title, case.body, case.created_at, case.reporter_id, case.channel),
-                observed.replace(tzinfo=UTC), case.votes, terms.to_json(key) if self.shared else None,
+                observed.replace(tzinfo=UTC), case.votes, None if key is None else terms.to_json(key),
             )
             waiters.append(_Waiter(intake, terms, case.answer))
         if not self.shared:
