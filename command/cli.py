@@ -255,28 +255,41 @@ def predict(
     if scheduler:
         raise _fail("--scheduler needs --engine dask")
     input_path, output_path = Path(input), Path(output)
-    from features.text import init_tokenizer
-    from models.hotspot_settings import load_hotspot_config
-    from models.mlflow_model import load_model, needs_mlflow
-    from models.tracking import configure_tracking
-    from training.config import ConfigError
-    from training.loading import DataError, load_cases
-    from training.predict import check_output_path, default_workers, score_frame, write_predictions
+    from command.input_reader import InputReader
+    from training.loading import DataError
+    from training.output_files import check_output_path
 
     try:
         check_output_path(output_path)
-        loaded = load_cases([input_path], training=False, encoding=encoding, with_keys=False)
-        detector_config = load_hotspot_config(hotspot_config) if hot_issues else None
-    except (DataError, ConfigError) as exc:
+    except DataError as exc:
         raise _fail(str(exc)) from None
-    _print_load_report(loaded.report)
-    if needs_mlflow(model):
-        configure_tracking()
+    reader = InputReader(input_path, encoding)  # read while the imports and the model load run here
     try:
-        model_ref = load_model(model)
-    except Exception as exc:
-        raise _fail(f"could not load model '{model}': {exc}") from None
-    init_tokenizer()
+        from features.text import init_tokenizer
+        from models.hotspot_settings import load_hotspot_config
+        from models.mlflow_model import load_model, needs_mlflow
+        from models.tracking import configure_tracking
+        from training.config import ConfigError
+        from training.predict import default_workers, score_frame, write_predictions
+
+        try:
+            detector_config = load_hotspot_config(hotspot_config) if hot_issues else None
+        except ConfigError as exc:
+            raise _fail(str(exc)) from None
+        if needs_mlflow(model):
+            configure_tracking()
+        try:
+            model_ref = load_model(model)
+        except Exception as exc:
+            raise _fail(f"could not load model '{model}': {exc}") from None
+        init_tokenizer()
+        try:
+            loaded = reader.result()
+        except DataError as exc:
+            raise _fail(str(exc)) from None
+    finally:
+        reader.close()
+    _print_load_report(loaded.report)
     cases = loaded.frame
     try:
         with _progress() as progress:

@@ -33,11 +33,9 @@ from models.hotspots import CaseEvent, CaseTerms, HotspotConfig, HotspotDetector
 from models.mlflow_model import assessments_frame, frame_bursts
 from models.risk import BURST_COLUMNS
 from training.hotspots_cli import events_from_frame, timed_events
-from training.loading import DataError
 
 logger = logging.getLogger(__name__)
 
-OUTPUT_SUFFIXES = (".csv", ".parquet")
 #: Most cases per chunk; fewer when that leaves a worker idle (`chunk_size`).
 CHUNK = 1000
 #: Chunks waiting per worker: enough to keep it busy, few enough to bound memory.
@@ -333,6 +331,3 @@ def write_predictions(frame: pd.DataFrame, output: Path) -> None:
         write_csv(frame, output)
 
 
-def check_output_path(output: Path) -> None:
-    if output.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise DataError(output, f"unsupported output type '{output.suffix}'; use one of {', '.join(OUTPUT_SUFFIXES)}")

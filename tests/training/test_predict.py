@@ -10,7 +10,8 @@ import pytest
 from models.bundle import TriageBundle
 from training import predict
 from training.loading import DataError
-from training.predict import check_output_path, score_frame
+from training.output_files import check_output_path
+from training.predict import score_frame
 
 ROUTE_COLUMNS = [
     "case_id", "department", "department_confidence", "needs_review", "out_of_taxonomy",
