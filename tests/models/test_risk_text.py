@@ -96,3 +96,22 @@ def test_fitting_the_folds_in_two_processes_gives_the_same_scores(
     np.testing.assert_allclose(one[0], two[0], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(one[1], two[1], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(one[2].coef_, two[2].coef_, rtol=1e-9, atol=1e-12)
+
+
+def test_a_pickled_scorer_leaves_its_vocabulary_out_and_rebuilds_the_same_one_when_asked(
+    scorer_and_docs: tuple[TextScorer, list[str], np.ndarray, list[str | None]],
+) -> None:
+    import pickle
+
+    scorer, docs, _, _ = scorer_and_docs
+    fitted = dict(scorer.vocabulary_)
+    loaded = pickle.loads(pickle.dumps(scorer))
+    assert "vocabulary_" not in loaded.__dict__  # not pickled: scoring never reads it
+    np.testing.assert_array_equal(loaded.score_docs(docs)[0], scorer.score_docs(docs)[0])
+    assert "vocabulary_" not in loaded.__dict__
+    assert loaded.vocabulary_ == fitted  # rebuilt from terms_, term for term
+    assert "vocabulary_" in loaded.__dict__  # once
+    with pytest.raises(AttributeError, match="no attribute 'nothing_'"):
+        _ = loaded.nothing_
+    with pytest.raises(AttributeError):
+        _ = TextScorer().vocabulary_  # unfitted: nothing to rebuild from
