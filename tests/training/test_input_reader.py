@@ -74,3 +74,17 @@ def test_without_fork_the_file_is_read_here(cases_csv: Path, monkeypatch: pytest
     reader = InputReader(cases_csv, "utf-8")
     assert reader._future is None
     assert reader.result().frame["case_id"].tolist() == ["A-1", "A-2"]
+
+
+def test_a_large_file_or_a_missing_one_is_read_here(
+    cases_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(input_reader, "MAX_FORKED_BYTES", cases_csv.stat().st_size - 1)
+    reader = InputReader(cases_csv, "utf-8")
+    assert reader._future is None  # its cases would be held twice on the way back
+    assert reader.result().frame["case_id"].tolist() == ["A-1", "A-2"]
+    monkeypatch.undo()
+    missing = InputReader(tmp_path / "absent.csv", "utf-8")
+    assert missing._future is None
+    with pytest.raises(DataError, match=r"absent\.csv"):
+        missing.result()
