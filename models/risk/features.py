@@ -36,7 +36,6 @@ TEXT_CRITERION_PREFIX = "text_c:"
 DEPT_PREFIX = "dept_p:"
 CATEGORY_PREFIX = "cue_cat:"
 
-_DIGIT = re.compile(r"\d")
 _NUMBER_RUN = re.compile(r"\d+(?:\.\d+)?")
 # A number starts only where its run starts (lookbehinds), and no two optional blanks sit side by side:
 # started inside a 20,000-digit run at every position, the pattern was quadratic (70 s, holding the GIL).
@@ -45,6 +44,9 @@ _MONEY = re.compile(
     r"\s*(?:[多余]\s*)?(?:[万千百亿]\s*)?(?:元|块钱)"
 )
 _SENTENCE_END = re.compile(r"[。!！?？;；]+")
+#: Every `_MONEY` match ends in one of these. Most texts hold neither, and the pattern is otherwise tried at
+#: every position: two thirds of `_text_stats` (34 of 51 us a case on TipDM messages).
+_MONEY_UNITS = ("元", "块钱")
 
 
 _CATEGORY_CACHE: dict[tuple[str, str, int], list[str]] = {}
@@ -92,13 +94,17 @@ def _cue_block(text: str, lexicon: Lexicon) -> tuple[dict[str, float], list[CueM
 
 def _text_stats(case: PreparedCase) -> list[float]:
     text = case.text
+    # Each digit lies in exactly one number run, and a run holds at most one dot: digits counted from the runs.
+    runs = _NUMBER_RUN.findall(text)
+    digits = sum(map(len, runs)) - sum(["." in run for run in runs])
+    money = len(_MONEY.findall(text)) if any(unit in text for unit in _MONEY_UNITS) else 0
     return [
         float(len(case.title)),
         float(len(case.body)),
         float(not case.body),
-        float(len(_DIGIT.findall(text))),
-        float(len(_NUMBER_RUN.findall(text))),
-        float(len(_MONEY.findall(text))),
+        float(digits),
+        float(len(runs)),
+        float(money),
         float(len(_SENTENCE_END.findall(text))),
     ]
 

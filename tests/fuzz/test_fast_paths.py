@@ -242,3 +242,26 @@ def test_a_body_segmented_in_two_has_the_words_of_one_reading(body: str) -> None
     for chars in (BODY_HEAD_CHARS, 120):  # the detector's default head, and a shorter one (no reuse)
         head = case_text("", case.body[:chars])
         assert case.head_tokens(head) == tuple(tokenise(head))
+
+
+# Text where numbers, dots, money units and sentence ends meet: the statistics' shortcuts are exact.
+STAT_TEXT = st.lists(
+    st.one_of(
+        st.sampled_from(["12", "3.5", "0.75", "7.", ".", "..", "元", "块钱", "块", "钱", "两万", "多", "余", " ",
+                         "三十", "。", "!?", "；", "a", "٣", "１.２", "20块钱", "两万多块钱", "3.5万元"]),
+        st.text(alphabet="0123456789.元块钱万一", max_size=4),
+    ),
+    max_size=12,
+).map("".join)
+
+
+@given(STAT_TEXT, STAT_TEXT)
+def test_text_statistics_equal_one_regex_scan_each(title: str, body: str) -> None:
+    from models.risk.features import _MONEY, _NUMBER_RUN, _SENTENCE_END, _text_stats
+
+    case = prepare(title, body)
+    text = case.text
+    reference = [float(len(case.title)), float(len(case.body)), float(not case.body),
+                 float(len(re.findall(r"\d", text))), float(len(_NUMBER_RUN.findall(text))),
+                 float(len(_MONEY.findall(text))), float(len(_SENTENCE_END.findall(text)))]
+    assert _text_stats(case) == reference
