@@ -99,6 +99,13 @@ def _group_ids(sources: set[tuple[str, str]]) -> dict[str, list[str]]:
 ROUND_LOCK_KEY = 0x7761_726E_726F_756E  # "warnroun"
 
 
+def _event_row(warning_id: int, kind: str, actor: str, at: datetime, note: str | None = None,
+               detail: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A warning's event as a `WarningEvent` row: added one at a time, or inserted a chunk at once."""
+    return {"warning_id": warning_id, "kind": kind, "actor": actor, "note": note, "detail": to_json(detail or {}),
+            "at": at}
+
+
 def _source_lock_key(kind: str, source_id: str) -> int:
     digest = hashlib.blake2b(f"{kind}:{source_id}".encode(), digest_size=8, person=b"warn-src").digest()
     return int.from_bytes(digest, "big", signed=True)
@@ -161,8 +168,7 @@ class WarningBook:
     @staticmethod
     def _event(session: Session, warning_id: int, kind: str, actor: str, at: datetime,
                note: str | None = None, detail: dict[str, Any] | None = None) -> None:
-        session.add(WarningEvent(warning_id=warning_id, kind=kind, actor=actor, note=note,
-                                 detail=to_json(detail or {}), at=at))
+        session.add(WarningEvent(**_event_row(warning_id, kind, actor, at, note, detail)))
 
     @staticmethod
     def _locked(session: Session, warning_id: int, department: str | None) -> EarlyWarning:
@@ -282,22 +288,19 @@ class WarningBook:
             policy_version=self.policy.version, issued_at=now, updated_at=now,
         )
 
-    def _issued(self, session: Session, row: EarlyWarning, draft: WarningDraft, actor: str,
-                now: datetime) -> WarningRecord:
+    def _issued(self, session: Session, row: EarlyWarning, draft: WarningDraft, actor: str, now: datetime) -> None:
         """The `issued` event and the outbox event of a flushed new warning."""
-        record, event, announced = self._issued_rows(row, draft, actor, now)
+        _, event, announced = self._issued_rows(row, draft, actor, now)
         session.add(WarningEvent(**event))
-        session.flush()
-        add_events(session, [announced])
-        return record
+        add_events(session, [announced])  # its execute flushes the event first (autoflush)
 
     @staticmethod
     def _issued_rows(row: EarlyWarning, draft: WarningDraft, actor: str,
                      now: datetime) -> tuple[WarningRecord, dict[str, Any], dict[str, Any]]:
         """A flushed new warning's record, its `issued` event row and its outbox row."""
         record = WarningRecord.of(row)
-        event = {"warning_id": row.id, "kind": "issued", "actor": actor, "note": None, "at": now,
-                 "detail": to_json({"level": draft.level, "department": draft.department, "district": draft.district})}
+        event = _event_row(row.id, "issued", actor, now,
+                           detail={"level": draft.level, "department": draft.department, "district": draft.district})
         logger.info("warning %s id=%s level=%s department=%s", record.number, record.id, record.level,
                     record.department)
         return record, event, event_row(ISSUED, warning_payload(record), now)
