@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import mlflow
 
+from models.long_lived import settle_long_lived
 from models.mlflow_model import LoadedModel, load_model
 from serving.schemas import ModelRef
 from serving.state import HOW_TO_FIX, ModelState, model_ref
@@ -101,6 +102,7 @@ def reload_model(state: ModelState, uri: str) -> Reloaded:
             raise ReloadError(f"could not load the model from {uri}: {reason}; still serving {still}")
         state.model = model  # the swap: one assignment, atomic for the requests reading it
         state.error = None
+        settle_long_lived()  # the new model out of the collector's passes; the old one's cycles collected
         result = Reloaded(
             previous=None if previous is None else model_ref(previous),
             current=model_ref(model),

@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 
 from features.text import init_tokenizer
 from models.hotspot_settings import load_hotspot_config
+from models.long_lived import settle_long_lived
 from models.tracking import configure_tracking
 from serving.deadline import Deadline
 from serving.hotspot_service import HotspotService, claim_local_state, release_local_state, shares_state
@@ -116,6 +117,7 @@ def open_services(settings: Settings) -> Services:
         state.model, state.error = load_and_warm(settings.model_uri)
         metrics = open_metrics(settings, writer, state, hotspots)
         closing.callback(metrics.close)
+        settle_long_lived()  # the model and the restored detector: never walked by the collector again
     except BaseException:
         closing.close()
         raise

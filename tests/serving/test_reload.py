@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import uuid
 from collections.abc import Iterator
@@ -72,6 +73,19 @@ def test_reload_swaps_in_the_new_model_and_names_both(client: TestClient, second
     assert serving_version(client) == "test-2"
     assert client.get("/v1/model").json()["version"] == "test-2"
     assert client.get("/readyz").json()["model"]["version"] == "test-2"
+
+
+def test_the_served_model_is_kept_out_of_the_collectors_passes(client: TestClient, second_bundle_dir: Path) -> None:
+    """At start-up and after a reload the model's objects are frozen (`models.long_lived`): the collector's
+    full passes no longer walk them."""
+    try:
+        for _ in range(2):
+            tracked = {id(o) for o in gc.get_objects()}
+            bundle = services_of(client.app).model_state.model.bundle
+            assert id(bundle) not in tracked and id(bundle.router) not in tracked
+            assert reload(client, {"model_uri": str(second_bundle_dir)}).status_code == 200
+    finally:
+        gc.unfreeze()
 
 
 def test_reload_without_a_body_loads_the_configured_model(client: TestClient, second_bundle_dir: Path) -> None:
