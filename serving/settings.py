@@ -36,6 +36,10 @@ def default_spool_dir() -> Path:
     return Path.cwd() / "var" / "spool"
 
 
+#: Threads that run the request path's database calls under the call timeout (`serving.deadline.Deadline`).
+DB_CALL_THREADS = 16
+
+
 class Settings(BaseSettings):
     """Serving configuration; every field can be set as `TRIAGE_<FIELD>` in the environment."""
 
@@ -72,6 +76,12 @@ class Settings(BaseSettings):
         3.0, gt=0, le=60,
         description="Seconds a database call on the request path may take (and, on PostgreSQL, a lock wait) before "
         "the database counts as down: the write is spooled and /readyz says degraded.",
+    )
+    db_pool_size: int = Field(
+        DB_CALL_THREADS, ge=1, le=200,
+        description="PostgreSQL connections each worker keeps open for the request path (plus up to half as many "
+        "more at a peak). Below the request path's concurrency, every call past the pool opened and closed a "
+        "connection of its own (a server process each time).",
     )
     spool_retry_initial_seconds: float = Field(0.5, gt=0, description="First wait before probing the database again.")
     spool_retry_max_seconds: float = Field(30.0, gt=0, description="Longest wait between probes (doubling backoff).")

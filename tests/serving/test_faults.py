@@ -11,19 +11,22 @@ import stat
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import joblib
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from models.bundle import TriageBundle
 from serving.app import create_app
 from serving.dependencies import services_of
-from serving.settings import Settings
+from serving.services import open_store
+from serving.settings import DB_CALL_THREADS, Settings
 from serving.spool import SPOOL_GLOB, DurableWriter, Spool
 from store import CaseInput, PredictionInput, Store, upgrade_database
 from store.tables import utcnow
@@ -556,3 +559,27 @@ def test_cases_answered_503_never_join_the_shared_hot_issue_feed(
     finally:
         store.dispose()
     assert {"GAS-0", "GAS-4"} <= fed and not fed & {"GAS-1", "GAS-2", "GAS-3"}
+
+
+@pytest.mark.postgres
+def test_the_request_path_reuses_its_postgres_connections_under_concurrency(postgres_url: str) -> None:
+    """As many calls at once as the request path runs (`DB_CALL_THREADS`) open no connection past the pool:
+    with SQLAlchemy's default of 5, each call past it opened and closed a server process of its own."""
+    store = open_store(Settings(database_url=postgres_url))
+    opened: list[int] = []
+    event.listen(store.engine, "connect", lambda *_: opened.append(1))
+    try:
+        def look(k: int) -> None:
+            for n in range(20):
+                assert store.existing_prediction(f"POOL-{k}-{n}", "t", "b") is None
+                time.sleep(0.002)  # hold the connection a moment, as a request's call does
+
+        with ThreadPoolExecutor(DB_CALL_THREADS) as pool:
+            list(pool.map(look, range(DB_CALL_THREADS)))
+        first_round = len(opened)
+        with ThreadPoolExecutor(DB_CALL_THREADS) as pool:
+            list(pool.map(look, range(DB_CALL_THREADS)))
+        assert first_round <= DB_CALL_THREADS
+        assert len(opened) == first_round  # the second round found every connection it needed in the pool
+    finally:
+        store.dispose()
