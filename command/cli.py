@@ -267,6 +267,7 @@ def predict(
     try:
         from features.text import init_tokenizer
         from models.hotspot_settings import load_hotspot_config
+        from models.long_lived import settle_long_lived
         from models.mlflow_model import load_model, needs_mlflow
         from models.tracking import configure_tracking
         from training.config import ConfigError
@@ -283,6 +284,9 @@ def predict(
         except Exception as exc:
             raise _fail(f"could not load model '{model}': {exc}") from None
         init_tokenizer()
+        # The model out of the collector's full passes (`models.long_lived`), while the reader still reads:
+        # the hot-issue replay here and the forked scoring workers allocate as they go.
+        settle_long_lived()
         try:
             loaded = reader.result()
         except DataError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 from pathlib import Path
@@ -73,6 +74,30 @@ def test_predict_writes_one_row_per_case_with_the_route_columns(
     assert frame["department_confidence"].tolist() == pytest.approx([r.confidence for r in routes], abs=1e-12)
     assert (frame["top1_probability"] >= frame["top2_probability"]).all()
     assert f"wrote 13 predictions to {out}" in " ".join(result.stdout.split())
+
+
+def test_predict_scores_with_the_model_frozen_out_of_the_collector(
+    mlflow_in_tmp: Path, demo_bundle_dir: Path, cases_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loaded model is frozen (`models.long_lived`) before the scoring starts."""
+    import training.predict
+
+    frozen_when_scoring: list[int] = []
+    score = training.predict.score_frame
+
+    def watched(*args: object, **kwargs: object) -> object:
+        frozen_when_scoring.append(gc.get_freeze_count())
+        return score(*args, **kwargs)
+
+    monkeypatch.setattr(training.predict, "score_frame", watched)
+    gc.unfreeze()
+    try:
+        out = mlflow_in_tmp / "out.csv"
+        result = invoke(["predict", "--model", str(demo_bundle_dir), "--input", str(cases_csv), "--output", str(out)])
+    finally:
+        gc.unfreeze()
+    assert result.exit_code == 0, result.output
+    assert len(frozen_when_scoring) == 1 and frozen_when_scoring[0] > 0
 
 
 def test_predict_refuses_an_unsupported_output_suffix(
