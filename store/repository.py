@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -295,10 +296,12 @@ class Store:
         return PredictionRecord.of(row, digest, is_new=True)
 
     def _store_predictions(
-        self, connection: Connection, items: Sequence[PendingPrediction], case_rows: Mapping[tuple[str, str], int]
+        self, connection: Connection, items: Sequence[PendingPrediction], case_rows: Mapping[tuple[str, str], int],
+        latest: _Latest | None = None,
     ) -> list[PredictionRecord]:
         """`_store_prediction` for a group in three statements (the cases' locks, their latest predictions,
-        the new ones). A case twice in the group is stored one prediction at a time, in order."""
+        the new ones), or one when ``latest`` (`_latest_locked` earlier in the transaction) covers the group.
+        A case twice in the group is stored one prediction at a time, in order."""
         case_ids = [item.case.case_id for item in items]
         if len(set(case_ids)) < len(case_ids):
             return [
@@ -306,13 +309,13 @@ class Store:
                                        made_at=item.made_at, case_rows=case_rows)
                 for item in items
             ]
-        _lock_cases_on(connection, case_ids)
-        latest = {row.case_id: row for row in connection.execute(_LATEST_PREDICTIONS, {"case_ids": case_ids})}
+        if latest is None or not latest.case_ids.issuperset(case_ids):
+            latest = self._latest_locked(connection, case_ids)
         records: dict[int, PredictionRecord] = {}
         new: list[tuple[int, str, dict[str, Any]]] = []
         for k, item in enumerate(items):
             digest = text_hash(item.case.title, item.case.body)
-            before = latest.get(item.case.case_id)
+            before = latest.rows.get(item.case.case_id)
             if before is not None and before.text_hash == digest and not item.rescore:
                 records[k] = PredictionRecord.of(before, digest)
                 continue
@@ -323,6 +326,13 @@ class Store:
             for (k, digest, _), row in zip(new, rows, strict=True):
                 records[k] = PredictionRecord.of(row, digest, is_new=True)
         return [records[k] for k in range(len(items))]
+
+    @staticmethod
+    def _latest_locked(connection: Connection, case_ids: Sequence[str]) -> _Latest:
+        """Lock the cases until the transaction ends, then read their latest predictions (two statements)."""
+        _lock_cases_on(connection, case_ids)
+        rows = {row.case_id: row for row in connection.execute(_LATEST_PREDICTIONS, {"case_ids": list(case_ids)})}
+        return _Latest(frozenset(case_ids), rows)
 
     def existing_prediction(self, case_id: str, title: str | None, body: str | None) -> PredictionRecord | None:
         """The prediction `record_case_and_prediction` would return without storing anything, if any.
@@ -644,7 +654,7 @@ class Store:
             return hotspot_feed.last_seq(session)
 
     def hotspot_feed_first_case_row(self) -> int | None:
-        """The case row of the feed's first entry (cases stored before it predate the feed), or None."""
+        """The smallest case row in the feed (cases stored before it predate the feed), or None."""
         with self._reads() as session:
             return hotspot_feed.first_case_row(session)
 
@@ -666,6 +676,12 @@ class Store:
         none of them)."""
         case_rows: dict[tuple[str, str], int] = {}
         with self._writes.begin() as session:
+            latest = None
+            if then is not None:
+                # The cases' locks and latest predictions before the feed lock too (see `intake`). Case locks
+                # are always taken before the feed's, never after, so two writers never wait on each other
+                # in a cycle; and while they are held no one else can add a prediction to these cases.
+                latest = self._latest_locked(session.connection(), [intake.case.case_id for intake in intakes])
             seqs = hotspot_feed.intake(
                 session,
                 lambda s, cases: self._case_row_ids(s.connection(), cases, case_rows),
@@ -676,7 +692,8 @@ class Store:
                 durable=then is not None,
             )
             if then is not None:
-                then(functools.partial(self._store_predictions, session.connection(), case_rows=case_rows))
+                then(functools.partial(self._store_predictions, session.connection(), case_rows=case_rows,
+                                       latest=latest))
             return seqs
 
     def save_snapshot(self, payload: Mapping[str, Any], *, detector_version: str | None = None) -> SnapshotRecord:
@@ -728,6 +745,14 @@ def _case_values(case: CaseInput, digest: str) -> dict[str, Any]:
         "channel": case.channel,
         "received_at": case.received_at,
     }
+
+
+@dataclass(frozen=True)
+class _Latest:
+    """The latest prediction row of each of `case_ids` that has one, read under the cases' locks."""
+
+    case_ids: frozenset[str]
+    rows: dict[str, Any]
 
 
 def _prediction_values(
