@@ -373,8 +373,9 @@ def texts_in_log(log: str, messages: list[tuple[str, str]], used: int) -> int:
     return found
 
 
-#: The feed's group-commit figures read from /metrics (sums and counts of two histograms).
-FEED_SERIES = ("triage_hot_issue_feed_group_cases", "triage_hot_issue_feed_transaction_seconds")
+#: The feed's group-commit figures read from /metrics (sums and counts of three histograms).
+FEED_SERIES = ("triage_hot_issue_feed_group_cases", "triage_hot_issue_feed_transaction_seconds",
+               "triage_hot_issue_feed_lock_held_seconds")
 
 
 def server_figures(base_url: str, admin_key: str, process: subprocess.Popen[bytes]) -> dict[str, float]:
@@ -423,6 +424,8 @@ def server_summary(before: dict[str, float], after: dict[str, float], ok: int, w
     delta = {name: after.get(name, 0.0) - before.get(name, 0.0) for name in after}
     groups = delta.get("triage_hot_issue_feed_group_cases_count", 0.0)
     busy = delta.get("triage_hot_issue_feed_transaction_seconds_sum", 0.0)
+    held = delta.get("triage_hot_issue_feed_lock_held_seconds_sum", 0.0)
+    cases = delta.get("triage_hot_issue_feed_group_cases_sum", 0.0)
     return {
         "workers_cpu_s": round(delta["server_cpu_s"], 1),
         "workers_cpu_ms_per_ok_request": round(1000 * delta["server_cpu_s"] / ok, 2) if ok else None,
@@ -431,6 +434,10 @@ def server_summary(before: dict[str, float], after: dict[str, float], ok: int, w
         if groups else None,
         "feed_ms_per_group": round(1000 * busy / groups, 2) if groups else None,
         "feed_busy_share_per_worker": round(busy / (wall_s * workers), 3) if wall_s else None,
+        # The feed lock is one for all workers: the share of the loop's time someone held it (1 = saturated).
+        # None for a server that does not report it (an older checkout).
+        "feed_lock_held_share": round(held / wall_s, 3) if held and wall_s else None,
+        "feed_lock_held_ms_per_case": round(1000 * held / cases, 2) if held and cases else None,
         "postgres_cpu_ms_per_ok_request": round(1000 * delta.get("postgres_cpu_s", 0.0) / ok, 2) if ok else None,
         # Of all the machine's CPU time over the loop (both cores): idle (incl. I/O wait), and taken by the host.
         "machine_idle_share": round(delta.get("machine_idle_s", 0.0) / delta["machine_cpu_s"], 3)
@@ -501,6 +508,11 @@ def measure(code_root: Path, args: argparse.Namespace, messages: list[tuple[str,
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench_load_server_", ignore_cleanup_errors=True) as tmp_name:
         log_path = Path(tmp_name) / "server.log"
+        # One metrics directory for all workers, as `triage serve` and the systemd unit give them: without it
+        # each uvicorn worker counts alone and a scrape reads whichever worker answered it.
+        metrics_dir = Path(tmp_name) / "metrics"
+        metrics_dir.mkdir(mode=0o700)
+        env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
         process = start_server(port, args.workers, env, log_path, code_root)
         prefix = f"LOAD-{uuid.uuid4().hex[:6]}-"
         try:

@@ -118,8 +118,9 @@ class HotspotService:
         self._follower: threading.Thread | None = None
         #: Told the level of each alert this replica raised, once it is stored or spooled (the metrics).
         self.on_alert: Callable[[str], None] | None = None
-        #: Told the cases and seconds of each feed transaction this replica committed (the metrics).
-        self.on_group: Callable[[int, float], None] | None = None
+        #: Told the cases, seconds and seconds holding the feed lock of each feed transaction this replica
+        #: committed (the metrics).
+        self.on_group: Callable[[int, float, float | None], None] | None = None
 
     @classmethod
     def restore(
@@ -400,11 +401,13 @@ class HotspotService:
         # Rebuilt above if need be, outside the lock: the locked part replays the last few rows only.
         gate = _ApplyGate()
         began = time.perf_counter()
+        held: list[float] = []
         try:
             seqs = bounded(
                 self.store.hotspot_intake, intakes, after_seq=self.feed_seq,
                 apply=gate.wrap(apply), detector_version=self.detector.config.version,
                 then=then if any(waiter.answer is not None for waiter in batch) else None,
+                on_held=held.append,
             )
         except StoreHung:
             # The call goes on without us: its `apply` must not touch the detector from now on.
@@ -422,7 +425,7 @@ class HotspotService:
         self._diverged = False
         self._tell_alerts(raised)
         if self.on_group is not None:
-            self.on_group(len(intakes), time.perf_counter() - began)
+            self.on_group(len(intakes), time.perf_counter() - began, held[0] if held else None)
         for k, waiter in enumerate(batch):
             waiter.finish((*outcome[seqs[pending + k]], answered.get(k)))
 

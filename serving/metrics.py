@@ -54,6 +54,7 @@ class _Instruments:
     alerts: Any
     feed_group_cases: Any
     feed_transaction: Any
+    feed_lock_held: Any
     spool_records: Any
     database_up: Any
     model_info: Any
@@ -85,6 +86,11 @@ def instruments() -> _Instruments:
         feed_transaction=Histogram(
             "triage_hot_issue_feed_transaction_seconds",
             "Time a hot-issue feed transaction took, lock wait included (other replicas wait on it).",
+            buckets=LATENCY_BUCKETS),
+        feed_lock_held=Histogram(
+            "triage_hot_issue_feed_lock_held_seconds",
+            "Time a hot-issue feed transaction held the feed lock, from taking it to its commit. Every replica "
+            "waits for that lock: the sum's rate over all replicas is its utilisation, at 1 the limit of intake.",
             buckets=LATENCY_BUCKETS),
         spool_records=Gauge("triage_spool_records", "Predictions and other writes waiting in the spool.",
                             multiprocess_mode="livesum"),
@@ -182,12 +188,15 @@ class ServiceMetrics:
         if self.enabled:
             instruments().alerts.labels(level).inc()
 
-    def feed_group(self, cases: int, seconds: float) -> None:
-        """One committed hot-issue feed transaction of `cases` cases that took `seconds`."""
+    def feed_group(self, cases: int, seconds: float, held: float | None = None) -> None:
+        """One committed hot-issue feed transaction of `cases` cases that took `seconds`, `held` of them
+        holding the feed lock (None: not known)."""
         if self.enabled:
             meters = instruments()
             meters.feed_group_cases.observe(cases)
             meters.feed_transaction.observe(seconds)
+            if held is not None:
+                meters.feed_lock_held.observe(held)
 
     def model(self, name: str | None, version: str | None) -> None:
         """The loaded model's info sample at 1, and the one it replaced at 0."""

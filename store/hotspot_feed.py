@@ -129,12 +129,14 @@ def intake(
     detector_version: str,
     *,
     durable: bool = True,
+    on_locked: Callable[[], object] | None = None,
 ) -> list[int]:
     """Append `intakes` to the feed under the feed lock, let `apply` observe everything after `after_seq`
     (None: rebuild from the latest snapshot) and store the members and alerts it returns; all in the
     caller's transaction, so they commit together or not at all. Returns the new rows' seqs, in the order
     of `intakes`. Cases and feed rows are written a group at a time: under the lock, round trips are
-    what costs (about 1.5 ms each with a worker's request threads busy).
+    what costs (about 1.5 ms each with a worker's request threads busy). `on_locked()` is called once the
+    feed lock is held (the caller times how long it keeps it, commit included).
 
     `durable=False` (PostgreSQL): this commit skips its WAL flush, for a caller that commits the answer
     to the case synchronously next (flushing the WAL up to that commit flushes this one too; a crash in
@@ -143,11 +145,16 @@ def intake(
     # The cases' rows before the feed lock, which every replica waits for: they need no feed order (under
     # load each statement under the lock held it about 3 ms). So case rows are not in feed order; see
     # `first_case_row`.
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if not postgres and on_locked is not None:
+        on_locked()  # SQLite: the transaction's BEGIN IMMEDIATE is the lock
     row_ids = case_row_ids(session, [item.case for item in intakes]) if intakes else []
-    if session.get_bind().dialect.name == "postgresql":
+    if postgres:
         lock = func.pg_advisory_xact_lock(FEED_LOCK_KEY)
         # One round trip for the lock and, if asked, the commit without a flush of its own.
         session.execute(select(lock) if durable else select(lock, func.set_config("synchronous_commit", "off", True)))
+        if on_locked is not None:
+            on_locked()
     own: list[int] = []
     if intakes:
         now = utcnow()

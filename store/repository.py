@@ -22,6 +22,7 @@ import functools
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -666,6 +667,7 @@ class Store:
         apply: hotspot_feed.Apply,
         detector_version: str,
         then: Callable[[SavePredictions], object] | None = None,
+        on_held: Callable[[float], object] | None = None,
     ) -> list[int]:
         """Append cases to the hot-issue feed and observe everything after `after_seq` in one locked
         transaction; see `store.hotspot_feed.intake`.
@@ -673,8 +675,11 @@ class Store:
         `then(save)` runs after `apply`, in the same transaction: `save(pending predictions)` stores the
         answers to the caller's cases as `record_case_and_prediction` would, so each case's feed row, its
         burst's members and alerts and its prediction commit together (a process killed in between leaves
-        none of them)."""
+        none of them). `on_held(seconds)`: how long the committed transaction held the feed lock, from
+        taking it to its commit (every replica waits for that lock: its share of the time is the limit of
+        the hot-issue step across replicas)."""
         case_rows: dict[tuple[str, str], int] = {}
+        locked_at: list[float] = []
         with self._writes.begin() as session:
             latest = None
             if then is not None:
@@ -690,11 +695,14 @@ class Store:
                 apply,
                 detector_version,
                 durable=then is not None,
+                on_locked=lambda: locked_at.append(time.perf_counter()),
             )
             if then is not None:
                 then(functools.partial(self._store_predictions, session.connection(), case_rows=case_rows,
                                        latest=latest))
-            return seqs
+        if on_held is not None and locked_at:
+            on_held(time.perf_counter() - locked_at[0])
+        return seqs
 
     def save_snapshot(self, payload: Mapping[str, Any], *, detector_version: str | None = None) -> SnapshotRecord:
         """Append the detector's `snapshot()`; `detector_version` defaults to the payload's "version".

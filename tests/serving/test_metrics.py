@@ -184,6 +184,10 @@ def test_two_workers_counters_equal_the_stores_counts(server_env: dict[str, str]
         groups = total(found, "triage_hot_issue_feed_group_cases_count")
         assert 1 <= groups <= len(cases)
         assert total(found, "triage_hot_issue_feed_transaction_seconds_count") == groups
+        # Each of them held the feed lock for part of its time (the rest: waiting for it, and the work before).
+        assert total(found, "triage_hot_issue_feed_lock_held_seconds_count") == groups
+        held = total(found, "triage_hot_issue_feed_lock_held_seconds_sum")
+        assert 0 < held <= total(found, "triage_hot_issue_feed_transaction_seconds_sum")
     assert alerts_stored, "the demo bursts raise alerts"
     assert not metrics_dir.exists(), "the start's metrics directory is removed when the service stops"
 
