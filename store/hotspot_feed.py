@@ -135,16 +135,15 @@ def intake(
     (None: rebuild from the latest snapshot) and store the members and alerts it returns; all in the
     caller's transaction, so they commit together or not at all. Returns the new rows' seqs, in the order
     of `intakes`. Cases and feed rows are written a group at a time: under the lock, round trips are
-    what costs (about 1.5 ms each with a worker's request threads busy). `on_locked()` is called once the
-    feed lock is held (the caller times how long it keeps it, commit included).
+    what costs (1.5-3 ms each on 2 busy cores). `on_locked()` is called once the feed lock is held (the
+    caller times how long it keeps it, commit included).
 
     `durable=False` (PostgreSQL): this commit skips its WAL flush, for a caller that commits the answer
     to the case synchronously next (flushing the WAL up to that commit flushes this one too; a crash in
     between loses a case that got no answer). The service writes the prediction in this very transaction
     instead, which keeps the flush and leaves no case stored without its answer."""
-    # The cases' rows before the feed lock, which every replica waits for: they need no feed order (under
-    # load each statement under the lock held it about 3 ms). So case rows are not in feed order; see
-    # `first_case_row`.
+    # The cases' rows before the feed lock, which every replica waits for: they need no feed order. So case
+    # rows are not in feed order; see `first_case_row`.
     postgres = session.get_bind().dialect.name == "postgresql"
     if not postgres and on_locked is not None:
         on_locked()  # SQLite: the transaction's BEGIN IMMEDIATE is the lock
