@@ -26,6 +26,9 @@ T = TypeVar("T")
 
 
 _STOP: Any = object()  # tells one thread to end (`Deadline.close`)
+#: Threads of a `Deadline` by default: the request path's database calls that can run at once (the store's
+#: PostgreSQL pool is sized to match, `serving.settings.Settings.db_pool_size`).
+DB_CALL_THREADS = 16
 
 
 class StoreHung(Exception):
@@ -35,7 +38,7 @@ class StoreHung(Exception):
 class Deadline:
     """Run blocking calls on `workers` daemon threads; wait at most `seconds` for each."""
 
-    def __init__(self, seconds: float, workers: int = 16) -> None:
+    def __init__(self, seconds: float, workers: int = DB_CALL_THREADS) -> None:
         self.seconds = seconds
         self._jobs: queue.SimpleQueue[tuple[float, Future[Any], Callable[[], Any]]] = queue.SimpleQueue()
         self._threads = [

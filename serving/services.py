@@ -22,7 +22,7 @@ from serving.deadline import Deadline
 from serving.hotspot_service import HotspotService, claim_local_state, release_local_state, shares_state
 from serving.metrics import MetricsPort, ServiceMetrics, forget_dead_workers, multiproc_dir
 from serving.model_reload import load_and_warm
-from serving.settings import DB_CALL_THREADS, Settings
+from serving.settings import Settings
 from serving.spool import DurableWriter, Spool, engine_options
 from serving.state import ModelState, model_ref
 from serving.warning_desk import WarningDesk
@@ -65,7 +65,7 @@ def open_store(settings: Settings) -> Store:
     upgrade_database(settings.database_url)
     options = engine_options(settings.database_url, settings.db_connect_timeout, settings.db_call_timeout)
     if make_url(settings.database_url).get_backend_name() == "postgresql":
-        # As many connections as calls can run at once (`DB_CALL_THREADS`): with SQLAlchemy's default 5, the
+        # As many connections as calls can run at once (`Deadline`'s threads): with SQLAlchemy's default 5, the
         # load benchmark opened and closed a PostgreSQL connection for about one request in seven.
         options |= {"pool_size": settings.db_pool_size, "max_overflow": max(1, settings.db_pool_size // 2)}
     return Store.from_url(settings.database_url, **options)
@@ -94,8 +94,7 @@ def open_services(settings: Settings) -> Services:
         store = open_store(settings)
         closing.callback(store.dispose)
         writer = DurableWriter(store, Spool(settings.spool_dir), retry_initial=settings.spool_retry_initial_seconds,
-                               retry_max=settings.spool_retry_max_seconds,
-                               deadline=Deadline(settings.db_call_timeout, DB_CALL_THREADS))
+                               retry_max=settings.spool_retry_max_seconds, deadline=Deadline(settings.db_call_timeout))
         closing.callback(writer.spool.close)  # a failed replay below lets go of the spool files it adopted
         writer.drain_at_start()  # what an earlier run spooled goes in first (and before the detector replays cases)
         closing.callback(writer.stop)

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from serving.deadline import DB_CALL_THREADS
 from store.engine import default_database_url
 
 #: Hard ceilings the request schemas enforce; the settings below may only lower them.
@@ -34,10 +35,6 @@ _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?")
 def default_spool_dir() -> Path:
     """`var/spool` under the working directory, beside the default database."""
     return Path.cwd() / "var" / "spool"
-
-
-#: Threads that run the request path's database calls under the call timeout (`serving.deadline.Deadline`).
-DB_CALL_THREADS = 16
 
 
 class Settings(BaseSettings):

@@ -24,9 +24,10 @@ from sqlalchemy.exc import OperationalError
 
 from models.bundle import TriageBundle
 from serving.app import create_app
+from serving.deadline import DB_CALL_THREADS
 from serving.dependencies import services_of
 from serving.services import open_store
-from serving.settings import DB_CALL_THREADS, Settings
+from serving.settings import Settings
 from serving.spool import SPOOL_GLOB, DurableWriter, Spool
 from store import CaseInput, PredictionInput, Store, upgrade_database
 from store.tables import utcnow
