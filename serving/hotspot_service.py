@@ -71,6 +71,35 @@ class Answer(Protocol):
     def __call__(self, assignment: Assignment, level: str | None) -> PendingPrediction | None: ...
 
 
+class GroupedAnswer:
+    """An `Answer` of a kind that makes several cases' answers in one call (`many`): the feed's transaction
+    makes the answers of its whole group while it holds the lock every replica waits for, and the triage
+    service's answers run the risk model once for the group instead of once per case (`answer_group`)."""
+
+    def __call__(self, assignment: Assignment, level: str | None) -> PendingPrediction | None:
+        return type(self).many([(self, assignment, level)])[0]
+
+    @classmethod
+    def many(cls, items: Sequence[tuple[Any, Assignment, str | None]]) -> list[PendingPrediction | None]:
+        """``answer(assignment, level)`` for each (answer, assignment, level), answers of this kind."""
+        raise NotImplementedError
+
+
+def answer_group(items: Sequence[tuple[Answer, Assignment, str | None]]) -> list[PendingPrediction | None]:
+    """Each ``answer(assignment, level)``, in order; `GroupedAnswer`s with one call per kind."""
+    made: list[PendingPrediction | None] = [None] * len(items)
+    kinds: dict[type[GroupedAnswer], list[int]] = {}
+    for k, (answer, assignment, level) in enumerate(items):
+        if isinstance(answer, GroupedAnswer):
+            kinds.setdefault(type(answer), []).append(k)
+        else:
+            made[k] = answer(assignment, level)
+    for kind, positions in kinds.items():
+        for k, one in zip(positions, kind.many([items[k] for k in positions]), strict=True):
+            made[k] = one
+    return made
+
+
 #: What observing a case gives: its assignment, its burst's level after it, and its stored prediction (None
 #: when the caller is to store it: local mode, an outage, or no `answer`).
 Outcome = tuple[Assignment, str | None, PredictionRecord | None]
@@ -388,12 +417,9 @@ class HotspotService:
             # predictions may still commit; each caller spools the same one (same `made_at`), and the
             # spool's replay finds it stored.
             gate.check()
-            to_save: list[tuple[int, PendingPrediction]] = []
-            for k, waiter in enumerate(batch):
-                if waiter.answer is not None:
-                    made = waiter.answer(*outcome[order[pending + k]])
-                    if made is not None:
-                        to_save.append((k, made))
+            answering = [(k, waiter.answer) for k, waiter in enumerate(batch) if waiter.answer is not None]
+            made = answer_group([(answer, *outcome[order[pending + k]]) for k, answer in answering])
+            to_save = [(k, one) for (k, _), one in zip(answering, made, strict=True) if one is not None]
             if to_save:
                 records = save([made for _, made in to_save])
                 answered.update(zip((k for k, _ in to_save), records, strict=True))

@@ -16,15 +16,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from features.prepared import prepare
-from models.bundle import Assessment, PendingAssessments, Route
+from models.bundle import Assessment, PendingAssessments, Route, TriageBundle
 from models.hotspots import Assignment
 from models.mlflow_model import LoadedModel
-from serving.hotspot_service import Answer, HotspotService, Observation, Outcome
+from serving.hotspot_service import Answer, GroupedAnswer, HotspotService, Observation, Outcome
 from serving.metrics import ServiceMetrics
 from serving.schemas import CaseTriage, Department, DepartmentScore, HotIssue, Risk, RiskReason, TriageRequest
 from serving.spool import DurableWriter
@@ -92,25 +92,11 @@ def _score(
     for case, route, pending in zip(cases, routes, pendings, strict=True):
         made_at = datetime.now(UTC)
         case_input = CaseInput(case.case_id, case.title, case.body, case.created_at, case.reporter_id, case.channel)
-        assessed: list[tuple[Assignment | None, CaseTriage, PredictionInput]] = []
-
-        def assess(
-            assignment: Assignment | None, level: str | None, case: TriageRequest = case,
-            pending: PendingAssessments = pending, assessed: list = assessed,
-        ) -> tuple[CaseTriage, PredictionInput]:
-            """Risk and answer for the case as the detector placed it (once per placement)."""
-            if not assessed or assessed[-1][0] is not assignment:
-                assessment = bundle.finish(pending, bursts=None if hotspots is None else [assignment])[0]
-                result, prediction = _answer(case, assessment, level, ref, started, len(cases))
-                assessed.append((assignment, result, prediction))
-            return assessed[-1][1], assessed[-1][2]
-
+        assess = _Assessing(bundle, case, pending, ref, started, len(cases), placed=hotspots is not None)
         answer = None
         if store is not None and (writer is None or writer.writes_directly(case.case_id)):
-            def answer(assignment: Assignment, level: str | None, case_input: CaseInput = case_input,
-                       made_at: datetime = made_at, assess: Any = assess) -> PendingPrediction:
-                # Stored in the feed's transaction: the case and its answer commit together.
-                return PendingPrediction(case_input, assess(assignment, level)[1], rescore, made_at)
+            # Stored in the feed's transaction: the case and its answer commit together.
+            answer = _FeedAnswer(assess, case_input, rescore, made_at)
         jobs.append(_Job(case, route, case_input, made_at, assess, answer))
 
     # A batch's cases are observed together: on the shared feed they queue as one group, so a batch takes a
@@ -165,6 +151,69 @@ def _score(
     if failed is not None:
         raise failed
     return out
+
+
+@dataclass(eq=False)
+class _Assessing:
+    """One case of a call between its routing and its answer: its risk (with its burst, when ``placed`` by a
+    detector) and its answer, made once per placement and kept for the answer after the feed's transaction."""
+
+    bundle: TriageBundle
+    case: TriageRequest
+    pending: PendingAssessments
+    ref: Any
+    started: float
+    batch: int
+    placed: bool
+    _made: tuple[Assignment | None, CaseTriage, PredictionInput] | None = field(default=None, init=False)
+
+    def __call__(self, assignment: Assignment | None, level: str | None) -> tuple[CaseTriage, PredictionInput]:
+        """Risk and answer for the case as the detector placed it."""
+        if not self._done(assignment):
+            self._keep(assignment, level, self.bundle.finish(self.pending, bursts=self._bursts([assignment]))[0])
+        assert self._made is not None
+        return self._made[1], self._made[2]
+
+    @staticmethod
+    def many(items: Sequence[tuple[_Assessing, Assignment | None, str | None]]) -> None:
+        """Make each case's risk and answer, the risk model once per model for those not made yet (a feed
+        group's cases come from several calls, each with the model it was routed with)."""
+        groups: dict[tuple[int, bool], list[tuple[_Assessing, Assignment | None, str | None]]] = {}
+        for item in items:
+            if not item[0]._done(item[1]):
+                groups.setdefault((id(item[0].bundle), item[0].placed), []).append(item)
+        for group in groups.values():
+            first = group[0][0]
+            pending = PendingAssessments.concat([assessing.pending for assessing, _, _ in group])
+            assessed = first.bundle.finish(pending, bursts=first._bursts([assignment for _, assignment, _ in group]))
+            for (assessing, assignment, level), assessment in zip(group, assessed, strict=True):
+                assessing._keep(assignment, level, assessment)
+
+    def _done(self, assignment: Assignment | None) -> bool:
+        return self._made is not None and self._made[0] is assignment
+
+    def _bursts(self, assignments: list[Assignment | None]) -> list[Assignment | None] | None:
+        return assignments if self.placed else None
+
+    def _keep(self, assignment: Assignment | None, level: str | None, assessment: Assessment) -> None:
+        result, prediction = _answer(self.case, assessment, level, self.ref, self.started, self.batch)
+        self._made = (assignment, result, prediction)
+
+
+@dataclass(eq=False)
+class _FeedAnswer(GroupedAnswer):
+    """The prediction the feed's transaction stores for a case once the detector placed it."""
+
+    assess: _Assessing
+    case_input: CaseInput
+    rescore: bool
+    made_at: datetime
+
+    @classmethod
+    def many(cls, items: Sequence[tuple[Any, Assignment, str | None]]) -> list[PendingPrediction | None]:
+        _Assessing.many([(answer.assess, assignment, level) for answer, assignment, level in items])
+        return [PendingPrediction(answer.case_input, answer.assess(assignment, level)[1], answer.rescore,
+                                  answer.made_at) for answer, assignment, level in items]
 
 
 @dataclass(frozen=True)

@@ -7,14 +7,14 @@ import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 from models import hotspots
 from models.hotspot_settings import load_hotspot_config
 from models.hotspots import CaseEvent, CaseTerms, StateCapture, terms_key
-from serving.hotspot_service import HotspotService
+from serving.hotspot_service import GroupedAnswer, HotspotService, answer_group
 from store import CaseInput, PendingPrediction, PredictionInput, Store, upgrade_database
 
 START = datetime(2026, 9, 1, 8, 0)
@@ -448,3 +448,28 @@ def test_feed_terms_made_under_other_settings_are_recomputed_from_the_text(
     restored = HotspotService.restore(feed_store, config)
     assert len(computed) == 12
     assert restored.detector.snapshot() == writer.detector.snapshot()
+
+
+class _Grouped(GroupedAnswer):
+    calls: ClassVar[list[list[str]]] = []
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @classmethod
+    def many(cls, items: Any) -> list[Any]:
+        cls.calls.append([answer.name for answer, _, _ in items])
+        return [f"{answer.name}@{level}" for answer, _, level in items]
+
+
+def test_a_groups_answers_keep_their_order_and_grouped_ones_are_made_in_one_call() -> None:
+    """Grouped answers (the triage service's: one pass of the risk model for the feed's group) are made
+    together; plain callables one by one; every answer lands at its own case."""
+    _Grouped.calls = []
+    plain = lambda assignment, level: f"plain@{level}"  # noqa: E731
+    items: list[Any] = [(_Grouped("a"), None, "red"), (plain, None, "yellow"), (_Grouped("b"), None, None),
+                        (_Grouped("c"), None, "green")]
+    assert answer_group(items) == ["a@red", "plain@yellow", "b@None", "c@green"]
+    assert _Grouped.calls == [["a", "b", "c"]]
+    assert _Grouped("d")(None, "red") == "d@red"  # alone, an answer is a group of one
+    assert _Grouped.calls[-1] == ["d"]

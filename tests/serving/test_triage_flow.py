@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from models.bundle import TriageBundle
 from serving.app import create_app
 from serving.hotspot_service import HotspotService
 from serving.settings import Settings
@@ -207,7 +208,8 @@ def test_a_batch_on_the_feed_is_one_feed_transaction_and_answers_as_case_by_case
     demo_bundle_dir: Path, database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A batch's cases queue together for the feed (one transaction for up to MAX_GROUP cases, not one each),
-    and each answer is the one the same cases posted one at a time get."""
+    the feed's transaction finishes their risk in one pass of the risk model (not one per case, under the lock
+    every replica waits for), and each answer is the one the same cases posted one at a time get."""
     transactions: list[int] = []
     real = Store.hotspot_intake
 
@@ -215,13 +217,23 @@ def test_a_batch_on_the_feed_is_one_feed_transaction_and_answers_as_case_by_case
         transactions.append(len(intakes))
         return real(self, intakes, **kwargs)
 
+    finished: list[int] = []
+    real_finish = TriageBundle.finish
+
+    def finish(self: TriageBundle, pending: Any, **kwargs: Any) -> Any:
+        finished.append(len(pending.routes))
+        return real_finish(self, pending, **kwargs)
+
     cases = [gas_case(i) for i in range(5)]
     settings = Settings(model_uri=str(demo_bundle_dir), database_url=database, hotspot_sharing="feed")
     monkeypatch.setattr(Store, "hotspot_intake", counted)
     with TestClient(create_app(settings), headers=ADMIN) as client:
+        monkeypatch.setattr(TriageBundle, "finish", finish)  # after the start-up's warm-up
         batch = client.post("/v1/triage/batch", json={"cases": cases})
+        monkeypatch.setattr(TriageBundle, "finish", real_finish)
     assert batch.status_code == 200, batch.text
     assert transactions == [5]
+    assert finished == [5]
     single_db = f"sqlite:///{tmp_path / 'one_by_one.db'}"
     with TestClient(create_app(settings.model_copy(update={"database_url": single_db})), headers=ADMIN) as client:
         singles = [client.post("/v1/triage", json=case).json() for case in cases]
