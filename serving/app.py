@@ -38,7 +38,6 @@ from serving.services import open_services
 from serving.settings import Settings, get_settings
 from serving.spool import SpoolUnavailableError
 from serving.summary_routes import summary_router
-from serving.switch_interval import switch_interval
 from serving.warning_routes import outbox_router, warning_router
 from serving.web import install as install_web_pages
 
@@ -87,14 +86,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open the services (`serving.services.open_services`, as the demo seeder does) for the app's life."""
     context = context_of(app)
     configure_logging(context.settings.log_level)
-    with switch_interval(context.settings.gil_switch_interval_ms):
-        context.services = open_services(context.settings)
-        jobs = start_jobs(context.services)  # the overdue sweep and webhook delivery (serving.background)
-        try:
-            yield
-        finally:
-            await stop_jobs(jobs)
-            context.close_services()
+    context.services = open_services(context.settings)
+    jobs = start_jobs(context.services)  # the overdue sweep and webhook delivery (serving.background)
+    try:
+        yield
+    finally:
+        await stop_jobs(jobs)
+        context.close_services()
 
 
 async def database_unavailable_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -80,12 +80,6 @@ class Settings(BaseSettings):
         "more at a peak). Below the request path's concurrency, every call past the pool opened and closed a "
         "connection of its own (a server process each time).",
     )
-    gil_switch_interval_ms: float = Field(
-        20.0, ge=0, le=1000,
-        description="How long a worker's thread may keep the interpreter lock before another busy thread is let in "
-        "(`sys.setswitchinterval`, Python's default 5 ms); 0 leaves the interpreter's. Longer means fewer forced "
-        "hand-overs between the scoring, store and feed threads under load (serving.switch_interval).",
-    )
     spool_retry_initial_seconds: float = Field(0.5, gt=0, description="First wait before probing the database again.")
     spool_retry_max_seconds: float = Field(30.0, gt=0, description="Longest wait between probes (doubling backoff).")
     hotspot_config: str | None = Field(
