@@ -9,9 +9,12 @@ replica appended are only replayed here (their writes are that replica's). Repla
 catches up first, so the locked part covers only the few cases appended meanwhile.
 
 The detector's snapshot (with the feed position it includes) is saved every `snapshot_every` cases of
-this replica and at shutdown (about 0.6 MB after 2,000 cases). On start-up the detector is restored
-from the latest snapshot and the feed after it; a store from before the feed existed replays its cases
-table instead, once. Snapshots are copied under the process lock and written by a thread of their own.
+this replica, at most once per `snapshot_seconds`, and at shutdown (about 0.6 MB after 2,000 cases). Each
+renders the whole state, which grows with the window's cases: at 250 requests/s a count alone had each
+worker render one every few seconds, and the rendering thread's CPU stretched the requests' tail. On
+start-up the detector is restored from the latest snapshot and the feed after it; a store from before the
+feed existed replays its cases table instead, once. Snapshots are copied under the process lock and
+written by a thread of their own.
 
 While the database is unreachable (the app's `serving.spool.DurableWriter` says so), a replica observes
 on its own: members, alerts and snapshots go through `sink`, which spools them, and the cases are kept
@@ -120,6 +123,10 @@ class Observation:
     prepared: PreparedCase | None = None
 
 
+#: The clock of the snapshots' interval (tests move it instead of waiting).
+_monotonic = time.monotonic
+
+
 class HotspotService:
     def __init__(
         self,
@@ -127,6 +134,7 @@ class HotspotService:
         detector: HotspotDetector,
         *,
         snapshot_every: int = 1000,
+        snapshot_seconds: float = 0.0,
         sink: HotspotSink | None = None,
         feed_seq: int = 0,
         shared: bool = True,
@@ -136,8 +144,10 @@ class HotspotService:
         self.sink: HotspotSink = sink if sink is not None else store
         self.detector = detector
         self.snapshot_every = snapshot_every
+        self.snapshot_seconds = snapshot_seconds
         self.feed_seq = feed_seq  # the last feed row this detector has observed
         self._since_snapshot = 0
+        self._last_snapshot = _monotonic()  # when the last snapshot began (start-up: the state is fresh)
         self._lock = threading.Lock()
         self._saver: threading.Thread | None = None
         self._pending: list[FeedIntake] = []  # observed alone while the database was unreachable
@@ -158,6 +168,7 @@ class HotspotService:
         config: HotspotConfig,
         *,
         snapshot_every: int = 1000,
+        snapshot_seconds: float = 0.0,
         sink: HotspotSink | None = None,
         shared: bool = True,
     ) -> HotspotService:
@@ -167,7 +178,8 @@ class HotspotService:
         detector = HotspotDetector.from_snapshot(snap.payload) if snap else HotspotDetector(config)
         if detector.rewind_clock(datetime.now(UTC).replace(tzinfo=None)):
             logger.warning("hot-issue snapshot %s had its clock ahead of now; brought back", snap.id if snap else "-")
-        service = cls(store, detector, snapshot_every=snapshot_every, sink=sink, shared=shared)
+        service = cls(store, detector, snapshot_every=snapshot_every, snapshot_seconds=snapshot_seconds, sink=sink,
+                      shared=shared)
         replayed = 0
         if shared and snap is not None and FEED_SEQ_KEY in snap.payload:
             service.feed_seq = snapshot_seq(snap)
@@ -551,11 +563,14 @@ class HotspotService:
         """Called under the lock after each own case; starts a snapshot write when one is due."""
         self._since_snapshot += 1
         # A state of its own (an outage) is no snapshot for the other replicas to start from.
-        if self._since_snapshot >= self.snapshot_every and self._saver is None and not self._diverged:
+        if (
+            self._since_snapshot >= self.snapshot_every and self._saver is None and not self._diverged
+            and _monotonic() - self._last_snapshot >= self.snapshot_seconds
+        ):
             # Captured under the lock (consistent); rendered and written by a thread of its own, so
             # neither the request that happens to be the 1,000th nor the cases behind the lock wait for
             # a megabytes-large document.
-            payload, self._since_snapshot = self._capture(), 0
+            payload, self._since_snapshot, self._last_snapshot = self._capture(), 0, _monotonic()
             self._saver = threading.Thread(target=self._save, args=(payload,), name="hotspot-snapshot")
             self._saver.start()
 
@@ -569,6 +584,7 @@ class HotspotService:
             if saved is False:
                 # Skipped (database down) or failed: try again at shutdown or a few cases later.
                 self._since_snapshot = max(self._since_snapshot, self.snapshot_every - 100)
+                self._last_snapshot = _monotonic() - self.snapshot_seconds  # not a snapshot: no wait for one
             if self._saver is threading.current_thread():
                 self._saver = None
 

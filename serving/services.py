@@ -102,7 +102,7 @@ def open_services(settings: Settings) -> Services:
         owner_lock = None if shared else claim_local_state(store)  # HotspotOwnerError: the start fails, saying why
         closing.callback(release_local_state, owner_lock)
         hotspots = HotspotService.restore(store, load_hotspot_config(settings.hotspot_config), sink=writer,
-                                          shared=shared)
+                                          shared=shared, snapshot_seconds=settings.hotspot_snapshot_seconds)
         closing.callback(hotspots.close)
         hotspots.follow(settings.hotspot_follow_seconds)
         writer.start()

@@ -95,6 +95,11 @@ class Settings(BaseSettings):
         0.5, gt=0, le=60,
         description="How often a replica replays the hot-issue feed other replicas appended to, in the background.",
     )
+    hotspot_snapshot_seconds: float = Field(
+        60.0, ge=0, le=86400,
+        description="Least time between two snapshots of the hot-issue state a replica saves (one is due every "
+        "1,000 of its cases; each renders the whole state). A restart replays the feed after the latest one.",
+    )
     log_level: str = "INFO"
     metrics_enabled: bool = Field(
         True, description="Count requests, cases and alerts for GET /metrics (Prometheus); false turns it all off."

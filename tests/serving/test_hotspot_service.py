@@ -10,11 +10,17 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from models import hotspots
 from models.hotspot_settings import load_hotspot_config
 from models.hotspots import CaseEvent, CaseTerms, StateCapture, terms_key
+from serving import hotspot_service
+from serving.app import create_app
+from serving.dependencies import services_of
 from serving.hotspot_service import GroupedAnswer, HotspotService, answer_group
+from serving.settings import Settings
 from store import CaseInput, PendingPrediction, PredictionInput, Store, upgrade_database
 
 START = datetime(2026, 9, 1, 8, 0)
@@ -107,6 +113,35 @@ def test_rendering_a_snapshot_happens_outside_the_lock_and_keeps_the_state_it_wa
         service.close()
         latest = store.latest_snapshot()
         assert latest is not None and latest.payload["n_docs"] == 8
+
+
+def test_snapshots_wait_their_minimum_interval_however_many_cases_come(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each snapshot renders the whole state: under heavy intake the count alone made one every few seconds
+    per worker. Due by count, it still waits until `snapshot_seconds` have passed since the last one."""
+    url = f"sqlite:///{tmp_path / 'hs.db'}"
+    upgrade_database(url)
+    clock = [1000.0]
+    monkeypatch.setattr(hotspot_service, "_monotonic", lambda: clock[0])
+    with Store.from_url(url) as store:
+        service = HotspotService.restore(store, load_hotspot_config(None), snapshot_every=5, snapshot_seconds=60)
+        _observe_lamps(service, range(12))
+        assert store.latest_snapshot() is None  # due by count twice over, not by time
+        clock[0] += 61
+        _observe_lamps(service, range(12, 13))  # the next case after the interval starts one
+        deadline = time.monotonic() + 30
+        while store.latest_snapshot() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        snapshot = store.latest_snapshot()
+        assert snapshot is not None and snapshot.payload["n_docs"] == 13
+        clock[0] += 30
+        _observe_lamps(service, range(13, 20))
+        time.sleep(0.2)
+        assert store.latest_snapshot().id == snapshot.id  # 30 s later: due by count, not by time
+        service.close()  # shutdown saves what came since, whatever the interval
+        latest = store.latest_snapshot()
+        assert latest is not None and latest.payload["n_docs"] == 20
 
 
 class OutageSink:
@@ -473,3 +508,14 @@ def test_a_groups_answers_keep_their_order_and_grouped_ones_are_made_in_one_call
     assert _Grouped.calls == [["a", "b", "c"]]
     assert _Grouped("d")(None, "red") == "d@red"  # alone, an answer is a group of one
     assert _Grouped.calls[-1] == ["d"]
+
+
+def test_the_service_takes_its_snapshot_interval_from_the_settings(demo_bundle_dir: Path, tmp_path: Path) -> None:
+    assert Settings().hotspot_snapshot_seconds == 60.0
+    settings = Settings(model_uri=str(demo_bundle_dir), database_url=f"sqlite:///{tmp_path / 'triage.db'}",
+                        spool_dir=tmp_path / "spool", hotspot_snapshot_seconds=7.5)
+    app = create_app(settings)
+    with TestClient(app):
+        assert services_of(app).hotspots.snapshot_seconds == 7.5
+    with pytest.raises(ValidationError, match="hotspot_snapshot_seconds"):
+        Settings(hotspot_snapshot_seconds=-1)
