@@ -169,8 +169,7 @@ class _Assessing:
 
     def __call__(self, assignment: Assignment | None, level: str | None) -> tuple[CaseTriage, PredictionInput]:
         """Risk and answer for the case as the detector placed it."""
-        if not self._done(assignment):
-            self._keep(assignment, level, self.bundle.finish(self.pending, bursts=self._bursts([assignment]))[0])
+        _Assessing.many([(self, assignment, level)])
         assert self._made is not None
         return self._made[1], self._made[2]
 
@@ -185,15 +184,13 @@ class _Assessing:
         for group in groups.values():
             first = group[0][0]
             pending = PendingAssessments.concat([assessing.pending for assessing, _, _ in group])
-            assessed = first.bundle.finish(pending, bursts=first._bursts([assignment for _, assignment, _ in group]))
+            bursts = [assignment for _, assignment, _ in group] if first.placed else None
+            assessed = first.bundle.finish(pending, bursts=bursts)
             for (assessing, assignment, level), assessment in zip(group, assessed, strict=True):
                 assessing._keep(assignment, level, assessment)
 
     def _done(self, assignment: Assignment | None) -> bool:
         return self._made is not None and self._made[0] is assignment
-
-    def _bursts(self, assignments: list[Assignment | None]) -> list[Assignment | None] | None:
-        return assignments if self.placed else None
 
     def _keep(self, assignment: Assignment | None, level: str | None, assessment: Assessment) -> None:
         result, prediction = _answer(self.case, assessment, level, self.ref, self.started, self.batch)
