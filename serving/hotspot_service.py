@@ -49,6 +49,8 @@ T = TypeVar("T")
 
 #: Feed rows read per query while catching up (bounds memory after a long absence).
 CATCH_UP_PAGE = 2000
+#: Longest wait between the follower's rounds after failures (it doubles from `follow`'s interval).
+FOLLOW_BACKOFF_SECONDS = 10.0
 #: Most cases one feed transaction takes from the queue (group commit): bounds how long it holds the lock.
 MAX_GROUP = 32
 
@@ -330,22 +332,46 @@ class HotspotService:
         return len(self._queue)
 
     def sync(self) -> int:
-        """Replay what other replicas appended since this one last observed; returns how many cases."""
-        with self._lock:
-            return 0 if self._diverged else self._catch_up()
+        """Replay what other replicas appended since this one last observed; returns how many cases.
+
+        The rows are read outside the lock, within the database deadline (`DurableWriter.bounded`), and only
+        replayed under it: a read that hangs (a database that stops answering without closing connections)
+        held the lock every request waits for, and every triage request hung with it, past its deadline."""
+        replayed = 0
+        while True:
+            with self._lock:
+                if self._diverged or self._shared_unavailable():
+                    return replayed
+                after = self.feed_seq
+            page = self._bounded(self.store.hotspot_feed_after, after, CATCH_UP_PAGE)
+            with self._lock:
+                # An intake (or a rebuild) may have replayed some of these meanwhile: `_replay` skips them. A
+                # position moved back (a rebuild from an older snapshot) would leave rows between it and
+                # `after` unread: the next round reads from there instead.
+                if self._diverged or self.feed_seq < after:
+                    return replayed
+                replayed += self._replay(page)
+            if len(page) < CATCH_UP_PAGE:
+                return replayed
 
     def follow(self, every: float = 0.5) -> None:
         """Catch up on other replicas' cases in the background, every `every` seconds: a request then
-        reads nothing before its locked intake, which replays only what arrived since the last round."""
+        reads nothing before its locked intake, which replays only what arrived since the last round. After
+        a failed round it waits twice as long each time (at most `FOLLOW_BACKOFF_SECONDS`): each round that
+        meets a hung database leaves a deadline thread waiting on it."""
         if self._follower is not None or not self.shared:
             return
 
         def loop() -> None:
-            while not self._stop.wait(every):
+            wait = every
+            while not self._stop.wait(wait):
                 try:
                     self.sync()
                 except Exception as exc:  # the next intake catches up instead; its error is the one to see
-                    logger.warning("hot-issue feed catch-up failed (%s); retried in %.1f s", type(exc).__name__, every)
+                    wait = min(max(every, FOLLOW_BACKOFF_SECONDS), 2 * wait)
+                    logger.warning("hot-issue feed catch-up failed (%s); retried in %.1f s", type(exc).__name__, wait)
+                else:
+                    wait = every
 
         self._follower = threading.Thread(target=loop, name="hotspot-feed-follower", daemon=True)
         self._follower.start()
@@ -355,16 +381,31 @@ class HotspotService:
         # The database being down, not a backlog still replaying, sends the detector off the shared feed.
         return bool(getattr(self.sink, "down", False))
 
-    def _catch_up(self) -> int:
-        """Replay feed rows appended by others since `feed_seq` (no database lock needed; see the feed)."""
+    def _catch_up(self, read: Callable[..., Any] | None = None) -> int:
+        """Replay feed rows appended by others since `feed_seq` (no database lock needed; see the feed), read
+        through ``read`` (`_bounded` on the request path; start-up reads directly)."""
+        read = read or _direct
         replayed = 0
-        key = terms_key(self.detector.config)
-        while page := self.store.hotspot_feed_after(self.feed_seq, CATCH_UP_PAGE):
-            for entry in page:
-                self.detector.observe(_event(entry), CaseTerms.from_json(entry.terms, key))
-                self.feed_seq = entry.seq
-            replayed += len(page)
+        while page := read(self.store.hotspot_feed_after, self.feed_seq, CATCH_UP_PAGE):
+            replayed += self._replay(page)
         return replayed
+
+    def _replay(self, page: Sequence[FeedEntry]) -> int:
+        """Observe the rows of ``page`` after `feed_seq`, in order; rows at or before it were replayed."""
+        key = terms_key(self.detector.config)
+        replayed = 0
+        for entry in page:
+            if entry.seq <= self.feed_seq:
+                continue
+            self.detector.observe(_event(entry), CaseTerms.from_json(entry.terms, key))
+            self.feed_seq = entry.seq
+            replayed += 1
+        return replayed
+
+    def _bounded(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``function(*args)`` within the sink's database deadline, when it has one (`DurableWriter.bounded`)."""
+        bounded = getattr(self.sink, "bounded", None) or _direct
+        return bounded(function, *args, **kwargs)
 
     def _rebuild_from_feed(self, bounded: Callable[..., Any]) -> None:
         """A new detector from the latest snapshot and the feed after it, read without the feed lock.
@@ -387,12 +428,12 @@ class HotspotService:
         """Append `batch` (after any cases observed alone during an outage) to the feed in one locked
         transaction, replay what others appended, and store each case's answer in that transaction;
         finishes each waiter with its assignment, burst level and stored prediction."""
-        bounded = getattr(self.sink, "bounded", None) or (lambda function, *a, **k: function(*a, **k))
+        bounded = self._bounded
         if self._diverged:
             # Cases observed alone stay in `_pending`: the locked intake appends and replays them.
             self._rebuild_from_feed(bounded)
         elif self._follower is None:
-            self._catch_up()  # keeps the locked part short; a follower thread does this in the background
+            self._catch_up(bounded)  # keeps the locked part short; a follower thread does this in the background
         pending = len(self._pending)
         intakes = [*self._pending, *(waiter.intake for waiter in batch)]
         outcome: dict[int, tuple[Assignment, str | None]] = {}
@@ -662,6 +703,10 @@ def shares_state(sharing: str, store: Store) -> bool:
     on PostgreSQL (replicas) and local on SQLite (one process: the feed's extra transaction per case would
     buy nothing there)."""
     return sharing == "feed" or (sharing == "auto" and store.dialect == "postgresql")
+
+
+def _direct(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return function(*args, **kwargs)
 
 
 def _event(entry: FeedEntry) -> CaseEvent:

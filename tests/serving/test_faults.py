@@ -488,7 +488,9 @@ def test_a_hung_database_switches_to_the_spool_within_the_deadline(
     demo_bundle_dir: Path, postgres_url: str, tmp_path: Path, hang: str
 ) -> None:
     """A database that neither answers nor fails (a stopped proxy, a lock never released) had stalled every
-    request 28-31 s with nothing spooled and /readyz "ok"."""
+    request 28-31 s with nothing spooled and /readyz "ok". With the proxy stopped, the hot-issue follower's
+    background read (every 0.2 s here) hangs too: it held the detector's lock, and every request waited for
+    it with no end (a CI run stopped here for its whole 90 minutes)."""
     import psycopg
 
     deadline = 1.0
@@ -496,19 +498,26 @@ def test_a_hung_database_switches_to_the_spool_within_the_deadline(
         proxied = make_url(postgres_url).set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
         settings = Settings(model_uri=str(demo_bundle_dir), database_url=proxied, spool_dir=tmp_path / "spool",
                             db_connect_timeout=2, db_call_timeout=deadline, spool_retry_initial_seconds=0.2,
-                            spool_retry_max_seconds=1)
+                            spool_retry_max_seconds=1, hotspot_follow_seconds=0.2)
         with TestClient(create_app(settings), headers=ADMIN) as client:
             assert client.post("/v1/triage", json=case("HUNG-BEFORE", 0)).json()["prediction_id"] is not None
             locker = None
             if hang == "proxy-stopped":
                 proxy.pause()
+                time.sleep(1.0)  # the follower is now inside a read nobody answers
             else:
                 dsn = make_url(postgres_url).set(drivername="postgresql").render_as_string(hide_password=False)
                 locker = psycopg.connect(dsn)
                 locker.execute("LOCK TABLE predictions IN ACCESS EXCLUSIVE MODE")
             try:
                 started = time.monotonic()
-                answers = [client.post("/v1/triage", json=case("HUNG", i)) for i in range(3)]
+                with ThreadPoolExecutor(1) as pool:  # bounded, so a request that hangs fails the test, not CI
+                    posted = pool.submit(lambda: [client.post("/v1/triage", json=case("HUNG", i)) for i in range(3)])
+                    try:
+                        answers = posted.result(timeout=3 * deadline + 5)
+                    except TimeoutError:
+                        proxy.resume()  # lets the hung requests end, so the pool can close
+                        raise AssertionError("requests against a hung database were still waiting") from None
                 took = time.monotonic() - started
                 assert [a.status_code for a in answers] == [200] * 3, [a.text for a in answers]
                 assert all(a.json()["prediction_id"] is None for a in answers)  # spooled, acknowledged

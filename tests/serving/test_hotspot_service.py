@@ -462,6 +462,37 @@ def test_other_replicas_replay_the_feed_from_its_stored_terms_without_segmenting
     assert writer.detector.alerts, "the elevator cases did raise an alert"
 
 
+@pytest.mark.timeout(60)  # the read used to run under the lock the intakes take: this deadlocked
+def test_a_background_catch_up_reads_outside_the_lock_and_never_replays_a_row_twice(
+    feed_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The follower's read held the detector's lock: with a database that stopped answering, every request
+    waited for it with no end. It now reads unlocked; rows an intake replayed meanwhile are skipped."""
+    config = load_hotspot_config(None)
+    writer = HotspotService.restore(feed_store, config)
+    reader = HotspotService.restore(feed_store, config)
+    cases = _elevator_cases(16)
+    for case in cases[:10]:
+        writer.observe(*case)
+    read = feed_store.hotspot_feed_after
+    locked_during_read: list[bool] = []
+
+    def read_while_the_reader_takes_cases(after: int, limit: int | None = None) -> Any:
+        page = read(after, limit)  # rows 1-10, as the follower saw them
+        locked_during_read.append(reader._lock.locked())
+        monkeypatch.setattr(feed_store, "hotspot_feed_after", read)
+        for case in cases[10:]:  # meanwhile the reader's own requests replay rows 1-10 and append 11-16
+            reader.observe(*case)
+        return page
+
+    monkeypatch.setattr(feed_store, "hotspot_feed_after", read_while_the_reader_takes_cases)
+    assert reader.sync() == 0  # every row it read was replayed by the intakes meanwhile
+    assert locked_during_read == [False]
+    writer.sync()
+    assert reader.feed_seq == writer.feed_seq == len(cases)
+    assert reader.detector.snapshot() == writer.detector.snapshot()
+
+
 def test_feed_terms_made_under_other_settings_are_recomputed_from_the_text(
     feed_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
