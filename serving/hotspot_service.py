@@ -386,9 +386,11 @@ class HotspotService:
         through ``read`` (`_bounded` on the request path; start-up reads directly)."""
         read = read or _direct
         replayed = 0
-        while page := read(self.store.hotspot_feed_after, self.feed_seq, CATCH_UP_PAGE):
+        while True:
+            page = read(self.store.hotspot_feed_after, self.feed_seq, CATCH_UP_PAGE)
             replayed += self._replay(page)
-        return replayed
+            if len(page) < CATCH_UP_PAGE:  # the feed's end when read: no empty read after it (under the lock)
+                return replayed
 
     def _replay(self, page: Sequence[FeedEntry]) -> int:
         """Observe the rows of ``page`` after `feed_seq`, in order; rows at or before it were replayed."""
