@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 import lightgbm
@@ -35,7 +35,7 @@ from models.risk.features import (
     weak_labels,
 )
 from models.risk.params import RiskParams
-from models.risk.text_score import TextScorer, text_oof
+from models.risk.text_score import DocTerms, TextScorer, text_oof
 from models.risk.wording import RULE_FLOOR_TEXT, SIMILAR_FROM, criterion_text, feature_text
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,12 @@ class Reason:
     end: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Every field is a plain value: `dataclasses.asdict`'s recursive deep copy cost more than the rest of
+        # a case's answer.
+        return {name: getattr(self, name) for name in _REASON_FIELDS}
+
+
+_REASON_FIELDS = tuple(f.name for f in fields(Reason))
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,8 @@ class RiskInputs:
     matches: list[list[CueMatch]] | None
     texts: list[str] | None
     docs: list[str] | None
+    #: Each document's TF-IDF terms from the text score, read again by a red or yellow case's reasons.
+    terms: list[DocTerms] | None = None
 
     def for_levels(self) -> RiskInputs:
         """Only what levels need: the matrix (the rest is the case's text, heavy to send between processes)."""
@@ -108,7 +115,7 @@ class RiskInputs:
         def one(items: list[Any] | None) -> list[Any] | None:
             return None if items is None else [items[i]]
 
-        return RiskInputs(self.X[i : i + 1], one(self.matches), one(self.texts), one(self.docs))
+        return RiskInputs(self.X[i : i + 1], one(self.matches), one(self.texts), one(self.docs), one(self.terms))
 
     @classmethod
     def concat(cls, parts: Sequence[RiskInputs]) -> RiskInputs:
@@ -117,7 +124,7 @@ class RiskInputs:
             return None if any(x is None for x in lists) else [item for x in lists for item in x]  # type: ignore[union-attr]
 
         return cls(np.vstack([p.X for p in parts]), joined([p.matches for p in parts]),
-                   joined([p.texts for p in parts]), joined([p.docs for p in parts]))
+                   joined([p.texts for p in parts]), joined([p.docs for p in parts]), joined([p.terms for p in parts]))
 
 
 MAX_CRITERION_PHRASES = 3
@@ -504,16 +511,24 @@ class RiskModel(BaseEstimator):
     ) -> np.ndarray:
         """``X`` (risk_features columns) with the text-score columns appended when the model has them,
         checked against the training layout. ``docs``: the texts' `_docs`, when the caller has them."""
+        return self._with_text_terms(X, names, texts, docs)[0]
+
+    def _with_text_terms(
+        self, X: np.ndarray, names: list[str], texts: Sequence[str] | None, docs: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, list[DocTerms] | None]:
+        """`_with_text_score` and the documents' TF-IDF terms (None without a text score)."""
         scorer = self._text_scorer()
+        terms = None
         if scorer is not None:
             if texts is None or len(texts) != len(X):
                 raise ValueError("this risk model has a text score: the cases' texts are needed")
             docs = _docs(texts) if docs is None else docs
-            X = np.hstack([X, self._text_block(scorer, docs).astype(np.float32)])
+            levels, named, terms = scorer.score_and_terms(docs, self.text_criterion_features_)
+            X = np.hstack([X, np.hstack([levels, named]).astype(np.float32)])
             names = [*names, *self._text_columns()]
         if names != self.feature_names_:
             raise ValueError("the feature layout differs from the one the model was trained with; retrain")
-        return X
+        return X, terms
 
     def predict_proba_features(self, X: np.ndarray, texts: Sequence[str] | None = None) -> np.ndarray:
         """Probabilities (columns red, yellow, green) for a matrix from `features` (the full layout), or from
@@ -568,8 +583,8 @@ class RiskModel(BaseEstimator):
             cases, router_proba, router_classes, self.dept_classes_, bursts
         )
         docs = _docs(prepared) if self._text_scorer() is not None else None
-        X = self._with_text_score(X, names, prepared, docs)
-        return RiskInputs(X, matches, _plain(prepared), docs)
+        X, terms = self._with_text_terms(X, names, prepared, docs)
+        return RiskInputs(X, matches, _plain(prepared), docs, terms)
 
     def predict_inputs(
         self,
@@ -589,7 +604,7 @@ class RiskModel(BaseEstimator):
                 X[:, [self.feature_names_.index(name) for name in BURST_FEATURES]] = [_burst_row(b) for b in bursts]
         if reasons and inputs.matches is None:
             raise ValueError("these inputs were kept for levels only (for_levels); reasons need the full inputs")
-        return self._results(X, inputs.matches or [], reasons, inputs.texts, inputs.docs)
+        return self._results(X, inputs.matches or [], reasons, inputs.texts, inputs.docs, inputs.terms)
 
     def predict_one(
         self,
@@ -624,6 +639,7 @@ class RiskModel(BaseEstimator):
         reasons: bool,
         texts: Sequence[str] | None = None,
         docs: Sequence[str] | None = None,
+        terms: Sequence[DocTerms] | None = None,
     ) -> list[RiskResult]:
         if len(X) == 0:
             return []
@@ -646,6 +662,7 @@ class RiskModel(BaseEstimator):
                 found = self._reasons(
                     str(level), X[i], contrib[i], matches[i], bool(lifted[i]),
                     texts[i] if texts is not None else None, docs[i] if docs is not None else None,
+                    terms[i] if terms is not None else None,
                 )
             out.append(RiskResult(level=str(level), probabilities=probs, reasons=found))
         return out
@@ -659,12 +676,13 @@ class RiskModel(BaseEstimator):
         lifted: bool,
         text: str | None,
         doc: str | None,
+        terms: DocTerms | None = None,
     ) -> list[Reason]:
         """A red or yellow case's reasons open with the rubric criterion it meets and the case's phrases that
         show it; then the safety floor, the other cue phrases, and the model's features (for red and yellow
         only those that describe the situation: never lengths, counts of digits or "unlike green cases")."""
         # A case the safety floor lifted meets the red criterion its cue names, whatever its level.
-        head = self._criterion_reasons("red" if lifted else level, matches, text, doc)
+        head = self._criterion_reasons("red" if lifted else level, matches, text, doc, terms)
         shown = {(r.text, r.criterion) for r in head}
         cues = [
             Reason(kind="cue", text=m.phrase, criterion=m.criterion, category=m.category, start=m.start, end=m.end)
@@ -679,7 +697,7 @@ class RiskModel(BaseEstimator):
         return [*head[:1], *rule, *head[1:], *cues, *model]
 
     def _criterion_reasons(
-        self, level: str, matches: list[CueMatch], text: str | None, doc: str | None
+        self, level: str, matches: list[CueMatch], text: str | None, doc: str | None, terms: DocTerms | None = None
     ) -> list[Reason]:
         """[the criterion reason, then its phrases as kind "cue" with offsets]; [] for green, or when neither
         the lexicon nor the text model names a criterion of the level.
@@ -690,7 +708,7 @@ class RiskModel(BaseEstimator):
         if level == "green":
             return []
         scorer = self._text_scorer()
-        evidence = scorer.criterion_evidence(doc, level, max_phrases=6) if scorer is not None and doc else None
+        evidence = scorer.criterion_evidence(doc, level, 6, terms) if scorer is not None and doc else None
         at_level = [m for m in matches if m.criterion.startswith(f"{level}-")]
         if at_level:
             counts: dict[str, int] = {}

@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -39,7 +39,7 @@ from features.tfidf_rows import tfidf_weights
 from features.vectorizer import split_tokens
 from models.risk.text_terms import TermIndex
 
-__all__ = ["CriterionEvidence", "TextScorer", "text_doc", "text_grams", "text_oof"]
+__all__ = ["CriterionEvidence", "DocTerms", "TextScorer", "text_doc", "text_grams", "text_oof"]
 
 #: Separates the space-joined words of a document from its characters (never in normalised text).
 DOC_SEPARATOR = "\x1f"
@@ -88,6 +88,13 @@ class CriterionEvidence:
     probability: float
     #: Phrases of the case that pushed toward the criterion, strongest first (as written in the text).
     phrases: tuple[str, ...]
+
+
+class DocTerms(NamedTuple):
+    """One document's TF-IDF row: its term columns and their weights."""
+
+    indices: np.ndarray
+    weights: np.ndarray
 
 
 def _softmax(raw: np.ndarray) -> np.ndarray:
@@ -195,12 +202,25 @@ class TextScorer(BaseEstimator):
     def score_docs(self, docs: Sequence[str], criteria: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
         """(P(red), P(yellow), P(green)) and P(criterion) for each of ``criteria`` (zeros for one the head never
         saw), per document, from one pass over each document's terms (the serving path needs both)."""
+        return self._score_matrix(self.tfidf(docs), criteria)
+
+    def score_and_terms(
+        self, docs: Sequence[str], criteria: Sequence[str] = ()
+    ) -> tuple[np.ndarray, np.ndarray, list[DocTerms]]:
+        """`score_docs` and each document's TF-IDF terms, which `criterion_evidence` reads again for a red or
+        yellow case: a case's terms are counted once per call, not once for its score and once for its reasons."""
         matrix = self.tfidf(docs)
+        levels, named = self._score_matrix(matrix, criteria)
+        ptr = matrix.indptr
+        terms = [DocTerms(matrix.indices[a:b], matrix.data[a:b]) for a, b in pairwise(ptr)]
+        return levels, named, terms
+
+    def _score_matrix(self, matrix: sparse.csr_matrix, criteria: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         levels = np.asarray(matrix @ self.coef_) + self.intercept_
-        named = np.zeros((len(docs), len(criteria)), dtype=np.float64)
+        named = np.zeros((matrix.shape[0], len(criteria)), dtype=np.float64)
         heads = self.criterion_classes_ if self.criterion_coef_ is not None else []
         cols = [(j, heads.index(c)) for j, c in enumerate(criteria) if c in heads]
-        if cols and len(docs):
+        if cols and matrix.shape[0]:
             proba = _softmax(np.asarray(matrix @ self.criterion_coef_) + self.criterion_intercept_)
             for j, k in cols:
                 named[:, j] = proba[:, k]
@@ -210,17 +230,22 @@ class TextScorer(BaseEstimator):
         """P(red), P(yellow), P(green) per document."""
         return self.score_docs(docs)[0]
 
-    def criterion_evidence(self, doc: str, level: str, max_phrases: int = 3) -> CriterionEvidence | None:
+    def criterion_evidence(
+        self, doc: str, level: str, max_phrases: int = 3, terms: DocTerms | None = None
+    ) -> CriterionEvidence | None:
         """The most likely criterion of ``level`` for this document and the phrases that weigh most for it;
-        None for green, or when the scorer has no criterion head or no criterion of that level."""
+        None for green, or when the scorer has no criterion head or no criterion of that level. ``terms``: the
+        document's own, from `score_and_terms` (else counted here)."""
         check_is_fitted(self, "coef_")
         if self.criterion_coef_ is None or level == "green":
             return None
         candidates = [k for k, c in enumerate(self.criterion_classes_) if c.startswith(f"{level}-")]
         if not candidates:
             return None
-        row = self.tfidf([doc])
-        idx, weights = row.indices, row.data
+        if terms is None:
+            row = self.tfidf([doc])
+            terms = DocTerms(row.indices, row.data)
+        idx, weights = terms
         raw = self.criterion_intercept_ + (weights @ self.criterion_coef_[idx] if len(idx) else 0.0)
         proba = _softmax(raw[None, :])[0]
         best = max(candidates, key=lambda k: proba[k])

@@ -65,6 +65,23 @@ def test_criterion_probabilities_follow_the_head_and_are_zero_for_an_unseen_crit
     np.testing.assert_array_equal(levels, scorer.predict_proba_docs(docs[:5]))  # one pass gives both
 
 
+def test_evidence_from_a_batchs_kept_terms_equals_evidence_read_from_the_document_alone(
+    scorer_and_docs: tuple[TextScorer, list[str], np.ndarray, list[str | None]],
+) -> None:
+    scorer, docs, _, _ = scorer_and_docs
+    batch = docs[:40]
+    levels, named, terms = scorer.score_and_terms(batch, ["red-1"])
+    np.testing.assert_array_equal(levels, scorer.score_docs(batch, ["red-1"])[0])
+    np.testing.assert_array_equal(named, scorer.score_docs(batch, ["red-1"])[1])
+    assert len(terms) == len(batch)
+    compared = 0
+    for doc, kept in zip(batch, terms, strict=True):
+        for level in ("red", "yellow"):
+            alone = scorer.criterion_evidence(doc, level, 6)
+            assert scorer.criterion_evidence(doc, level, 6, kept) == alone
+            compared += alone is not None and bool(alone.phrases)
+    assert compared >= 40  # the comparison saw real phrases, not only empty evidence
+
 def test_out_of_fold_scores_never_come_from_a_scorer_that_saw_the_row(
     scorer_and_docs: tuple[TextScorer, list[str], np.ndarray, list[str | None]],
 ) -> None:
