@@ -56,6 +56,10 @@ def test_a_batch_read_at_once_finishes_case_by_case_as_each_case_read_alone(
         alone = bundle.pending([case])
         assert (part.risk.X == alone.risk.X).all() and part.risk.matches == alone.risk.matches
         assert part.risk.texts == alone.risk.texts and part.risk.docs == alone.risk.docs
+        # The text score's terms a red or yellow case's reasons read again: the case's own row of the batch.
+        assert part.risk.terms is not None and alone.risk.terms is not None
+        (mine,), (own,) = part.risk.terms, alone.risk.terms
+        assert mine.indices.tolist() == own.indices.tolist() and mine.weights.tolist() == own.weights.tolist()
         (finished,) = bundle.finish(part, bursts=[burst])
         assert finished == bundle.assess([case], bursts=[burst])[0]
 
