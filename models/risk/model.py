@@ -708,7 +708,9 @@ class RiskModel(BaseEstimator):
         if level == "green":
             return []
         scorer = self._text_scorer()
-        evidence = scorer.criterion_evidence(doc, level, 6, terms) if scorer is not None and doc else None
+        evidence = (
+            scorer.criterion_evidence(doc, level, max_phrases=6, terms=terms) if scorer is not None and doc else None
+        )
         at_level = [m for m in matches if m.criterion.startswith(f"{level}-")]
         if at_level:
             counts: dict[str, int] = {}

@@ -211,8 +211,7 @@ class TextScorer(BaseEstimator):
         yellow case: a case's terms are counted once per call, not once for its score and once for its reasons."""
         matrix = self.tfidf(docs)
         levels, named = self._score_matrix(matrix, criteria)
-        ptr = matrix.indptr
-        terms = [DocTerms(matrix.indices[a:b], matrix.data[a:b]) for a, b in pairwise(ptr)]
+        terms = [DocTerms(matrix.indices[a:b], matrix.data[a:b]) for a, b in pairwise(matrix.indptr)]
         return levels, named, terms
 
     def _score_matrix(self, matrix: sparse.csr_matrix, criteria: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
