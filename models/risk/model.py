@@ -493,38 +493,34 @@ class RiskModel(BaseEstimator):
         """`risk_features` aligned to the training columns (router classes matched by name)."""
         self._check_fitted()
         X, names, texts, _ = _features_with_matches(cases, router_proba, router_classes, self.dept_classes_)
-        return self._with_text_score(X, names, texts)
+        return self._with_text_score(X, names, texts)[0]
 
     def _text_columns(self) -> list[str]:
         """Names of the stacked text-model columns: the level score, then the red criteria it stacks."""
         stacked = self.text_criterion_features_
         return [*TEXT_SCORE_FEATURES, *(f"{TEXT_CRITERION_PREFIX}{c}" for c in stacked)]
 
-    def _text_block(self, scorer: TextScorer, docs: Sequence[str]) -> np.ndarray:
-        return np.hstack(scorer.score_docs(docs, self.text_criterion_features_))
+    def _text_block(self, scorer: TextScorer, docs: Sequence[str]) -> tuple[np.ndarray, list[DocTerms]]:
+        """The stacked text-score columns (float32) and each document's TF-IDF terms, which reasons read again."""
+        levels, named, terms = scorer.score_and_terms(docs, self.text_criterion_features_)
+        return np.hstack([levels, named]).astype(np.float32), terms
 
     def _text_scorer(self) -> TextScorer | None:
         return self.text_scorer_
 
     def _with_text_score(
         self, X: np.ndarray, names: list[str], texts: Sequence[str] | None, docs: Sequence[str] | None = None
-    ) -> np.ndarray:
-        """``X`` (risk_features columns) with the text-score columns appended when the model has them,
-        checked against the training layout. ``docs``: the texts' `_docs`, when the caller has them."""
-        return self._with_text_terms(X, names, texts, docs)[0]
-
-    def _with_text_terms(
-        self, X: np.ndarray, names: list[str], texts: Sequence[str] | None, docs: Sequence[str] | None = None
     ) -> tuple[np.ndarray, list[DocTerms] | None]:
-        """`_with_text_score` and the documents' TF-IDF terms (None without a text score)."""
+        """``X`` (risk_features columns) with the text-score columns appended when the model has them, checked
+        against the training layout, and the documents' TF-IDF terms (None without a text score). ``docs``: the
+        texts' `_docs`, when the caller has them."""
         scorer = self._text_scorer()
         terms = None
         if scorer is not None:
             if texts is None or len(texts) != len(X):
                 raise ValueError("this risk model has a text score: the cases' texts are needed")
-            docs = _docs(texts) if docs is None else docs
-            levels, named, terms = scorer.score_and_terms(docs, self.text_criterion_features_)
-            X = np.hstack([X, np.hstack([levels, named]).astype(np.float32)])
+            block, terms = self._text_block(scorer, _docs(texts) if docs is None else docs)
+            X = np.hstack([X, block])
             names = [*names, *self._text_columns()]
         if names != self.feature_names_:
             raise ValueError("the feature layout differs from the one the model was trained with; retrain")
@@ -538,7 +534,7 @@ class RiskModel(BaseEstimator):
         if scorer is not None and X.shape[1] == len(self.feature_names_) - len(self._text_columns()):
             if texts is None or len(texts) != len(X):
                 raise ValueError("this risk model has a text score: pass the cases' texts with a risk_features matrix")
-            X = np.hstack([X, self._text_block(scorer, _docs(texts)).astype(np.float32)])
+            X = np.hstack([X, self._text_block(scorer, _docs(texts))[0]])
         if X.shape[1] != len(self.feature_names_):
             raise ValueError("the feature layout differs from the one the model was trained with; retrain")
         return self._booster().predict(X, num_threads=self._threads(len(X)))
@@ -583,7 +579,7 @@ class RiskModel(BaseEstimator):
             cases, router_proba, router_classes, self.dept_classes_, bursts
         )
         docs = _docs(prepared) if self._text_scorer() is not None else None
-        X, terms = self._with_text_terms(X, names, prepared, docs)
+        X, terms = self._with_text_score(X, names, prepared, docs)
         return RiskInputs(X, matches, _plain(prepared), docs, terms)
 
     def predict_inputs(

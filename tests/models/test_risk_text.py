@@ -71,8 +71,9 @@ def test_evidence_from_a_batchs_kept_terms_equals_evidence_read_from_the_documen
     scorer, docs, _, _ = scorer_and_docs
     batch = docs[:40]
     levels, named, terms = scorer.score_and_terms(batch, ["red-1"])
-    np.testing.assert_array_equal(levels, scorer.score_docs(batch, ["red-1"])[0])
-    np.testing.assert_array_equal(named, scorer.score_docs(batch, ["red-1"])[1])
+    scored_levels, scored_named = scorer.score_docs(batch, ["red-1"])
+    np.testing.assert_array_equal(levels, scored_levels)
+    np.testing.assert_array_equal(named, scored_named)
     assert len(terms) == len(batch)
     compared = 0
     for doc, kept in zip(batch, terms, strict=True):
