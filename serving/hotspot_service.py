@@ -32,7 +32,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
@@ -106,8 +106,9 @@ def answer_group(items: Sequence[tuple[Answer, Assignment, str | None]]) -> list
 
 
 #: What observing a case gives: its assignment, its burst's level after it, and its stored prediction (None
-#: when the caller is to store it: local mode, an outage, or no `answer`).
-Outcome = tuple[Assignment, str | None, PredictionRecord | None]
+#: when the caller is to store it: local mode, an outage, or no `answer`). A resubmission the feed's
+#: transaction found stored (`Observation.skip_if_stored`) is not observed: (None, None, that prediction).
+Outcome = tuple[Assignment | None, str | None, PredictionRecord | None]
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,9 @@ class Observation:
     channel: str | None = None
     answer: Answer | None = None
     prepared: PreparedCase | None = None
+    #: On the feed: when the store already holds this case's prediction for this text, answer with it and
+    #: leave the case out (see `FeedIntake.skip_if_stored`); the caller then needs no lookup of its own.
+    skip_if_stored: bool = False
 
 
 #: The clock of the snapshots' interval (tests move it instead of waiting).
@@ -227,6 +231,7 @@ class HotspotService:
         assignment, level, _ = self.observe_and_answer(
             case_id, created_at, title, body, reporter_id, votes, channel=channel
         )
+        assert assignment is not None  # only a `skip_if_stored` case goes unobserved
         return assignment, level
 
     def observe_and_answer(
@@ -270,6 +275,7 @@ class HotspotService:
             intake = FeedIntake(
                 CaseInput(case.case_id, case.title, case.body, case.created_at, case.reporter_id, case.channel),
                 observed.replace(tzinfo=UTC), case.votes, None if key is None else terms.to_json(key),
+                skip_if_stored=case.skip_if_stored,
             )
             waiters.append(_Waiter(intake, terms, case.answer))
         if not self.shared:
@@ -440,14 +446,16 @@ class HotspotService:
         intakes = [*self._pending, *(waiter.intake for waiter in batch)]
         outcome: dict[int, tuple[Assignment, str | None]] = {}
         raised: list[str] = []
-        order: list[int] = []  # the appended rows' seqs, in the order of `intakes`
+        order: list[int | None] = []  # the appended rows' seqs, in the order of `intakes` (None: left out)
 
-        def apply(snapshot: SnapshotRecord | None, entries: list[FeedEntry], own: Sequence[int]) -> DetectorWrites:
+        def apply(
+            snapshot: SnapshotRecord | None, entries: list[FeedEntry], own: Sequence[int | None]
+        ) -> DetectorWrites:
             writes = DetectorWrites()
             raised.clear()
             outcome.clear()
             order[:] = own
-            waiter_of = {seq: batch[k - pending] for k, seq in enumerate(own) if k >= pending}
+            waiter_of = {seq: batch[k - pending] for k, seq in enumerate(own) if k >= pending and seq is not None}
             mine = set(own)
             key = terms_key(self.detector.config)
             for entry in entries:
@@ -472,9 +480,10 @@ class HotspotService:
             # predictions may still commit; each caller spools the same one (same `made_at`), and the
             # spool's replay finds it stored.
             gate.check()
-            answering = [(k, waiter.answer) for k, waiter in enumerate(batch) if waiter.answer is not None]
-            made = answer_group([(answer, *outcome[order[pending + k]]) for k, answer in answering])
-            to_save = [(k, one) for (k, _), one in zip(answering, made, strict=True) if one is not None]
+            answering = [(k, waiter.answer, seq) for k, waiter in enumerate(batch)
+                         if waiter.answer is not None and (seq := order[pending + k]) is not None]
+            made = answer_group([(answer, *outcome[seq]) for _, answer, seq in answering])
+            to_save = [(k, one) for (k, _, _), one in zip(answering, made, strict=True) if one is not None]
             if to_save:
                 records = save([made for _, made in to_save])
                 answered.update(zip((k for k, _ in to_save), records, strict=True))
@@ -508,7 +517,11 @@ class HotspotService:
         if self.on_group is not None:
             self.on_group(len(intakes), time.perf_counter() - began, held[0] if held else None)
         for k, waiter in enumerate(batch):
-            waiter.finish((*outcome[seqs[pending + k]], answered.get(k)))
+            seq = seqs[pending + k]
+            if isinstance(seq, PredictionRecord):  # a resubmission: answered from the store, not observed
+                waiter.finish((None, None, seq))
+            else:
+                waiter.finish((*outcome[seq], answered.get(k)))
 
     def _tell_alerts(self, levels: list[str]) -> None:
         if self.on_alert is not None:
@@ -547,7 +560,9 @@ class HotspotService:
             CaseEvent(case.case_id, observed, case.title, case.body, case.reporter_id, intake.votes), terms
         )
         if remember:
-            self._pending.append(intake)
+            # Appended to the feed when the database is back, whatever the store holds by then (the spool
+            # may have stored this very case's answer): it was observed here.
+            self._pending.append(replace(intake, skip_if_stored=False))
             self._diverged = True
         writes, level = self._record(assignment, case.case_id, observed, case.reporter_id)
         try:

@@ -2,8 +2,10 @@
 
 Routes hand their validated cases to `triage_cases`; this is the only place that combines the model
 bundle, the hot-issue detector and the audit store, so the single and batch endpoints behave alike.
-A case resubmitted with the same case_id and text gets its stored prediction back (nothing is scored
-or counted twice) unless the client asks to re-score.
+A case resubmitted with the same case_id and text gets its stored prediction back (nothing is stored
+or counted twice) unless the client asks to re-score. On the shared hot-issue feed the feed's transaction
+finds it (the case is scored, then left out of the feed and answered from the store: one transaction per
+case); otherwise a lookup before scoring does.
 
 When the caller passes the spool-backed `writer` in front of the store, writes go through it: with the
 database unreachable the answer is the same but `prediction_id` and `stored_at` are null (the
@@ -54,7 +56,9 @@ def triage_cases(
         store = writer.store
     results: list[CaseTriage | None] = [None] * len(cases)
     todo: list[int] = []
-    lookup = writer or store
+    # On the feed, the transaction that stores a case finds a resubmission under the case's lock: a lookup
+    # first would be a second transaction per case (a resubmission costs a scoring instead).
+    lookup = None if hotspots is not None and hotspots.shared else writer or store
     for i, case in enumerate(cases):
         hit = None if (lookup is None or rescore) else lookup.existing_prediction(case.case_id, case.title, case.body)
         if hit is not None:
@@ -107,7 +111,8 @@ def _score(
     else:
         observed = list(hotspots.observe_many([
             Observation(job.case.case_id, job.case.created_at, job.case.title, job.case.body, job.case.reporter_id,
-                        channel=job.case.channel, answer=job.answer, prepared=prepared[k])
+                        channel=job.case.channel, answer=job.answer, prepared=prepared[k],
+                        skip_if_stored=job.answer is not None and not rescore)
             for k, job in enumerate(jobs)
         ]))
     out: list[CaseTriage] = []
@@ -118,6 +123,12 @@ def _score(
             failed = failed or outcome  # not observed; the other cases are still stored, then it is raised
             continue
         assignment, level, stored = outcome
+        if stored is not None and not stored.is_new:
+            # A resubmission the feed's transaction found (or a concurrent request stored first): the answer
+            # the audit trail holds; nothing stored or counted.
+            out.append(_from_record(stored))
+            logger.info("triage case_id=%s answered from prediction_id=%s", case.case_id, stored.id)
+            continue
         try:
             result, prediction = job.assess(assignment, level)
             record = stored

@@ -60,6 +60,10 @@ class FeedIntake:
     votes: int | None = None
     #: Its terms as a JSON document (`models.hotspots.CaseTerms.to_json`): other replicas replay them.
     terms: Any = None
+    #: A request's case not to be re-scored: when the store's latest prediction of this case is for this
+    #: very text, the case is a resubmission, observed when it was first stored. `Store.hotspot_intake`
+    #: leaves it out of the feed and returns that prediction instead of a seq.
+    skip_if_stored: bool = False
 
 
 @dataclass
@@ -72,8 +76,9 @@ class DetectorWrites:
     alerts: list[tuple[str, str, str, datetime, dict[str, Any]]] = field(default_factory=list)
 
 
-#: apply(snapshot to start from or None, entries in seq order, seqs of this call's own intakes in their order)
-Apply = Callable[[SnapshotRecord | None, list[FeedEntry], Sequence[int]], DetectorWrites]
+#: apply(snapshot to start from or None, entries in seq order, seqs of this call's own intakes in their order;
+#: None for one `Store.hotspot_intake` left out of the feed, see `FeedIntake.skip_if_stored`)
+Apply = Callable[[SnapshotRecord | None, list[FeedEntry], Sequence[int | None]], DetectorWrites]
 
 _FEED, _CASES = HotspotFeed.__table__.c, Case.__table__.c
 # Core (table columns, run on the session's connection): no ORM bookkeeping on the per-request path.

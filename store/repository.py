@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import Connection, Engine, Row, Select, bindparam, func, insert, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
@@ -62,6 +62,7 @@ from store.tables import (
 )
 
 logger = logging.getLogger(__name__)
+T, U = TypeVar("T"), TypeVar("U")
 
 
 #: Stores predictions in an open transaction, each as `record_case_and_prediction` would (see
@@ -668,9 +669,11 @@ class Store:
         detector_version: str,
         then: Callable[[SavePredictions], object] | None = None,
         on_held: Callable[[float], object] | None = None,
-    ) -> list[int]:
+    ) -> list[int | PredictionRecord]:
         """Append cases to the hot-issue feed and observe everything after `after_seq` in one locked
-        transaction; see `store.hotspot_feed.intake`.
+        transaction; see `store.hotspot_feed.intake`. Returns each intake's feed seq, in order, or for one
+        `FeedIntake.skip_if_stored` left out (a resubmission) its stored prediction: a request's one
+        transaction both finds a resubmission and stores a new case, and no lookup outside it is needed.
 
         `then(save)` runs after `apply`, in the same transaction: `save(pending predictions)` stores the
         answers to the caller's cases as `record_case_and_prediction` would, so each case's feed row, its
@@ -680,19 +683,27 @@ class Store:
         the hot-issue step across replicas)."""
         case_rows: dict[tuple[str, str], int] = {}
         locked_at: list[float] = []
+        stored: dict[int, PredictionRecord] = {}
         with self._writes.begin() as session:
             latest = None
-            if then is not None:
+            if then is not None or any(intake.skip_if_stored for intake in intakes):
                 # The cases' locks and latest predictions before the feed lock too (see `intake`). Case locks
                 # are always taken before the feed's, never after, so two writers never wait on each other
                 # in a cycle; and while they are held no one else can add a prediction to these cases.
                 latest = self._latest_locked(session.connection(), [intake.case.case_id for intake in intakes])
+                stored = _resubmissions(intakes, latest)
+            appended = [intake for k, intake in enumerate(intakes) if k not in stored]
+
+            def apply_own(snapshot: SnapshotRecord | None, entries: list[hotspot_feed.FeedEntry],
+                          own: Sequence[int | None]) -> hotspot_feed.DetectorWrites:
+                return apply(snapshot, entries, _aligned(len(intakes), dict.fromkeys(stored), own))
+
             seqs = hotspot_feed.intake(
                 session,
                 lambda s, cases: self._case_row_ids(s.connection(), cases, case_rows),
-                intakes,
+                appended,
                 after_seq,
-                apply,
+                apply_own if stored else apply,
                 detector_version,
                 durable=then is not None,
                 on_locked=lambda: locked_at.append(time.perf_counter()),
@@ -702,7 +713,7 @@ class Store:
                                        latest=latest))
         if on_held is not None and locked_at:
             on_held(time.perf_counter() - locked_at[0])
-        return seqs
+        return _aligned(len(intakes), stored, seqs)
 
     def save_snapshot(self, payload: Mapping[str, Any], *, detector_version: str | None = None) -> SnapshotRecord:
         """Append the detector's `snapshot()`; `detector_version` defaults to the payload's "version".
@@ -761,6 +772,22 @@ class _Latest:
 
     case_ids: frozenset[str]
     rows: dict[str, Any]
+
+
+def _resubmissions(intakes: Sequence[hotspot_feed.FeedIntake], latest: _Latest) -> dict[int, PredictionRecord]:
+    """By position, the latest prediction of each `skip_if_stored` intake whose text it was made for."""
+    found: dict[int, PredictionRecord] = {}
+    for k, intake in enumerate(intakes):
+        row = latest.rows.get(intake.case.case_id) if intake.skip_if_stored else None
+        if row is not None and row.text_hash == text_hash(intake.case.title, intake.case.body):
+            found[k] = PredictionRecord.of(row, row.text_hash)
+    return found
+
+
+def _aligned(size: int, left_out: Mapping[int, T], appended: Sequence[U]) -> list[T | U]:
+    """``appended``'s items in the positions not ``left_out``, which keep their own: back in intake order."""
+    rest = iter(appended)
+    return [left_out[k] if k in left_out else next(rest) for k in range(size)]
 
 
 def _prediction_values(

@@ -194,6 +194,33 @@ def test_cases_observed_during_an_outage_join_the_shared_feed_when_the_database_
         assert store.alerts_for_burst(service.detector.snapshot()["bursts"][0]["burst_id"])
 
 
+def test_a_case_observed_during_an_outage_joins_the_feed_although_its_answer_was_stored_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """A request's case asks the feed to leave it out when the store already holds its answer (a
+    resubmission, `Observation.skip_if_stored`). Observed alone during an outage, its spooled answer may be
+    stored before the case reaches the feed: it still joins, since this replica counted it."""
+    from serving.hotspot_service import Observation
+
+    url = f"sqlite:///{tmp_path / 'hs.db'}"
+    upgrade_database(url)
+    config = load_hotspot_config(None)
+    with Store.from_url(url) as store:
+        sink = OutageSink(store)
+        service = HotspotService.restore(store, config, sink=sink)
+        case_id, when, title, body, reporter = _elevator(0)
+        sink.down = True
+        (outcome,) = service.observe_many([Observation(case_id, when, title, body, reporter, skip_if_stored=True)])
+        assert not isinstance(outcome, BaseException) and outcome[0] is not None
+        # The spool's replay stores the answer once the database is back, before the next request.
+        store.record_case_and_prediction(CaseInput(case_id, title, body, when, reporter),
+                                         PredictionInput("m", "1", "城乡建设", 0.9, False, []))
+        sink.down = False
+        service.observe(*_elevator(1))
+        assert [e.case_id for e in store.hotspot_feed_after(0)] == ["C0", "C1"]
+        assert service.detector.snapshot() == HotspotService.restore(store, config).detector.snapshot()
+
+
 def test_local_mode_keeps_no_feed_and_restores_from_the_cases_as_the_shared_mode_would(tmp_path: Path) -> None:
     config = load_hotspot_config(None)
     cases = [(f"L{i}", START + timedelta(hours=i), f"幸福小区{i % 2 + 1}号楼电梯又坏了", "老人上下楼很困难", f"U{i}")

@@ -593,3 +593,31 @@ def test_the_feed_read_under_the_lock_is_paged_and_joined_by_an_index(
     assert len(feed_reads) == 3 and all("LIMIT" in s for s in feed_reads)
     indexes = {ix["name"] for ix in inspect(store.engine).get_indexes("hotspot_feed")}
     assert "ix_hotspot_feed_case_row_id" in indexes
+
+
+def test_the_feed_intake_answers_a_resubmission_from_the_store_and_leaves_it_out_of_the_feed(store: Store) -> None:
+    """Issue 15, one store transaction per case: the intake's read of the cases' latest predictions (under
+    their locks) finds a resubmission, so no lookup before it is needed. Only a `skip_if_stored` intake with
+    the stored text is left out; a changed text, a new case and an intake without the flag are appended."""
+    from store import hotspot_feed
+
+    first = store.record_case_and_prediction(a_case(), a_prediction())
+    received = datetime(2026, 9, 1, tzinfo=UTC)
+    intakes = [
+        hotspot_feed.FeedIntake(a_case(), received, skip_if_stored=True),
+        hotspot_feed.FeedIntake(CaseInput("YC1", WAGES_TITLE, GAS_BODY), received, skip_if_stored=True),
+        hotspot_feed.FeedIntake(CaseInput("YC2", WAGES_TITLE, WAGES_BODY), received, skip_if_stored=True),
+        hotspot_feed.FeedIntake(a_case(), received),
+    ]
+    told: list[Any] = []
+
+    def apply(snapshot: Any, entries: list[hotspot_feed.FeedEntry], own: Any) -> hotspot_feed.DetectorWrites:
+        told.append((list(own), [e.case_id for e in entries]))
+        return hotspot_feed.DetectorWrites()
+
+    got = store.hotspot_intake(intakes, after_seq=0, apply=apply, detector_version="test")
+    assert got[0] == first and not got[0].is_new
+    assert all(isinstance(seq, int) for seq in got[1:])
+    assert told == [([None, *got[1:]], ["YC1", "YC2", "YC1"])]
+    assert [e.seq for e in store.hotspot_feed_after(0)] == got[1:]
+    assert store.count_predictions() == 1  # the intake itself stores no prediction

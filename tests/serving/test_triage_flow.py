@@ -248,3 +248,40 @@ def test_a_batch_on_the_feed_is_one_feed_transaction_and_answers_as_case_by_case
     finally:
         store.dispose()
     assert any(answer["hot_issue"] for answer in singles)  # the comparison covers a hot issue
+
+
+def test_on_the_feed_a_resubmission_is_found_by_the_transaction_that_stores_cases(
+    demo_bundle_dir: Path, database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15, one store transaction per case: on the shared feed no lookup precedes scoring. The feed's
+    transaction finds a resubmission under the case's lock, answers it with the stored prediction and
+    appends nothing, so the case is never counted again (not even once it has left the detector's window,
+    where the detector no longer knows it); a re-score is stored and counted as before."""
+    lookups: list[str] = []
+    real = Store.existing_prediction
+
+    def looked_up(self: Store, case_id: str, title: str | None, body: str | None) -> Any:
+        lookups.append(case_id)
+        return real(self, case_id, title, body)
+
+    monkeypatch.setattr(Store, "existing_prediction", looked_up)
+    settings = Settings(model_uri=str(demo_bundle_dir), database_url=database, hotspot_sharing="feed")
+    store = Store.from_url(database)
+    try:
+        with TestClient(create_app(settings), headers=ADMIN) as client:
+            first = client.post("/v1/triage", json=gas_case(0)).json()
+            # Dated now, three months after GAS-0: GAS-0 leaves the 30-day window.
+            client.post("/v1/triage", json={"case_id": "LAMP", "title": "滨河路路灯不亮", "body": "滨河路一排路灯晚上都不亮。"})
+            fed = store.hotspot_feed_last_seq()
+            again = client.post("/v1/triage", json=gas_case(0)).json()
+            batch = client.post("/v1/triage/batch", json={"cases": [gas_case(0), gas_case(1)]}).json()
+            assert [e.case_id for e in store.hotspot_feed_after(fed)] == ["GAS-1"]
+            rescored = client.post("/v1/triage", params={"rescore": True}, json=gas_case(0)).json()
+            assert [e.case_id for e in store.hotspot_feed_after(fed)] == ["GAS-1", "GAS-0"]
+        assert again == first
+        assert batch["results"][0] == {key: value for key, value in first.items() if key != "model"}  # batch: on top
+        assert rescored["prediction_id"] != first["prediction_id"]
+        assert [p.id for p in store.predictions_for("GAS-0")] == [first["prediction_id"], rescored["prediction_id"]]
+        assert lookups == []
+    finally:
+        store.dispose()
