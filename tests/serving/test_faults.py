@@ -132,8 +132,8 @@ def test_postgres_outage_answers_everything_and_stores_each_prediction_once(
 class Outage:
     """Makes a store's methods fail as an unreachable database does, until `end()`."""
 
-    METHODS = ("record_case_and_prediction", "existing_prediction", "add_hotspot_member", "add_alert",
-               "save_snapshot", "ping")
+    METHODS = ("record_case_and_prediction", "existing_prediction", "hotspot_local_intake", "add_hotspot_member",
+               "add_alert", "save_snapshot", "ping")
 
     def __init__(self, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
         self.down = False
@@ -586,10 +586,11 @@ def test_the_request_path_reuses_its_postgres_connections_under_concurrency(post
 
         with ThreadPoolExecutor(DB_CALL_THREADS) as pool:
             list(pool.map(look, range(DB_CALL_THREADS)))
-        first_round = len(opened)
         with ThreadPoolExecutor(DB_CALL_THREADS) as pool:
             list(pool.map(look, range(DB_CALL_THREADS)))
-        assert first_round <= DB_CALL_THREADS
-        assert len(opened) == first_round  # the second round found every connection it needed in the pool
+        # 2 x 16 threads x 20 calls: every connection past the pool would be opened again for each call. (A
+        # first round that happened to overlap at most 15 calls lets the second open the 16th: both within
+        # the pool, which is why this counts both rounds rather than compare them.)
+        assert len(opened) <= DB_CALL_THREADS
     finally:
         store.dispose()
