@@ -16,6 +16,9 @@ start-up the detector is restored from the latest snapshot and the feed after it
 feed existed replays its cases table instead, once. Snapshots are copied under the process lock and
 written by a thread of their own.
 
+In "local" mode (one process owns the state: no feed) a group's cases are observed and their members,
+alerts and answers stored in one transaction the same way (`Store.hotspot_local_intake`).
+
 While the database is unreachable (the app's `serving.spool.DurableWriter` says so), a replica observes
 on its own: members, alerts and snapshots go through `sink`, which spools them, and the cases are kept
 in memory. With the database back, they are appended to the feed and the replica rebuilds its state from
@@ -278,33 +281,27 @@ class HotspotService:
                 skip_if_stored=case.skip_if_stored,
             )
             waiters.append(_Waiter(intake, terms, case.answer))
-        if not self.shared:
-            with self._lock:
-                for waiter in waiters:
-                    try:
-                        if self._diverged and not getattr(self.sink, "degraded", False):
-                            self._rebuild_local()
-                        waiter.finish((*self._observe_alone(waiter.intake, waiter.terms, remember=False), None))
-                    except BaseException as exc:
-                        waiter.fail(exc)
-                    else:
-                        self._count_for_snapshot()
-        else:
-            # Group commit: the request that gets the lock takes every case queued meanwhile into one feed
-            # transaction (one lock round, one commit); the others find their answer done when they get it.
-            self._queue.extend(waiters)
-            with self._lock:
-                while not all(waiter.done for waiter in waiters):
-                    self._serve([self._queue.popleft() for _ in range(min(len(self._queue), MAX_GROUP))])
+        # Group commit: the request that gets the lock takes every case queued meanwhile into one
+        # transaction (one lock round, one commit); the others find their answer done when they get it.
+        self._queue.extend(waiters)
+        with self._lock:
+            while not all(waiter.done for waiter in waiters):
+                self._serve([self._queue.popleft() for _ in range(min(len(self._queue), MAX_GROUP))])
         return [waiter.error if waiter.error is not None else waiter.result for waiter in waiters]  # type: ignore[misc]
 
     def _serve(self, batch: list[_Waiter]) -> None:
-        """Observe a group of queued cases (under the lock): through the feed in one transaction, or alone
-        while the database is unreachable. A group that fails for any other reason is served again case by
-        case, so one case's error is answered to that case's request only."""
-        if not self._shared_unavailable():
+        """Observe a group of queued cases (under the lock) in one transaction (through the feed, or in
+        local mode straight into the store), or alone while the database is unreachable. A group that fails
+        for any other reason is served again case by case, so one case's error is answered to that case's
+        request only. In local mode, cases with no answer to store are observed in memory (their members and
+        alerts go through the sink): a transaction would hold SQLite's write lock for nothing."""
+        intake = self.shared or any(waiter.answer is not None for waiter in batch)
+        if intake and not self._shared_unavailable():
             try:
-                self._observe_shared(batch)
+                if self.shared:
+                    self._observe_shared(batch)
+                else:
+                    self._observe_local(batch)
             except OUTAGE_ERRORS as exc:
                 self._diverged = True
                 mark_down = getattr(self.sink, "mark_down", None)
@@ -326,7 +323,9 @@ class HotspotService:
                 return
         for waiter in batch:
             try:
-                waiter.finish((*self._observe_alone(waiter.intake, waiter.terms), None))
+                if not self.shared and self._diverged and not getattr(self.sink, "degraded", False):
+                    self._rebuild_local()
+                waiter.finish((*self._observe_alone(waiter.intake, waiter.terms, remember=self.shared), None))
             except BaseException as exc:
                 waiter.fail(exc)
             self._count_for_snapshot()
@@ -444,84 +443,98 @@ class HotspotService:
             self._catch_up(bounded)  # keeps the locked part short; a follower thread does this in the background
         pending = len(self._pending)
         intakes = [*self._pending, *(waiter.intake for waiter in batch)]
-        outcome: dict[int, tuple[Assignment, str | None]] = {}
-        raised: list[str] = []
-        order: list[int | None] = []  # the appended rows' seqs, in the order of `intakes` (None: left out)
+        own = _OwnCases(batch)
 
         def apply(
-            snapshot: SnapshotRecord | None, entries: list[FeedEntry], own: Sequence[int | None]
+            snapshot: SnapshotRecord | None, entries: list[FeedEntry], seqs: Sequence[int | None]
         ) -> DetectorWrites:
-            writes = DetectorWrites()
-            raised.clear()
-            outcome.clear()
-            order[:] = own
-            waiter_of = {seq: batch[k - pending] for k, seq in enumerate(own) if k >= pending and seq is not None}
-            mine = set(own)
+            own.clear()
+            index_of = {seq: k - pending for k, seq in enumerate(seqs) if k >= pending and seq is not None}
+            mine = set(seqs)
             key = terms_key(self.detector.config)
             for entry in entries:
-                waiter = waiter_of.get(entry.seq)
-                terms = CaseTerms.from_json(entry.terms, key) if waiter is None else waiter.terms
+                k = index_of.get(entry.seq)
+                terms = CaseTerms.from_json(entry.terms, key) if k is None else batch[k].terms
                 assignment = self.detector.observe(_event(entry), terms)
                 self.feed_seq = entry.seq
-                if entry.seq in mine:
-                    case_writes, level = self._record(
-                        assignment, entry.case_id, _naive_utc(entry.observed_at), entry.reporter_id
-                    )
-                    writes.members += case_writes.members
-                    writes.alerts += case_writes.alerts
-                    raised.extend(alert[2] for alert in case_writes.alerts)
-                    outcome[entry.seq] = (assignment, level)
-            return writes
+                if entry.seq in mine:  # this replica's: its batch's, or one it observed during an outage
+                    self._record_own(own, k, assignment, entry.case_id, _naive_utc(entry.observed_at),
+                                     entry.reporter_id)
+            return own.writes
 
-        answered: dict[int, PredictionRecord] = {}
+        # Rebuilt above if need be, outside the lock: the locked part replays the last few rows only.
+        began = time.perf_counter()
+        held: list[float] = []
+        got = self._intake(own, self.store.hotspot_intake, intakes, after_seq=self.feed_seq, apply=apply,
+                           detector_version=self.detector.config.version, on_held=held.append)
+        if self._diverged or self._pending:
+            logger.info("hot-issue detector rebuilt from the shared feed (%d cases observed alone meanwhile)",
+                        len(self._pending))
+        self._pending.clear()
+        self._diverged = False
+        self._tell_alerts(own.raised)
+        if self.on_group is not None:
+            self.on_group(len(intakes), time.perf_counter() - began, held[0] if held else None)
+        own.finish(got[pending:])
+
+    def _observe_local(self, batch: list[_Waiter]) -> None:
+        """Local mode: observe `batch` and store its members, alerts and answers in one transaction
+        (`Store.hotspot_local_intake`); finishes each waiter as `_observe_shared` does."""
+        if self._diverged and not getattr(self.sink, "degraded", False):
+            self._rebuild_local()  # with answers still spooled the stored cases are not the whole story yet
+        own = _OwnCases(batch)
+
+        def apply(observe: Sequence[bool]) -> DetectorWrites:
+            own.clear()
+            for k, waiter in enumerate(batch):
+                if observe[k]:
+                    case, observed = waiter.intake.case, _naive_utc(waiter.intake.observed_at)
+                    assignment = self.detector.observe(_intake_event(waiter.intake), waiter.terms)
+                    self._record_own(own, k, assignment, case.case_id, observed, case.reporter_id)
+            return own.writes
+
+        got = self._intake(own, self.store.hotspot_local_intake, [waiter.intake for waiter in batch], apply=apply)
+        self._tell_alerts(own.raised)
+        own.finish(got)
+
+    def _intake(
+        self, own: _OwnCases, intake: Callable[..., list[Any]], *args: Any, apply: Callable[..., DetectorWrites],
+        **kwargs: Any,
+    ) -> list[Any]:
+        """Run a store intake (``intake``: `Store.hotspot_intake` or `hotspot_local_intake`) within the
+        database deadline, with `apply` kept from touching the detector once the caller gave up, and the
+        batch's answers stored in its transaction."""
+        gate = _ApplyGate()
 
         def then(save: SavePredictions) -> None:
             # Not under the gate's lock: `save` waits on the database. Abandoned after this check, the
             # predictions may still commit; each caller spools the same one (same `made_at`), and the
             # spool's replay finds it stored.
             gate.check()
-            answering = [(k, waiter.answer, seq) for k, waiter in enumerate(batch)
-                         if waiter.answer is not None and (seq := order[pending + k]) is not None]
-            made = answer_group([(answer, *outcome[seq]) for _, answer, seq in answering])
-            to_save = [(k, one) for (k, _, _), one in zip(answering, made, strict=True) if one is not None]
-            if to_save:
-                records = save([made for _, made in to_save])
-                answered.update(zip((k for k, _ in to_save), records, strict=True))
+            own.answer(save)
 
-        # Rebuilt above if need be, outside the lock: the locked part replays the last few rows only.
-        gate = _ApplyGate()
-        began = time.perf_counter()
-        held: list[float] = []
         try:
-            seqs = bounded(
-                self.store.hotspot_intake, intakes, after_seq=self.feed_seq,
-                apply=gate.wrap(apply), detector_version=self.detector.config.version,
-                then=then if any(waiter.answer is not None for waiter in batch) else None,
-                on_held=held.append,
-            )
+            return self._bounded(intake, *args, apply=gate.wrap(apply),
+                                 then=then if own.answering else None, **kwargs)
         except StoreHung:
             # The call goes on without us: its `apply` must not touch the detector from now on.
             gate.abandon()
             self._diverged = True
             raise
         except BaseException:
-            # The detector may have observed rows that were not committed: rebuild before trusting it.
+            # The detector may have observed cases that were not committed: rebuild before trusting it.
             self._diverged = True
             raise
-        if self._diverged or self._pending:
-            logger.info("hot-issue detector rebuilt from the shared feed (%d cases observed alone meanwhile)",
-                        len(self._pending))
-        self._pending.clear()
-        self._diverged = False
-        self._tell_alerts(raised)
-        if self.on_group is not None:
-            self.on_group(len(intakes), time.perf_counter() - began, held[0] if held else None)
-        for k, waiter in enumerate(batch):
-            seq = seqs[pending + k]
-            if isinstance(seq, PredictionRecord):  # a resubmission: answered from the store, not observed
-                waiter.finish((None, None, seq))
-            else:
-                waiter.finish((*outcome[seq], answered.get(k)))
+
+    def _record_own(self, own: _OwnCases, k: int | None, assignment: Assignment, case_id: str, observed: datetime,
+                    reporter_id: str | None) -> None:
+        """Keep the members and alert an own case adds and, for the batch's ``k``-th case, its outcome."""
+        writes, level = self._record(assignment, case_id, observed, reporter_id)
+        own.writes.members += writes.members
+        own.writes.alerts += writes.alerts
+        own.raised.extend(alert[2] for alert in writes.alerts)
+        if k is not None:
+            own.outcome[k] = (assignment, level)
 
     def _tell_alerts(self, levels: list[str]) -> None:
         if self.on_alert is not None:
@@ -556,9 +569,7 @@ class HotspotService:
         to append to the feed when the database is back (shared mode in an outage)."""
         case = intake.case
         observed = _naive_utc(intake.observed_at)
-        assignment = self.detector.observe(
-            CaseEvent(case.case_id, observed, case.title, case.body, case.reporter_id, intake.votes), terms
-        )
+        assignment = self.detector.observe(_intake_event(intake), terms)
         if remember:
             # Appended to the feed when the database is back, whatever the store holds by then (the spool
             # may have stored this very case's answer): it was observed here.
@@ -732,9 +743,53 @@ def _event(entry: FeedEntry) -> CaseEvent:
     )
 
 
+def _intake_event(intake: FeedIntake) -> CaseEvent:
+    case = intake.case
+    observed = _naive_utc(intake.observed_at)
+    return CaseEvent(case.case_id, observed, case.title, case.body, case.reporter_id, intake.votes)
+
+
+class _OwnCases:
+    """A batch's cases through one store intake: what observing them gave, the members and alerts to store,
+    the answers stored in the intake's transaction."""
+
+    def __init__(self, batch: list[_Waiter]) -> None:
+        self.batch = batch
+        self.answering = any(waiter.answer is not None for waiter in batch)
+        self.outcome: dict[int, tuple[Assignment, str | None]] = {}  # by position in the batch; observed only
+        self.writes = DetectorWrites()
+        self.raised: list[str] = []  # levels of the alerts raised
+        self.answered: dict[int, PredictionRecord] = {}
+
+    def clear(self) -> None:
+        """Forget an earlier attempt's observations (the intake's `apply` runs once per transaction)."""
+        self.outcome.clear()
+        self.writes = DetectorWrites()
+        self.raised.clear()
+
+    def answer(self, save: SavePredictions) -> None:
+        """Make the observed cases' answers and store them with `save` (in the intake's transaction)."""
+        answering = [(k, waiter.answer) for k, waiter in enumerate(self.batch)
+                     if waiter.answer is not None and k in self.outcome]
+        made = answer_group([(answer, *self.outcome[k]) for k, answer in answering])
+        to_save = [(k, one) for (k, _), one in zip(answering, made, strict=True) if one is not None]
+        if to_save:
+            self.answered.update(zip((k for k, _ in to_save), save([one for _, one in to_save]), strict=True))
+
+    def finish(self, got: Sequence[Any]) -> None:
+        """Finish each waiter from what the intake returned for it: a resubmission's stored prediction (it
+        was not observed), or anything else for a case observed (its outcome and stored answer)."""
+        for k, waiter in enumerate(self.batch):
+            if isinstance(got[k], PredictionRecord):
+                waiter.finish((None, None, got[k]))
+            else:
+                waiter.finish((*self.outcome[k], self.answered.get(k)))
+
+
 @dataclass(eq=False)
 class _Waiter:
-    """A request's case queued for the feed, and what became of it (set under the service lock)."""
+    """A request's case queued for the next intake transaction, and what became of it (set under the
+    service lock)."""
 
     intake: FeedIntake
     terms: CaseTerms

@@ -3,9 +3,9 @@
 Routes hand their validated cases to `triage_cases`; this is the only place that combines the model
 bundle, the hot-issue detector and the audit store, so the single and batch endpoints behave alike.
 A case resubmitted with the same case_id and text gets its stored prediction back (nothing is stored
-or counted twice) unless the client asks to re-score. On the shared hot-issue feed the feed's transaction
-finds it (the case is scored, then left out of the feed and answered from the store: one transaction per
-case); otherwise a lookup before scoring does.
+or counted twice) unless the client asks to re-score. With a hot-issue detector, the transaction that
+stores cases finds it under the case's lock (the case is scored, then left unobserved and answered from the
+store: one transaction per case); without one, a lookup before scoring does.
 
 When the caller passes the spool-backed `writer` in front of the store, writes go through it: with the
 database unreachable the answer is the same but `prediction_id` and `stored_at` are null (the
@@ -56,9 +56,9 @@ def triage_cases(
         store = writer.store
     results: list[CaseTriage | None] = [None] * len(cases)
     todo: list[int] = []
-    # On the feed, the transaction that stores a case finds a resubmission under the case's lock: a lookup
-    # first would be a second transaction per case (a resubmission costs a scoring instead).
-    lookup = None if hotspots is not None and hotspots.shared else writer or store
+    # With a detector, the transaction that stores a case finds a resubmission under the case's lock: a
+    # lookup first would be a second transaction per case (a resubmission costs a scoring instead).
+    lookup = None if hotspots is not None else writer or store
     for i, case in enumerate(cases):
         hit = None if (lookup is None or rescore) else lookup.existing_prediction(case.case_id, case.title, case.body)
         if hit is not None:
@@ -99,8 +99,8 @@ def _score(
         assess = _Assessing(bundle, case, pending, ref, started, len(cases), placed=hotspots is not None)
         answer = None
         if store is not None and (writer is None or writer.writes_directly(case.case_id)):
-            # Stored in the feed's transaction: the case and its answer commit together.
-            answer = _FeedAnswer(assess, case_input, rescore, made_at)
+            # Stored in the detector's transaction: the case, its burst's rows and its answer commit together.
+            answer = _StoredAnswer(assess, case_input, rescore, made_at)
         jobs.append(_Job(case, route, case_input, made_at, assess, answer))
 
     # A batch's cases are observed together: on the shared feed they queue as one group, so a batch takes a
@@ -124,7 +124,7 @@ def _score(
             continue
         assignment, level, stored = outcome
         if stored is not None and not stored.is_new:
-            # A resubmission the feed's transaction found (or a concurrent request stored first): the answer
+            # A resubmission the detector's transaction found (or a concurrent request stored first): the answer
             # the audit trail holds; nothing stored or counted.
             out.append(_from_record(stored))
             logger.info("triage case_id=%s answered from prediction_id=%s", case.case_id, stored.id)
@@ -209,8 +209,8 @@ class _Assessing:
 
 
 @dataclass(eq=False)
-class _FeedAnswer(GroupedAnswer):
-    """The prediction the feed's transaction stores for a case once the detector placed it."""
+class _StoredAnswer(GroupedAnswer):
+    """The prediction the detector's transaction stores for a case once the detector placed it."""
 
     assess: _Assessing
     case_input: CaseInput

@@ -178,7 +178,13 @@ def intake(
         ).first()
         snapshot = None if row is None else SnapshotRecord.of(row)
         after_seq = snapshot_seq(snapshot)
-    writes = apply(snapshot, _all_entries_after(session, after_seq), own)
+    store_writes(session, apply(snapshot, _all_entries_after(session, after_seq), own))
+    return own
+
+
+def store_writes(session: Session, writes: DetectorWrites) -> None:
+    """The members and alerts a detector produced, in the caller's transaction (a member or an alert
+    stored before is left as it is)."""
     upsert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     now = utcnow()
     if writes.members:
@@ -193,7 +199,6 @@ def intake(
             [{"alert_id": a, "burst_id": b, "level": level, "raised_at": as_utc(t), "payload": to_json(p),
               "inserted_at": now} for a, b, level, t, p in writes.alerts],
         )
-    return own
 
 
 def snapshot_seq(snapshot: SnapshotRecord | None) -> int:

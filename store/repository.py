@@ -715,6 +715,31 @@ class Store:
             on_held(time.perf_counter() - locked_at[0])
         return _aligned(len(intakes), stored, seqs)
 
+    def hotspot_local_intake(
+        self,
+        intakes: Sequence[hotspot_feed.FeedIntake],
+        *,
+        apply: Callable[[Sequence[bool]], hotspot_feed.DetectorWrites],
+        then: Callable[[SavePredictions], object] | None = None,
+    ) -> list[PredictionRecord | None]:
+        """`hotspot_intake` for a detector one process owns ("local" mode: no feed, no feed lock). In one
+        transaction: the intakes' latest predictions under their cases' locks; `apply(observe)`, where
+        ``observe[k]`` is False for an intake left out as a resubmission (`FeedIntake.skip_if_stored`),
+        observes the others; the members and alerts it returns are stored; then `then(save)` stores the
+        answers. So a case's members, alerts and prediction commit together, and a resubmission is found
+        without a lookup before scoring. Returns, by position, the stored prediction of each intake left
+        out, None for the others."""
+        stored: dict[int, PredictionRecord] = {}
+        with self._writes.begin() as session:
+            latest = None
+            if then is not None or any(intake.skip_if_stored for intake in intakes):
+                latest = self._latest_locked(session.connection(), [intake.case.case_id for intake in intakes])
+                stored = _resubmissions(intakes, latest)
+            hotspot_feed.store_writes(session, apply([k not in stored for k in range(len(intakes))]))
+            if then is not None:
+                then(functools.partial(self._store_predictions, session.connection(), case_rows={}, latest=latest))
+        return [stored.get(k) for k in range(len(intakes))]
+
     def save_snapshot(self, payload: Mapping[str, Any], *, detector_version: str | None = None) -> SnapshotRecord:
         """Append the detector's `snapshot()`; `detector_version` defaults to the payload's "version".
 

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from models.bundle import TriageBundle
 from serving.app import create_app
+from serving.dependencies import services_of
 from serving.hotspot_service import HotspotService
 from serving.settings import Settings
 from store import Store
@@ -250,13 +251,14 @@ def test_a_batch_on_the_feed_is_one_feed_transaction_and_answers_as_case_by_case
     assert any(answer["hot_issue"] for answer in singles)  # the comparison covers a hot issue
 
 
-def test_on_the_feed_a_resubmission_is_found_by_the_transaction_that_stores_cases(
-    demo_bundle_dir: Path, database: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("sharing", ["feed", "local"])
+def test_a_resubmission_is_found_by_the_transaction_that_stores_cases(
+    demo_bundle_dir: Path, database: str, sharing: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Issue 15, one store transaction per case: on the shared feed no lookup precedes scoring. The feed's
-    transaction finds a resubmission under the case's lock, answers it with the stored prediction and
-    appends nothing, so the case is never counted again (not even once it has left the detector's window,
-    where the detector no longer knows it); a re-score is stored and counted as before."""
+    """Issue 15, one store transaction per case: no lookup precedes scoring. The detector's transaction finds
+    a resubmission under the case's lock, answers it with the stored prediction and neither observes nor
+    appends it, so the case is never counted again (not even once it has left the detector's window, where
+    the detector no longer knows it); a re-score is stored and counted as before."""
     lookups: list[str] = []
     real = Store.existing_prediction
 
@@ -265,23 +267,65 @@ def test_on_the_feed_a_resubmission_is_found_by_the_transaction_that_stores_case
         return real(self, case_id, title, body)
 
     monkeypatch.setattr(Store, "existing_prediction", looked_up)
-    settings = Settings(model_uri=str(demo_bundle_dir), database_url=database, hotspot_sharing="feed")
+    settings = Settings(model_uri=str(demo_bundle_dir), database_url=database, hotspot_sharing=sharing)
     store = Store.from_url(database)
     try:
         with TestClient(create_app(settings), headers=ADMIN) as client:
+            detector = services_of(client.app).hotspots
+            assert detector is not None
             first = client.post("/v1/triage", json=gas_case(0)).json()
             # Dated now, three months after GAS-0: GAS-0 leaves the 30-day window.
-            client.post("/v1/triage", json={"case_id": "LAMP", "title": "滨河路路灯不亮", "body": "滨河路一排路灯晚上都不亮。"})
-            fed = store.hotspot_feed_last_seq()
+            lamp = {"case_id": "LAMP", "title": "滨河路路灯不亮", "body": "滨河路一排路灯晚上都不亮。"}
+            client.post("/v1/triage", json=lamp)
+            fed, state = store.hotspot_feed_last_seq(), detector.detector.snapshot()
             again = client.post("/v1/triage", json=gas_case(0)).json()
+            assert detector.detector.snapshot() == state
             batch = client.post("/v1/triage/batch", json={"cases": [gas_case(0), gas_case(1)]}).json()
-            assert [e.case_id for e in store.hotspot_feed_after(fed)] == ["GAS-1"]
             rescored = client.post("/v1/triage", params={"rescore": True}, json=gas_case(0)).json()
-            assert [e.case_id for e in store.hotspot_feed_after(fed)] == ["GAS-1", "GAS-0"]
+            if sharing == "feed":
+                assert [e.case_id for e in store.hotspot_feed_after(fed)] == ["GAS-1", "GAS-0"]
         assert again == first
         assert batch["results"][0] == {key: value for key, value in first.items() if key != "model"}  # batch: on top
         assert rescored["prediction_id"] != first["prediction_id"]
         assert [p.id for p in store.predictions_for("GAS-0")] == [first["prediction_id"], rescored["prediction_id"]]
         assert lookups == []
+    finally:
+        store.dispose()
+
+
+def test_in_local_mode_a_case_its_hot_issue_rows_and_its_answer_are_one_transaction(
+    demo_bundle_dir: Path, database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15: in local mode (the SQLite default) a case used to take a lookup, then a transaction per
+    hot-issue member and alert, then one for its prediction: a process killed in between left a burst's rows
+    without the answer. Now each request is one intake transaction and nothing else."""
+    calls: list[str] = []
+
+    def counted(name: str) -> Any:
+        real = getattr(Store, name)
+
+        def call(self: Store, *args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            return real(self, *args, **kwargs)
+
+        return call
+
+    for name in ("existing_prediction", "record_case_and_prediction", "add_hotspot_member", "add_alert",
+                 "hotspot_local_intake"):
+        monkeypatch.setattr(Store, name, counted(name))
+    settings = Settings(model_uri=str(demo_bundle_dir), database_url=database, hotspot_sharing="local")
+    with TestClient(create_app(settings), headers=ADMIN) as client:
+        calls.clear()  # the start-up's own
+        answers = [client.post("/v1/triage", json=gas_case(i)).json() for i in range(len(GAS_REPORTS))]
+    assert calls == ["hotspot_local_intake"] * len(GAS_REPORTS)
+    burst = answers[-1]["hot_issue"]
+    assert burst is not None and burst["level"] is not None
+    store = Store.from_url(database)
+    try:
+        assert [m.case_id for m in store.members_of(burst["id"])] == [f"GAS-{i}" for i in range(len(GAS_REPORTS))]
+        assert burst["level"] in {alert.level for alert in store.alerts_for_burst(burst["id"])}
+        for i, answer in enumerate(answers):
+            (stored,) = store.predictions_for(f"GAS-{i}")
+            assert stored.id == answer["prediction_id"] and stored.hot_issue_id == (answer["hot_issue"] or {}).get("id")
     finally:
         store.dispose()
