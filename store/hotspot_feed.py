@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -178,23 +178,23 @@ def intake(
         ).first()
         snapshot = None if row is None else SnapshotRecord.of(row)
         after_seq = snapshot_seq(snapshot)
-    store_writes(session, apply(snapshot, _all_entries_after(session, after_seq), own))
+    store_writes(session.connection(), apply(snapshot, _all_entries_after(session, after_seq), own))
     return own
 
 
-def store_writes(session: Session, writes: DetectorWrites) -> None:
+def store_writes(connection: Connection, writes: DetectorWrites) -> None:
     """The members and alerts a detector produced, in the caller's transaction (a member or an alert
     stored before is left as it is)."""
-    upsert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    upsert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
     now = utcnow()
     if writes.members:
-        session.execute(
+        connection.execute(
             upsert(HotspotMember.__table__).on_conflict_do_nothing(index_elements=["burst_id", "case_id"]),
             [{"burst_id": b, "case_id": c, "observed_at": as_utc(t), "reporter_id": r, "payload": {},
               "inserted_at": now} for b, c, t, r in writes.members],
         )
     if writes.alerts:
-        session.execute(
+        connection.execute(
             upsert(HotspotAlert.__table__).on_conflict_do_nothing(index_elements=["alert_id"]),
             [{"alert_id": a, "burst_id": b, "level": level, "raised_at": as_utc(t), "payload": to_json(p),
               "inserted_at": now} for a, b, level, t, p in writes.alerts],

@@ -333,7 +333,10 @@ class Store:
     def _latest_locked(connection: Connection, case_ids: Sequence[str]) -> _Latest:
         """Lock the cases until the transaction ends, then read their latest predictions (two statements)."""
         _lock_cases_on(connection, case_ids)
-        rows = {row.case_id: row for row in connection.execute(_LATEST_PREDICTIONS, {"case_ids": list(case_ids)})}
+        if len(case_ids) == 1:  # a single request's case: the plain query (no grouping subquery to plan)
+            rows = {row.case_id: row for row in connection.execute(_LATEST_PREDICTION, {"case_id": case_ids[0]})}
+        else:
+            rows = {row.case_id: row for row in connection.execute(_LATEST_PREDICTIONS, {"case_ids": list(case_ids)})}
         return _Latest(frozenset(case_ids), rows)
 
     def existing_prediction(self, case_id: str, title: str | None, body: str | None) -> PredictionRecord | None:
@@ -730,14 +733,14 @@ class Store:
         without a lookup before scoring. Returns, by position, the stored prediction of each intake left
         out, None for the others."""
         stored: dict[int, PredictionRecord] = {}
-        with self._writes.begin() as session:
+        with self._write_engine.begin() as connection:  # Core only: no session bookkeeping per request
             latest = None
             if then is not None or any(intake.skip_if_stored for intake in intakes):
-                latest = self._latest_locked(session.connection(), [intake.case.case_id for intake in intakes])
+                latest = self._latest_locked(connection, [intake.case.case_id for intake in intakes])
                 stored = _resubmissions(intakes, latest)
-            hotspot_feed.store_writes(session, apply([k not in stored for k in range(len(intakes))]))
+            hotspot_feed.store_writes(connection, apply([k not in stored for k in range(len(intakes))]))
             if then is not None:
-                then(functools.partial(self._store_predictions, session.connection(), case_rows={}, latest=latest))
+                then(functools.partial(self._store_predictions, connection, case_rows={}, latest=latest))
         return [stored.get(k) for k in range(len(intakes))]
 
     def save_snapshot(self, payload: Mapping[str, Any], *, detector_version: str | None = None) -> SnapshotRecord:
