@@ -109,8 +109,8 @@ def answer_group(items: Sequence[tuple[Answer, Assignment, str | None]]) -> list
 
 
 #: What observing a case gives: its assignment, its burst's level after it, and its stored prediction (None
-#: when the caller is to store it: local mode, an outage, or no `answer`). A resubmission the feed's
-#: transaction found stored (`Observation.skip_if_stored`) is not observed: (None, None, that prediction).
+#: when the caller is to store it: an outage, or no `answer`). A resubmission the intake's transaction found
+#: stored (`Observation.skip_if_stored`) is not observed: (None, None, that prediction).
 Outcome = tuple[Assignment | None, str | None, PredictionRecord | None]
 
 
@@ -127,8 +127,8 @@ class Observation:
     channel: str | None = None
     answer: Answer | None = None
     prepared: PreparedCase | None = None
-    #: On the feed: when the store already holds this case's prediction for this text, answer with it and
-    #: leave the case out (see `FeedIntake.skip_if_stored`); the caller then needs no lookup of its own.
+    #: When the store already holds this case's prediction for this text, answer with it and leave the case
+    #: unobserved (see `FeedIntake.skip_if_stored`); the caller then needs no lookup of its own.
     skip_if_stored: bool = False
 
 
@@ -295,8 +295,8 @@ class HotspotService:
         for any other reason is served again case by case, so one case's error is answered to that case's
         request only. In local mode, cases with no answer to store are observed in memory (their members and
         alerts go through the sink): a transaction would hold SQLite's write lock for nothing."""
-        intake = self.shared or any(waiter.answer is not None for waiter in batch)
-        if intake and not self._shared_unavailable():
+        in_transaction = self.shared or any(waiter.answer is not None for waiter in batch)
+        if in_transaction and not self._shared_unavailable():
             try:
                 if self.shared:
                     self._observe_shared(batch)
@@ -323,8 +323,8 @@ class HotspotService:
                 return
         for waiter in batch:
             try:
-                if not self.shared and self._diverged and not getattr(self.sink, "degraded", False):
-                    self._rebuild_local()
+                if not self.shared:
+                    self._rebuild_local_if_due()
                 waiter.finish((*self._observe_alone(waiter.intake, waiter.terms, remember=self.shared), None))
             except BaseException as exc:
                 waiter.fail(exc)
@@ -480,8 +480,7 @@ class HotspotService:
     def _observe_local(self, batch: list[_Waiter]) -> None:
         """Local mode: observe `batch` and store its members, alerts and answers in one transaction
         (`Store.hotspot_local_intake`); finishes each waiter as `_observe_shared` does."""
-        if self._diverged and not getattr(self.sink, "degraded", False):
-            self._rebuild_local()  # with answers still spooled the stored cases are not the whole story yet
+        self._rebuild_local_if_due()
         own = _OwnCases(batch)
 
         def apply(observe: Sequence[bool]) -> DetectorWrites:
@@ -489,7 +488,7 @@ class HotspotService:
             for k, waiter in enumerate(batch):
                 if observe[k]:
                     case, observed = waiter.intake.case, _naive_utc(waiter.intake.observed_at)
-                    assignment = self.detector.observe(_intake_event(waiter.intake), waiter.terms)
+                    assignment = self.detector.observe(_intake_event(waiter.intake, observed), waiter.terms)
                     self._record_own(own, k, assignment, case.case_id, observed, case.reporter_id)
             return own.writes
 
@@ -569,7 +568,7 @@ class HotspotService:
         to append to the feed when the database is back (shared mode in an outage)."""
         case = intake.case
         observed = _naive_utc(intake.observed_at)
-        assignment = self.detector.observe(_intake_event(intake), terms)
+        assignment = self.detector.observe(_intake_event(intake, observed), terms)
         if remember:
             # Appended to the feed when the database is back, whatever the store holds by then (the spool
             # may have stored this very case's answer): it was observed here.
@@ -599,6 +598,12 @@ class HotspotService:
                 self._drop_pending(case_id)
             else:
                 self._diverged = True
+
+    def _rebuild_local_if_due(self) -> None:
+        """Local mode: rebuild a state that no longer matches the store, once the store holds every answer
+        (with answers still spooled, the stored cases are not the whole story yet)."""
+        if self._diverged and not getattr(self.sink, "degraded", False):
+            self._rebuild_local()
 
     def _rebuild_local(self) -> None:
         """Local mode: the latest snapshot plus the cases stored after it, as a restart would rebuild."""
@@ -743,9 +748,8 @@ def _event(entry: FeedEntry) -> CaseEvent:
     )
 
 
-def _intake_event(intake: FeedIntake) -> CaseEvent:
+def _intake_event(intake: FeedIntake, observed: datetime) -> CaseEvent:
     case = intake.case
-    observed = _naive_utc(intake.observed_at)
     return CaseEvent(case.case_id, observed, case.title, case.body, case.reporter_id, intake.votes)
 
 

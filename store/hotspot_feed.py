@@ -62,7 +62,8 @@ class FeedIntake:
     terms: Any = None
     #: A request's case not to be re-scored: when the store's latest prediction of this case is for this
     #: very text, the case is a resubmission, observed when it was first stored. `Store.hotspot_intake`
-    #: leaves it out of the feed and returns that prediction instead of a seq.
+    #: leaves it out of the feed and returns that prediction instead of a seq (`hotspot_local_intake`: it is
+    #: not observed, and that prediction is returned).
     skip_if_stored: bool = False
 
 
