@@ -339,6 +339,23 @@ class Store:
             rows = {row.case_id: row for row in connection.execute(_LATEST_PREDICTIONS, {"case_ids": list(case_ids)})}
         return _Latest(frozenset(case_ids), rows)
 
+    @classmethod
+    def _resubmissions(
+        cls, connection: Connection, intakes: Sequence[hotspot_feed.FeedIntake], *, answering: bool
+    ) -> tuple[_Latest | None, dict[int, PredictionRecord]]:
+        """An intake's first step: the cases' locks and latest predictions (when it stores answers or may
+        leave a case out), and by position the latest prediction of each `skip_if_stored` intake whose text
+        it was made for (a resubmission)."""
+        if not answering and not any(intake.skip_if_stored for intake in intakes):
+            return None, {}
+        latest = cls._latest_locked(connection, [intake.case.case_id for intake in intakes])
+        found: dict[int, PredictionRecord] = {}
+        for k, intake in enumerate(intakes):
+            row = latest.rows.get(intake.case.case_id) if intake.skip_if_stored else None
+            if row is not None and row.text_hash == text_hash(intake.case.title, intake.case.body):
+                found[k] = PredictionRecord.of(row, row.text_hash)
+        return latest, found
+
     def existing_prediction(self, case_id: str, title: str | None, body: str | None) -> PredictionRecord | None:
         """The prediction `record_case_and_prediction` would return without storing anything, if any.
 
@@ -686,15 +703,11 @@ class Store:
         the hot-issue step across replicas)."""
         case_rows: dict[tuple[str, str], int] = {}
         locked_at: list[float] = []
-        stored: dict[int, PredictionRecord] = {}
         with self._writes.begin() as session:
-            latest = None
-            if then is not None or any(intake.skip_if_stored for intake in intakes):
-                # The cases' locks and latest predictions before the feed lock too (see `intake`). Case locks
-                # are always taken before the feed's, never after, so two writers never wait on each other
-                # in a cycle; and while they are held no one else can add a prediction to these cases.
-                latest = self._latest_locked(session.connection(), [intake.case.case_id for intake in intakes])
-                stored = _resubmissions(intakes, latest)
+            # The cases' locks and latest predictions before the feed lock too (see `intake`). Case locks are
+            # always taken before the feed's, never after, so two writers never wait on each other in a
+            # cycle; and while they are held no one else can add a prediction to these cases.
+            latest, stored = self._resubmissions(session.connection(), intakes, answering=then is not None)
             appended = [intake for k, intake in enumerate(intakes) if k not in stored]
 
             def apply_own(snapshot: SnapshotRecord | None, entries: list[hotspot_feed.FeedEntry],
@@ -706,7 +719,7 @@ class Store:
                 lambda s, cases: self._case_row_ids(s.connection(), cases, case_rows),
                 appended,
                 after_seq,
-                apply_own if stored else apply,
+                apply_own,
                 detector_version,
                 durable=then is not None,
                 on_locked=lambda: locked_at.append(time.perf_counter()),
@@ -732,12 +745,8 @@ class Store:
         answers. So a case's members, alerts and prediction commit together, and a resubmission is found
         without a lookup before scoring. Returns, by position, the stored prediction of each intake left
         out, None for the others."""
-        stored: dict[int, PredictionRecord] = {}
         with self._write_engine.begin() as connection:  # Core only: no session bookkeeping per request
-            latest = None
-            if then is not None or any(intake.skip_if_stored for intake in intakes):
-                latest = self._latest_locked(connection, [intake.case.case_id for intake in intakes])
-                stored = _resubmissions(intakes, latest)
+            latest, stored = self._resubmissions(connection, intakes, answering=then is not None)
             hotspot_feed.store_writes(connection, apply([k not in stored for k in range(len(intakes))]))
             if then is not None:
                 then(functools.partial(self._store_predictions, connection, case_rows={}, latest=latest))
@@ -800,16 +809,6 @@ class _Latest:
 
     case_ids: frozenset[str]
     rows: dict[str, Any]
-
-
-def _resubmissions(intakes: Sequence[hotspot_feed.FeedIntake], latest: _Latest) -> dict[int, PredictionRecord]:
-    """By position, the latest prediction of each `skip_if_stored` intake whose text it was made for."""
-    found: dict[int, PredictionRecord] = {}
-    for k, intake in enumerate(intakes):
-        row = latest.rows.get(intake.case.case_id) if intake.skip_if_stored else None
-        if row is not None and row.text_hash == text_hash(intake.case.title, intake.case.body):
-            found[k] = PredictionRecord.of(row, row.text_hash)
-    return found
 
 
 def _aligned(size: int, left_out: Mapping[int, T], appended: Sequence[U]) -> list[T | U]:
