@@ -245,10 +245,12 @@ class TriageBundle:
         return self.finish(self.pending(cases, routes=routes, reasons=reasons), bursts=bursts, reasons=reasons)
 
     def pending(
-        self, cases: Any, *, routes: Sequence[Route] | None = None, reasons: bool = True
+        self, cases: Any, *, routes: Sequence[Route] | None = None, reasons: bool = True, contributions: bool = False
     ) -> PendingAssessments:
         """Everything `assess` does that does not depend on other cases: routing, and the risk model's reading
-        of the cases. ``reasons`` False keeps only what levels need (light to send to another process)."""
+        of the cases. ``reasons`` False keeps only what levels need (light to send to another process).
+        ``contributions`` (with reasons): the reasons' model contributions too, so that `finish`, which may run
+        in the hot-issue detector's transaction, only updates those of the cases the detector placed."""
         prepared = prepared_cases(cases)
         if routes is not None and len(routes) != len(prepared):
             raise ValueError("assess needs one route per case")
@@ -256,7 +258,7 @@ class TriageBundle:
             # Each case is read alone (rows are the same in any batch), and a large batch's sparse matrices
             # (character n-grams of every text at once) took a Dask worker to 2 GB for a 20,000-case part.
             return PendingAssessments.concat([
-                self.pending(prepared[i : i + PENDING_BATCH], reasons=reasons,
+                self.pending(prepared[i : i + PENDING_BATCH], reasons=reasons, contributions=contributions,
                              routes=None if routes is None else routes[i : i + PENDING_BATCH])
                 for i in range(0, len(prepared), PENDING_BATCH)
             ])
@@ -265,8 +267,10 @@ class TriageBundle:
         risk = None
         if self.risk is not None and prepared:
             proba = np.vstack([r.scores for r in routes])
-            risk = self.risk.inputs(prepared, proba, self.classes)
-            risk = risk if reasons else risk.for_levels()
+            if reasons:
+                risk = self.risk.inputs(prepared, proba, self.classes, contributions=contributions)
+            else:
+                risk = self.risk.inputs(prepared, proba, self.classes).for_levels()
         return PendingAssessments(list(routes), risk)
 
     def finish(

@@ -89,8 +89,8 @@ def _score(
     routes = bundle.route(prepared)
     # All of the risk model's reading of the cases but their bursts, for the whole call at once and before
     # the detector's lock: under it (on the shared feed, every replica waits for that lock) only each case's
-    # burst part is left (`finish`).
-    pendings = bundle.pending(prepared, routes=routes).parts()
+    # burst part is left (`finish`), the reasons' contributions included (updated for the trees that read bursts).
+    pendings = bundle.pending(prepared, routes=routes, contributions=hotspots is not None).parts()
     ref = model_ref(model)
     jobs: list[_Job] = []
     for case, route, pending in zip(cases, routes, pendings, strict=True):

@@ -20,6 +20,8 @@ from features.prepared import prepare
 from features.risk_cues import LEVELS, CueMatch, load_lexicon
 from features.text import TEXT_PIPELINE_VERSION
 from models.risk.bands import _band_report, choose_bands, levels_from_proba
+from models.risk.contributions import contributions as contributions_of
+from models.risk.contributions import iterations_using, moved
 from models.risk.features import (
     BURST_FEATURES,
     DEPT_PREFIX,
@@ -104,6 +106,9 @@ class RiskInputs:
     docs: list[str] | None
     #: Each document's TF-IDF terms from the text score, read again by a red or yellow case's reasons.
     terms: list[DocTerms] | None = None
+    #: The booster's contributions for ``X`` as it is (`models.risk.contributions`), when asked for: reasons
+    #: need them, and computing them here keeps them out of the detector's transaction.
+    contrib: np.ndarray | None = None
 
     def for_levels(self) -> RiskInputs:
         """Only what levels need: the matrix (the rest is the case's text, heavy to send between processes)."""
@@ -115,7 +120,9 @@ class RiskInputs:
         def one(items: list[Any] | None) -> list[Any] | None:
             return None if items is None else [items[i]]
 
-        return RiskInputs(self.X[i : i + 1], one(self.matches), one(self.texts), one(self.docs), one(self.terms))
+        contrib = None if self.contrib is None else self.contrib[i : i + 1]
+        return RiskInputs(self.X[i : i + 1], one(self.matches), one(self.texts), one(self.docs), one(self.terms),
+                          contrib)
 
     @classmethod
     def concat(cls, parts: Sequence[RiskInputs]) -> RiskInputs:
@@ -123,8 +130,11 @@ class RiskInputs:
         def joined(lists: list[list[Any] | None]) -> list[Any] | None:
             return None if any(x is None for x in lists) else [item for x in lists for item in x]  # type: ignore[union-attr]
 
+        contribs = [p.contrib for p in parts]
+        contrib = None if any(c is None for c in contribs) else np.concatenate(contribs)  # type: ignore[arg-type]
         return cls(np.vstack([p.X for p in parts]), joined([p.matches for p in parts]),
-                   joined([p.texts for p in parts]), joined([p.docs for p in parts]), joined([p.terms for p in parts]))
+                   joined([p.texts for p in parts]), joined([p.docs for p in parts]), joined([p.terms for p in parts]),
+                   contrib)
 
 
 MAX_CRITERION_PHRASES = 3
@@ -473,9 +483,19 @@ class RiskModel(BaseEstimator):
             self.__dict__["_booster_cache"] = self.classifier_.booster_
         return self.__dict__["_booster_cache"]
 
+    def _burst_iterations(self) -> tuple[int, ...]:
+        """The booster's iterations with a tree that splits on a burst column (`models.risk.contributions`)."""
+        if "_burst_iterations_cache" not in self.__dict__:
+            self.__dict__["_burst_iterations_cache"] = iterations_using(self._booster(), self._burst_columns())
+        return self.__dict__["_burst_iterations_cache"]
+
+    def _burst_columns(self) -> list[int]:
+        return [self.feature_names_.index(name) for name in BURST_FEATURES]
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())  # a copy: object.__getstate__ returns the live __dict__
         state.pop("_booster_cache", None)
+        state.pop("_burst_iterations_cache", None)
         return state
 
     def _check_fitted(self) -> None:
@@ -571,16 +591,22 @@ class RiskModel(BaseEstimator):
         router_classes: Sequence[str] | None = None,
         *,
         bursts: Sequence[Mapping[str, Any] | None] | None = None,
+        contributions: bool = False,
     ) -> RiskInputs:
         """Everything `predict` reads of the cases, bursts included when given (else zero, or a frame's
-        columns); `predict_inputs` may set the bursts later."""
+        columns); `predict_inputs` may set the bursts later. ``contributions``: the reasons' contributions
+        too, now, so that setting the bursts later only updates them (`models.risk.contributions`)."""
         self._check_fitted()
         X, names, prepared, matches = _features_with_matches(
             cases, router_proba, router_classes, self.dept_classes_, bursts
         )
         docs = _docs(prepared) if self._text_scorer() is not None else None
         X, terms = self._with_text_score(X, names, prepared, docs)
-        return RiskInputs(X, matches, _plain(prepared), docs, terms)
+        contrib = None
+        if contributions:
+            self._burst_iterations()  # found once per model here, not in the detector's transaction
+            contrib = contributions_of(self._booster(), X, len(LEVELS), self._threads(len(X)))
+        return RiskInputs(X, matches, _plain(prepared), docs, terms, contrib)
 
     def predict_inputs(
         self,
@@ -597,10 +623,14 @@ class RiskModel(BaseEstimator):
                 raise ValueError(f"{len(bursts)} burst rows for {len(X)} cases")
             X = X.copy()
             if len(X):
-                X[:, [self.feature_names_.index(name) for name in BURST_FEATURES]] = [_burst_row(b) for b in bursts]
+                X[:, self._burst_columns()] = [_burst_row(b) for b in bursts]
         if reasons and inputs.matches is None:
             raise ValueError("these inputs were kept for levels only (for_levels); reasons need the full inputs")
-        return self._results(X, inputs.matches or [], reasons, inputs.texts, inputs.docs, inputs.terms)
+        contrib = None
+        if reasons and inputs.contrib is not None:
+            contrib = moved(self._booster(), inputs.contrib, inputs.X, X, self._burst_columns(),
+                            self._burst_iterations())
+        return self._results(X, inputs.matches or [], reasons, inputs.texts, inputs.docs, inputs.terms, contrib)
 
     def predict_one(
         self,
@@ -636,15 +666,17 @@ class RiskModel(BaseEstimator):
         texts: Sequence[str] | None = None,
         docs: Sequence[str] | None = None,
         terms: Sequence[DocTerms] | None = None,
+        contrib: np.ndarray | None = None,
     ) -> list[RiskResult]:
+        """``contrib``: the booster's contributions for ``X``, when the caller has them already."""
         if len(X) == 0:
             return []
         booster = self._booster()
-        k, f = len(LEVELS), X.shape[1]
         threads = self._threads(len(X))
         if reasons:
             # One pass gives both: the contributions of a class sum to its raw score.
-            contrib = np.asarray(booster.predict(X, pred_contrib=True, num_threads=threads)).reshape(len(X), k, f + 1)
+            if contrib is None:
+                contrib = contributions_of(booster, X, len(LEVELS), threads)
             proba = _softmax(contrib.sum(axis=2))
         else:
             contrib = None

@@ -111,3 +111,25 @@ def test_a_large_batch_is_read_in_parts_with_the_same_result(
     assert [a.risk for a in bundle.finish(parts, bursts=bursts, reasons=reasons)] == [
         a.risk for a in bundle.finish(whole, bursts=bursts, reasons=reasons)
     ]
+
+
+def test_contributions_read_before_the_bursts_give_the_same_answers(
+    demo_bundle_with_risk: TriageBundle, cases: list[tuple[str, str]]
+) -> None:
+    """The service reads the reasons' contributions with the cases, before the detector's transaction, and
+    only updates them for the trees that read bursts: levels and reasons as if computed at the end."""
+    bundle = demo_bundle_with_risk
+    bursts = bursts_for(len(cases))
+    early = bundle.pending(cases, contributions=True)
+    assert early.risk is not None and early.risk.contrib is not None
+    assert [p.risk.contrib.shape[0] for p in early.parts()] == [1] * len(cases)
+    staged = bundle.finish(early, bursts=bursts)
+    whole = bundle.finish(bundle.pending(cases), bursts=bursts)
+    for a, b in zip(staged, whole, strict=True):
+        assert a.risk.level == b.risk.level
+        assert a.risk.probabilities == pytest.approx(b.risk.probabilities, abs=1e-12)
+        assert [(r.kind, r.text, r.criterion, r.feature) for r in a.risk.reasons] == [
+            (r.kind, r.text, r.criterion, r.feature) for r in b.risk.reasons]
+    assert any(a.risk.reasons for a in staged)
+    # Levels-only inputs (batch scoring's) never carry contributions.
+    assert bundle.pending(cases, reasons=False, contributions=True).risk.contrib is None
