@@ -89,8 +89,11 @@ def _score(
     routes = bundle.route(prepared)
     # All of the risk model's reading of the cases but their bursts, for the whole call at once and before
     # the detector's lock: under it (on the shared feed, every replica waits for that lock) only each case's
-    # burst part is left (`finish`), the reasons' contributions included (updated for the trees that read bursts).
-    pendings = bundle.pending(prepared, routes=routes, contributions=hotspots is not None).parts()
+    # burst part is left (`finish`). There the reasons' contributions are read now too, and only updated under
+    # the lock for the few trees that read bursts; in local mode one process holds its own lock, so the update
+    # (about 0.2 ms for a case alone) would only add to the request.
+    early = hotspots is not None and hotspots.shared
+    pendings = bundle.pending(prepared, routes=routes, contributions=early).parts()
     ref = model_ref(model)
     jobs: list[_Job] = []
     for case, route, pending in zip(cases, routes, pendings, strict=True):
