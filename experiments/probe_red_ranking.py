@@ -50,6 +50,7 @@ from sklearn.preprocessing import StandardScaler
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from experiments.bench_predict import SOURCES as TIPDM_FILES  # noqa: E402  (the four TipDM files)
 from features.text import case_text, init_tokenizer, tokenise  # noqa: E402
 from models.risk.text_score import text_doc, text_grams  # noqa: E402
 from training.loading import load_cases  # noqa: E402
@@ -57,8 +58,6 @@ from training.risk_labels import join_risk_labels  # noqa: E402
 
 LABELS = ROOT / "experiments" / "risk_labels"
 RESULTS = ROOT / "experiments" / "results" / "red_ranking_probe.json"
-TIPDM_FILES = ("messages_labeled.csv", "messages_unlabeled.csv", "messages_with_replies.csv",
-               "messages_with_votes_until_2019-06.csv")
 LEVEL_CODE = {"red": 0, "yellow": 1, "green": 2}
 OPENING_CHARS = 400
 FOLDS, SEED, C = 5, 42, 4.0
