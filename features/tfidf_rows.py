@@ -154,11 +154,19 @@ class _CsrArrays(NamedTuple):
 def term_counts(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int], dtype: Any) -> sp.csr_matrix:
     """How often each (row, column) pair occurs, as a CSR matrix with each row's columns sorted.
 
-    One `np.unique` over the pairs: no COO matrix and no per-call checks, which cost more than the
-    counting itself for the one case a request scores.
+    One sort of the pairs' numbers, then run lengths: no COO matrix and no per-call checks, which cost more
+    than the counting itself for the one case a request scores. The sort is numpy's stable one (timsort):
+    the pairs come as a few blocks of ascending rows, and on a batch's 0.7M pairs it took 25 ms where
+    `np.unique`'s quicksort took 44.
     """
     n_rows, n_cols = shape
-    keys, counts = np.unique(rows * n_cols + cols, return_counts=True)
+    keys = rows * n_cols + cols  # a new array: sorted in place below
+    keys.sort(kind="stable")
+    first = np.ones(len(keys), dtype=bool)
+    np.not_equal(keys[1:], keys[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    counts = np.diff(starts, append=len(keys))
+    keys = keys[starts]
     indptr = np.searchsorted(keys, np.arange(n_rows + 1, dtype=np.int64) * n_cols)
     return sp.csr_matrix((counts.astype(dtype), (keys % n_cols).astype(np.int32), indptr), shape=shape)
 

@@ -12,7 +12,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from features.prepared import prepare_all
 from features.text import case_text, case_tokens, mask_personal_data, normalise, tokenise
-from features.tfidf_rows import FittedTfidf
+from features.tfidf_rows import FittedTfidf, term_counts
 from features.vectorizer import TOKEN_SEPARATOR, CaseVectorizer, FeatureParams, as_pairs, split_tokens
 
 
@@ -133,3 +133,17 @@ def test_word_terms_by_number_equal_sklearns_analyzer(
         cols, data = fitted.row(query)
         np.testing.assert_array_equal(cols, theirs[i].indices)
         np.testing.assert_array_equal(data, theirs[i].data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 6).flatmap(lambda n: st.tuples(
+    st.just(n), st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, 8)), max_size=60))))
+def test_term_counts_equal_a_coo_sum_with_sorted_columns(case: tuple[int, list[tuple[int, int]]]) -> None:
+    n_rows, pairs = case
+    rows = np.array([r for r, _ in pairs], dtype=np.int64)
+    cols = np.array([c for _, c in pairs], dtype=np.int64)
+    counts = term_counts(rows, cols, (n_rows, 9), np.float64)
+    expected = sp.coo_matrix((np.ones(len(pairs)), (rows, cols)), shape=(n_rows, 9)).toarray()
+    assert counts.has_sorted_indices
+    assert np.array_equal(counts.toarray(), expected)
+    assert counts.nnz == len(set(pairs))  # one stored entry per distinct pair
