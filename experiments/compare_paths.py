@@ -50,8 +50,8 @@ def dump(root: Path, bundle_path: Path, data: Path, out: Path) -> None:
     sys.path.insert(0, str(root.resolve()))
     import pandas as pd
 
-    # Either file name: a bundle saved by an older checkout (bundle.joblib) loads in every newer one.
-    if not any((bundle_path / name).exists() for name in ("bundle.pkl.gz", "bundle.joblib")):
+    # Any file name: a bundle saved by an older checkout (bundle.pkl.gz, bundle.joblib) loads in every newer one.
+    if not any((bundle_path / name).exists() for name in ("bundle.pkl.zst", "bundle.pkl.gz", "bundle.joblib")):
         _train(bundle_path, data)
     from models.bundle import TriageBundle
     from models.hotspot_settings import load_hotspot_config

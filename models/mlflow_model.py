@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from models.bundle import BUNDLE_FILE, LEGACY_BUNDLE_FILE, TOP_K, Assessment, ReplayedBurst, TriageBundle
+from models.bundle import BUNDLE_FILE, TOP_K, Assessment, ReplayedBurst, TriageBundle, bundle_file
 from models.risk import BURST_COLUMNS
 from models.risk.features import burst_matrix
 
@@ -118,8 +118,8 @@ def needs_mlflow(uri: str) -> bool:
 def load_model(uri: str) -> LoadedModel:
     """Load a bundle from `models:/name@alias`, `models:/name/version`, `runs:/…` or a local path.
 
-    A local path may be a directory holding `bundle.pkl.gz` (or an older `bundle.joblib`), the file itself,
-    or an MLflow model directory (with an `MLmodel` file).
+    A local path may be a directory holding `bundle.pkl.zst` (or an older `bundle.pkl.gz` or `bundle.joblib`),
+    the file itself, or an MLflow model directory (with an `MLmodel` file).
     """
     if needs_mlflow(uri):
         import mlflow  # only here: a bundle on disk loads without it
@@ -141,7 +141,7 @@ def load_model(uri: str) -> LoadedModel:
     path = Path(uri)
     if (path / "MLmodel").exists():
         bundle = mlflow.pyfunc.load_model(str(path)).unwrap_python_model().bundle
-    elif path.is_dir() and not (path / BUNDLE_FILE).exists() and not (path / LEGACY_BUNDLE_FILE).exists():
+    elif path.is_dir() and bundle_file(path) is None:
         raise FileNotFoundError(f"{path} holds neither {BUNDLE_FILE} nor an MLflow model (MLmodel)")
     else:
         bundle = TriageBundle.load(path)

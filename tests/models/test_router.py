@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import gzip
 import pickle
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
+import zstandard
 from sklearn.metrics import f1_score
 
-from models.bundle import BUNDLE_FILE, TOP_K, TriageBundle
+from models.bundle import BUNDLE_FILE, GZIP_BUNDLE_FILE, TOP_K, BundleFormatError, TriageBundle
 from models.mlflow_model import load_model, routes_frame
 from models.router import ClassifierParams, FeatureParams, build_router
 from models.thresholds import auto_routed
@@ -269,8 +270,30 @@ def test_saved_bundle_does_not_carry_the_compiled_scorer(demo_bundle: TriageBund
 
 def test_loading_a_pickle_that_is_not_a_bundle_raises_type_error(tmp_path: Path) -> None:
     path = tmp_path / BUNDLE_FILE
-    joblib.dump({"router": "not a bundle"}, path)
+    path.write_bytes(zstandard.ZstdCompressor().compress(pickle.dumps({"router": "not a bundle"})))
     with pytest.raises(TypeError, match=r"holds a dict, not a TriageBundle") as info:
+        TriageBundle.load(tmp_path)
+    assert str(path) in str(info.value)
+
+
+def test_a_bundle_saved_gzip_compressed_before_zstd_still_loads(
+    demo_bundle: TriageBundle, demo_split, tmp_path: Path
+) -> None:
+    _, test = demo_split
+    (tmp_path / GZIP_BUNDLE_FILE).write_bytes(gzip.compress(pickle.dumps(demo_bundle, protocol=5), compresslevel=3))
+    loaded = TriageBundle.load(tmp_path)
+    assert loaded.route(test[INPUT]) == demo_bundle.route(test[INPUT])
+    assert load_model(str(tmp_path)).bundle.classes == demo_bundle.classes
+    # Saved again, a folder holding both names reads the newer file.
+    loaded.metadata = {**loaded.metadata, "resaved": True}
+    assert loaded.save(tmp_path) == tmp_path / BUNDLE_FILE
+    assert TriageBundle.load(tmp_path).metadata["resaved"] is True
+
+
+def test_a_file_that_is_neither_zstd_nor_gzip_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / BUNDLE_FILE
+    path.write_bytes(b"a half-copied model")
+    with pytest.raises(BundleFormatError, match="not a saved model bundle") as info:
         TriageBundle.load(tmp_path)
     assert str(path) in str(info.value)
 
