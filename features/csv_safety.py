@@ -37,11 +37,21 @@ def unescape_formula(value: object) -> object:
     return value
 
 
+def escaped(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame.map(escape_formula)``, visiting only the columns that can hold text: a number, boolean or
+    timestamp column never needs a guard, and `triage predict` writes seven float columns per case."""
+    out = frame.copy(deep=False)
+    for i, dtype in enumerate(frame.dtypes):
+        if not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_datetime64_any_dtype(dtype)):
+            out.isetitem(i, frame.iloc[:, i].map(escape_formula))
+    return out
+
+
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
     """UTF-8 CSV without the index, text cells formula-escaped, cells with line breaks quoted."""
-    frame.map(escape_formula).to_csv(path, index=False, encoding="utf-8", lineterminator="\r\n")
+    escaped(frame).to_csv(path, index=False, encoding="utf-8", lineterminator="\r\n")
 
 
 def csv_text(frame: pd.DataFrame) -> str:
     """`write_csv`'s text, with a byte-order mark so spreadsheet programs read the Chinese as UTF-8."""
-    return "\ufeff" + frame.map(escape_formula).to_csv(index=False, lineterminator="\r\n")
+    return "\ufeff" + escaped(frame).to_csv(index=False, lineterminator="\r\n")

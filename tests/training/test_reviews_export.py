@@ -147,6 +147,24 @@ def test_formula_cells_are_escaped_in_csv(text: str) -> None:
     assert escape_formula(None) is None
 
 
+def test_only_columns_that_can_hold_text_are_visited_and_the_csv_is_unchanged() -> None:
+    from features.csv_safety import csv_text, escaped
+
+    frame = pd.DataFrame({
+        "case_id": ["=cmd|' /C calc'!A0", "c-2", None],
+        "confidence": [0.5, -0.25, float("nan")],  # a negative number is a number, not a formula
+        "needs_review": [True, False, True],
+        "mixed": pd.Series(["-1", 3, None], dtype=object),  # an object column: its text is guarded
+        "created_at": pd.to_datetime(["2024-01-01", None, "2024-03-01"]),
+        "level": pd.Categorical(["@red", "green", "@red"]),
+    })
+    out = escaped(frame)
+    assert out["case_id"].tolist()[:2] == ["'=cmd|' /C calc'!A0", "c-2"]
+    assert out["mixed"].tolist()[:2] == ["'-1", 3] and out["level"].tolist()[0] == "'@red"
+    assert out["confidence"].equals(frame["confidence"]) and frame["case_id"].iloc[0].startswith("=")  # no copy changed
+    assert csv_text(frame) == "\ufeff" + frame.map(escape_formula).to_csv(index=False, lineterminator="\r\n")
+
+
 def test_csv_export_defuses_formulas_but_parquet_keeps_the_text(store: Store, db_url: str, tmp_path: Path) -> None:
     title, body = "=HYPERLINK(\"http://evil.example\",\"点我\")", "-1+1 路灯不亮，@物业 一直不处理"
     pid = predict(store, "F-1", title, body, department="城乡建设", level="green")
