@@ -17,6 +17,7 @@ import yaml
 
 from features.places import extract_places
 from features.text import normalise
+from features.yaml_loading import safe_load
 
 UNKNOWN = "unknown"
 DEFAULT_GAZETTEER = Path(__file__).resolve().parent / "data" / "districts.yaml"
@@ -70,7 +71,7 @@ def load_gazetteer(path: str | Path | None = None) -> Gazetteer:
     """The gazetteer in `path` (YAML: `districts: {name: [alias, ...]}`), default the shipped demo city's."""
     source = Path(path) if path else DEFAULT_GAZETTEER
     try:
-        raw = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+        raw = safe_load(source.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise GazetteerError(f"{source}: gazetteer file not found") from None
     except yaml.YAMLError as exc:

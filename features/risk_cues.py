@@ -36,6 +36,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from features.text import case_text
 from features.vectorizer import as_pairs
+from features.yaml_loading import safe_load
 
 __all__ = [
     "CRITERIA",
@@ -259,7 +260,7 @@ def _compile_entry(
 
 def _parse_lexicon(text: str, source: str) -> Lexicon:
     try:
-        doc = yaml.safe_load(text)
+        doc = safe_load(text)
     except yaml.YAMLError as exc:
         raise ValueError(f"risk lexicon {source}: invalid YAML: {exc}") from exc
     if not isinstance(doc, dict):

@@ -12,6 +12,8 @@ from typing import TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from features.yaml_loading import safe_load
+
 #: Default settings files ship inside the packages (package data), beside the code that reads them.
 DEFAULTS_DIR = Path(__file__).resolve().parent / "defaults"
 
@@ -26,7 +28,7 @@ def load_settings_file(model: type[M], path: Path) -> M:
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__}: {exc})") from None
     if not isinstance(raw, dict):
