@@ -103,6 +103,13 @@ def _softmax(raw: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+#: Where a pickled scorer keeps its terms: (how many, the terms joined by `_TERM_SEPARATOR`).
+_TERMS_JOINED = "_terms_joined"
+#: No term holds it (a term is a word, a word pair or a character gram of printed text); were one to, the
+#: terms are pickled as an array, as before.
+_TERM_SEPARATOR = "\x00"
+
+
 class TextScorer(BaseEstimator):
     """TF-IDF (`text_grams`, min_df 2, sublinear tf, l2) with a level head and an optional criterion head,
     each a balanced multinomial logistic regression. See the module docstring. An sklearn estimator over
@@ -132,6 +139,7 @@ class TextScorer(BaseEstimator):
         clf.fit(Xt, y, sample_weight=sample_weight)
         if list(clf.classes_) != list(range(len(LEVELS))):
             raise ValueError("the text score needs training examples of every level")
+        self.__dict__.pop(_TERMS_JOINED, None)  # a loaded scorer fitted again: its old terms go
         self.vocabulary_: dict[str, int] = {str(k): int(v) for k, v in vectorizer.vocabulary_.items()}
         self.terms_ = np.empty(len(self.vocabulary_), dtype=object)
         for term, j in self.vocabulary_.items():
@@ -173,17 +181,34 @@ class TextScorer(BaseEstimator):
 
     def __getstate__(self) -> dict[str, Any]:
         # The vocabulary is `terms_` inverted: pickled, its dict of a few hundred thousand strings cost
-        # 0.16 s of every model load, and scoring never reads it (the term index does).
+        # 0.16 s of every model load, and scoring never reads it (the term index does). `terms_` itself
+        # (an array of as many strings, 0.11 s to unpickle) is pickled as one joined string, split again
+        # only when a reason first names a phrase (`_TERMS_JOINED`): batch scoring never does.
         state = dict(super().__getstate__())  # a copy: object.__getstate__ returns the live __dict__
-        if "terms_" in state:
+        if "terms_" in state or _TERMS_JOINED in state:
             state.pop("vocabulary_", None)
+        terms = state.get("terms_")
+        if terms is not None:
+            joined = _TERM_SEPARATOR.join(terms.tolist())
+            if joined.count(_TERM_SEPARATOR) == max(len(terms) - 1, 0):  # no term holds the separator
+                del state["terms_"]
+                state[_TERMS_JOINED] = (len(terms), joined)
+            else:
+                state.pop(_TERMS_JOINED, None)
         return state
 
     def __getattr__(self, name: str) -> Any:
-        # Only called for attributes not set: the vocabulary of a loaded scorer, rebuilt once when asked.
-        terms = self.__dict__.get("terms_")
-        if name == "vocabulary_" and terms is not None:
-            vocabulary = self.__dict__["vocabulary_"] = {str(t): j for j, t in enumerate(terms)}
+        # Only called for attributes not set: the terms and the vocabulary of a loaded scorer, rebuilt once
+        # when asked (two threads asking at once both build the same thing; either result is kept).
+        if name == "terms_" and _TERMS_JOINED in self.__dict__:
+            count, joined = self.__dict__[_TERMS_JOINED]
+            terms = np.empty(count, dtype=object)
+            terms[:] = joined.split(_TERM_SEPARATOR) if count else []
+            self.__dict__["terms_"] = terms
+            self.__dict__.pop(_TERMS_JOINED, None)
+            return terms
+        if name == "vocabulary_" and ("terms_" in self.__dict__ or _TERMS_JOINED in self.__dict__):
+            vocabulary = self.__dict__["vocabulary_"] = {str(t): j for j, t in enumerate(self.terms_)}
             return vocabulary
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 

@@ -133,3 +133,27 @@ def test_a_pickled_scorer_leaves_its_vocabulary_out_and_rebuilds_the_same_one_wh
         _ = loaded.nothing_
     with pytest.raises(AttributeError):
         _ = TextScorer().vocabulary_  # unfitted: nothing to rebuild from
+
+
+def test_a_pickled_scorer_keeps_its_terms_joined_until_a_reason_needs_them(
+    scorer_and_docs: tuple[TextScorer, list[str], np.ndarray, list[str | None]],
+) -> None:
+    import copy
+    import pickle
+
+    scorer, docs, _, _ = scorer_and_docs
+    loaded = pickle.loads(pickle.dumps(scorer))
+    assert "terms_" not in loaded.__dict__  # one joined string, not an array of strings, was unpickled
+    np.testing.assert_array_equal(loaded.score_docs(docs)[0], scorer.score_docs(docs)[0])
+    assert "terms_" not in loaded.__dict__  # scoring never split it
+    again = pickle.loads(pickle.dumps(loaded))  # pickled again before anyone asked: still whole
+    doc = _doc("小区地下室燃气泄漏，味道很重，物业不管，随时可能爆炸")
+    assert loaded.criterion_evidence(doc, "red") == scorer.criterion_evidence(doc, "red")
+    assert list(loaded.terms_) == list(scorer.terms_) == list(again.terms_)
+    assert again.vocabulary_ == scorer.vocabulary_
+    # A term holding the separator (none does today) keeps the old array form, term for term.
+    odd = copy.deepcopy(scorer)
+    odd.terms_ = odd.terms_.copy()
+    odd.terms_[0] = "a\x00b"
+    kept = pickle.loads(pickle.dumps(odd))
+    assert "terms_" in kept.__dict__ and kept.terms_[0] == "a\x00b"
