@@ -37,10 +37,13 @@ def warm_up(model: LoadedModel) -> None:
     Builds the bundle's compiled scorer and the risk model's lazy state now, so the first real request
     after a start or a reload does not pay for it, and a model that cannot score fails here, not in a
     request. It takes the service's path (`triage_service`): the reasons' contributions read with the case,
-    which also finds, once, the trees that read bursts (about 80 ms for the production model).
+    which also finds, once, the trees that read bursts (about 80 ms for the production model), and the
+    terms that reasons quote are unpacked.
     """
     bundle = model.bundle
     bundle.finish(bundle.pending([(WARM_UP_TITLE, "")], contributions=True))
+    if bundle.risk is not None:
+        bundle.risk.prepare_reasons()
 
 
 def load_and_warm(uri: str) -> tuple[LoadedModel | None, str | None]:

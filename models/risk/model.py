@@ -489,6 +489,13 @@ class RiskModel(BaseEstimator):
             self.__dict__["_burst_iterations_cache"] = iterations_using(self._booster(), self._burst_columns())
         return self.__dict__["_burst_iterations_cache"]
 
+    def prepare_reasons(self) -> None:
+        """Build now what reasons read lazily: the text scorer's terms, kept joined in a loaded model until a
+        reason quotes a phrase (`TextScorer.__getstate__`), so a service's first red case does not split them."""
+        scorer = self._text_scorer()
+        if scorer is not None:
+            _ = scorer.terms_
+
     def _burst_columns(self) -> list[int]:
         return [self.feature_names_.index(name) for name in BURST_FEATURES]
 
