@@ -340,6 +340,8 @@ class TriageBundle:
     def load(cls, path: str | Path) -> TriageBundle:
         """The bundle in ``path``: a bundle file, or a folder holding one (`BUNDLE_FILES`)."""
         path = Path(path)
+        # The segmenter the model records is known once it is unpickled; the usual one is built meanwhile.
+        tokenizer.build_early()
         if path.is_dir():
             path = bundle_file(path) or path / BUNDLE_FILE
         if path.name.endswith(".joblib"):

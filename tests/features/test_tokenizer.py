@@ -22,8 +22,45 @@ TEXT = "青林区兰亭苑小区3栋地下室燃气味很重"
 
 @pytest.fixture(autouse=True)
 def back_to_jieba() -> Iterator[None]:
+    tokenizer._early.clear()  # a segmenter another test's model load started building
     yield
     tokenizer.use("jieba")
+    tokenizer._early.clear()
+
+
+def test_a_segmenter_built_early_is_the_one_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    tokenizer.use("jieba")
+    jieba_tokens = tokenise(TEXT)
+    built: list[str] = []
+    real_build = tokenizer._build
+    monkeypatch.setattr(tokenizer, "_build", lambda name: built.append(name) or real_build(name))
+    tokenizer.build_early("rjieba")
+    tokenizer.build_early("rjieba")  # asked twice (two loads): built once
+    tokenizer.ensure(tokenizer.spec("rjieba").as_dict())  # the model records the guessed segmenter
+    assert tokenise(TEXT) == jieba_tokens
+    assert built == ["rjieba"] and not tokenizer._early  # taken, not built a second time
+    tokenizer.build_early("rjieba")  # already the process's segmenter: nothing to build
+    assert built == ["rjieba"] and not tokenizer._early
+
+
+def test_a_wrong_guess_is_dropped_and_the_recorded_segmenter_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    tokenizer.use("jieba")
+    tokenizer.build_early("rjieba")
+    tokenizer.release()
+    tokenizer.ensure(None)  # a model trained before segmenters were recorded: jieba
+    assert not tokenizer._early
+    assert tokenizer.active() == "jieba" and tokenise(TEXT)
+
+
+def test_a_failed_early_build_raises_where_the_segmenter_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(name: str) -> None:
+        raise OSError(f"{name}: dictionary unreadable")
+
+    monkeypatch.setattr(tokenizer, "_build", broken)
+    tokenizer.build_early("rjieba")
+    tokenizer.use("rjieba")
+    with pytest.raises(OSError, match="rjieba: dictionary unreadable"):
+        tokenizer.segmenter()
 
 
 def test_the_spec_names_segmenter_version_and_dictionary() -> None:
@@ -96,3 +133,32 @@ def test_promotion_scores_each_model_with_its_own_segmenter(
     assert outcome is not None and outcome.candidate is not None and outcome.champion is not None, \
         candidate.alias_reason
     assert outcome.n_eval == 195 and "TokenizerMismatch" not in candidate.alias_reason
+
+
+def test_the_early_guess_is_what_training_uses_by_default() -> None:
+    assert TrainConfig().tokenizer == tokenizer.DEFAULT
+
+
+def test_a_child_forked_while_the_build_runs_builds_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The build's thread is not copied into a forked child: waiting for it there would wait forever."""
+    import os
+    import time
+
+    real_build = tokenizer._build
+    monkeypatch.setattr(tokenizer, "_build", lambda name: time.sleep(1.0) or real_build(name))
+    tokenizer.build_early("rjieba")
+    pid = os.fork()
+    if pid == 0:  # the child: build and segment, then leave without running the parent's test teardown
+        try:
+            tokenizer.use("rjieba")
+            os._exit(0 if tokenise(TEXT) else 1)
+        except BaseException:
+            os._exit(2)
+    deadline = time.monotonic() + 60
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child waited for a build that only its parent was running")
+    assert os.waitstatus_to_exitcode(done[1]) == 0
