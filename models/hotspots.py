@@ -841,8 +841,14 @@ _TERM_KIND = _TermKinds()
 def _dot(weights: dict[str, float], centroid: dict[str, float], position: dict[str, int]) -> float:
     """``sum([w * centroid.get(t, 0.0) for t, w in weights.items()])``, bit for bit, from the terms the two
     share (``position``: each term's place in ``weights``): the others add w * 0.0 = +0.0 (weights are
-    positive), which leaves a float sum unchanged, and a case shares a few of its ~40 terms with a burst."""
-    shared = sorted(weights.keys() & centroid.keys(), key=position.__getitem__)
+    positive), which leaves a float sum unchanged, and a case shares a few of its ~40 terms with a burst.
+
+    Two shared terms or fewer are summed in any order: 0.0 + a is a, and a + b is b + a in IEEE arithmetic.
+    That is 85% of the candidates a TipDM replay compares, and sorting them was a fifth of the detector's time.
+    """
+    shared = weights.keys() & centroid.keys()
+    if len(shared) > 2:
+        return sum([weights[t] * centroid[t] for t in sorted(shared, key=position.__getitem__)], 0.0)
     return sum([weights[t] * centroid[t] for t in shared], 0.0)
 
 
