@@ -51,6 +51,16 @@ def test_a_small_file_is_cut_so_that_every_worker_has_chunks() -> None:
     assert predict.chunk_size(20, 2) == 50 and predict.chunk_size(10**6, 4) == predict.CHUNK
 
 
+@pytest.mark.parametrize(("n", "size", "workers", "expected"), [
+    (15242, 1000, 2, [1000] * 14 + [250] * 4 + [242]),  # the last workers x size cases in quarters
+    (15242, 1000, 1, [1000] * 15 + [242]),  # one process: nothing runs beside the replay
+    (10, 50, 2, [10]),
+    (0, 50, 2, []),
+])
+def test_chunks_shrink_at_the_end_of_a_parallel_replay(n: int, size: int, workers: int, expected: list[int]) -> None:
+    assert list(predict.chunk_sizes(n, size, workers)) == expected
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_replaying_while_scoring_equals_replaying_first(
     demo_bundle_with_risk: TriageBundle, demo_cases: pd.DataFrame, monkeypatch: pytest.MonkeyPatch, workers: int
@@ -70,6 +80,8 @@ def test_replaying_while_scoring_equals_replaying_first(
     seen: list[int] = []
     overlapped = score_frame(bundle, frame, seen.append, workers=workers, hot_issues=config)
     assert sum(seen) == len(frame) and max(seen) == 64
+    if workers > 1:  # the last chunks are quarters, so the replay left after the workers finish is short
+        assert seen[-2] == 16 and seen[-1] <= 16
     assert overlapped["hot_issue_id"].notna().sum() > 10, "the demo data has hot issues"
     pd.testing.assert_frame_equal(overlapped, two_step, check_exact=False, rtol=0, atol=1e-12)
 
