@@ -41,8 +41,6 @@ CHUNK = 1000
 #: Chunks waiting per worker: enough to keep it busy, few enough to bound memory.
 QUEUED_PER_WORKER = 2
 _worker_bundle: TriageBundle | None = None
-#: How much lower the scoring workers' priority is than this process's: see `_init_worker`.
-WORKER_NICENESS = 10
 
 
 @dataclass(frozen=True)
@@ -82,11 +80,6 @@ def chunk_sizes(n: int, size: int, workers: int) -> Iterator[int]:
 
 def _init_worker(bundle: TriageBundle | None) -> None:
     global _worker_bundle
-    if hasattr(os, "nice"):
-        # This process replays the chunks through the detector, in order: the run's critical path, and with
-        # two workers on two cores it got two thirds of a core. Lower-priority workers leave it a whole one
-        # when it has work; they take the rest, so no CPU goes unused.
-        os.nice(WORKER_NICENESS)
     if bundle is not None:  # spawn start method: the bundle arrives pickled, once per worker
         _worker_bundle = bundle
     from features.text import init_tokenizer
