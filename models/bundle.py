@@ -44,6 +44,9 @@ LEGACY_BUNDLE_FILE = "bundle.joblib"
 #: The names a bundle folder may hold, newest first: `TriageBundle.load` reads the first present.
 BUNDLE_FILES = (BUNDLE_FILE, GZIP_BUNDLE_FILE, LEGACY_BUNDLE_FILE)
 _ZSTD_LEVEL = 3
+#: The first bytes of a zstd frame and of a gzip member: how `TriageBundle.load` tells the two apart.
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_GZIP_MAGIC = b"\x1f\x8b"
 #: Layout version of a pickled bundle. 1: every bundle before the version was recorded (risk model and
 #: taxonomy guard possibly absent; the risk model's text scorer pickled as ``models.risk_text``). 2: no
 #: reference profile. 3: no ``routed_threshold`` in the taxonomy guard (it flags on its threshold alone). 4: now
@@ -366,7 +369,3 @@ def _decompressed(path: Path) -> bytes:
     if data.startswith(_GZIP_MAGIC):
         return gzip.decompress(data)
     raise BundleFormatError(f"{path} is not a saved model bundle (neither zstd- nor gzip-compressed)")
-
-
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_GZIP_MAGIC = b"\x1f\x8b"

@@ -200,13 +200,19 @@ class TextScorer(BaseEstimator):
     def __getattr__(self, name: str) -> Any:
         # Only called for attributes not set: the terms and the vocabulary of a loaded scorer, rebuilt once
         # when asked (two threads asking at once both build the same thing; either result is kept).
-        if name == "terms_" and _TERMS_JOINED in self.__dict__:
-            count, joined = self.__dict__[_TERMS_JOINED]
-            terms = np.empty(count, dtype=object)
-            terms[:] = joined.split(_TERM_SEPARATOR) if count else []
-            self.__dict__["terms_"] = terms
-            self.__dict__.pop(_TERMS_JOINED, None)
-            return terms
+        if name == "terms_":
+            packed = self.__dict__.get(_TERMS_JOINED)
+            if packed is None:  # none to unpack, or another thread has just unpacked them
+                terms = self.__dict__.get("terms_")
+                if terms is not None:
+                    return terms
+            else:
+                count, joined = packed
+                terms = np.empty(count, dtype=object)
+                terms[:] = joined.split(_TERM_SEPARATOR) if count else []
+                self.__dict__["terms_"] = terms
+                self.__dict__.pop(_TERMS_JOINED, None)
+                return terms
         if name == "vocabulary_" and ("terms_" in self.__dict__ or _TERMS_JOINED in self.__dict__):
             vocabulary = self.__dict__["vocabulary_"] = {str(t): j for j, t in enumerate(self.terms_)}
             return vocabulary
