@@ -28,12 +28,19 @@ def back_to_jieba() -> Iterator[None]:
     tokenizer._early.clear()
 
 
-def test_a_segmenter_built_early_is_the_one_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def built(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The segmenters built from now on, by name (the process starts on jieba, its tokens of TEXT cached)."""
     tokenizer.use("jieba")
-    jieba_tokens = tokenise(TEXT)
-    built: list[str] = []
+    tokenise(TEXT)
+    names: list[str] = []
     real_build = tokenizer._build
-    monkeypatch.setattr(tokenizer, "_build", lambda name: built.append(name) or real_build(name))
+    monkeypatch.setattr(tokenizer, "_build", lambda name: names.append(name) or real_build(name))
+    return names
+
+
+def test_a_segmenter_built_early_is_the_one_taken(built: list[str]) -> None:
+    jieba_tokens = tokenise(TEXT)
     tokenizer.build_early("rjieba")
     tokenizer.build_early("rjieba")  # asked twice (two loads): built once
     tokenizer.ensure(tokenizer.spec("rjieba").as_dict())  # the model records the guessed segmenter
@@ -70,12 +77,8 @@ def test_the_spec_names_segmenter_version_and_dictionary() -> None:
     assert tokenizer.spec("jieba").dictionary == tokenizer.spec("rjieba").dictionary
 
 
-def test_switching_segmenters_drops_cached_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
-    tokenizer.use("jieba")
-    jieba_tokens = tokenise(TEXT)
-    built: list[str] = []
-    real_build = tokenizer._build
-    monkeypatch.setattr(tokenizer, "_build", lambda name: built.append(name) or real_build(name))
+def test_switching_segmenters_drops_cached_tokens(built: list[str]) -> None:
+    jieba_tokens = tokenise(TEXT)  # cached
     tokenizer.use("rjieba")
     assert tokenise(TEXT) == jieba_tokens and built == ["rjieba"]  # re-segmented by rjieba, not cached
 
