@@ -161,8 +161,8 @@ def build_early(name: str = DEFAULT) -> None:
     guess (what training uses by default). A wrong guess costs a thread's work, never a wrong segmentation.
     """
     with _lock:
-        if (_state["segment"] is not None and _state["name"] == name) or name in _early:
-            return
+        if _state["held_by_model"] or (_state["segment"] is not None and _state["name"] == name) or name in _early:
+            return  # a process holding a model loads only models of its segmenter (`ensure`): nothing to guess
         future: Future[Callable[[str], list[str]]] = Future()
         _early[name] = future
 

@@ -50,6 +50,13 @@ def test_a_segmenter_built_early_is_the_one_taken(built: list[str]) -> None:
     assert built == ["rjieba"] and not tokenizer._early
 
 
+def test_a_process_holding_a_model_guesses_nothing(built: list[str]) -> None:
+    """A service reloading a jieba model would otherwise build an unused rjieba on every reload."""
+    tokenizer.ensure(None)  # serves a jieba model
+    tokenizer.build_early("rjieba")
+    assert not tokenizer._early and built == []
+
+
 def test_a_wrong_guess_is_dropped_and_the_recorded_segmenter_built(monkeypatch: pytest.MonkeyPatch) -> None:
     tokenizer.use("jieba")
     tokenizer.build_early("rjieba")
